@@ -1,0 +1,83 @@
+"""The ``reconcile`` command line: a thin click layer over the library, one module per command."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from reconcile import __version__
+
+
+@dataclass
+class Settings:
+    """Options every command shares; set before or after the command name, or from RECONCILE_*."""
+
+    repo: str = "."
+    ref: str | None = None
+    audit_db: str = "reconcile-audit.db"
+
+
+_COMMON = {
+    "repo": dict(metavar="PATH", envvar="RECONCILE_REPO", default=".", show_default=True,
+                 help="Repo-of-record: a git work tree (or a directory in one), or a plain "
+                      "directory. [env: RECONCILE_REPO]"),
+    "ref": dict(metavar="REF", envvar="RECONCILE_REF",
+                help="Git ref to read policies at (branch, tag, SHA); default HEAD. Files are read "
+                     "from that commit, not the working tree. [env: RECONCILE_REF]"),
+    "audit_db": dict(metavar="PATH", envvar="RECONCILE_AUDIT_DB", default="reconcile-audit.db",
+                     show_default=True,
+                     help="SQLite audit trail (never on a network filesystem). "
+                          "[env: RECONCILE_AUDIT_DB]"),
+}
+
+
+def _option(name: str, *, on_group: bool) -> Callable[[Any], Any]:
+    spec = dict(_COMMON[name])
+    if not on_group:  # a command's own copy only overrides; env and defaults live on the group
+        spec = {k: v for k, v in spec.items() if k not in ("envvar", "default", "show_default")}
+    return click.option("--" + name.replace("_", "-"), name, **spec)
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept --repo/--ref/--audit-db after the command name too (``reconcile validate --repo x``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None,
+                **kwargs: Any) -> Any:
+        settings = click.get_current_context().find_object(Settings) or Settings()
+        for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db)):
+            if value is not None:
+                setattr(settings, name, value)
+        return command(settings, *args, **kwargs)
+
+    for name in reversed(list(_COMMON)):
+        wrapper = _option(name, on_group=False)(wrapper)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="reconcile")
+@_option("repo", on_group=True)
+@_option("ref", on_group=True)
+@_option("audit_db", on_group=True)
+@click.pass_context
+def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
+    """Declarative GitOps reconciliation for container images.
+
+    Reads retention, promotion and deploy policies from a git repo-of-record, compares them with
+    registries and clusters, and prunes, promotes (by digest), deploys and rolls back, recording
+    every action in a hash-chained SQLite audit trail.
+
+    Every option also reads from a RECONCILE_* environment variable (for the CronJob).
+    """
+    ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db)
+
+
+def main() -> None:
+    from reconcile.cli import validate  # noqa: F401  (registers its command)
+
+    cli()

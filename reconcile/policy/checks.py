@@ -1,0 +1,391 @@
+"""Checks across documents and of meaning, beyond what a schema can say: duplicate names,
+references to unknown registries/clusters/stages/policies, pipeline cycles and unreachable
+stages, exclusive fields, time zones, tag templates.
+
+They run on raw documents (even ones the schema refused) so one run reports everything; every
+lookup is shape-tolerant and a field the schema already flagged is skipped, not reported twice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import posixpath
+import re
+import string
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reconcile.policy import patterns
+from reconcile.policy.documents import Document
+from reconcile.policy.problems import Problem
+from reconcile.policy.schema import KINDS
+
+TAG_PLACEHOLDERS = ("version", "stage", "shortDigest")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # OCI distribution-spec tag grammar
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def dig(value: Any, *path: str | int) -> Any:
+    """``value[path...]`` or None when the shape does not fit (the schema reports that)."""
+    for key in path:
+        if isinstance(key, str) and isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(key, int) and isinstance(value, list) and 0 <= key < len(value):
+            value = value[key]
+        else:
+            return None
+    return value
+
+
+def items(value: Any) -> Iterator[tuple[int, Any]]:
+    """Enumerate a list; nothing for anything else."""
+    return enumerate(value) if isinstance(value, list) else iter(())
+
+
+class _Index:
+    """Documents by kind and name (the first one of each name)."""
+
+    def __init__(self, documents: list[Document]):
+        self.by_kind: dict[str, dict[str, Document]] = {kind: {} for kind in KINDS}
+        for document in documents:
+            if document.kind in self.by_kind and document.name is not None:
+                self.by_kind[document.kind].setdefault(document.name, document)
+
+    def unknown(self, kind: str, name: Any) -> str | None:
+        """Why ``name`` does not resolve to a ``kind`` document, or None when it does."""
+        if not isinstance(name, str) or name in self.by_kind[kind]:
+            return None
+        return unknown_message(kind, name, self.by_kind[kind])
+
+
+def unknown_message(kind: str, name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return f"unknown {kind} {name!r}; did you mean {close[0]!r}?"
+    listed = ", ".join(sorted(known)[:8]) or "none is defined"
+    return f"unknown {kind} {name!r} (known: {listed})"
+
+
+def check_documents(documents: list[Document]) -> list[Problem]:
+    """Every cross-document and semantic problem of the repo-of-record."""
+    index = _Index(documents)
+    problems = list(_duplicates(documents, index))
+    checks: dict[str, Callable[[Document, _Index], Iterator[tuple[str, str]]]] = {
+        "Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
+        "PromotionPolicy": _promotion, "DeployPolicy": _deploy,
+    }
+    for document in documents:
+        check = checks.get(document.kind or "")
+        if check is None or not isinstance(document.body, dict):
+            continue
+        for pointer, message in check(document, index):
+            problems.append(Problem(document.path, document.line_of(pointer),
+                                    f"{pointer}: {message}", document.subject))
+    return problems
+
+
+def _duplicates(documents: list[Document], index: _Index) -> Iterator[Problem]:
+    for document in documents:
+        first = index.by_kind.get(document.kind or "", {}).get(document.name or "")
+        if first is not None and first is not document:
+            yield Problem(document.path, document.line_of("/metadata/name"),
+                          f"/metadata/name: duplicate {document.kind} name {document.name!r} "
+                          f"(first defined at {first.path}:{first.line_of('/metadata/name')})",
+                          document.subject)
+
+
+def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+    spec = document.body.get("spec")
+    url = dig(spec, "url")
+    credentials = dig(spec, "credentials")
+    if isinstance(url, str) and url.startswith("http://"):
+        host = urlsplit(url).hostname or ""
+        if not _is_loopback(host):
+            yield "/spec/url", (f"plain http is allowed only for loopback hosts (localhost, "
+                                f"127.0.0.0/8, ::1), not {host!r}; use https://")
+    if isinstance(credentials, dict):
+        fields = sorted(credentials)
+        if isinstance(url, str) and url.startswith("oci-layout:"):
+            yield "/spec/credentials", "an oci-layout directory takes no credentials"
+        elif "dockerConfig" in fields and len(fields) > 1:
+            yield "/spec/credentials", "dockerConfig supplies the credentials on its own; remove " \
+                                       f"{', '.join(f for f in fields if f != 'dockerConfig')}"
+        elif "token" in fields and len(fields) > 1:
+            yield "/spec/credentials", "use token alone, or username with password"
+        elif ("username" in fields) != ("password" in fields):
+            missing = "password" if "username" in fields else "username"
+            yield "/spec/credentials", f"username and password go together; add {missing}"
+    allowed = dig(spec, "allowedHosts")
+    if isinstance(allowed, list) and isinstance(url, str) and url.startswith(("http://", "https://")):
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        names = {host, parts.netloc.lower()}
+        if credentials is not None and not names & {str(h).lower() for h in allowed}:
+            yield "/spec/allowedHosts", (f"does not include the registry's own host "
+                                         f"{parts.netloc!r}, so its credentials could never be used")
+    if isinstance(dig(spec, "tls"), dict) and isinstance(url, str) and not url.startswith("https://"):
+        yield "/spec/tls", "TLS options apply only to https:// registries"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cluster(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+    spec = document.body.get("spec")
+    if not isinstance(spec, dict):
+        return
+    in_cluster = spec.get("inCluster") is True
+    if in_cluster and "kubeconfig" in spec:
+        yield "/spec", "set either inCluster: true or kubeconfig, not both"
+    elif not in_cluster and "kubeconfig" not in spec:
+        yield "/spec", "say how to reach the cluster: inCluster: true, or kubeconfig: {file: PATH}"
+    if in_cluster and "context" in spec:
+        yield "/spec/context", "context applies only with kubeconfig"
+
+
+def _retention(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+    spec = document.body.get("spec")
+    if (problem := index.unknown("Registry", dig(spec, "registry"))) is not None:
+        yield "/spec/registry", problem
+    for field in ("inUse", "helmReleases"):
+        for i, name in items(dig(spec, "protect", field)):
+            if (problem := index.unknown("Cluster", name)) is not None:
+                yield f"/spec/protect/{field}/{i}", problem
+    for i, rule in items(dig(spec, "keep")):
+        if isinstance(rule, dict):
+            yield from _keep_rule(f"/spec/keep/{i}", rule)
+
+
+def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    git_refs = rule.get("gitRefs")
+    if git_refs is not None:
+        others = sorted(k for k in rule if k != "gitRefs")
+        if others:
+            yield pointer, (f"gitRefs is a rule of its own; move {', '.join(others)} "
+                            "into a separate keep rule")
+        if isinstance(git_refs, dict):
+            yield from _git_refs(pointer + "/gitRefs", git_refs)
+        return
+    if "operator" in rule and not ("last" in rule and "newerThan" in rule):
+        yield pointer + "/operator", "operator combines last and newerThan; set both or drop it"
+    if "order" in rule and "last" not in rule:
+        yield pointer + "/order", "order applies only with last"
+
+
+def _git_refs(pointer: str, git_refs: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    if "branches" not in git_refs and "tags" not in git_refs:
+        yield pointer, "say which refs count: branches, tags or both (regular expressions)"
+    tag_commit = git_refs.get("tagCommit")
+    if tag_commit is None and git_refs.get("revisionLabel") is not True:
+        yield pointer, ("say how an image maps to a commit: tagCommit (a regex with a 'commit' "
+                        "group) or revisionLabel: true")
+    if isinstance(tag_commit, str):
+        try:
+            compiled = patterns.compile_pattern(tag_commit)
+        except ValueError:
+            return  # the schema's format check already reported it
+        if "commit" not in compiled.groupindex:
+            yield pointer + "/tagCommit", ("needs a named group 'commit' capturing the SHA, e.g. "
+                                           "'^sha-(?P<commit>[0-9a-f]{7,40})$'")
+
+
+def _promotion(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+    stages: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, stage in items(dig(document.body, "spec", "stages")):
+        name = dig(stage, "name")
+        if not isinstance(name, str):
+            continue
+        if name in stages:
+            yield f"/spec/stages/{i}/name", (f"duplicate stage {name!r} (first is stage "
+                                             f"{stages[name][0]})")
+        else:
+            stages[name] = (i, stage)
+    if not stages:
+        return
+    roots = [name for name, (_, stage) in stages.items() if "track" in stage]
+    if not roots:
+        yield "/spec/stages", "no stage has 'track': the first stage of a pipeline says which tags are candidates"
+    for name in roots[1:]:
+        yield f"/spec/stages/{stages[name][0]}/track", (f"only one stage may track candidates; "
+                                                        f"{roots[0]!r} already does")
+    for name, (i, stage) in stages.items():
+        yield from _stage(f"/spec/stages/{i}", name, stage, stages, index, document)
+    yield from _pipeline_shape(roots[:1], stages)
+
+
+def _stage(pointer: str, name: str, stage: dict[str, Any],
+           stages: dict[str, tuple[int, dict[str, Any]]], index: _Index,
+           document: Document) -> Iterator[tuple[str, str]]:
+    if (problem := index.unknown("Registry", stage.get("registry"))) is not None:
+        yield pointer + "/registry", problem
+    source = stage.get("from")
+    if "track" in stage:
+        for field in ("from", "tags", "gates"):
+            if field in stage:
+                yield f"{pointer}/{field}", (f"the source stage tracks candidates; {field} "
+                                             "belongs on the stages it promotes to")
+        return
+    if source is None:
+        yield pointer, "needs 'from': the stage whose image it promotes (or 'track' if it is the source)"
+    elif isinstance(source, str):
+        if source not in stages:
+            yield pointer + "/from", unknown_message("stage", source, stages)
+        elif (dig(stages[source][1], "registry"), dig(stages[source][1], "repository")) == (
+                stage.get("registry"), stage.get("repository")):
+            yield pointer + "/repository", (f"same registry and repository as stage {source!r} "
+                                            "it promotes from; a stage needs a place of its own")
+    for j, template in items(stage.get("tags")):
+        if isinstance(template, str) and (problem := _tag_template(template)) is not None:
+            yield f"{pointer}/tags/{j}", problem
+    gates = stage.get("gates")
+    if isinstance(gates, dict):
+        yield from _gates(pointer + "/gates", gates, source, document, index)
+
+
+def _tag_template(template: str) -> str | None:
+    sample: dict[str, str] = {}
+    try:
+        for _, field, spec, conversion in string.Formatter().parse(template):
+            if field is None:
+                continue
+            if field not in TAG_PLACEHOLDERS or spec or conversion:
+                return (f"unknown placeholder {{{field}}} in {template!r}; use "
+                        + ", ".join(f"{{{p}}}" for p in TAG_PLACEHOLDERS))
+            sample[field] = "1.2.3" if field == "version" else "abcdef012345"
+    except ValueError as e:
+        return f"{template!r} is not a valid tag template: {e}"
+    if not _TAG.match(template.format(**sample)):
+        return (f"{template!r} does not make a valid tag (letters, digits, '_', '.', '-'; "
+                "not starting with '.' or '-'; at most 128 characters)")
+    return None
+
+
+def _gates(pointer: str, gates: dict[str, Any], source: Any, document: Document,
+           index: _Index) -> Iterator[tuple[str, str]]:
+    for i, name in items(gates.get("healthyIn")):
+        if (problem := index.unknown("DeployPolicy", name)) is not None:
+            yield f"{pointer}/healthyIn/{i}", problem
+            continue
+        deployed = dig(index.by_kind["DeployPolicy"][name].body, "spec", "stage")
+        expected = f"{document.name}/{source}"
+        if isinstance(deployed, str) and isinstance(source, str) and deployed != expected:
+            yield f"{pointer}/healthyIn/{i}", (f"DeployPolicy {name!r} deploys {deployed}, not "
+                                               f"the stage this one promotes from ({expected})")
+    approval = gates.get("approval")
+    if isinstance(approval, str):
+        normal = posixpath.normpath(approval)
+        if approval.startswith("/") or normal == ".." or normal.startswith("../"):
+            yield pointer + "/approval", "must be a path inside the repo-of-record, relative to its root"
+    for i, window in items(gates.get("freeze")):
+        if isinstance(window, dict):
+            yield from _freeze_window(f"{pointer}/freeze/{i}", window)
+
+
+def _freeze_window(pointer: str, window: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    start, end = window.get("from"), window.get("until")
+    if "days" in window:
+        for field, value in (("from", start), ("until", end)):
+            if isinstance(value, str) and not _HHMM.match(value):
+                yield f"{pointer}/{field}", f"{value!r} is not a time of day HH:MM (weekly window)"
+        zone = window.get("timeZone")
+        if isinstance(zone, str):
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                yield pointer + "/timeZone", f"unknown time zone {zone!r}; use an IANA name such as Europe/Berlin"
+        return
+    if "timeZone" in window:
+        yield pointer + "/timeZone", "timeZone applies to weekly windows (with days); date-times carry their offset"
+    parsed = {}
+    for field, value in (("from", start), ("until", end)):
+        if not isinstance(value, str):
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            yield f"{pointer}/{field}", (f"{value!r} is not an RFC 3339 date-time with offset, e.g. "
+                                         "2026-12-20T00:00:00Z (or add days for a weekly window)")
+        else:
+            parsed[field] = moment
+    if len(parsed) == 2 and parsed["from"] >= parsed["until"]:
+        yield pointer + "/until", "must be after from"
+
+
+def _pipeline_shape(roots: list[str], stages: dict[str, tuple[int, dict[str, Any]]]
+                    ) -> Iterator[tuple[str, str]]:
+    parents = {name: stage.get("from") for name, (_, stage) in stages.items()
+               if isinstance(stage.get("from"), str) and stage.get("from") in stages}
+    in_cycle: set[str] = set()
+    for start in stages:  # walk each stage's 'from' chain; revisiting the walk means a cycle
+        path: list[str] = []
+        node: str | None = start
+        while node is not None and node not in path and node not in in_cycle:
+            path.append(node)
+            node = parents.get(node)
+        if node is not None and node in path:
+            cycle = path[path.index(node):]
+            in_cycle.update(cycle)
+            first = min(cycle, key=lambda n: stages[n][0])
+            chain = cycle[cycle.index(first):] + cycle[:cycle.index(first)]  # follows 'from'
+            shown = " -> ".join([first, *reversed(chain[1:]), first])  # the way images flow
+            yield (f"/spec/stages/{stages[first][0]}/from",
+                   f"stages form a cycle: {shown}; a pipeline flows from its source stage")
+    reachable = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for name, parent in parents.items():
+            if name not in reachable and parent in reachable:
+                reachable.add(name)
+                changed = True
+    if not roots:
+        return
+    for name, (i, stage) in stages.items():
+        if name not in reachable and name not in in_cycle and isinstance(stage.get("from"), str) \
+                and stage["from"] in stages:
+            yield (f"/spec/stages/{i}/from",
+                   f"stage {name!r} is unreachable from the source stage {roots[0]!r}")
+
+
+def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+    spec = document.body.get("spec")
+    if not isinstance(spec, dict):
+        return
+    stage = spec.get("stage")
+    if isinstance(stage, str) and stage.count("/") == 1:
+        policy_name, stage_name = stage.split("/")
+        policy = index.by_kind["PromotionPolicy"].get(policy_name)
+        if policy is None:
+            yield "/spec/stage", unknown_message("PromotionPolicy", policy_name,
+                                                 index.by_kind["PromotionPolicy"])
+        else:
+            names = [dig(s, "name") for _, s in items(dig(policy.body, "spec", "stages"))]
+            if stage_name not in names:
+                yield "/spec/stage", unknown_message(f"stage of PromotionPolicy {policy_name!r}:",
+                                                     stage_name, [n for n in names if n])
+    has_cluster, has_manifests = "cluster" in spec, "manifests" in spec
+    if has_cluster == has_manifests:
+        yield "/spec", "set exactly one target: cluster (patch it) or manifests (git write-back)"
+    if (problem := index.unknown("Cluster", spec.get("cluster"))) is not None:
+        yield "/spec/cluster", problem
+    if has_cluster and "namespace" not in spec:
+        yield "/spec", "namespace is required with cluster"
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, workload in items(spec.get("workloads")):
+        if isinstance(workload, dict):
+            key = (workload.get("kind"), workload.get("name"), workload.get("container"))
+            if key in seen:
+                yield f"/spec/workloads/{i}", f"same workload and container as workloads[{seen[key]}]"
+            seen.setdefault(key, i)

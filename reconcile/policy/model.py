@@ -1,0 +1,400 @@
+"""The policies as typed, immutable objects: what the planner and adapters consume.
+
+Built only from documents that passed every check, so constructors here trust their input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from reconcile.policy.documents import Document
+from reconcile.policy.durations import parse_duration
+from reconcile.policy.patterns import compile_pattern
+from reconcile.policy.secrets import SecretRef
+from reconcile.policy.semver import SemverRange
+
+TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a document was defined, for messages and `explain`."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secret references only; resolved by whoever sends them, at the moment of use."""
+
+    username: str | SecretRef | None = None
+    password: SecretRef | None = None
+    token: SecretRef | None = None
+    docker_config: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests_per_second: float
+    burst: int = 1
+
+
+@dataclass(frozen=True)
+class Registry:
+    name: str
+    url: str
+    credentials: Credentials | None
+    allowed_hosts: tuple[str, ...]  # HOST or HOST:PORT; defaults to the url's own host
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    concurrency: int = 8
+    rate_limit: RateLimit | None = None
+    timeout: timedelta = timedelta(seconds=30)
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def is_layout(self) -> bool:
+        return self.url.startswith("oci-layout:")
+
+    @property
+    def layout_path(self) -> str | None:
+        return self.url.removeprefix("oci-layout:") if self.is_layout else None
+
+    def may_receive_credentials(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry this registry's credentials.
+
+        A host listed without a port matches only the scheme's default port: two registries on
+        one host (different ports) must not receive each other's credentials.
+        """
+        target = _host_port(url)
+        if target is None:
+            return False
+        scheme = urlsplit(url).scheme.lower()
+        return any(_allowed_entry(entry, scheme) == target for entry in self.allowed_hosts)
+
+
+def _host_port(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return parts.hostname.lower(), port
+
+
+def _allowed_entry(entry: str, scheme: str) -> tuple[str, int] | None:
+    return _host_port(f"{scheme}://{entry}")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    in_cluster: bool
+    kubeconfig: SecretRef | None
+    context: str | None = None
+    include_namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+    timeout: timedelta = timedelta(seconds=30)
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class GitRefs:
+    repo: str
+    branches: re.Pattern[str] | None
+    tags: re.Pattern[str] | None
+    commits_per_branch: int = 1
+    tag_commit: re.Pattern[str] | None = None
+    revision_label: bool = False
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Selectors (tags, semver) choose tags; limits (last, newer_than) keep some of them."""
+
+    tags: re.Pattern[str] | None = None
+    semver: SemverRange | None = None
+    last: int | None = None
+    order: TagOrder | None = None  # None: semver if every selected tag is a version, else newest
+    newer_than: timedelta | None = None
+    operator: Literal["And", "Or"] = "And"
+    git_refs: GitRefs | None = None
+
+
+@dataclass(frozen=True)
+class Protection:
+    in_use: tuple[str, ...] = ()
+    deployed_history: int = 0
+    helm_releases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    name: str
+    registry: str
+    repositories: tuple[str, ...]
+    keep: tuple[KeepRule, ...]
+    protect: Protection = Protection()
+    max_deletions: int = 100
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Track:
+    tags: re.Pattern[str]
+    order: TagOrder = "semver"
+    allow: re.Pattern[str] | None = None
+    ignore: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class DateRangeFreeze:
+    start: datetime
+    end: datetime  # exclusive
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WeeklyFreeze:
+    days: tuple[str, ...]  # Mon..Sun
+    start: time
+    end: time  # exclusive; before start means the window runs past midnight
+    time_zone: str = "UTC"
+    reason: str | None = None
+
+
+FreezeWindow = DateRangeFreeze | WeeklyFreeze
+
+
+@dataclass(frozen=True)
+class Gates:
+    soak: timedelta | None = None
+    healthy_in: tuple[str, ...] = ()
+    approval: str | None = None
+    freeze: tuple[FreezeWindow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    registry: str
+    repository: str
+    source: str | None = None  # the stage it promotes from ('from'); None for the tracking stage
+    track: Track | None = None
+    tags: tuple[str, ...] = ()
+    gates: Gates = Gates()
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    name: str
+    stages: tuple[Stage, ...]  # in pipeline order: the tracking stage first
+    origin: Origin | None = field(default=None, compare=False)
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
+    name: str
+    container: str
+
+
+@dataclass(frozen=True)
+class ManifestsTarget:
+    repo: str
+    path: str
+    branch: str = "main"
+    pull_request: bool = False
+
+
+@dataclass(frozen=True)
+class Rollout:
+    timeout: timedelta = timedelta(minutes=10)
+    auto_rollback: bool = True
+
+
+@dataclass(frozen=True)
+class DeployPolicy:
+    name: str
+    promotion: str  # PromotionPolicy name
+    stage: str  # stage name in it
+    workloads: tuple[Workload, ...]
+    cluster: str | None = None
+    manifests: ManifestsTarget | None = None
+    namespace: str | None = None
+    rollout: Rollout = Rollout()
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Everything the repo-of-record says, as of one commit."""
+
+    source: str
+    commit: str | None  # None when read from a plain directory
+    registries: Mapping[str, Registry] = field(default_factory=dict)
+    clusters: Mapping[str, Cluster] = field(default_factory=dict)
+    retention_policies: Mapping[str, RetentionPolicy] = field(default_factory=dict)
+    promotion_policies: Mapping[str, PromotionPolicy] = field(default_factory=dict)
+    deploy_policies: Mapping[str, DeployPolicy] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"Registry": len(self.registries), "Cluster": len(self.clusters),
+                "RetentionPolicy": len(self.retention_policies),
+                "PromotionPolicy": len(self.promotion_policies),
+                "DeployPolicy": len(self.deploy_policies)}
+
+
+def build_policy_set(source: str, commit: str | None, documents: list[Document]) -> PolicySet:
+    """Typed objects from documents that passed every check."""
+    built: dict[str, dict[str, Any]] = {kind: {} for kind in _BUILDERS}
+    for document in documents:
+        origin = Origin(document.path, document.line)
+        kind, name, spec = document.kind, document.name, document.body["spec"]
+        built[kind][name] = _BUILDERS[kind](name, spec, origin)
+    return PolicySet(
+        source=source, commit=commit,
+        **{attribute: MappingProxyType(dict(sorted(built[kind].items())))
+           for kind, attribute in _ATTRIBUTES.items()})
+
+
+def _duration(value: str | None, default: timedelta | None = None) -> timedelta | None:
+    return parse_duration(value) if value is not None else default
+
+
+def _pattern(value: str | None) -> re.Pattern[str] | None:
+    return compile_pattern(value) if value is not None else None
+
+
+def _secret(value: Any) -> SecretRef | None:
+    return SecretRef.from_mapping(value) if isinstance(value, dict) else None
+
+
+def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
+    raw = spec.get("credentials")
+    credentials = None
+    if raw is not None:
+        username = raw.get("username")
+        credentials = Credentials(
+            username=_secret(username) if isinstance(username, dict) else username,
+            password=_secret(raw.get("password")), token=_secret(raw.get("token")),
+            docker_config=SecretRef.from_mapping({"dockerConfig": raw["dockerConfig"]})
+            if "dockerConfig" in raw else None)
+    url = spec["url"]
+    own = [urlsplit(url).netloc.lower()] if url.startswith(("http://", "https://")) else []
+    tls = spec.get("tls", {})
+    rate = spec.get("rateLimit")
+    return Registry(
+        name=name, url=url.rstrip("/"), credentials=credentials,
+        allowed_hosts=tuple(spec.get("allowedHosts", own)),
+        ca_file=tls.get("caFile"), insecure_skip_verify=tls.get("insecureSkipVerify", False),
+        concurrency=spec.get("concurrency", 8),
+        rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", 1)) if rate else None,
+        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
+
+
+def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
+    namespaces = spec.get("namespaces", {})
+    return Cluster(
+        name=name, in_cluster=spec.get("inCluster", False), kubeconfig=_secret(spec.get("kubeconfig")),
+        context=spec.get("context"), include_namespaces=tuple(namespaces.get("include", ())),
+        exclude_namespaces=tuple(namespaces.get("exclude", ())),
+        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
+
+
+def _keep_rule(raw: dict[str, Any]) -> KeepRule:
+    refs = raw.get("gitRefs")
+    git_refs = None if refs is None else GitRefs(
+        repo=refs["repo"], branches=_pattern(refs.get("branches")), tags=_pattern(refs.get("tags")),
+        commits_per_branch=refs.get("commitsPerBranch", 1), tag_commit=_pattern(refs.get("tagCommit")),
+        revision_label=refs.get("revisionLabel", False))
+    return KeepRule(
+        tags=_pattern(raw.get("tags")),
+        semver=SemverRange.parse(raw["semver"]) if "semver" in raw else None,
+        last=raw.get("last"), order=raw.get("order"), newer_than=_duration(raw.get("newerThan")),
+        operator=raw.get("operator", "And"), git_refs=git_refs)
+
+
+def _retention(name: str, spec: dict[str, Any], origin: Origin) -> RetentionPolicy:
+    protect = spec.get("protect", {})
+    return RetentionPolicy(
+        name=name, registry=spec["registry"], repositories=tuple(spec["repositories"]),
+        keep=tuple(_keep_rule(rule) for rule in spec["keep"]),
+        protect=Protection(in_use=tuple(protect.get("inUse", ())),
+                           deployed_history=protect.get("deployedHistory", 0),
+                           helm_releases=tuple(protect.get("helmReleases", ()))),
+        max_deletions=spec.get("maxDeletions", 100), origin=origin)
+
+
+def _freeze(raw: dict[str, Any]) -> FreezeWindow:
+    if "days" in raw:
+        return WeeklyFreeze(days=tuple(raw["days"]), start=time.fromisoformat(raw["from"]),
+                            end=time.fromisoformat(raw["until"]),
+                            time_zone=raw.get("timeZone", "UTC"), reason=raw.get("reason"))
+    return DateRangeFreeze(start=datetime.fromisoformat(raw["from"]),
+                           end=datetime.fromisoformat(raw["until"]), reason=raw.get("reason"))
+
+
+def _stage(raw: dict[str, Any]) -> Stage:
+    track = raw.get("track")
+    gates = raw.get("gates", {})
+    return Stage(
+        name=raw["name"], registry=raw["registry"], repository=raw["repository"],
+        source=raw.get("from"),
+        track=None if track is None else Track(
+            tags=compile_pattern(track["tags"]), order=track.get("order", "semver"),
+            allow=_pattern(track.get("allow")), ignore=_pattern(track.get("ignore"))),
+        tags=tuple(raw.get("tags", ())),
+        gates=Gates(soak=_duration(gates.get("soak")), healthy_in=tuple(gates.get("healthyIn", ())),
+                    approval=gates.get("approval"),
+                    freeze=tuple(_freeze(w) for w in gates.get("freeze", ()))))
+
+
+def _promotion(name: str, spec: dict[str, Any], origin: Origin) -> PromotionPolicy:
+    stages = {raw["name"]: _stage(raw) for raw in spec["stages"]}
+    ordered = [s for s in stages.values() if s.track is not None]
+    while len(ordered) < len(stages):  # checks guarantee one tree rooted at the tracking stage
+        done = {s.name for s in ordered}
+        ordered += [s for s in stages.values() if s.name not in done and s.source in done]
+    return PromotionPolicy(name=name, stages=tuple(ordered), origin=origin)
+
+
+def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
+    promotion, stage = spec["stage"].split("/")
+    manifests = spec.get("manifests")
+    rollout = spec.get("rollout", {})
+    return DeployPolicy(
+        name=name, promotion=promotion, stage=stage,
+        workloads=tuple(Workload(w["kind"], w["name"], w["container"]) for w in spec["workloads"]),
+        cluster=spec.get("cluster"),
+        manifests=None if manifests is None else ManifestsTarget(
+            repo=manifests["repo"], path=manifests["path"], branch=manifests.get("branch", "main"),
+            pull_request=manifests.get("pullRequest", False)),
+        namespace=spec.get("namespace"),
+        rollout=Rollout(timeout=_duration(rollout.get("timeout"), timedelta(minutes=10)),
+                        auto_rollback=rollout.get("autoRollback", True)),
+        origin=origin)
+
+
+_BUILDERS = {"Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
+             "PromotionPolicy": _promotion, "DeployPolicy": _deploy}
+_ATTRIBUTES = {"Registry": "registries", "Cluster": "clusters",
+               "RetentionPolicy": "retention_policies", "PromotionPolicy": "promotion_policies",
+               "DeployPolicy": "deploy_policies"}

@@ -1,0 +1,156 @@
+"""Reading the repo-of-record: the YAML files of a directory, or of a git commit through
+GitPython (the blobs at that commit, never the working tree, so CI can validate a pull request's
+base and head without checking either out)."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from reconcile.policy.documents import MAX_FILE_BYTES
+
+SUFFIXES = (".yaml", ".yml")
+MAX_FILES = 10_000
+MAX_SYMLINK_HOPS = 8
+_SYMLINK_MODE = 0o120000
+_TREE_MODE = 0o040000
+
+
+class SourceError(Exception):
+    """The repo-of-record itself cannot be read (no such path, unknown ref...)."""
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    path: str  # as shown to people: the --repo argument joined with the path below it
+    content: bytes | None
+    problem: str | None = None  # refused before parsing, e.g. a symlink leaving the repo
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The policy files as of one commit (or one directory listing)."""
+
+    source: str
+    commit: str | None
+    files: tuple[PolicyFile, ...]
+    uncommitted_changes: bool = False  # a git work tree that differs from the commit read
+
+
+def read_snapshot(repo: str, ref: str | None = None) -> Snapshot:
+    """Read every ``*.yaml``/``*.yml`` below ``repo`` at ``ref`` (default ``HEAD``).
+
+    ``repo`` may be a git work tree or a directory inside one (only that directory is read, at the
+    commit), or a plain directory (read from disk; ``ref`` is then an error).
+    """
+    root = Path(repo)
+    if not root.exists():
+        raise SourceError(f"repo-of-record {repo!r} does not exist")
+    if not root.is_dir():
+        raise SourceError(f"repo-of-record {repo!r} is not a directory")
+    try:
+        repository = git.Repo(root, search_parent_directories=True)
+    except git.InvalidGitRepositoryError:
+        if ref is not None:
+            raise SourceError(f"--ref {ref!r} given, but {repo!r} is not a git repository") from None
+        return Snapshot(repo, None, tuple(_read_directory(repo, root)))
+    with repository:
+        return _read_commit(repo, root, repository, ref)
+
+
+def _display(repo: str, relative: str) -> str:
+    return posixpath.normpath(posixpath.join(repo.replace(os.sep, "/"), relative))
+
+
+def _read_commit(repo: str, root: Path, repository: git.Repo, ref: str | None) -> Snapshot:
+    top = Path(repository.working_tree_dir or repository.git_dir).resolve()
+    base = root.resolve().relative_to(top).as_posix()
+    base = "" if base == "." else base
+    try:
+        commit = repository.commit(ref or "HEAD")
+    except (git.BadName, ValueError, git.GitCommandError):
+        if ref is None:
+            raise SourceError(f"{repo!r} is a git repository with no commits yet") from None
+        raise SourceError(f"unknown git ref {ref!r} in {repo!r}") from None
+    try:
+        tree = commit.tree / base if base else commit.tree
+    except KeyError:
+        raise SourceError(f"{repo!r} does not exist at commit {commit.hexsha[:12]}") from None
+    files = []
+    for item in tree.traverse(prune=lambda i, _d: _hidden(i.path, base)):
+        if item.type != "blob" or not item.path.endswith(SUFFIXES) or _hidden(item.path, base):
+            continue
+        files.append(_blob_file(repo, commit, base, item))
+        if len(files) > MAX_FILES:
+            raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
+    dirty = ref is None and repository.working_tree_dir is not None and repository.is_dirty(
+        untracked_files=True, path=base or None)
+    files.sort(key=lambda f: f.path)
+    return Snapshot(repo, commit.hexsha, tuple(files), dirty)
+
+
+def _hidden(path: str, base: str) -> bool:
+    """Dot-directories (.git, .github...) and dot-files hold no policies."""
+    below = path[len(base):].lstrip("/") if base else path
+    return any(part.startswith(".") for part in below.split("/"))
+
+
+def _blob_file(repo: str, commit: git.Commit, base: str, blob: git.Blob) -> PolicyFile:
+    shown = _display(repo, blob.path[len(base):].lstrip("/"))
+    seen = 0
+    while blob.mode == _SYMLINK_MODE:
+        seen += 1
+        target = blob.data_stream.read().decode("utf-8", "replace")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(blob.path), target))
+        inside = not target.startswith("/") and (
+            not base or resolved == base or resolved.startswith(base + "/"))
+        if not inside or resolved.startswith(".."):
+            return PolicyFile(shown, None, f"symlink to {target!r} points outside the "
+                                           "repo-of-record; refusing to follow it")
+        if seen > MAX_SYMLINK_HOPS:
+            return PolicyFile(shown, None, "too many levels of symlinks")
+        try:
+            blob = commit.tree / resolved
+        except KeyError:
+            return PolicyFile(shown, None, f"symlink target {target!r} does not exist")
+        if blob.type != "blob":
+            return PolicyFile(shown, None, f"symlink target {target!r} is not a file")
+    if blob.size > MAX_FILE_BYTES:
+        return PolicyFile(shown, None, f"file is {blob.size} bytes, over the limit of "
+                                       f"{MAX_FILE_BYTES} bytes for a policy file")
+    return PolicyFile(shown, blob.data_stream.read())
+
+
+def _read_directory(repo: str, root: Path) -> Iterator[PolicyFile]:
+    real_root = root.resolve()
+    found = []
+    for directory, subdirs, names in os.walk(root):  # symlinked directories are not entered
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or not name.endswith(SUFFIXES):
+                continue
+            found.append(Path(directory, name))
+            if len(found) > MAX_FILES:
+                raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
+    for path in found:
+        relative = path.relative_to(root).as_posix()
+        shown = _display(repo, relative)
+        real = path.resolve()
+        if path.is_symlink() and not real.is_relative_to(real_root):
+            yield PolicyFile(shown, None, f"symlink to {os.readlink(path)!r} points outside the "
+                                          "repo-of-record; refusing to follow it")
+            continue
+        if not real.is_file():
+            yield PolicyFile(shown, None, "not a regular file")
+            continue
+        size = real.stat().st_size
+        if size > MAX_FILE_BYTES:
+            yield PolicyFile(shown, None, f"file is {size} bytes, over the limit of "
+                                          f"{MAX_FILE_BYTES} bytes for a policy file")
+            continue
+        yield PolicyFile(shown, real.read_bytes())
