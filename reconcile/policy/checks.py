@@ -240,7 +240,7 @@ def _stage(pointer: str, name: str, stage: dict[str, Any],
     elif isinstance(source, str):
         if source not in stages:
             yield pointer + "/from", unknown_message("stage", source, stages)
-        elif (dig(stages[source][1], "registry"), dig(stages[source][1], "repository")) == (
+        elif source != name and (dig(stages[source][1], "registry"), dig(stages[source][1], "repository")) == (
                 stage.get("registry"), stage.get("repository")):
             yield pointer + "/repository", (f"same registry and repository as stage {source!r} "
                                             "it promotes from; a stage needs a place of its own")
