@@ -4,6 +4,7 @@ that point at a line and never echo a value that sits where a secret belongs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -45,10 +46,22 @@ def _schemas() -> tuple[dict[str, dict[str, Any]], Registry]:
 
 def _format_checker() -> FormatChecker:
     checker = FormatChecker(formats=())
-    checker.checks("duration", raises=ValueError)(durations.parse_duration)
-    checker.checks("regex", raises=ValueError)(patterns.compile_pattern)
-    checker.checks("semver-range", raises=ValueError)(semver.SemverRange.parse)
+    for name, parse in (("duration", durations.parse_duration), ("regex", patterns.compile_pattern),
+                        ("semver-range", semver.SemverRange.parse)):
+        checker.checks(name, raises=ValueError)(_accepts(parse))
     return checker
+
+
+def _accepts(parse: Callable[[str], object]) -> Callable[[object], bool]:
+    """A format check from a parser: non-strings are the type keyword's business, and a parse
+    result that happens to be falsy (``timedelta(0)`` for '0s') still means valid."""
+
+    def check(instance: object) -> bool:
+        if isinstance(instance, str):
+            parse(instance)
+        return True
+
+    return check
 
 
 @cache

@@ -334,6 +334,11 @@ def test_duration_that_does_not_parse(tmp_path: Path) -> None:
            "allowed; use a smaller unit, e.g. 90m instead of 1.5h")
 
 
+def test_zero_duration_is_valid_and_a_wrong_type_is_reported_once(tmp_path: Path) -> None:
+    expect(tmp_path, retention("- {tags: x, newerThan: 0s}\n- {tags: y, newerThan: 7}"),
+           "@:9: RetentionPolicy/r: /spec/keep/1/newerThan: 7 is not of type 'string'")
+
+
 def test_semver_range_that_does_not_parse(tmp_path: Path) -> None:
     expect(tmp_path, retention("- semver: '>=1.2.x.4'"),
            "@:8: RetentionPolicy/r: /spec/keep/0/semver: '>=1.2.x.4' is not a semver range: in '1.2.x.4', more "
