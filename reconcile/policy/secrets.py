@@ -11,7 +11,7 @@ Leak-proofing rules followed throughout this module:
 * Errors are raised *outside* ``except`` blocks, so ``__cause__`` and ``__context__`` are both
   ``None``: the original exception (``UnicodeDecodeError.object``, ``JSONDecodeError.doc``,
   ``ApiException.body``...) may carry the secret bytes.
-* Code that touches raw content runs in helpers that *return* a :class:`_Problem` instead of
+* Code that touches raw content runs in helpers that *return* a :class:`SecretProblem` instead of
   raising, so the frames left in an error's traceback hold no raw content either (tools such
   as Sentry capture frame locals).
 """
@@ -35,11 +35,11 @@ __all__ = [
     "KubernetesReader",
     "Secret",
     "SecretError",
+    "SecretProblem",
     "SecretRef",
     "SecretResolver",
     "SecretSource",
     "normalize_registry_host",
-    "read_kubernetes_secret",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ KubernetesReader = Callable[[str, str, str], bytes]
 _SOURCES: tuple[SecretSource, ...] = ("env", "file", "kubernetes", "dockerConfig")
 _DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-# (connect, read) seconds: a hung API server must not hang the whole run.
-_KUBERNETES_TIMEOUT = (10.0, 30.0)
 
 
 class Secret(str):
@@ -235,7 +233,7 @@ class SecretError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Problem:
+class SecretProblem:
     """What went wrong, returned (not raised) by helpers that handle raw content."""
 
     message: str
@@ -252,62 +250,62 @@ def normalize_registry_host(value: str) -> str:
     return _DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host
 
 
-def _decode_utf8(data: bytes) -> str | _Problem:
+def _decode_utf8(data: bytes) -> str | SecretProblem:
     if len(data) > MAX_SECRET_BYTES:
-        return _Problem(f"is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB")
+        return SecretProblem(f"is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return _Problem("is not valid UTF-8")
+        return SecretProblem("is not valid UTF-8")
 
 
-def _strip_value(text: str) -> str | _Problem:
+def _strip_value(text: str) -> str | SecretProblem:
     # Exactly one: `echo value > file` adds one; anything more is deliberate content.
     if text.endswith("\r\n"):
         text = text[:-2]
     elif text.endswith("\n"):
         text = text[:-1]
-    return text if text else _Problem("is empty")
+    return text if text else SecretProblem("is empty")
 
 
-def _read_file(path: Path) -> bytes | _Problem:
+def _read_file(path: Path) -> bytes | SecretProblem:
     try:
         with path.open("rb") as handle:
             # One byte past the limit is enough to tell "too large" without reading it all.
             return handle.read(MAX_SECRET_BYTES + 1)
     except FileNotFoundError:
-        return _Problem(f"file {path} does not exist")
+        return SecretProblem(f"file {path} does not exist")
     except IsADirectoryError:
-        return _Problem(f"{path} is a directory, not a file")
+        return SecretProblem(f"{path} is a directory, not a file")
     except PermissionError:
-        return _Problem(f"permission denied reading {path}")
+        return SecretProblem(f"permission denied reading {path}")
     except OSError as exc:
-        return _Problem(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+        return SecretProblem(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
 
 
-def _decode_basic_auth(encoded: object, host: str) -> tuple[str, str] | _Problem:
+def _decode_basic_auth(encoded: object, host: str) -> tuple[str, str] | SecretProblem:
     if not isinstance(encoded, str):
-        return _Problem(f"the auth entry for {host} is not a string")
+        return SecretProblem(f"the auth entry for {host} is not a string")
     compact = "".join(encoded.split())
     # Tolerate missing padding, as several registries' login tools omit it.
     compact += "=" * (-len(compact) % 4)
     try:
         raw = base64.b64decode(compact, validate=True)
     except ValueError:  # binascii.Error, or non-ASCII input
-        return _Problem(f"the auth entry for {host} is not valid base64")
+        return SecretProblem(f"the auth entry for {host} is not valid base64")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return _Problem(f"the auth entry for {host} is not valid UTF-8")
+        return SecretProblem(f"the auth entry for {host} is not valid UTF-8")
     username, colon, password = text.partition(":")
     if not colon:
-        return _Problem(f"the auth entry for {host} is not of the form base64(username:password)")
+        return SecretProblem(f"the auth entry for {host} is not of the form base64(username:password)")
     if not username or not password:
-        return _Problem(f"the auth entry for {host} has an empty username or password")
+        return SecretProblem(f"the auth entry for {host} has an empty username or password")
     return username, password
 
 
-def _entry_credentials(entry: Mapping[str, Any], host: str) -> tuple[str, str] | _Problem | None:
+def _entry_credentials(entry: Mapping[str, Any], host: str) -> tuple[str, str] | SecretProblem | None:
     """Inline credentials of one ``auths`` entry; ``None`` if it has none (helper-managed)."""
     token = entry.get("identitytoken")
     if isinstance(token, str) and token:
@@ -318,24 +316,24 @@ def _entry_credentials(entry: Mapping[str, Any], host: str) -> tuple[str, str] |
     username, password = entry.get("username"), entry.get("password")
     if username or password:
         if not (isinstance(username, str) and username and isinstance(password, str) and password):
-            return _Problem(f"the entry for {host} needs both a username and a password")
+            return SecretProblem(f"the entry for {host} needs both a username and a password")
         return username, password
     return None
 
 
-def _docker_credentials(text: str, host: str) -> tuple[str, str] | _Problem:
+def _docker_credentials(text: str, host: str) -> tuple[str, str] | SecretProblem:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
         # Position only: JSONDecodeError.doc is the whole file.
-        return _Problem(f"is not valid JSON (line {exc.lineno}, column {exc.colno})")
+        return SecretProblem(f"is not valid JSON (line {exc.lineno}, column {exc.colno})")
     except RecursionError:
-        return _Problem("is not valid JSON (nested too deeply)")
+        return SecretProblem("is not valid JSON (nested too deeply)")
     if not isinstance(config, dict):
-        return _Problem("is not a JSON object")
+        return SecretProblem("is not a JSON object")
     auths = config.get("auths", {})
     if not isinstance(auths, dict):
-        return _Problem("has an `auths` that is not an object")
+        return SecretProblem("has an `auths` that is not an object")
 
     matching = [
         entry
@@ -344,7 +342,7 @@ def _docker_credentials(text: str, host: str) -> tuple[str, str] | _Problem:
     ]
     for entry in matching:
         if not isinstance(entry, dict):
-            return _Problem(f"has an entry for {host} that is not an object")
+            return SecretProblem(f"has an entry for {host} that is not an object")
         # First entry with inline credentials wins, as keys like `docker.io` and
         # `https://index.docker.io/v1/` may both exist, one of them empty (helper-managed).
         found = _entry_credentials(entry, host)
@@ -358,115 +356,12 @@ def _docker_credentials(text: str, host: str) -> tuple[str, str] | _Problem:
     )
     if uses_helper or config.get("credsStore"):
         which = "credHelpers" if uses_helper else "credsStore"
-        return _Problem(
+        return SecretProblem(
             f"the credentials for {host} are kept by a Docker credential helper ({which}), "
             f"which is not supported; add an inline `auth` entry for {host} under `auths`"
         )
     # A count, not the keys: this message must not echo any of the file's content.
-    return _Problem(f"has no credentials for {host} (`auths` has {len(auths)} entries)")
-
-
-def _first_line(message: object, limit: int = 300) -> str:
-    # Config/transport errors can be multi-line (e.g. a helper's stderr); one line is enough.
-    text = str(message).strip().splitlines()
-    return text[0][:limit] if text else ""
-
-
-def _fetch_kubernetes_secret(namespace: str, name: str, key: str) -> bytes | _Problem:
-    # Imported lazily: the client is heavy and only needed when a policy uses this source.
-    import urllib3
-    import yaml
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
-
-    where = f"{namespace}/{name}"
-    # A private Configuration, so the process-wide kubernetes default is left untouched.
-    configuration = client.Configuration()
-    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    kind = "in-cluster" if in_cluster else "kubeconfig"
-    try:
-        if in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
-        else:
-            # Read KUBECONFIG now: kubernetes.config captures it once, at import time.
-            config.load_kube_config(
-                config_file=os.environ.get("KUBECONFIG") or "~/.kube/config",
-                client_configuration=configuration,
-            )
-    except ConfigException as exc:
-        return _Problem(f"cannot load the {kind} Kubernetes configuration: {_first_line(exc)}")
-    except yaml.YAMLError:
-        # YAML errors quote the offending line, which may hold a kubeconfig token.
-        return _Problem("cannot load the kubeconfig Kubernetes configuration: invalid YAML")
-    except OSError as exc:
-        return _Problem(
-            f"cannot load the {kind} Kubernetes configuration: {exc.strerror or type(exc).__name__}"
-        )
-    except Exception as exc:
-        return _Problem(f"cannot load the {kind} Kubernetes configuration ({type(exc).__name__})")
-
-    status: int | None = None
-    reason = ""
-    body: bytes | None = None
-    with client.ApiClient(configuration) as api_client:
-        try:
-            # Raw response: the client then never builds a V1Secret (whose repr shows data) and
-            # older client versions do not debug-log the body.
-            response = client.CoreV1Api(api_client).read_namespaced_secret(
-                name, namespace, _preload_content=False, _request_timeout=_KUBERNETES_TIMEOUT
-            )
-            body = response.data
-            response.release_conn()
-        except ApiException as exc:
-            # Never exc.body / str(exc): the body and headers are echoed there.
-            status, reason = exc.status, _first_line(exc.reason or "")
-        except urllib3.exceptions.HTTPError as exc:
-            return _Problem(f"cannot reach the Kubernetes API: {_first_line(exc)}")
-        except Exception as exc:
-            return _Problem(f"error talking to the Kubernetes API ({type(exc).__name__})")
-
-    if status is not None:
-        if status == 404:
-            return _Problem(f"secret {where} not found")
-        if status == 403:
-            return _Problem(
-                f"forbidden: the service account needs `get` on `secrets` in namespace {namespace}"
-            )
-        if status == 401:
-            return _Problem("unauthorized: the Kubernetes API rejected the credentials")
-        if status == 0:
-            # Status 0 is the client's wrapper for TLS failures; reason is the SSL error text.
-            return _Problem(f"cannot reach the Kubernetes API: {reason}")
-        return _Problem(f"the Kubernetes API answered {status} {reason}".rstrip())
-
-    try:
-        document = json.loads(body or b"")
-    except (ValueError, RecursionError):
-        return _Problem(f"the Kubernetes API returned an unreadable secret {where}")
-    data = document.get("data") if isinstance(document, dict) else None
-    encoded = data.get(key) if isinstance(data, dict) else None
-    if encoded is None:
-        return _Problem(f"secret {where} has no key {key!r}")
-    if not isinstance(encoded, str):
-        return _Problem(f"secret {where} key {key!r} is not a base64 string")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except ValueError:
-        return _Problem(f"secret {where} key {key!r} is not valid base64")
-
-
-def read_kubernetes_secret(namespace: str, name: str, key: str) -> bytes:
-    """Default Kubernetes reader: the raw bytes of ``data[key]`` of Secret ``namespace/name``.
-
-    Uses in-cluster config when ``KUBERNETES_SERVICE_HOST`` is set, else the kubeconfig
-    (``KUBECONFIG`` or ``~/.kube/config``). Raises :class:`SecretError` with a safe message.
-    """
-    outcome = _fetch_kubernetes_secret(namespace, name, key)
-    if isinstance(outcome, _Problem):
-        # Raised here, not in the helper, so no frame holding the response is in the traceback.
-        raise SecretError(outcome.message) from None
-    return outcome
+    return SecretProblem(f"has no credentials for {host} (`auths` has {len(auths)} entries)")
 
 
 class SecretResolver:
@@ -485,7 +380,7 @@ class SecretResolver:
     ) -> None:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
-        self._kubernetes_reader: KubernetesReader = kubernetes_reader or read_kubernetes_secret
+        self._kubernetes_reader: KubernetesReader = kubernetes_reader or _default_kubernetes_reader
         self._values: dict[SecretRef, Secret] = {}
         self._credentials: dict[tuple[SecretRef, str], BasicCredentials] = {}
         self._files: dict[Path, Secret] = {}
@@ -536,7 +431,7 @@ class SecretResolver:
                 return cached
             text = self._file_text(ref, purpose)
             outcome = _docker_credentials(text.reveal(), wanted)
-            if isinstance(outcome, _Problem):
+            if isinstance(outcome, SecretProblem):
                 raise SecretError(outcome.message, ref=ref, purpose=purpose) from None
             credentials = BasicCredentials(Secret(outcome[0]), Secret(outcome[1]))
             del outcome  # no plain copy left in this frame
@@ -564,14 +459,14 @@ class SecretResolver:
         if cached is not None:
             return cached
         outcome = _masked_file(path)
-        if isinstance(outcome, _Problem):
+        if isinstance(outcome, SecretProblem):
             raise SecretError(outcome.message, ref=ref, purpose=purpose) from None
         self._files[path] = outcome
         return outcome
 
     def _resolve_file(self, ref: SecretRef, purpose: str) -> Secret:
         outcome = _masked_value(self._file_text(ref, purpose), f"file {self._path(ref)}")
-        if isinstance(outcome, _Problem):
+        if isinstance(outcome, SecretProblem):
             raise SecretError(outcome.message, ref=ref, purpose=purpose) from None
         return outcome
 
@@ -579,39 +474,46 @@ class SecretResolver:
         outcome = _masked_kubernetes(
             self._kubernetes_reader, ref.namespace or "", ref.name or "", ref.key or ""
         )
-        if isinstance(outcome, _Problem):
+        if isinstance(outcome, SecretProblem):
             raise SecretError(outcome.message, ref=ref, purpose=purpose) from None
         return outcome
 
 
-def _masked_file(path: Path) -> Secret | _Problem:
+def _default_kubernetes_reader(namespace: str, name: str, key: str) -> bytes:
+    # The network lives in the adapters; imported late, as the client is heavy.
+    from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
+
+    return read_kubernetes_secret(namespace, name, key)
+
+
+def _masked_file(path: Path) -> Secret | SecretProblem:
     data = _read_file(path)
-    if isinstance(data, _Problem):
+    if isinstance(data, SecretProblem):
         return data
     text = _decode_utf8(data)
-    if isinstance(text, _Problem):
-        return _Problem(f"file {path} {text.message}")
+    if isinstance(text, SecretProblem):
+        return SecretProblem(f"file {path} {text.message}")
     return Secret(text)
 
 
-def _masked_value(text: Secret, subject: str) -> Secret | _Problem:
+def _masked_value(text: Secret, subject: str) -> Secret | SecretProblem:
     value = _strip_value(text.reveal())
-    return _Problem(f"{subject} {value.message}") if isinstance(value, _Problem) else Secret(value)
+    return SecretProblem(f"{subject} {value.message}") if isinstance(value, SecretProblem) else Secret(value)
 
 
 def _masked_kubernetes(
     reader: KubernetesReader, namespace: str, name: str, key: str
-) -> Secret | _Problem:
+) -> Secret | SecretProblem:
     try:
         data = reader(namespace, name, key)
     except SecretError as exc:
-        return _Problem(exc.problem)
+        return SecretProblem(exc.problem)
     except Exception as exc:
         # Type only: an arbitrary reader's message may quote what it read.
-        return _Problem(f"the Kubernetes secret reader failed ({type(exc).__name__})")
+        return SecretProblem(f"the Kubernetes secret reader failed ({type(exc).__name__})")
     if not isinstance(data, bytes | bytearray):
-        return _Problem("the Kubernetes secret reader did not return bytes")
+        return SecretProblem("the Kubernetes secret reader did not return bytes")
     text = _decode_utf8(bytes(data))
-    if isinstance(text, _Problem):
-        return _Problem(f"the value {text.message}")
+    if isinstance(text, SecretProblem):
+        return SecretProblem(f"the value {text.message}")
     return _masked_value(Secret(text), "the value")

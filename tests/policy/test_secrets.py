@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
 from reconcile.policy.secrets import (
     MAX_SECRET_BYTES,
     BasicCredentials,
@@ -32,7 +33,6 @@ from reconcile.policy.secrets import (
     SecretRef,
     SecretResolver,
     normalize_registry_host,
-    read_kubernetes_secret,
 )
 
 PURPOSE = "Registry/ci spec.credentials.password"
