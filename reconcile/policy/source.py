@@ -48,6 +48,7 @@ def read_snapshot(repo: str, ref: str | None = None) -> Snapshot:
     ``repo`` may be a git work tree or a directory inside one (only that directory is read, at the
     commit), or a plain directory (read from disk; ``ref`` is then an error).
     """
+    ref = ref or None  # an empty --ref means the default, as an unset one does
     root = Path(repo)
     if not root.exists():
         raise SourceError(f"repo-of-record {repo!r} does not exist")
@@ -72,11 +73,13 @@ def _read_commit(repo: str, root: Path, repository: git.Repo, ref: str | None) -
     base = root.resolve().relative_to(top).as_posix()
     base = "" if base == "." else base
     try:
-        commit = repository.commit(ref or "HEAD")
-    except (git.BadName, ValueError, git.GitCommandError):
+        # git itself resolves the ref: GitPython's rev_parse raises assorted errors on reflog syntax.
+        sha = repository.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref or 'HEAD'}^{{commit}}")
+    except git.GitCommandError:
         if ref is None:
             raise SourceError(f"{repo!r} is a git repository with no commits yet") from None
         raise SourceError(f"unknown git ref {ref!r} in {repo!r}") from None
+    commit = repository.commit(sha)
     try:
         tree = commit.tree / base if base else commit.tree
     except KeyError:
@@ -137,6 +140,7 @@ def _read_directory(repo: str, root: Path) -> Iterator[PolicyFile]:
             found.append(Path(directory, name))
             if len(found) > MAX_FILES:
                 raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
+    found.sort(key=lambda p: p.relative_to(root).as_posix())  # the same order as from a commit
     for path in found:
         relative = path.relative_to(root).as_posix()
         shown = _display(repo, relative)
