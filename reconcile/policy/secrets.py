@@ -40,6 +40,7 @@ __all__ = [
     "SecretResolver",
     "SecretSource",
     "normalize_registry_host",
+    "redact",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,20 @@ KubernetesReader = Callable[[str, str, str], bytes]
 _SOURCES: tuple[SecretSource, ...] = ("env", "file", "kubernetes", "dockerConfig")
 _DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+# Every value a Secret has held in this process, so sinks such as the audit store can redact
+# one that escaped its wrapper (e.g. quoted in an HTTP error). Shorter values would redact noise.
+MIN_REDACTED_LENGTH = 4
+_KNOWN_VALUES: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret value this process has resolved replaced by ``***``."""
+    for value in sorted(_KNOWN_VALUES, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
 
 
 class Secret(str):
@@ -78,6 +93,8 @@ class Secret(str):
         self = super().__new__(cls, MASK)
         # A plain (exact) str copy, so no str subclass with its own __repr__ can sneak in.
         self.__value = str.__str__(value)
+        if len(value) >= MIN_REDACTED_LENGTH:
+            _KNOWN_VALUES.add(self.__value)
         return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -1,0 +1,386 @@
+"""The audit store: one SQLite file of append-only, hash-chained entries.
+
+Physical tables ``run_starts``, ``actions`` and ``run_ends`` share one chain (a global ``seq``);
+the ``runs`` view joins a run's start and end, so no row is ever updated. Triggers refuse UPDATE
+and DELETE on every table. Writers append in ``BEGIN IMMEDIATE`` transactions, so concurrent
+processes serialise on SQLite's lock and extend one chain; review commands open the file
+read-only.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import sqlite_utils
+
+from reconcile.audit import chain
+from reconcile.policy.secrets import redact
+
+ActionKind = Literal["promote", "prune", "deploy", "rollback", "skip", "error"]
+ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
+RunMode = Literal["plan", "apply", "run", "rollback"]
+KINDS: tuple[str, ...] = ("promote", "prune", "deploy", "rollback", "skip", "error")
+STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
+MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback")
+CHAINED_TABLES = ("run_starts", "actions", "run_ends")
+BUSY_TIMEOUT_SECONDS = 60.0
+
+
+class AuditError(Exception):
+    """The audit trail cannot be written or read; a mutation that cannot be audited must not run."""
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with microseconds: sorts as text, so time filters use plain indexes."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id(prefix: str) -> str:
+    """Sortable, unique ids (time, then randomness), readable in a terminal."""
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
+# --- schema and migrations ----------------------------------------------------------------------
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    chained = {"prev_hash": str, "hash": str}
+    db["run_starts"].create({"seq": int, "run_id": str, "mode": str, "actor": str, "host": str,
+                             "pid": int, "repo_url": str, "repo_commit": str, "started_at": str,
+                             "dry_run": int, **chained}, pk="seq", not_null={"run_id", "started_at"})
+    db["actions"].create({"seq": int, "event_id": str, "run_id": str, "timestamp": str, "kind": str,
+                          "target": str, "digest_before": str, "digest_after": str, "policy": str,
+                          "reason": str, "status": str, "error": str, "duration": float,
+                          "dry_run": int, "intent_id": str, **chained},
+                         pk="seq", not_null={"event_id", "run_id", "timestamp", "kind", "status"})
+    db["run_ends"].create({"seq": int, "run_id": str, "finished_at": str, "outcome": str,
+                           "summary": str, **chained}, pk="seq", not_null={"run_id", "finished_at"})
+    db["run_starts"].create_index(["run_id"], unique=True)
+    db["run_ends"].create_index(["run_id"], unique=True)
+    db["actions"].create_index(["event_id"], unique=True)
+    db["actions"].create_index(["run_id"])
+    db["actions"].create_index(["timestamp"])
+    db["actions"].create_index(["kind", "timestamp"])
+    db["actions"].create_index(["target"])
+    db["actions"].create_index(["intent_id"])
+    for table in CHAINED_TABLES:
+        for verb in ("UPDATE", "DELETE"):
+            message = f"the audit trail is append-only: {verb} on {table} refused"
+            db.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                       f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+    db.execute("""CREATE VIEW runs AS
+        SELECT s.run_id AS id, s.mode, s.actor, s.host, s.pid, s.repo_url, s.repo_commit,
+               s.dry_run, s.started_at, e.finished_at, COALESCE(e.outcome, 'unfinished') AS outcome,
+               e.summary, e.hash AS chain_head
+        FROM run_starts s LEFT JOIN run_ends e ON e.run_id = s.run_id""")
+    db.execute("""CREATE VIEW pending_intents AS
+        SELECT i.* FROM actions i
+        WHERE i.status = 'intent'
+          AND NOT EXISTS (SELECT 1 FROM actions o WHERE o.intent_id = i.event_id)""")
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _migration_1),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_versions "
+                     "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_versions").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise AuditError(f"the audit database has schema version {current}, newer than this "
+                             f"reconcile understands ({SCHEMA_VERSION}); upgrade reconcile")
+        db = sqlite_utils.Database(conn)
+        for version, migration in MIGRATIONS:
+            if version > current:
+                migration(db)
+                conn.execute("INSERT INTO schema_versions VALUES (?, ?)", (version, utc_now()))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    mode: str
+    actor: str | None
+    host: str | None
+    pid: int | None
+    repo_url: str | None
+    repo_commit: str | None
+    dry_run: bool
+    started_at: str
+    finished_at: str | None
+    outcome: str
+    summary: dict[str, int] | None
+    chain_head: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        values = dict(row)
+        values["dry_run"] = bool(values["dry_run"])
+        values["summary"] = json.loads(values["summary"]) if values["summary"] else None
+        return cls(**values)
+
+    def is_running(self) -> bool:
+        """Still in progress: its process is alive on this host (else it was interrupted)."""
+        if self.finished_at is not None or self.host != socket.gethostname() or not self.pid:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+ACTION_FIELDS = ("seq", "event_id", "run_id", "timestamp", "kind", "target", "digest_before",
+                 "digest_after", "policy", "reason", "status", "error", "duration", "dry_run",
+                 "intent_id")
+
+
+@dataclass
+class Outcome:
+    """What the code performing a mutation reports back to ``Run.mutation``."""
+
+    digest_after: str | None = None
+    status: Literal["succeeded", "skipped"] = "succeeded"
+    reason: str | None = None
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+class AuditStore:
+    """An open audit database. ``AuditStore.open(path)`` to write, ``read_only=True`` to review."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, *, read_only: bool,
+                 clock: Callable[[], str] = utc_now):
+        self.conn = conn
+        self.path = path
+        self.read_only = read_only
+        self.clock = clock
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False,
+             clock: Callable[[], str] = utc_now) -> AuditStore:
+        path = os.fspath(path)
+        try:
+            if read_only:
+                if not Path(path).is_file():
+                    raise AuditError(f"no audit trail at {path}")
+                conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True,
+                                       timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                       check_same_thread=False)
+            else:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # an intent is on disk before its mutation
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            if not read_only:
+                _migrate(conn)
+            elif not conn.execute("SELECT 1 FROM sqlite_master WHERE name='actions'").fetchone():
+                raise AuditError(f"{path} is not a reconcile audit trail")
+        except sqlite3.Error as e:
+            raise AuditError(f"cannot open the audit trail {path}: {e}") from None
+        return cls(conn, path, read_only=read_only, clock=clock)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending --
+
+    def _append(self, table: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Append one chained entry: read the head and insert under one write lock."""
+        if self.read_only:
+            raise AuditError("the audit trail was opened read-only")
+        fields = {k: _safe(k, v) for k, v in fields.items()}
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev_hash = self._head_entry()
+                entry = {**fields, "seq": seq + 1}
+                digest = chain.entry_hash(prev_hash, {"table": table, **entry})
+                row = {**entry, "prev_hash": prev_hash, "hash": digest}
+                columns = ", ".join(row)
+                self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES "
+                                  f"({', '.join('?' * len(row))})", tuple(row.values()))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise AuditError(f"cannot write to the audit trail {self.path}: {e}") from None
+        return row
+
+    def _head_entry(self) -> tuple[int, str]:
+        best = (0, chain.GENESIS)
+        for table in CHAINED_TABLES:
+            found = self.conn.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+            if found and found[0] > best[0]:
+                best = (found[0], found[1])
+        return best
+
+    def head(self) -> str:
+        """Hash of the newest entry: print it, keep it elsewhere, pass it to ``verify``."""
+        return self._head_entry()[1]
+
+    def start_run(self, mode: RunMode, *, repo_url: str | None = None, repo_commit: str | None = None,
+                  actor: str | None = None, dry_run: bool = False) -> Run:
+        if mode not in MODES:
+            raise ValueError(f"unknown run mode {mode!r}")
+        run_id = new_id("run")
+        self._append("run_starts", {
+            "run_id": run_id, "mode": mode, "actor": actor or default_actor(),
+            "host": socket.gethostname(), "pid": os.getpid(), "repo_url": repo_url,
+            "repo_commit": repo_commit, "started_at": self.clock(), "dry_run": int(dry_run)})
+        return Run(self, run_id, dry_run)
+
+    # -- reading --
+
+    def run(self, run_id: str) -> RunRecord | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def runs(self, *, limit: int | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs ORDER BY started_at DESC, id DESC"
+        rows = self.conn.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+        return [RunRecord.from_row(r) for r in rows]
+
+    def unfinished_runs(self, *, exclude: str | None = None) -> list[RunRecord]:
+        """Runs with a start and no end: interrupted (or, on this host, possibly still running)."""
+        rows = self.conn.execute("SELECT * FROM runs WHERE finished_at IS NULL AND id IS NOT ? "
+                                 "ORDER BY started_at", (exclude,))
+        return [RunRecord.from_row(r) for r in rows]
+
+    def pending_intents(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Intents with no outcome: mutations that may or may not have happened."""
+        sql = "SELECT * FROM pending_intents" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY seq"
+        return [dict(r) for r in self.conn.execute(sql, (run_id,) if run_id else ())]
+
+    def action(self, event_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM actions WHERE event_id = ?", (event_id,)).fetchone()
+        return dict(row) if row else None
+
+    def chain_entries(self) -> Iterator[tuple[str, int, str, str, dict[str, Any]]]:
+        """Every entry in chain order, as ``chain.verify`` wants them."""
+        # Merged in Python: three primary-key scans instead of sorting the whole trail.
+        cursors = {t: self.conn.execute(f"SELECT * FROM {t} ORDER BY seq") for t in CHAINED_TABLES}
+        pending = {t: cursors[t].fetchone() for t in CHAINED_TABLES}
+        while True:
+            live = [(row["seq"], t) for t, row in pending.items() if row is not None]
+            if not live:
+                return
+            _, table = min(live)
+            row = dict(pending[table])
+            pending[table] = cursors[table].fetchone()
+            prev_hash, digest = row.pop("prev_hash"), row.pop("hash")
+            yield table, row["seq"], prev_hash, digest, {"table": table, **row}
+
+    def verify(self, expect_head: str | None = None) -> chain.Verification:
+        return chain.verify(self.chain_entries(), expect_head)
+
+
+def default_actor() -> str:
+    """Who is acting: RECONCILE_ACTOR (CI user, service account), else the OS user."""
+    if os.environ.get("RECONCILE_ACTOR"):
+        return os.environ["RECONCILE_ACTOR"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def _safe(name: str, value: Any) -> Any:
+    """The store's own guard: nothing a secret reference produced is written, whoever calls."""
+    if value is None or isinstance(value, bool | int | float):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, str):
+        return redact(str.__str__(value))  # a Secret's str value is its mask; others get redacted
+    raise AuditError(f"cannot store a {type(value).__name__} in audit field {name!r}")
+
+
+@dataclass
+class Run:
+    """One invocation's handle on the trail: actions in, then ``finish``."""
+
+    store: AuditStore
+    id: str
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def append(self, kind: ActionKind, target: str, *, status: ActionStatus, policy: str | None = None,
+               reason: str | None = None, digest_before: str | None = None, digest_after: str | None = None,
+               error: str | None = None, duration: float | None = None,
+               intent_id: str | None = None) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown action kind {kind!r}")
+        if status not in STATUSES:
+            raise ValueError(f"unknown action status {status!r}")
+        row = self.store._append("actions", {
+            "event_id": new_id("evt"), "run_id": self.id, "timestamp": self.store.clock(), "kind": kind,
+            "target": target, "digest_before": digest_before, "digest_after": digest_after,
+            "policy": policy, "reason": reason, "status": status, "error": error, "duration": duration,
+            "dry_run": int(self.dry_run), "intent_id": intent_id})
+        if status != "intent":
+            key = f"{kind}.{status}"
+            self.counts[key] = self.counts.get(key, 0) + 1
+        return row
+
+    @contextmanager
+    def mutation(self, kind: ActionKind, target: str, *, policy: str | None = None, reason: str | None = None,
+                 digest_before: str | None = None, digest_after: str | None = None) -> Iterator[Outcome]:
+        """Write-ahead: the intent is on disk before the body runs, the outcome after it.
+
+        If the intent cannot be written, AuditError propagates and the body never runs.
+        """
+        common = {"policy": policy, "digest_before": digest_before}
+        intent = self.append(kind, target, status="intent", reason=reason, digest_after=digest_after,
+                             **common)
+        outcome = Outcome(digest_after=digest_after)
+        started = time.monotonic()
+        try:
+            yield outcome
+        except BaseException as e:
+            self.append(kind, target, status="failed", reason=reason, digest_after=outcome.digest_after,
+                        error=f"{type(e).__name__}: {e}", duration=time.monotonic() - started,
+                        intent_id=intent["event_id"], **common)
+            raise
+        self.append(kind, target, status=outcome.status, reason=outcome.reason or reason,
+                    digest_after=outcome.digest_after, duration=time.monotonic() - started,
+                    intent_id=intent["event_id"], **common)
+
+    def finish(self, outcome: str) -> str:
+        """Close the run; returns the chain head to print."""
+        row = self.store._append("run_ends", {
+            "run_id": self.id, "finished_at": self.store.clock(), "outcome": outcome,
+            "summary": json.dumps(dict(sorted(self.counts.items())))})
+        return row["hash"]
