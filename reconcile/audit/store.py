@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import secrets
 import socket
@@ -319,13 +320,23 @@ def default_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
+_NUMBER_FIELDS: dict[str, type] = {"duration": float, "pid": int, "dry_run": int}
+
+
 def _safe(name: str, value: Any) -> Any:
-    """The store's own guard: nothing a secret reference produced is written, whoever calls."""
-    if value is None or isinstance(value, bool | int | float):
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, str):
+    """The store's own guard: nothing a secret reference produced is written, whoever calls.
+
+    Values also take the type their column stores (every column is text but these numbers),
+    so the hash covers exactly what ``verify`` reads back.
+    """
+    if value is None:
+        return None
+    number = _NUMBER_FIELDS.get(name)
+    if isinstance(value, str) and number is None:
         return redact(str.__str__(value))  # a Secret's str value is its mask; others get redacted
-    raise AuditError(f"cannot store a {type(value).__name__} in audit field {name!r}")
+    if isinstance(value, bool | int | float) and math.isfinite(value) and abs(value) < 2**63:
+        return number(value) if number is not None else str(value)
+    raise AuditError(f"cannot store a {type(value).__name__} value in audit field {name!r}")
 
 
 @dataclass

@@ -78,6 +78,6 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
 
 
 def main() -> None:
-    from reconcile.cli import validate  # noqa: F401  (registers its command)
+    from reconcile.cli import audit, validate  # noqa: F401  (registers their commands)
 
     cli()

@@ -1,0 +1,140 @@
+"""Reading the audit trail for review: a filter, the SQL it becomes, and time arguments.
+
+Pure apart from ``list_actions``/``find_outcome``, which run the SQL on an open store. Results
+are always in chain order (``seq``), never by timestamp: clocks skew between hosts, the chain
+does not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from reconcile.audit.store import AuditStore
+from reconcile.policy.durations import parse_duration
+
+_GLOB_CHARS = frozenset("*?[")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?")
+_WHEN_HINT = ("a duration back from now (30m, 2h, 7d, 1w), an RFC 3339 date-time "
+              "(2026-11-21T08:00:00Z) or a date (2026-11-21, midnight UTC)")
+
+
+@dataclass(frozen=True)
+class ActionFilter:
+    """Which actions to list; every field narrows, ``None``/empty means no constraint."""
+
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive, so ``--until 2026-11-21`` means "before that day"
+    actions: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    target: str | None = None  # SQLite GLOB: case-sensitive, * and ?
+    policy: str | None = None  # exact Kind/name, or a GLOB when it holds * ? [
+    run: str | None = None
+    commit: str | None = None  # prefix of the run's repo_commit
+    limit: int | None = None  # the newest N matches (still returned oldest first)
+
+    def is_empty(self) -> bool:
+        """Selects every action (no constraint and no limit)."""
+        return self == ActionFilter()
+
+
+def timestamp_text(when: datetime) -> str:
+    """The store's timestamp format, so comparisons are plain text comparisons on an index."""
+    if when.tzinfo is None:
+        raise ValueError(f"{when!r} has no time zone")
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def build_query(flt: ActionFilter) -> tuple[str, tuple[Any, ...]]:
+    """The parameterised SQL (and its parameters) selecting ``flt``'s actions in ``seq`` order."""
+    where: list[str] = []
+    params: list[Any] = []
+    if flt.since is not None:
+        where.append("a.timestamp >= ?")
+        params.append(timestamp_text(flt.since))
+    if flt.until is not None:
+        where.append("a.timestamp < ?")
+        params.append(timestamp_text(flt.until))
+    if flt.actions:
+        where.append(f"a.kind IN ({', '.join('?' * len(flt.actions))})")
+        params.extend(flt.actions)
+    if flt.target is not None:
+        where.append("a.target GLOB ?")
+        params.append(flt.target)
+    if flt.run is not None:
+        where.append("a.run_id = ?")
+        params.append(flt.run)
+    if flt.commit is not None:
+        where.append("a.run_id IN (SELECT s.run_id FROM run_starts s "
+                     "WHERE substr(s.repo_commit, 1, ?) = ?)")
+        params.extend((len(flt.commit), flt.commit.lower()))
+    # Everything above can use an index; with such a filter, "+seq" stops SQLite from preferring
+    # a full scan in primary-key order over the index (it would, to skip the sort for LIMIT).
+    indexed = bool(where)
+    if flt.statuses:
+        where.append(f"a.status IN ({', '.join('?' * len(flt.statuses))})")
+        params.extend(flt.statuses)
+    if flt.policy is not None:
+        where.append("a.policy GLOB ?" if _GLOB_CHARS & set(flt.policy) else "a.policy = ?")
+        params.append(flt.policy)
+    order = "+a.seq" if indexed else "a.seq"
+    sql = "SELECT a.* FROM actions a" + (" WHERE " + " AND ".join(where) if where else "")
+    if flt.limit is None:
+        return f"{sql} ORDER BY {order}", tuple(params)
+    return f"SELECT * FROM ({sql} ORDER BY {order} DESC LIMIT ?) ORDER BY seq", (*params, flt.limit)
+
+
+def list_actions(store: AuditStore, flt: ActionFilter) -> list[dict[str, Any]]:
+    """The actions matching ``flt``, oldest first by chain sequence."""
+    sql, params = build_query(flt)
+    return [dict(row) for row in store.conn.execute(sql, params)]
+
+
+def find_outcome(store: AuditStore, intent_event_id: str) -> dict[str, Any] | None:
+    """The outcome row completing an intent, or None when the mutation never reported back."""
+    row = store.conn.execute("SELECT * FROM actions WHERE intent_id = ? ORDER BY seq LIMIT 1",
+                             (intent_event_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """``2h``/``7d``/``30m``/``90s``/``1w`` back from ``now``, or an RFC 3339 date-time or date.
+
+    Returns an aware UTC datetime; raises ValueError naming the accepted forms.
+    """
+    text = text.strip()
+    if _DATE.match(text):
+        return _parse_absolute(text)
+    if not text[:1].isdigit():
+        raise ValueError(f"{text!r} is not a time: use {_WHEN_HINT}")
+    try:
+        return (now - parse_duration(text)).astimezone(UTC)
+    except ValueError as e:
+        reason = str(e).removeprefix(f"{text!r} is not a duration: ")
+        raise ValueError(f"{text!r} is not a time: {reason}; use {_WHEN_HINT}") from None
+    except OverflowError:
+        raise ValueError(f"{text!r} is not a time: it reaches back before the year 1") from None
+
+
+def _parse_absolute(text: str) -> datetime:
+    if _DATE.fullmatch(text):
+        try:
+            return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as e:
+            raise ValueError(f"{text!r} is not a date ({e}): use {_WHEN_HINT}") from None
+    match = _DATE_TIME.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a time: use {_WHEN_HINT}")
+    if not match.group(3):
+        raise ValueError(f"{text!r} has no time zone: add Z (UTC) or an offset such as +02:00")
+    # RFC 3339 allows any number of fraction digits; Python keeps microseconds.
+    normal = re.sub(r"(\.\d{6})\d+", r"\1", text.upper().replace(" ", "T"))
+    try:
+        when = datetime.fromisoformat(normal)
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a time ({e}): use {_WHEN_HINT}") from None
+    return when.astimezone(UTC)
+

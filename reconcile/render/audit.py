@@ -1,0 +1,337 @@
+"""Renderings of the audit trail: rich tables for a terminal, plain TSV for pipes.
+
+Every value from the trail goes into a ``Text`` (never markup) with control characters made
+visible: reasons and errors can carry text from registries, and a review tool must not let that
+text drive the reader's terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from reconcile.audit.store import RunRecord
+
+STATUS_STYLES = {"intent": "yellow", "succeeded": "green", "failed": "bold red", "skipped": "dim"}
+OUTCOME_STYLES = {"succeeded": "green", "failed": "bold red", "unfinished": "bold yellow reverse"}
+ACTION_COLUMNS = ("seq", "timestamp", "event_id", "run_id", "kind", "status", "target", "policy", "digest_before",
+                  "digest_after", "reason", "error", "duration", "dry_run", "intent_id")
+RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "mode", "dry_run", "actor", "host", "pid", "repo_url",
+               "repo_commit", "summary", "chain_head")
+EVENT_FIELDS = (*ACTION_COLUMNS, "prev_hash", "hash")
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+_TERMINAL_ESCAPES = {c: v for c, v in _CONTROLS.items() if chr(c) not in "\n\t"}
+_TSV_ESCAPES = str.maketrans({**_CONTROLS, ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+def parse_timestamp(ts: str) -> datetime:
+    return datetime.fromisoformat(ts).astimezone(UTC)
+
+
+def absolute_time(ts: str | None) -> str:
+    """``2026-11-21 08:00:03`` (UTC, to the second) for a table; the trail keeps microseconds."""
+    return parse_timestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def relative_time(ts: str | None, now: datetime) -> str:
+    """``just now``, ``45s ago``, ``3m ago``, ``2h ago``, ``yesterday``, ``5d ago``, then the date."""
+    if not ts:
+        return ""
+    seconds = int((now - parse_timestamp(ts)).total_seconds())
+    if seconds < 0:  # another host's clock ahead of ours
+        return "in " + _span(-seconds) if seconds < -10 else "just now"
+    if seconds < 10:
+        return "just now"
+    if 86_400 <= seconds < 2 * 86_400:
+        return "yesterday"
+    if seconds >= 30 * 86_400:
+        return parse_timestamp(ts).strftime("%Y-%m-%d")
+    return _span(seconds) + " ago"
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def elapsed(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return ""
+    seconds = max(0.0, (parse_timestamp(end) - parse_timestamp(start)).total_seconds())
+    return f"{seconds:.1f}s" if seconds < 60 else _span(int(seconds))
+
+
+def short_digest(digest: str | None) -> str:
+    """``sha256:`` and 12 hex digits: enough to tell digests apart in a table."""
+    if not digest:
+        return ""
+    return digest[:19] if digest.startswith("sha256:") else digest
+
+
+def digest_change(before: str | None, after: str | None) -> str:
+    if not before and not after:
+        return ""
+    return f"{short_digest(before) or '—'} → {short_digest(after) or '—'}"
+
+
+def summary_text(summary: Mapping[str, int] | None) -> str:
+    return ", ".join(f"{key} {count}" for key, count in (summary or {}).items())
+
+
+def _text(value: Any, style: str = "") -> Text:
+    if value is None:
+        return Text("", style=style)
+    return Text(str(value).translate(_TERMINAL_ESCAPES), style=style)
+
+
+def status_text(status: str) -> Text:
+    return _text(status, STATUS_STYLES.get(status, ""))
+
+
+def outcome_text(outcome: str) -> Text:
+    return _text(outcome, OUTCOME_STYLES.get(outcome, ""))
+
+
+def _run_outcome(run: RunRecord) -> Text:
+    text = outcome_text(run.outcome)
+    if run.outcome == "unfinished" and run.is_running():
+        text.append(f" (pid {run.pid} still running)", style="dim")
+    return text
+
+
+def _reason(row: Mapping[str, Any]) -> Text:
+    if row.get("error"):
+        return _text(row["error"], "red")
+    return _text(row.get("reason"))
+
+
+# --- terminal -------------------------------------------------------------------------------------
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, title_justify="left",
+                 title_style="bold")
+
+
+def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: str | None = None,
+                  by_event: bool = False) -> Table:
+    """One row per action, in the order given (chain order). ``by_event`` shows the event id
+    instead of the run id (for one run's actions); a run id shared by every row goes in the title
+    instead of a column, leaving the width to targets and reasons."""
+    runs = {row["run_id"] for row in rows}
+    one_run = len(runs) == 1 and not by_event
+    if one_run:
+        title = f"{title + ' of ' if title else ''}run {next(iter(runs))}"
+    table = _table(title)
+    table.add_column("seq", justify="right", style="dim", no_wrap=True)
+    table.add_column("when", no_wrap=True)
+    table.add_column("UTC", style="dim", no_wrap=True)
+    if not one_run:
+        table.add_column("event" if by_event else "run", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("target", overflow="fold")
+    table.add_column("policy", overflow="fold")
+    table.add_column("digest", overflow="fold")
+    table.add_column("reason / error", overflow="fold", ratio=1)
+    for row in rows:
+        ids = [] if one_run else [_text(row["event_id"] if by_event else row["run_id"])]
+        table.add_row(
+            _text(row["seq"]), _text(relative_time(row["timestamp"], now)), _text(absolute_time(row["timestamp"])),
+            *ids, _text(row["kind"]), status_text(row["status"]), _text(row["target"]), _text(row["policy"]),
+            _text(digest_change(row["digest_before"], row["digest_after"])), _reason(row))
+    return table
+
+
+def runs_table(runs: Sequence[RunRecord], now: datetime, *, title: str | None = None) -> Table:
+    table = _table(title)
+    table.add_column("run", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("UTC", style="dim", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("by", overflow="fold")
+    table.add_column("commit", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("actions", overflow="fold", ratio=1)
+    for run in runs:
+        mode = run.mode + (" (dry run)" if run.dry_run else "")
+        table.add_row(
+            _text(run.id), _text(relative_time(run.started_at, now)), _text(absolute_time(run.started_at)),
+            _text(elapsed(run.started_at, run.finished_at)), _text(mode), _text(_actor(run)),
+            _text((run.repo_commit or "")[:12]), _run_outcome(run), _text(summary_text(run.summary)),
+            style="bold" if run.outcome == "unfinished" else None)
+    return table
+
+
+def _actor(run: RunRecord) -> str:
+    return f"{run.actor or '?'}@{run.host or '?'}"
+
+
+def _when(ts: str | None, now: datetime) -> Text:
+    if not ts:
+        return Text("")
+    return Text.assemble(absolute_time(ts) + " UTC  ", (f"({relative_time(ts, now)})", "dim"))
+
+
+def _fields(pairs: Iterable[tuple[str, Text | str]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in pairs:
+        grid.add_row(name, value if isinstance(value, Text) else _text(value))
+    return grid
+
+
+def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: datetime) -> RenderableType:
+    fields = _fields([
+        ("run", _text(run.id, "bold")), ("outcome", _run_outcome(run)),
+        ("mode", run.mode + (" (dry run)" if run.dry_run else "")), ("by", _actor(run)), ("pid", str(run.pid or "")),
+        ("repo", run.repo_url or ""), ("commit", run.repo_commit or ""),
+        ("started", _when(run.started_at, now)), ("finished", _when(run.finished_at, now)),
+        ("took", elapsed(run.started_at, run.finished_at)), ("actions", summary_text(run.summary)),
+        ("chain head", run.chain_head or "")])
+    if not actions:
+        return Group(fields, Text("\nno actions recorded", style="dim"))
+    return Group(fields, Text(""), actions_table(actions, now, title=f"{len(actions)} actions", by_event=True))
+
+
+def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None,
+                 now: datetime) -> RenderableType:
+    """Every field of ``event`` and its digest before and after, side by side. When it is half of
+    a mutation: the intent (BEFORE) and the outcome (AFTER) side by side, field by field."""
+    status = status_text(event["status"])
+    title = Text.assemble((event["event_id"], "bold"), "  ", event["kind"], " ", status, "  ", _text(event["target"]))
+    if intent is None and outcome is None:
+        fields = _fields((name, _event_value(name, event.get(name), now)) for name in EVENT_FIELDS)
+        return Group(title, Text(""), _digests(event["digest_before"], event["digest_after"]), Text(""), fields)
+    table = _table()
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column(f"BEFORE: intent {intent['event_id'] if intent else ''}".rstrip(), overflow="fold", ratio=1)
+    after = f"AFTER: outcome {outcome['event_id']}" if outcome else "AFTER: no outcome recorded"
+    table.add_column(after, overflow="fold", ratio=1)
+    for name in EVENT_FIELDS:
+        left = _event_value(name, intent.get(name), now) if intent else Text("")
+        right = _event_value(name, outcome.get(name), now) if outcome else Text("")
+        if intent and outcome and name in _COMPARED and intent.get(name) != outcome.get(name):
+            right.stylize("bold")
+        table.add_row(name, left, right)
+    last = outcome or intent or event
+    digests = _digests((intent or event)["digest_before"], last["digest_after"])
+    parts: list[RenderableType] = [title, Text(""), digests, Text(""), table]
+    if outcome is None:
+        parts.append(Text("The run did not report back: the mutation may or may not have happened.",
+                          style="bold yellow"))
+    return Group(*parts)
+
+
+_COMPARED = frozenset({"kind", "target", "policy", "status", "digest_before", "digest_after", "reason", "error"})
+
+
+def _digests(before: str | None, after: str | None) -> Table:
+    table = _table()
+    table.add_column("digest BEFORE", overflow="fold")
+    table.add_column("", no_wrap=True)
+    table.add_column("digest AFTER", overflow="fold")
+    table.add_row(_text(before or "—"), "→", _text(after or "—"))
+    return table
+
+
+def _event_value(name: str, value: Any, now: datetime) -> Text:
+    if name == "status" and value:
+        return status_text(value)
+    if name == "timestamp":
+        return _when(value, now)
+    if name == "dry_run" and value is not None:
+        return _text("true" if value else "false")
+    return _text(value)
+
+
+# --- pipes ----------------------------------------------------------------------------------------
+
+def tsv_value(value: Any) -> str:
+    """One TSV field: nothing truncated; tab, newline, CR, backslash and controls escaped."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).translate(_TSV_ESCAPES)
+
+
+def tsv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["\t".join(columns)]
+    lines.extend("\t".join(tsv_value(v) for v in row) for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def run_dict(run: RunRecord) -> dict[str, Any]:
+    """A run as plain data (summary as a mapping), for exports."""
+    return asdict(run)
+
+
+def _run_row(run: RunRecord) -> list[Any]:
+    values = run_dict(run)
+    values["summary"] = json.dumps(run.summary, separators=(",", ":")) if run.summary is not None else None
+    return [values[c] for c in RUN_COLUMNS]
+
+
+def _action_row(row: Mapping[str, Any]) -> list[Any]:
+    return [bool(row[c]) if c == "dry_run" and row[c] is not None else row[c] for c in ACTION_COLUMNS]
+
+
+def actions_tsv(rows: Iterable[Mapping[str, Any]]) -> str:
+    return tsv(ACTION_COLUMNS, (_action_row(r) for r in rows))
+
+
+def runs_tsv(runs: Iterable[RunRecord]) -> str:
+    return tsv(RUN_COLUMNS, (_run_row(r) for r in runs))
+
+
+def run_detail_tsv(run: RunRecord, actions: Sequence[Mapping[str, Any]]) -> str:
+    """The run's fields as ``field<TAB>value`` lines, a blank line, then its actions' TSV."""
+    return tsv(("field", "value"), zip(RUN_COLUMNS, _run_row(run), strict=True)) + "\n" + actions_tsv(actions)
+
+
+def event_detail_tsv(event: Mapping[str, Any], intent: Mapping[str, Any] | None,
+                     outcome: Mapping[str, Any] | None) -> str:
+    if intent is None and outcome is None:
+        return tsv(("field", "value"), ((name, _plain(name, event.get(name))) for name in EVENT_FIELDS))
+    return tsv(("field", "before", "after"),
+               ((name, _plain(name, (intent or {}).get(name)), _plain(name, (outcome or {}).get(name)))
+                for name in EVENT_FIELDS))
+
+
+def _plain(name: str, value: Any) -> Any:
+    return bool(value) if name == "dry_run" and value is not None else value
+
+
+def unfinished_warnings(unfinished: Sequence[RunRecord], pending: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """One line per run that never finished, or finished leaving intents without an outcome."""
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for intent in pending:
+        by_run.setdefault(intent["run_id"], []).append(intent)
+    for run in unfinished:
+        state = f"is still running (pid {run.pid})" if run.is_running() else "never finished"
+        text = f"run {run.id} (started {run.started_at}, {run.actor}@{run.host}) {state}"
+        yield text + _intents(by_run.pop(run.id, []))
+    for run_id, intents in by_run.items():
+        yield f"run {run_id} finished" + _intents(intents)
+
+
+def _intents(intents: Sequence[dict[str, Any]]) -> str:
+    if not intents:
+        return ""
+    listed = ", ".join(f"{i['event_id']} ({i['kind']} {i['target']})" for i in intents)
+    return f"; {len(intents)} intent{'s' * (len(intents) != 1)} without outcome: {listed}"
