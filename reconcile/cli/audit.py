@@ -146,14 +146,7 @@ def list_command(settings: Settings, **filters: Any) -> None:
     with _reading(settings) as store:
         rows = list_actions(store, replace(flt, limit=limit + 1 if limit else None))
     rows, left_out = _newest(rows, limit)
-    if not console.is_terminal:
-        click.echo(render.actions_tsv(rows), nl=False)
-        return
-    if not rows:
-        console.print("no actions match", style="dim")
-        return
-    title = f"{len(rows)} actions" + (", the newest (--limit N, 0 for all)" if left_out else "")
-    _show(console, render.actions_table(rows, datetime.now(UTC), title=title))
+    _listing(console, rows, left_out, "actions", render.actions_tsv, render.actions_table, "no actions match")
 
 
 @audit_group.command()
@@ -167,14 +160,19 @@ def runs(settings: Settings, limit: int | None) -> None:
     with _reading(settings) as store:
         records = store.runs(limit=limit + 1 if limit else None)
     records, left_out = _newest(records[::-1], limit)
+    _listing(console, records, left_out, "runs", render.runs_tsv, render.runs_table, "no runs recorded")
+
+
+def _listing(console: Console, rows: list[Any], left_out: bool, noun: str, tsv: Callable[..., str],
+             table: Callable[..., RenderableType], empty: str) -> None:
+    """TSV when piped; on a terminal a table (or a dim note when there is nothing to show)."""
     if not console.is_terminal:
-        click.echo(render.runs_tsv(records), nl=False)
-        return
-    if not records:
-        console.print("no runs recorded", style="dim")
-        return
-    title = f"{len(records)} runs" + (", the newest (--limit N, 0 for all)" if left_out else "")
-    _show(console, render.runs_table(records, datetime.now(UTC), title=title))
+        click.echo(tsv(rows), nl=False)
+    elif not rows:
+        console.print(empty, style="dim")
+    else:
+        title = f"{len(rows)} {noun}" + (", the newest (--limit N, 0 for all)" if left_out else "")
+        _show(console, table(rows, datetime.now(UTC), title=title))
 
 
 @audit_group.command()
