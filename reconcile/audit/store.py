@@ -92,8 +92,8 @@ def _migration_1(db: sqlite_utils.Database) -> None:
           AND NOT EXISTS (SELECT 1 FROM actions o WHERE o.intent_id = i.event_id)""")
 
 
+# (version, migration), oldest first; a released migration is never edited, only followed by a new one.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _migration_1),)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -102,9 +102,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_versions "
                      "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
         current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_versions").fetchone()[0]
-        if current > SCHEMA_VERSION:
+        latest = MIGRATIONS[-1][0]
+        if current > latest:
             raise AuditError(f"the audit database has schema version {current}, newer than this "
-                             f"reconcile understands ({SCHEMA_VERSION}); upgrade reconcile")
+                             f"reconcile understands ({latest}); upgrade reconcile")
         db = sqlite_utils.Database(conn)
         for version, migration in MIGRATIONS:
             if version > current:
