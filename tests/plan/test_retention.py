@@ -1,0 +1,228 @@
+"""Retention rules as tables: hand-written observations in, actions out. No I/O."""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconcile.observe.state import (
+    OCI_INDEX, OCI_MANIFEST, ClusterState, Descriptor, Image, ImageReference, RepositoryState, Usage)
+from reconcile.plan.retention import RetentionInputs, plan_retention
+from reconcile.policy.model import GitRefs, KeepRule, Protection, RetentionPolicy
+from reconcile.policy.semver import SemverRange
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+HOST = "registry.ci.example.com"
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None, children: dict[int, list[int]] | None = None,
+         labels: dict[int, dict[str, str]] | None = None, can_delete_tags: bool = False,
+         name: str = "team-a/web") -> RepositoryState:
+    """Tags -> image numbers; every image is created `age_days` ago (default: unknown)."""
+    age_days, children, labels = age_days or {}, children or {}, labels or {}
+    numbers = set(tags.values()) | {c for cs in children.values() for c in cs}
+    images = {digest(n): Image(
+        digest(n), OCI_INDEX if n in children else OCI_MANIFEST,
+        NOW - timedelta(days=age_days[n]) if n in age_days else None, labels.get(n, {}),
+        tuple(Descriptor(OCI_MANIFEST, digest(c), 100) for c in children.get(n, ()))) for n in numbers}
+    descriptors = {tag: Descriptor(OCI_INDEX if n in children else OCI_MANIFEST, digest(n), 100)
+                   for tag, n in tags.items()}
+    return RepositoryState("ci", name, descriptors, images, can_delete_tags=can_delete_tags)
+
+
+def policy(*keep: KeepRule, protect: Protection = Protection(), max_deletions: int = 100) -> RetentionPolicy:
+    return RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), keep, protect, max_deletions)
+
+
+def rule(tags: str | None = None, **kwargs: object) -> KeepRule:
+    return KeepRule(tags=re.compile(tags) if tags else None, **kwargs)  # type: ignore[arg-type]
+
+
+def outcome(actions: list) -> dict[str, list[str]]:
+    """kind -> targets (without the registry/repository prefix)."""
+    result: dict[str, list[str]] = {}
+    for action in actions:
+        result.setdefault(action.kind, []).append(action.target.split("team-a/web", 1)[-1])
+    return result
+
+
+def run(p: RetentionPolicy, *repositories: RepositoryState, **inputs: object) -> list:
+    return plan_retention(p, RetentionInputs(HOST, repositories, **inputs), NOW)  # type: ignore[arg-type]
+
+
+# --- keep rules -------------------------------------------------------------------------------
+
+CASES = [
+    pytest.param(
+        policy(rule(r"^v\d+\.\d+\.\d+$")), repo({"v1.0.0": 1, "v1.1.0": 2, "latest-dev": 3}),
+        {"keep": [":v1.0.0", ":v1.1.0"], "prune": [f"@{digest(3)}"]}, id="tag regex keeps what it matches"),
+    pytest.param(
+        policy(rule(r"^v", last=2)), repo({"v1.9.0": 1, "v1.10.0": 2, "v1.2.0": 3}),
+        {"keep": [":v1.10.0", ":v1.9.0"], "prune": [f"@{digest(3)}"]}, id="last N by semver, not text order"),
+    pytest.param(
+        policy(rule(r"^v", last=1)), repo({"v2.0.0-rc.1": 1, "v1.9.0": 2}),
+        {"keep": [":v2.0.0-rc.1"], "prune": [f"@{digest(2)}"]}, id="a pre-release outranks the lower release"),
+    pytest.param(
+        policy(rule(r"^build-(\d+)$", last=2)), repo({"build-9": 1, "build-10": 2, "build-100": 3}),
+        {"keep": [":build-10", ":build-100"], "prune": [f"@{digest(1)}"]}, id="last N numeric by capture group"),
+    pytest.param(
+        policy(rule(r"^feature-", last=1)),
+        repo({"feature-a": 1, "feature-b": 2}, age_days={1: 1, 2: 5}),
+        {"keep": [":feature-a"], "prune": [f"@{digest(2)}"]}, id="last N by creation time otherwise"),
+    pytest.param(
+        policy(rule(r"^feature-", last=1, order="alphabetical")), repo({"feature-a": 1, "feature-b": 2}),
+        {"keep": [":feature-b"], "prune": [f"@{digest(1)}"]}, id="explicit order"),
+    pytest.param(
+        policy(rule(r"^pr-", newer_than=timedelta(days=7))),
+        repo({"pr-1": 1, "pr-2": 2, "pr-3": 3}, age_days={1: 3, 2: 30}),
+        {"keep": [":pr-1", ":pr-3"], "prune": [f"@{digest(2)}"]}, id="newerThan; unknown age is not old"),
+    pytest.param(
+        policy(rule(r"^b-(\d+)$", last=1, newer_than=timedelta(days=7))),
+        repo({"b-1": 1, "b-2": 2, "b-3": 3}, age_days={1: 1, 2: 2, 3: 30}),
+        {"prune": [f"@{digest(1)}", f"@{digest(2)}", f"@{digest(3)}"]},
+        id="And: newest by number (b-3) is too old, young ones are not newest"),
+    pytest.param(
+        policy(rule(r"^b-(\d+)$", last=1, newer_than=timedelta(days=7), operator="Or")),
+        repo({"b-1": 1, "b-2": 2, "b-3": 3}, age_days={1: 1, 2: 2, 3: 30}),
+        {"keep": [":b-1", ":b-2", ":b-3"]}, id="Or: either limit keeps"),
+    pytest.param(
+        policy(KeepRule(semver=SemverRange.parse(">=2.0.0 <3"))), repo({"v1.9.0": 1, "v2.1.0": 2, "2.0.0": 3}),
+        {"keep": [":2.0.0", ":v2.1.0"], "prune": [f"@{digest(1)}"]}, id="semver range selector"),
+    pytest.param(
+        policy(rule("^v"), rule("^stable$")), repo({"v1": 1, "stable": 2, "tmp": 3}),
+        {"keep": [":stable", ":v1"], "prune": [f"@{digest(3)}"]}, id="any rule keeps"),
+    pytest.param(
+        policy(rule("^v")), repo({"a": 1, "b": 1, "v1": 2}),
+        {"prune": [f"@{digest(1)}"], "keep": [":v1"]}, id="one prune per digest, with all its tags"),
+]
+
+
+@pytest.mark.parametrize(("retention", "repository", "expected"), CASES)
+def test_keep_rules(retention: RetentionPolicy, repository: RepositoryState, expected: dict[str, list[str]]) -> None:
+    assert {k: sorted(v) for k, v in outcome(run(retention, repository)).items()} == expected
+
+
+def test_reasons_say_which_rule_and_why() -> None:
+    actions = run(policy(rule(r"^build-(\d+)$", last=1)), repo({"build-1": 1, "build-2": 2}))
+    assert [(a.kind, a.reason) for a in actions] == [
+        ("keep", r"keep[0]: matches '^build-(\d+)$', among the 1 newest by numeric"),
+        ("prune", "no keep rule or protection applies to build-1"),
+    ]
+    assert actions[1].tags == ("build-1",) and actions[1].digest_before == digest(1)
+
+
+# --- protections ------------------------------------------------------------------------------
+
+
+def cluster(*references: ImageReference, name: str = "prod-eu") -> ClusterState:
+    return ClusterState(name, {ref: (Usage(name, "web", "Pod", "web-1", "web", "running"),) for ref in references})
+
+
+PROTECT_PROD = Protection(in_use=("prod-eu",))
+
+
+def test_a_digest_running_in_a_protecting_cluster_is_never_pruned() -> None:
+    running = cluster(ImageReference("other.registry", "x", digest=digest(2)))  # same content anywhere
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD), repo({"v1": 1, "old": 2, "older": 3}),
+                  clusters={"prod-eu": running})
+    assert outcome(actions) == {"keep": [":old", ":v1"], "prune": [f"@{digest(3)}"]}
+    assert "running or kept for rollback" in actions[0].reason
+
+
+def test_a_tag_running_by_name_is_protected_on_the_same_registry_only() -> None:
+    running = cluster(ImageReference(HOST, "team-a/web", tag="old"), ImageReference("elsewhere", "team-a/web", tag="x"))
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD), repo({"old": 1, "x": 2}), clusters={"prod-eu": running})
+    assert outcome(actions) == {"keep": [":old"], "prune": [f"@{digest(2)}"]}
+
+
+@pytest.mark.parametrize(("clusters", "reason"), [
+    ({"prod-eu": "403 forbidden: list pods"}, "cluster prod-eu could not be read: 403 forbidden: list pods"),
+    ({}, "cluster prod-eu was not observed"),
+])
+def test_an_unreadable_protecting_cluster_prunes_nothing(clusters: dict, reason: str) -> None:
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD), repo({"v1": 1, "old": 2}), clusters=clusters)
+    assert [(a.kind, a.reason) for a in actions] == [("blocked", f"{reason}; nothing is pruned")]
+
+
+def test_the_rollback_window_from_the_audit_trail_is_protected() -> None:
+    deployed = {"prod-web": [digest(3), digest(2), digest(1)], "staging-web": [digest(4)]}
+    actions = run(policy(rule("^v"), protect=Protection(deployed_history=2)),
+                  repo({"v9": 9, "a": 1, "b": 2, "c": 3, "d": 4}), deployed=deployed)
+    assert outcome(actions) == {"keep": [":b", ":c", ":d", ":v9"], "prune": [f"@{digest(1)}"]}
+    assert actions[1].reason == "protected: among the last digests DeployPolicy/prod-web deployed"
+
+
+def test_an_unreadable_audit_trail_prunes_nothing_when_history_protects() -> None:
+    actions = run(policy(rule("^v"), protect=Protection(deployed_history=3)), repo({"old": 1}), deployed=None)
+    assert [a.kind for a in actions] == ["blocked"]
+    assert "audit trail" in actions[0].reason
+
+
+def test_a_digest_shared_with_a_kept_tag_is_untagged_where_the_registry_can() -> None:
+    actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}, can_delete_tags=True))
+    assert outcome(actions) == {"keep": [":v1"], "untag": [":build-7"]}
+    assert actions[0].reason == "no rule keeps it; its digest stays for v1"
+
+
+def test_a_digest_shared_with_a_kept_tag_stays_where_the_registry_cannot_untag() -> None:
+    actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}))
+    assert outcome(actions) == {"keep": [":build-7", ":v1"]}
+    assert actions[0].reason == (f"no rule keeps it, but this registry cannot untag: deleting {digest(1)[:19]} "
+                                 "would also remove v1")
+
+
+def test_a_kept_index_keeps_its_platform_manifests() -> None:
+    actions = run(policy(rule("^v")), repo({"v1": 1, "v1-amd64": 2, "stray": 3}, children={1: [2, 3]}))
+    assert outcome(actions)["keep"] == [":stray", ":v1", ":v1-amd64"]
+
+
+def test_referrers_follow_their_subject() -> None:
+    sig_of = {n: f"sha256-{digest(n)[7:]}.sig" for n in (1, 2)}
+    actions = run(policy(rule("^v")), repo({"v1": 1, "old": 2, sig_of[1]: 11, sig_of[2]: 12}))
+    assert outcome(actions) == {"keep": [":v1", f":{sig_of[1]}"], "prune": [f"@{digest(2)}", f"@{digest(12)}"]}
+    assert actions[2].reason == f"referrer (artifact) of pruned {digest(2)[:19]}"
+
+
+def test_over_max_deletions_nothing_is_deleted() -> None:
+    actions = run(policy(rule("^v"), max_deletions=2), repo({"v1": 1, "a": 2, "b": 3, "c": 4}))
+    assert [a.kind for a in actions] == ["blocked", "keep"]
+    assert actions[0].reason.startswith("would delete 3 tags, over maxDeletions 2; nothing is pruned")
+
+
+# --- git references ---------------------------------------------------------------------------
+
+GIT = GitRefs(repo="./src", branches=re.compile("main"), tags=None,
+              tag_commit=re.compile(r"^sha-(?P<commit>[0-9a-f]{7,40})$"), revision_label=True)
+LIVE = frozenset({"abcdef0123456789abcdef0123456789abcdef01"})
+
+
+def test_git_refs_keep_images_of_live_commits_by_tag_or_label() -> None:
+    actions = run(policy(KeepRule(git_refs=GIT)),
+                  repo({"sha-abcdef0": 1, "sha-1234567": 2, "nightly": 3}, labels={3: {
+                      "org.opencontainers.image.revision": "ABCDEF0123456789abcdef0123456789abcdef01"}}),
+                  git_commits={0: LIVE})
+    assert outcome(actions) == {"keep": [":nightly", ":sha-abcdef0"], "prune": [f"@{digest(2)}"]}
+
+
+@pytest.mark.parametrize("commits", [{0: "git fetch failed: host unreachable"}, {}])
+def test_an_unreadable_source_repository_prunes_nothing(commits: dict) -> None:
+    actions = run(policy(KeepRule(git_refs=GIT)), repo({"sha-1234567": 1}), git_commits=commits)
+    assert [a.kind for a in actions] == ["blocked"]
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
+def test_same_inputs_same_plan_whatever_their_order() -> None:
+    tags = {f"build-{n}": n for n in range(1, 40)} | {"v1.0.0": 100, "v2.0.0": 101}
+    base = run(policy(rule(r"^build-(\d+)$", last=5), rule("^v")), repo(tags))
+    shuffled = list(tags.items())
+    random.Random(7).shuffle(shuffled)
+    assert run(policy(rule(r"^build-(\d+)$", last=5), rule("^v")), repo(dict(shuffled))) == base
