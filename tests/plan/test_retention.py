@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconcile.observe.state import (
-    OCI_INDEX, OCI_MANIFEST, ClusterState, Descriptor, Image, ImageReference, RepositoryState, Usage)
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ClusterState,
+    Descriptor,
+    Image,
+    ImageReference,
+    RepositoryState,
+    Usage,
+)
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import GitRefs, KeepRule, Protection, RetentionPolicy
 from reconcile.policy.semver import SemverRange
@@ -22,8 +30,8 @@ def digest(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None, children: dict[int, list[int]] | None = None,
-         labels: dict[int, dict[str, str]] | None = None, can_delete_tags: bool = False,
+def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None,
+         children: dict[int, list[int]] | None = None, labels: dict[int, dict[str, str]] | None = None, can_delete_tags: bool = False,
          name: str = "team-a/web") -> RepositoryState:
     """Tags -> image numbers; every image is created `age_days` ago (default: unknown)."""
     age_days, children, labels = age_days or {}, children or {}, labels or {}
@@ -37,7 +45,10 @@ def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None, chil
     return RepositoryState("ci", name, descriptors, images, can_delete_tags=can_delete_tags)
 
 
-def policy(*keep: KeepRule, protect: Protection = Protection(), max_deletions: int = 100) -> RetentionPolicy:
+NO_PROTECTION = Protection()
+
+
+def policy(*keep: KeepRule, protect: Protection = NO_PROTECTION, max_deletions: int = 100) -> RetentionPolicy:
     return RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), keep, protect, max_deletions)
 
 
