@@ -31,8 +31,8 @@ def digest(n: int) -> str:
 
 
 def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None,
-         children: dict[int, list[int]] | None = None, labels: dict[int, dict[str, str]] | None = None, can_delete_tags: bool = False,
-         name: str = "team-a/web") -> RepositoryState:
+         children: dict[int, list[int]] | None = None, labels: dict[int, dict[str, str]] | None = None,
+         can_delete_tags: bool = False, name: str = "team-a/web") -> RepositoryState:
     """Tags -> image numbers; every image is created `age_days` ago (default: unknown)."""
     age_days, children, labels = age_days or {}, children or {}, labels or {}
     numbers = set(tags.values()) | {c for cs in children.values() for c in cs}
