@@ -1,0 +1,52 @@
+"""A plan: the ordered actions for one commit of the repo-of-record and one observation of the
+world, plus what could not be decided. Everything in it is data, so it renders three ways and
+can be saved and checked before it is applied."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from reconcile.plan.actions import Action
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    repo: str
+    commit: str | None
+    observed_at: str  # RFC 3339 UTC: when the world was observed (an input, so plans are reproducible)
+    actions: tuple[Action, ...] = ()
+    errors: tuple[str, ...] = field(default=())  # sources that could not be read, and what that blocked
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.mutates)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.mutates for a in self.actions)
+
+    def counts(self) -> dict[str, int]:
+        return count_kinds(self.actions)
+
+    def by_policy(self) -> dict[str, list[Action]]:
+        grouped: dict[str, list[Action]] = {}
+        for action in self.actions:
+            grouped.setdefault(action.policy, []).append(action)
+        return grouped
+
+
+def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
+    """Actions by kind, in a fixed order: what a summary line shows."""
+    counted = Counter(a.kind for a in actions)
+    order = ("prune", "untag", "promote", "deploy", "rollback", "blocked", "keep")
+    return {kind: counted[kind] for kind in order if counted[kind]}
+
+
+def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],
+              errors: list[str] | None = None) -> Plan:
+    """Actions in their canonical order: by policy, then mutating before explanatory, then target."""
+    ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, a.target))
+    return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())))
