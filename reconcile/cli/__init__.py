@@ -22,9 +22,10 @@ class Settings:
 
 
 _COMMON = {
-    "repo": dict(metavar="PATH", envvar="RECONCILE_REPO", default=".", show_default=True,
-                 help="Repo-of-record: a git work tree (or a directory in one), or a plain "
-                      "directory. [env: RECONCILE_REPO]"),
+    "repo": dict(metavar="PATH|URL", envvar="RECONCILE_REPO", default=".", show_default=True,
+                 help="Repo-of-record: a git work tree (or a directory in one), a plain directory, or a "
+                      "git URL (mirrored under RECONCILE_CACHE_DIR, fetched on every run). "
+                      "[env: RECONCILE_REPO]"),
     "ref": dict(metavar="REF", envvar="RECONCILE_REF",
                 help="Git ref to read policies at (branch, tag, SHA); default HEAD. Files are read "
                      "from that commit, not the working tree. [env: RECONCILE_REF]"),

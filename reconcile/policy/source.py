@@ -4,8 +4,10 @@ base and head without checking either out)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +44,16 @@ class Snapshot:
     uncommitted_changes: bool = False  # a git work tree that differs from the commit read
 
 
-def read_snapshot(repo: str, ref: str | None = None) -> Snapshot:
+def read_snapshot(repo: str, ref: str | None = None, *, cache_dir: Path | None = None) -> Snapshot:
     """Read every ``*.yaml``/``*.yml`` below ``repo`` at ``ref`` (default ``HEAD``).
 
     ``repo`` may be a git work tree or a directory inside one (only that directory is read, at the
-    commit), or a plain directory (read from disk; ``ref`` is then an error).
+    commit), a plain directory (read from disk; ``ref`` is then an error), or a git URL (mirrored
+    into ``cache_dir`` and fetched on every read).
     """
     ref = ref or None  # an empty --ref means the default, as an unset one does
+    if is_remote(repo):
+        return _read_remote(repo, ref, cache_dir or default_cache_dir() / "repos")
     root = Path(repo)
     if not root.exists():
         raise SourceError(f"repo-of-record {repo!r} does not exist")
@@ -61,14 +66,59 @@ def read_snapshot(repo: str, ref: str | None = None) -> Snapshot:
             raise SourceError(f"--ref {ref!r} given, but {repo!r} is not a git repository") from None
         return Snapshot(repo, None, tuple(_read_directory(repo, root)))
     with repository:
-        return _read_commit(repo, root, repository, ref)
+        return _read_commit(repo, repo, root, repository, ref)
+
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")  # git@host:org/repo.git
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def is_remote(repo: str) -> bool:
+    return "://" in repo or bool(_SCP_LIKE.match(repo))
+
+
+def redact_url(text: str) -> str:
+    """Drop ``user:token@`` from URLs: a token in a remote URL must not reach logs or messages."""
+    return _USERINFO.sub("***@", text)
+
+
+def default_cache_dir() -> Path:
+    """``$RECONCILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconcile``, else ``~/.cache/reconcile``."""
+    if os.environ.get("RECONCILE_CACHE_DIR"):
+        return Path(os.environ["RECONCILE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reconcile"
+
+
+def _read_remote(url: str, ref: str | None, cache: Path) -> Snapshot:
+    """Mirror the remote into the cache (clone once, then fetch every time) and read the commit.
+
+    A failed fetch is an error, not a reason to act on the cached copy: stale policies may
+    protect less than the current ones do.
+    """
+    shown = redact_url(url)
+    path = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
+    try:
+        if (path / "HEAD").is_file():
+            repository = git.Repo(path)
+            repository.git.remote("update", "--prune")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            repository = git.Repo.clone_from(url, path, mirror=True)
+    except (git.GitCommandError, git.InvalidGitRepositoryError, OSError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        reason = redact_url(detail.replace(url, shown)).strip().splitlines()
+        raise SourceError(f"cannot fetch the repo-of-record {shown}: {reason[-1] if reason else 'git failed'}"
+                          ) from None
+    with repository:
+        return _read_commit(shown, "", path, repository, ref)
 
 
 def _display(repo: str, relative: str) -> str:
     return posixpath.normpath(posixpath.join(repo.replace(os.sep, "/"), relative))
 
 
-def _read_commit(repo: str, root: Path, repository: git.Repo, ref: str | None) -> Snapshot:
+def _read_commit(repo: str, prefix: str, root: Path, repository: git.Repo, ref: str | None) -> Snapshot:
+    """``repo`` names the source in messages; ``prefix`` starts every file path shown."""
     top = Path(repository.working_tree_dir or repository.git_dir).resolve()
     base = root.resolve().relative_to(top).as_posix()
     base = "" if base == "." else base
@@ -88,7 +138,7 @@ def _read_commit(repo: str, root: Path, repository: git.Repo, ref: str | None) -
     for item in tree.traverse(prune=lambda i, _d: _hidden(i.path, base)):
         if item.type != "blob" or not item.path.endswith(SUFFIXES) or _hidden(item.path, base):
             continue
-        files.append(_blob_file(repo, commit, base, item))
+        files.append(_blob_file(prefix, commit, base, item))
         if len(files) > MAX_FILES:
             raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
     dirty = ref is None and repository.working_tree_dir is not None and repository.is_dirty(
@@ -103,8 +153,8 @@ def _hidden(path: str, base: str) -> bool:
     return any(part.startswith(".") for part in below.split("/"))
 
 
-def _blob_file(repo: str, commit: git.Commit, base: str, blob: git.Blob) -> PolicyFile:
-    shown = _display(repo, blob.path[len(base):].lstrip("/"))
+def _blob_file(prefix: str, commit: git.Commit, base: str, blob: git.Blob) -> PolicyFile:
+    shown = _display(prefix, blob.path[len(base):].lstrip("/"))
     seen = 0
     while blob.mode == _SYMLINK_MODE:
         seen += 1
