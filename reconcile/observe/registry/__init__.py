@@ -1,0 +1,109 @@
+"""The registry adapter: OCI Distribution API registries and OCI image-layout directories behind
+one interface (:class:`RegistryClient`), observed into :class:`RepositoryState`, copied by digest
+(:func:`copy_image`) and pruned (``delete_manifest``, ``delete_tag``).
+
+    client = open_registry(policies.registries["ci"], resolver)
+    state = observe_repository(client, "team-a/web")
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import MappingProxyType
+
+from reconcile.observe.registry.cache import ContentCache
+from reconcile.observe.registry.client import RegistryClient
+from reconcile.observe.registry.content import Manifest
+from reconcile.observe.registry.copy import CopyResult, copy_image
+from reconcile.observe.registry.distribution import DEFAULT_PAGE_SIZE, DistributionClient
+from reconcile.observe.registry.errors import CannotUntag, DeletionDisabled, DigestMismatch, RegistryError
+from reconcile.observe.registry.layout import LayoutClient
+from reconcile.observe.registry.transport import RetryPolicy
+from reconcile.observe.state import Image, RepositoryState
+from reconcile.policy.model import Registry
+from reconcile.policy.secrets import SecretResolver
+from reconcile.policy.source import default_cache_dir
+
+__all__ = [
+    "CannotUntag",
+    "CopyResult",
+    "DeletionDisabled",
+    "DigestMismatch",
+    "DistributionClient",
+    "LayoutClient",
+    "Manifest",
+    "RegistryClient",
+    "RegistryError",
+    "RetryPolicy",
+    "copy_image",
+    "observe_repository",
+    "open_registry",
+]
+
+log = logging.getLogger(__name__)
+
+
+def open_registry(registry: Registry, resolver: SecretResolver | None, *, cache_dir: Path | str | None = None,
+                  retry: RetryPolicy | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+                  upload_chunk_size: int | None = None) -> RegistryClient:
+    """A client for ``registry``: a layout directory for ``oci-layout:PATH``, else HTTP(S).
+
+    Manifests and configs are cached by digest under ``cache_dir`` (default ``content`` in
+    ``reconcile.policy.source.default_cache_dir()``). Close the client when done.
+    """
+    if registry.is_layout:
+        return LayoutClient(registry)
+    cache = ContentCache(Path(cache_dir) if cache_dir is not None else default_cache_dir() / "content")
+    return DistributionClient(registry, resolver, cache=cache, retry=retry, page_size=page_size,
+                              upload_chunk_size=upload_chunk_size)
+
+
+def observe_repository(client: RegistryClient, repository: str) -> RepositoryState:
+    """Every tag of ``repository`` and what it points at, the images (tagged digests and their
+    index children) and the referrers of each of those images.
+
+    Tags are resolved with concurrent HEADs; manifests and configs come from the cache when seen
+    before, so an unchanged repository costs its tag list and one HEAD per tag.
+    """
+    names = client.tags(repository)
+    with ThreadPoolExecutor(max_workers=client.concurrency) as pool:
+        resolved = pool.map(lambda tag: (tag, client.resolve(repository, tag)), names)
+        # A tag deleted between listing and resolving is simply not there any more.
+        tags = {tag: found for tag, found in resolved if found is not None}
+
+        images: dict[str, Image] = {}
+        missing: set[str] = set()
+        pending = {d.digest for d in tags.values()}
+        while pending:  # tagged digests, then the children of the indexes among them
+            for digest, image in pool.map(lambda d: (d, _image(client, repository, d)), sorted(pending)):
+                if image is None:
+                    missing.add(digest)
+                else:
+                    images[digest] = image
+            pending = {c.digest for image in images.values() for c in image.children} - images.keys() - missing
+
+        # Children too: `cosign sign --recursive` signs each platform's manifest.
+        subjects = sorted(images)
+        found = pool.map(lambda d: (d, client.referrers(repository, d, tags)), subjects)
+        referrers = {subject: refs for subject, refs in found if refs}
+        extra = {d.digest for refs in referrers.values() for d in refs} - images.keys()
+        for digest, image in pool.map(lambda d: (d, _image(client, repository, d)), sorted(extra)):
+            if image is not None:
+                images[digest] = image
+    return RepositoryState(
+        registry=client.name, repository=repository, tags=MappingProxyType(dict(sorted(tags.items()))),
+        images=MappingProxyType(images), referrers=MappingProxyType(referrers),
+        can_delete_tags=client.can_delete_tags(repository))
+
+
+def _image(client: RegistryClient, repository: str, digest: str) -> Image | None:
+    try:
+        return client.image(repository, digest)
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
+        log.warning("%s: %s is referenced but missing; leaving it out", exc, digest)
+        return None
+

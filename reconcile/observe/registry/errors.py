@@ -1,0 +1,108 @@
+"""Registry errors: each names the registry, the repository and the operation, never a credential.
+
+Messages are built from status codes and the registry's machine-readable error *codes* only: a
+registry's free-text message or body could echo a header, and URLs could carry a presigned
+storage signature, so neither is quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import requests
+
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
+class RegistryError(Exception):
+    """A registry operation failed. ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, registry: str, repository: str | None, operation: str, message: str,
+                 status: int | None = None, *, retryable: bool = False) -> None:
+        self.registry = registry
+        self.repository = repository
+        self.operation = operation
+        self.message = message
+        self.status = status
+        self.retryable = retryable  # the whole operation may be tried again (e.g. a blob upload)
+        where = f", repository {repository}" if repository else ""
+        super().__init__(f"registry {registry}{where}: {operation}: {message}")
+
+
+class DigestMismatch(RegistryError):
+    """Content did not hash to the digest it was asked for: never copied, never cached."""
+
+    def __init__(self, registry: str, repository: str | None, operation: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(registry, repository, operation,
+                         f"content does not match its digest: expected {expected}, got {actual}")
+
+
+class DeletionDisabled(RegistryError):
+    """The registry refuses every DELETE (distribution: ``storage.delete.enabled`` is false)."""
+
+
+class CannotUntag(RegistryError):
+    """The registry cannot delete a tag on its own (no OCI 1.1 tag deletion): the only way to
+    remove ``tag`` is to delete ``digest``, which removes every tag in ``tags``. Data for the
+    planner, which decides."""
+
+    def __init__(self, registry: str, repository: str, tag: str, digest: str, tags: Sequence[str]) -> None:
+        self.tag = tag
+        self.digest = digest
+        self.tags = tuple(sorted(tags))
+        super().__init__(registry, repository, f"delete tag {tag}",
+                         f"this registry cannot untag; deleting digest {digest} would also remove "
+                         f"tags [{', '.join(self.tags)}]")
+
+
+def error_codes(response: requests.Response) -> list[str]:
+    """The registry's error codes (``MANIFEST_UNKNOWN``...) from an OCI error body, if any."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return []
+    try:
+        body = json.loads(response.content[:65536] or b"{}")
+    except (ValueError, RecursionError):
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    codes = [e.get("code") for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    return [c for c in codes if isinstance(c, str) and _CODE.match(c)]
+
+
+def status_error(registry: str, repository: str | None, operation: str, response: requests.Response,
+                 *, has_credentials: bool, hint: str | None = None) -> RegistryError:
+    """The error for an unexpected response; ``hint`` explains a 401 further."""
+    status = response.status_code
+    codes = error_codes(response)
+    detail = f" ({', '.join(codes)})" if codes else ""
+    if status == 401:
+        message = (f"authentication failed for registry {registry} (check credentials"
+                   f"{'; ' + hint if hint else ''})" if has_credentials
+                   else f"registry {registry} requires authentication and none is configured")
+    elif status == 403:
+        message = f"forbidden: the credentials for registry {registry} do not allow this{detail}"
+    elif status == 404:
+        message = f"not found{detail}"
+    elif status == 405 and operation.startswith("delete") and ("UNSUPPORTED" in codes or not codes):
+        return DeletionDisabled(registry, repository, operation,
+                                f"registry {registry} has deletion disabled "
+                                f"(distribution: storage.delete.enabled: true)", status)
+    elif status == 429:
+        message = f"rate limited (HTTP 429){detail}"
+    else:
+        message = f"unexpected HTTP {status}{detail}"
+    return RegistryError(registry, repository, operation, message, status,
+                         retryable=status in (429, 502, 503, 504))
+
+
+def safe_url(url: str) -> str:
+    """``url`` without query or userinfo: presigned storage URLs carry signatures in the query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"

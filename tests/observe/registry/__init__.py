@@ -1,0 +1,1 @@
+"""Registry adapter tests, against real docker-registry processes on loopback."""

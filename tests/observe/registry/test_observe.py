@@ -1,0 +1,67 @@
+"""observe_repository against a real registry: the RepositoryState the planner reads, and the
+cost of observing again (tag list and HEADs only: manifests and configs come from the cache)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconcile.observe.registry import observe_repository
+from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST
+from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.observe.registry.faults import FaultProxy
+from tests.observe.registry.test_read import COSIGN_SIG, Published, publish
+
+
+@pytest.fixture(scope="module")
+def app(plain_registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    return publish(tmp_path_factory.mktemp("app"), plain_registry, f"observe-{secrets.token_hex(3)}/app")
+
+
+def test_a_repository_is_observed_whole(plain_registry: RunningRegistry, app: Published,
+                                        open_client: OpenClient) -> None:
+    state = observe_repository(open_client(registry_policy("ci", plain_registry.url)), app.repository)
+    assert (state.registry, state.repository) == ("ci", app.repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == {
+        "build-1": app.build.digest, "build-2": app.build.digest, "latest": app.index.digest,
+        "v1.0.0": app.index.digest, app.sig_tag: app.signature.digest}
+    assert state.tags["latest"].media_type == OCI_INDEX and state.tags["build-1"].media_type == OCI_MANIFEST
+    # Tagged digests and index children, each parsed.
+    assert set(state.images) == {app.index.digest, app.amd64.digest, app.arm64.digest, app.build.digest,
+                                 app.signature.digest}
+    assert state.images[app.build.digest].revision == "b" * 40
+    assert [c.digest for c in state.images[app.index.digest].children] == [app.amd64.digest, app.arm64.digest]
+    (signature,) = state.referrers[app.index.digest]
+    assert (signature.digest, signature.artifact_type) == (app.signature.digest, COSIGN_SIG)
+    assert set(state.referrers) == {app.index.digest}
+    # distribution 2.8 cannot delete a tag alone: the planner must delete digests.
+    assert state.can_delete_tags is False
+    assert state.tags_of(app.build.digest) == ("build-1", "build-2")
+
+
+def test_observing_again_costs_only_the_tag_list_and_heads(
+        plain_registry: RunningRegistry, app: Published, proxy_factory: Callable[..., FaultProxy],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    proxy = proxy_factory(plain_registry.url)
+    policy = registry_policy("ci", proxy.url)
+    client = open_client(policy, cache_dir=tmp_path / "shared")
+    with proxy.recording() as first:
+        before = observe_repository(client, app.repository)
+    assert any(r.method == "GET" and "/manifests/" in r.path for r in first)
+
+    with proxy.recording() as again:
+        after = observe_repository(client, app.repository)
+    assert after == before
+    assert sorted((r.method, r.path.split("/")[-2]) for r in again) == sorted(
+        [("GET", "tags")] + [("HEAD", "manifests")] * len(before.tags))
+
+    # A new process (new client, same cache directory) also reads nothing it has seen: it only
+    # repeats the two one-off capability probes (referrers API, tag deletion).
+    with proxy.recording() as fresh:
+        assert observe_repository(open_client(policy, cache_dir=tmp_path / "shared"), app.repository) == before
+    gets = [r.path for r in fresh if r.method == "GET"]
+    assert not [p for p in gets if "/manifests/" in p or "/blobs/" in p]
+    assert len(fresh) == len(again) + 2
