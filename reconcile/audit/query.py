@@ -138,3 +138,17 @@ def _parse_absolute(text: str) -> datetime:
         raise ValueError(f"{text!r} is not a time ({e}): use {_WHEN_HINT}") from None
     return when.astimezone(UTC)
 
+
+
+def deploy_history(store: AuditStore) -> dict[str, list[str]]:
+    """DeployPolicy name -> digests it deployed (or rolled back to) successfully, newest first,
+    each once: the rollback window retention protects."""
+    rows = store.conn.execute(
+        "SELECT policy, digest_after FROM actions WHERE kind IN ('deploy', 'rollback') AND status = 'succeeded' "
+        "AND policy LIKE 'DeployPolicy/%' AND digest_after IS NOT NULL AND dry_run = 0 ORDER BY seq DESC")
+    history: dict[str, list[str]] = {}
+    for policy, digest in rows:
+        digests = history.setdefault(policy.removeprefix("DeployPolicy/"), [])
+        if digest not in digests:
+            digests.append(digest)
+    return history

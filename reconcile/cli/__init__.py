@@ -79,6 +79,6 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
 
 
 def main() -> None:
-    from reconcile.cli import audit, validate  # noqa: F401  (registers their commands)
+    from reconcile.cli import audit, reconcile, validate  # noqa: F401  (registers their commands)
 
     cli()

@@ -1,5 +1,43 @@
 """The planner: a pure, deterministic function of (desired, observed, audit history) to an
-ordered list of actions, each with its reason. No I/O here.
-
-Filled by the reconciler issue.
+ordered list of actions, each with its reason. No I/O here: same inputs, same plan.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from reconcile.observe.state import ClusterState
+from reconcile.observe.world import Observation, registry_host
+from reconcile.plan.actions import Action
+from reconcile.plan.plan import Plan, make_plan
+from reconcile.plan.retention import RetentionInputs, plan_retention
+from reconcile.policy.model import PolicySet
+
+__all__ = ["Action", "Plan", "build_plan"]
+
+
+def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
+               *, now: datetime, only: str | None = None) -> Plan:
+    """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
+
+    ``deployed`` is the audit trail's deploy history (None when it could not be read).
+    """
+    actions: list[Action] = []
+    errors: list[str] = []
+    for name, policy in policies.retention_policies.items():
+        if only and only != f"RetentionPolicy/{name}":
+            continue
+        seen = observation.retention[name]
+        if isinstance(seen.repositories, str):
+            errors.append(seen.repositories)
+            actions.append(Action(f"RetentionPolicy/{name}", "blocked", policy.registry,
+                                  reason=f"{seen.repositories}; nothing is pruned"))
+            continue
+        clusters: dict[str, ClusterState | str] = dict(observation.clusters)
+        inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
+                                 clusters, deployed, seen.git_commits)
+        policy_actions = plan_retention(policy, inputs, now)
+        errors += [a.reason for a in policy_actions if a.kind == "blocked"]
+        actions += policy_actions
+    return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors)

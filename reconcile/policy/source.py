@@ -96,6 +96,14 @@ def _read_remote(url: str, ref: str | None, cache: Path) -> Snapshot:
     protect less than the current ones do.
     """
     shown = redact_url(url)
+    repository = mirror(url, cache)
+    with repository:
+        return _read_commit(shown, "", Path(repository.git_dir), repository, ref)
+
+
+def mirror(url: str, cache: Path, what: str = "the repo-of-record") -> git.Repo:
+    """A bare mirror of ``url`` under ``cache``, cloned once and fetched on every call."""
+    shown = redact_url(url)
     path = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
     try:
         if (path / "HEAD").is_file():
@@ -107,10 +115,9 @@ def _read_remote(url: str, ref: str | None, cache: Path) -> Snapshot:
     except (git.GitCommandError, git.InvalidGitRepositoryError, OSError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         reason = redact_url(detail.replace(url, shown)).strip().splitlines()
-        raise SourceError(f"cannot fetch the repo-of-record {shown}: {reason[-1] if reason else 'git failed'}"
+        raise SourceError(f"cannot fetch {what} {shown}: {reason[-1] if reason else 'git failed'}"
                           ) from None
-    with repository:
-        return _read_commit(shown, "", path, repository, ref)
+    return repository
 
 
 def _display(repo: str, relative: str) -> str:

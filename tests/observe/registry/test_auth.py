@@ -15,7 +15,7 @@ import pytest
 from reconcile.observe.registry import RegistryError, observe_repository
 from reconcile.policy.model import Credentials
 from reconcile.policy.secrets import SecretError, SecretRef
-from tests.observe.registry.conftest import USER, OpenClient, RunningRegistry, TokenServer, registry_policy
+from tests.conftest import USER, OpenClient, RunningRegistry, TokenServer, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.oci import Built, Layout, push
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from reconcile.observe.registry import DigestMismatch, copy_image
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.oci import Built, Layout, push, raw_digest
 

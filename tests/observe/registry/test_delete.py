@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.observe.registry import CannotUntag, DeletionDisabled, observe_repository
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.oci import Built, Layout, push, put_tag
 
 

@@ -14,7 +14,7 @@ import pytest
 from reconcile.observe.registry import DigestMismatch, LayoutClient, copy_image, observe_repository, open_registry
 from reconcile.observe.state import OCI_INDEX
 from reconcile.policy.model import Registry
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.oci import REVISION, Built, Layout, raw_digest
 
 SBOM = "application/spdx+json"

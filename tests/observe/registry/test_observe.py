@@ -11,7 +11,7 @@ import pytest
 
 from reconcile.observe.registry import observe_repository
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.test_read import COSIGN_SIG, Published, publish
 

@@ -14,7 +14,7 @@ import pytest
 
 from reconcile.observe.registry import RegistryError
 from reconcile.observe.state import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Platform
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.oci import REVISION, Built, Layout, push, put_tag
 

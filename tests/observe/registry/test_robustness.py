@@ -15,7 +15,7 @@ import pytest
 from reconcile.observe.registry import RegistryError, RetryPolicy, observe_repository
 from reconcile.observe.registry.transport import retry_after
 from reconcile.policy.model import RateLimit
-from tests.observe.registry.conftest import OpenClient, RunningRegistry, registry_policy
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.oci import Layout, push, put_tag
 

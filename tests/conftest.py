@@ -315,7 +315,7 @@ def open_client(tmp_path: Path) -> Iterator[OpenClient]:
 @pytest.fixture
 def repo(request: pytest.FixtureRequest) -> str:
     """A repository name unique to the test, as the registries live for the whole session."""
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60].strip("-")
     return f"t-{secrets.token_hex(3)}/{name}"
 
 

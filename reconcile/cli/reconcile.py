@@ -1,0 +1,195 @@
+"""``reconcile plan``, ``apply`` and ``run``: observe, plan (pure), and carry out the plan.
+
+``plan`` changes nothing, not even the audit trail (it only reads its deploy history), so CI can
+run it on pull requests with no write access anywhere.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from reconcile.apply.executor import apply_plan
+from reconcile.audit import AuditError, AuditStore, Run
+from reconcile.audit.query import deploy_history
+from reconcile.audit.store import utc_now
+from reconcile.cli import Settings, cli, common_options
+from reconcile.cli.auditing import audited_run
+from reconcile.observe.registry import RegistryClient
+from reconcile.observe.world import ClusterReader, observe
+from reconcile.plan import Plan, build_plan
+from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
+from reconcile.policy.secrets import SecretResolver
+from reconcile.render.plan import summary_line, to_json, to_markdown, to_rich
+
+
+def _cluster_reader(resolver: SecretResolver) -> ClusterReader | None:
+    """The cluster adapter, when this installation has one."""
+    try:
+        from reconcile.observe.cluster import read_cluster_state
+    except ImportError:
+        return None
+    return lambda cluster: read_cluster_state(cluster, resolver)
+
+
+def _load(settings: Settings, only: str | None) -> PolicySet:
+    try:
+        policies = load_policies(settings.repo, settings.ref)
+    except PolicyError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"the repo-of-record is invalid ({len(e.problems)} problems); "
+                                   "run `reconcile validate`") from None
+    except SourceError as e:
+        raise click.ClickException(str(e)) from None
+    if only is not None and only not in {f"RetentionPolicy/{n}" for n in policies.retention_policies}:
+        raise click.ClickException(f"--only {only}: no such policy that plans actions "
+                                   "(known: " + ", ".join(f"RetentionPolicy/{n}" for n in policies.retention_policies)
+                                   + ")")
+    return policies
+
+
+def _history(settings: Settings) -> dict[str, list[str]] | None:
+    """The deploy history, {} when there is no trail yet, None when it exists but cannot be read."""
+    if not Path(settings.audit_db).exists():
+        return {}
+    try:
+        with AuditStore.open(settings.audit_db, read_only=True) as store:
+            return deploy_history(store)
+    except AuditError:
+        return None
+
+
+def _plan(settings: Settings, policies: PolicySet, only: str | None,
+          clients: dict[str, RegistryClient]) -> Plan:
+    resolver = SecretResolver()
+    now = datetime.now(UTC)
+    observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
+                          observed_at=utc_now(), clients=clients)
+    return build_plan(policies, observation, _history(settings), now=now, only=only)
+
+
+@contextmanager
+def _clients() -> Iterator[dict[str, RegistryClient]]:
+    clients: dict[str, RegistryClient] = {}
+    try:
+        yield clients
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _only_option(command: Any) -> Any:
+    return click.option("--only", metavar="KIND/NAME", envvar="RECONCILE_ONLY",
+                        help="Plan and apply one policy only, e.g. RetentionPolicy/ci-cleanup. [env: RECONCILE_ONLY]"
+                        )(command)
+
+
+@cli.command("plan")
+@common_options
+@_only_option
+@click.option("--format", "output", type=click.Choice(["rich", "markdown", "json"]), default="rich",
+              show_default=True, help="rich for terminals, markdown for pull-request comments, json for machines.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Also save the plan (JSON) for `apply --plan`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when there is nothing to change, 2 when changes are pending, 1 on error (as Terraform).")
+def plan_command(settings: Settings, only: str | None, output: str, out: str | None, detailed_exitcode: bool) -> None:
+    """Compare the policies with registries and clusters; change nothing.
+
+    Exit status 1 when a source could not be read (the policies depending on it prune nothing).
+    """
+    policies = _load(settings, only)
+    with _clients() as clients:
+        plan = _plan(settings, policies, only, clients)
+    if out:
+        Path(out).write_text(to_json(plan))
+    if output == "json":
+        click.echo(to_json(plan), nl=False)
+    elif output == "markdown":
+        click.echo(to_markdown(plan), nl=False)
+    else:
+        Console(highlight=False).print(to_rich(plan))
+    if plan.errors:
+        sys.exit(1)
+    if detailed_exitcode and plan.has_changes:
+        sys.exit(2)
+
+
+def _check_saved(saved_path: str, plan: Plan) -> None:
+    """A saved plan is applied only if planning again now gives the same changes (Terraform's
+    stale-plan check): otherwise the world moved and what was reviewed is not what would happen."""
+    try:
+        saved = json.loads(Path(saved_path).read_text())
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"cannot read the saved plan {saved_path}: {e}") from None
+    if saved.get("formatVersion") != 1:
+        raise click.ClickException(f"{saved_path}: unknown plan format {saved.get('formatVersion')!r}")
+    fresh = json.loads(to_json(plan))
+    if saved.get("commit") != fresh["commit"]:
+        raise click.ClickException(f"the saved plan was made at commit {saved.get('commit')}, the policies are now "
+                                   f"at {fresh['commit']}; plan again")
+    changes = [a for a in saved.get("actions", []) if a.get("mutates")]
+    if changes != [a for a in fresh["actions"] if a["mutates"]]:
+        raise click.ClickException("registries or clusters changed since the plan was saved; nothing was applied "
+                                   "(plan again and review)")
+
+
+def _execute(settings: Settings, mode: str, only: str | None, saved: str | None) -> None:
+    policies = _load(settings, only)
+    err = Console(stderr=True, highlight=False)
+    with _clients() as clients, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
+                                            repo_commit=policies.commit) as run:
+        plan = _plan(settings, policies, only, clients)
+        if saved:
+            _check_saved(saved, plan)
+        err.print(summary_line(plan))
+        _record_blocked(run, plan)
+        result = apply_plan(plan, clients, run)
+        for action, error in result.failed:
+            err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
+        err.print(f"applied {len(result.succeeded)} of {len(plan.changes)} changes")
+    if plan.errors or not result.ok:
+        sys.exit(1)
+
+
+def _record_blocked(run: Run, plan: Plan) -> None:
+    """What was not done, and why, belongs in the trail as much as what was."""
+    for action in plan.actions:
+        if action.kind == "blocked":
+            run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason)
+
+
+@cli.command("apply")
+@common_options
+@_only_option
+@click.option("--plan", "saved", type=click.Path(exists=True, dir_okay=False),
+              help="Apply a plan saved by `plan --out`, after checking the world has not changed since.")
+def apply_command(settings: Settings, only: str | None, saved: str | None) -> None:
+    """Plan and carry out the changes, recording each in the audit trail (exit 1 if any failed)."""
+    _execute(settings, "apply", only, saved)
+
+
+@cli.command("run")
+@common_options
+@_only_option
+def run_command(settings: Settings, only: str | None) -> None:
+    """The CronJob entry point: take the lock, plan, apply. A second run while one holds the lock
+    exits 1 at once rather than racing it."""
+    lock_path = Path(f"{settings.audit_db}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise click.ClickException(f"another reconcile run holds {lock_path}") from None
+        _execute(settings, "run", only, None)

@@ -1,0 +1,134 @@
+"""`reconcile plan`, `apply` and `run` for retention, end to end: a real registry, a policy
+directory, the audit trail; skopeo and the registry itself as witnesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.audit import AuditStore
+from reconcile.cli import cli
+from reconcile.cli import reconcile as _commands  # noqa: F401  (registers plan/apply/run)
+from tests.conftest import RunningRegistry
+from tests.observe.registry.oci import Layout, push, put_tag, skopeo
+
+
+def policies(tmp_path: Path, registry: RunningRegistry, repository: str, *, max_deletions: int = 100) -> Path:
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "ci.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "{registry.url}"}}
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {{name: ci-cleanup}}
+spec:
+  registry: ci
+  repositories: ["{repository}"]
+  keep:
+    - tags: '^v\\d+$'
+  maxDeletions: {max_deletions}
+""")
+    return root
+
+
+@pytest.fixture
+def images(tmp_path: Path, plain_registry: RunningRegistry, repo: str) -> dict[str, str]:
+    """v1 and v2 kept by the policy; build-1 and build-2 (one digest) and build-3 pruned."""
+    layout = Layout(tmp_path / "layout")
+    names = ["v1", "v2", "b12", "b3"]
+    built = {name: layout.image(created=f"2026-11-0{i}T00:00:00Z") for i, name in enumerate(names, 1)}
+    for tag, image in (("v1", "v1"), ("v2", "v2"), ("build-1", "b12"), ("build-3", "b3")):
+        layout.tag(built[image], tag)
+        push(layout, tag, plain_registry.host, repo)
+    put_tag(plain_registry.url, repo, "build-2", built["b12"])
+    return {name: b.digest for name, b in built.items()}
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def tags(registry: RunningRegistry, repository: str) -> list[str]:
+    return sorted(json.loads(skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/{repository}"))["Tags"])
+
+
+def test_plan_changes_nothing_and_apply_prunes_with_an_audit_record_per_step(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root, db = policies(tmp_path, plain_registry, repo), str(tmp_path / "audit.db")
+    common = ["--repo", str(root), "--audit-db", db]
+
+    planned = invoke("plan", *common, "--format", "json", "--detailed-exitcode", "--out", str(tmp_path / "plan.json"))
+    assert planned.exit_code == 2, planned.output  # changes pending
+    plan = json.loads(planned.stdout)
+    changes = [(a["kind"], a["target"].split("@")[-1], a["tags"]) for a in plan["actions"] if a["mutates"]]
+    assert sorted(changes) == sorted([("prune", images["b12"], ["build-1", "build-2"]),
+                                      ("prune", images["b3"], ["build-3"])])
+    assert tags(plain_registry, repo) == ["build-1", "build-2", "build-3", "v1", "v2"]  # plan changed nothing
+    assert not Path(db).exists()  # not even the audit trail
+
+    applied = invoke("apply", *common, "--plan", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 0, applied.output
+    assert tags(plain_registry, repo) == ["v1", "v2"]
+    assert "applied 2 of 2 changes" in applied.stderr
+    assert "chain head" in applied.stderr
+
+    with AuditStore.open(db, read_only=True) as store:
+        rows = store.conn.execute("SELECT kind, status, target, digest_before FROM actions ORDER BY seq").fetchall()
+        assert [tuple(r)[:2] for r in rows] == [("prune", "intent"), ("prune", "succeeded")] * 2
+        assert {r["digest_before"] for r in rows} == {images["b12"], images["b3"]}
+        assert store.verify().ok and store.runs()[0].outcome == "succeeded"
+
+    again = invoke("plan", *common, "--detailed-exitcode")
+    assert again.exit_code == 0, again.output  # idempotent: nothing left to do
+    assert invoke("apply", *common).exit_code == 0
+    assert tags(plain_registry, repo) == ["v1", "v2"]
+
+
+def test_a_saved_plan_is_refused_when_the_registry_changed(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root, db = policies(tmp_path, plain_registry, repo), str(tmp_path / "audit.db")
+    common = ["--repo", str(root), "--audit-db", db]
+    invoke("plan", *common, "--out", str(tmp_path / "plan.json"))
+    layout = Layout(tmp_path / "more")
+    layout.tag(layout.image(created="2026-11-20T00:00:00Z"), "build-4")
+    push(layout, "build-4", plain_registry.host, repo)
+
+    stale = invoke("apply", *common, "--plan", str(tmp_path / "plan.json"))
+    assert stale.exit_code == 1
+    assert "registries or clusters changed since the plan was saved; nothing was applied" in stale.stderr
+    assert tags(plain_registry, repo) == ["build-1", "build-2", "build-3", "build-4", "v1", "v2"]
+
+
+def test_over_max_deletions_nothing_is_deleted_and_the_run_says_why(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root, db = policies(tmp_path, plain_registry, repo, max_deletions=2), str(tmp_path / "audit.db")
+    result = invoke("run", "--repo", str(root), "--audit-db", db)
+    assert result.exit_code == 1
+    assert tags(plain_registry, repo) == ["build-1", "build-2", "build-3", "v1", "v2"]
+    with AuditStore.open(db, read_only=True) as store:
+        (row,) = store.conn.execute("SELECT kind, status, reason FROM actions").fetchall()
+        assert (row["kind"], row["status"]) == ("skip", "skipped")
+        assert row["reason"].startswith("would delete 3 tags, over maxDeletions 2; nothing is pruned")
+        assert store.runs()[0].outcome == "succeeded"  # nothing failed; the exit status reports the block
+
+
+def test_an_unreachable_registry_blocks_its_policy_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    down = RunningRegistry("down", "http://127.0.0.1:9", tmp_path, None)  # type: ignore[arg-type]
+    root = policies(tmp_path, down, "team-a/web")
+    result = invoke("plan", "--repo", str(root), "--audit-db", str(tmp_path / "a.db"), "--format", "markdown")
+    assert result.exit_code == 1
+    assert "registry ci could not be read" in result.stdout
