@@ -24,6 +24,7 @@ from reconcile.audit.query import deploy_history
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
+from reconcile.observe.cluster import read_cluster_state
 from reconcile.observe.registry import RegistryClient
 from reconcile.observe.world import ClusterReader, observe
 from reconcile.plan import Plan, build_plan
@@ -32,12 +33,7 @@ from reconcile.policy.secrets import SecretResolver
 from reconcile.render.plan import summary_line, to_json, to_markdown, to_rich
 
 
-def _cluster_reader(resolver: SecretResolver) -> ClusterReader | None:
-    """The cluster adapter, when this installation has one."""
-    try:
-        from reconcile.observe.cluster import read_cluster_state
-    except ImportError:
-        return None
+def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
     return lambda cluster: read_cluster_state(cluster, resolver)
 
 
@@ -153,6 +149,8 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None)
         if saved:
             _check_saved(saved, plan)
         err.print(summary_line(plan))
+        for error in plan.errors:
+            err.print(f"blocked: {error}", style="yellow")
         _record_blocked(run, plan)
         result = apply_plan(plan, clients, run)
         for action, error in result.failed:

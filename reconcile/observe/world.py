@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconcile.observe.cluster import ClusterError
 from reconcile.observe.git_refs import live_commits
 from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository, open_registry
 from reconcile.observe.state import ClusterState, RepositoryState
@@ -62,6 +63,8 @@ def _read_cluster(cluster: Cluster, read_cluster: ClusterReader | None) -> Clust
         return "no cluster adapter is configured"
     try:
         return read_cluster(cluster)
+    except ClusterError as e:
+        return e.problem  # the caller names the cluster
     except Exception as e:  # any failure of a protecting source must block pruning, not crash the run
         return str(e) or type(e).__name__
 

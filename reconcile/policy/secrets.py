@@ -465,6 +465,14 @@ class SecretResolver:
             raise SecretError(f"environment variable {name} is empty", ref=ref, purpose=purpose)
         return Secret(value)
 
+    def file_path(self, ref: SecretRef) -> Path:
+        """Where a ``{file: PATH}`` or ``{dockerConfig: PATH}`` reference points, relative paths
+        resolved against this resolver's base directory; for readers that must open the file
+        themselves (a kubeconfig, whose relative paths resolve next to it)."""
+        if ref.source not in ("file", "dockerConfig"):
+            raise ValueError(f"a {ref.source} secret reference names no file")
+        return self._path(ref)
+
     def _path(self, ref: SecretRef) -> Path:
         path = Path(ref.path or "")
         return path if path.is_absolute() else self._base_dir / path

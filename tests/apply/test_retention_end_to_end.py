@@ -13,6 +13,8 @@ from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.cli import reconcile as _commands  # noqa: F401  (registers plan/apply/run)
 from tests.conftest import RunningRegistry
+from tests.kube import running, write_kubeconfig
+from tests.observe.cluster.backends import FixtureBackend
 from tests.observe.registry.oci import Layout, push, put_tag, skopeo
 
 
@@ -132,3 +134,48 @@ def test_an_unreachable_registry_blocks_its_policy_and_exits_1(tmp_path: Path, m
     result = invoke("plan", "--repo", str(root), "--audit-db", str(tmp_path / "a.db"), "--format", "markdown")
     assert result.exit_code == 1
     assert "registry ci could not be read" in result.stdout
+
+
+# --- protection by what runs in a cluster (the API-server fixture, through the real client) ---
+
+
+def protected_policies(tmp_path: Path, registry: RunningRegistry, repository: str, kubeconfig: Path) -> Path:
+    root = policies(tmp_path, registry, repository)
+    text = (root / "ci.yaml").read_text().replace("  maxDeletions:", "  protect: {inUse: [prod]}\n  maxDeletions:")
+    (root / "ci.yaml").write_text(text + f"""\
+---
+apiVersion: reconcile/v1
+kind: Cluster
+metadata: {{name: prod}}
+spec: {{kubeconfig: {{file: "{kubeconfig}"}}, timeout: 2s}}
+""")
+    return root
+
+
+def test_a_digest_running_in_a_protecting_cluster_survives(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        image = f"{plain_registry.host}/{repo}@{images['b3']}"
+        admin.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": namespace},
+                      "spec": {"containers": [{"name": "web", "image": image}]}})
+        root = protected_policies(tmp_path, plain_registry, repo, tmp_path / "admin.kubeconfig")
+        result = invoke("apply", "--repo", str(root), "--audit-db", str(tmp_path / "audit.db"))
+        admin.close()
+    assert result.exit_code == 0, result.output
+    assert tags(plain_registry, repo) == ["build-3", "v1", "v2"]  # build-3 runs in prod: kept
+
+
+def test_an_unreachable_protecting_cluster_prunes_nothing(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    kubeconfig = write_kubeconfig(tmp_path / "down.kubeconfig", "http://127.0.0.1:9", "token")
+    root = protected_policies(tmp_path, plain_registry, repo, kubeconfig)
+    result = invoke("run", "--repo", str(root), "--audit-db", str(tmp_path / "audit.db"))
+    assert result.exit_code == 1
+    assert "cluster prod could not be read" in result.stderr
+    assert tags(plain_registry, repo) == ["build-1", "build-2", "build-3", "v1", "v2"]

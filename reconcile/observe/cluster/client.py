@@ -1,0 +1,80 @@
+"""``connect()`` and :class:`ClusterClient`: the cluster adapter's whole surface."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from reconcile.observe.cluster import deploy as _deploy
+from reconcile.observe.cluster import discovery as _discovery
+from reconcile.observe.cluster import rollback as _rollback
+from reconcile.observe.cluster import rollout as _rollout
+from reconcile.observe.cluster.connection import Connection, configuration_loader
+from reconcile.observe.state import ClusterState, ImageReference
+from reconcile.policy import model
+from reconcile.policy.secrets import SecretResolver
+
+DEFAULT_PAGE_SIZE = 500  # client-go's list pager default
+
+
+def connect(cluster: model.Cluster, resolver: SecretResolver, *, page_size: int = DEFAULT_PAGE_SIZE,
+            poll_interval: float = 2.0) -> ClusterClient:
+    """A client for ``cluster``: its configuration is loaded now (a :class:`ClusterError` if it
+    cannot be), the network is first used by the first call."""
+    return ClusterClient(cluster, Connection(cluster, configuration_loader(cluster, resolver)),
+                         page_size=page_size, poll_interval=poll_interval)
+
+
+def read_cluster_state(cluster: model.Cluster, resolver: SecretResolver) -> ClusterState:
+    """Every image ``cluster`` uses, running or kept for rollback: the reader ``reconcile plan``
+    protects images with (``reconcile.observe.world.ClusterReader``)."""
+    with connect(cluster, resolver) as client:
+        return client.images()
+
+
+class ClusterClient:
+    """One cluster for one run. Every method raises :class:`ClusterError` (naming the cluster) when
+    the API server cannot be reached, rejects the credentials, or forbids the call."""
+
+    def __init__(self, cluster: model.Cluster, connection: Connection, *, page_size: int = DEFAULT_PAGE_SIZE,
+                 poll_interval: float = 2.0) -> None:
+        self.cluster = cluster
+        self.connection = connection
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+
+    def __repr__(self) -> str:
+        return f"ClusterClient({self.cluster.name!r}, {self.connection!r})"
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    def images(self) -> ClusterState:
+        """Every image in use, running or kept for rollback, in the namespaces the policy selects."""
+        return _discovery.discover(self.connection, self.cluster, page_size=self.page_size)
+
+    def deploy(self, namespace: str, workload: model.Workload, image_ref: str | ImageReference, *,
+               cause: str) -> _deploy.DeployResult:
+        """Pin ``workload``'s container to ``image_ref``'s digest; ``cause`` (policy and repo
+        commit) goes to the ``kubernetes.io/change-cause`` annotation."""
+        return _deploy.deploy(self.connection, namespace, workload, image_ref, cause=cause)
+
+    def wait_for_rollout(self, namespace: str, kind: str, name: str,
+                         timeout: float | timedelta) -> _rollout.RolloutResult:
+        return _rollout.wait_for_rollout(self.connection, namespace, kind, name, timeout,
+                                         poll_interval=self.poll_interval)
+
+    def rollback(self, namespace: str, kind: str, name: str, *, to_revision: int | None = None,
+                 to_digest: str | None = None, container: str | None = None,
+                 cause: str | None = None) -> _rollback.RollbackResult:
+        return _rollback.rollback(self.connection, namespace, kind, name, to_revision=to_revision,
+                                  to_digest=to_digest, container=container, cause=cause, page_size=self.page_size)
