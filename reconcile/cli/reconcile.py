@@ -25,16 +25,22 @@ from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
 from reconcile.observe.cluster import read_cluster_state
+from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
+from reconcile.observe.state import ClusterState
 from reconcile.observe.world import ClusterReader, observe
 from reconcile.plan import Plan, build_plan
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
+from reconcile.policy.model import Cluster
 from reconcile.policy.secrets import SecretResolver
 from reconcile.render.plan import summary_line, to_json, to_markdown, to_rich
 
 
 def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
-    return lambda cluster: read_cluster_state(cluster, resolver)
+    def read(cluster: Cluster) -> ClusterState:
+        return read_manifests_state(cluster) if cluster.manifests else read_cluster_state(cluster, resolver)
+
+    return read
 
 
 def _load(settings: Settings, only: str | None) -> PolicySet:

@@ -145,11 +145,14 @@ def _cluster(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
     if not isinstance(spec, dict):
         return
     in_cluster = spec.get("inCluster") is True
-    if in_cluster and "kubeconfig" in spec:
-        yield "/spec", "set either inCluster: true or kubeconfig, not both"
-    elif not in_cluster and "kubeconfig" not in spec:
-        yield "/spec", "say how to reach the cluster: inCluster: true, or kubeconfig: {file: PATH}"
-    if in_cluster and "context" in spec:
+    ways = [w for w, present in (("inCluster: true", in_cluster), ("kubeconfig", "kubeconfig" in spec),
+                                 ("manifests", "manifests" in spec)) if present]
+    if len(ways) > 1:
+        yield "/spec", f"set one way to know the cluster, not {' and '.join(ways)}"
+    elif not ways:
+        yield "/spec", ("say how to reach the cluster: inCluster: true, kubeconfig: {file: PATH}, or manifests: "
+                        "{repo, path}")
+    if "context" in spec and "kubeconfig" not in spec:
         yield "/spec/context", "context applies only with kubeconfig"
 
 
@@ -380,6 +383,9 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
         yield "/spec", "set exactly one target: cluster (patch it) or manifests (git write-back)"
     if (problem := index.unknown("Cluster", spec.get("cluster"))) is not None:
         yield "/spec/cluster", problem
+    elif "manifests" in (dig(index.by_kind["Cluster"].get(spec.get("cluster") or ""), "body", "spec") or {}):
+        yield "/spec/cluster", ("this Cluster is known by its manifests only; deploy through the manifests "
+                                "repository instead (spec.manifests)")
     if has_cluster and "namespace" not in spec:
         yield "/spec", "namespace is required with cluster"
     seen: dict[tuple[Any, ...], int] = {}

@@ -101,11 +101,21 @@ def _allowed_entry(entry: str, scheme: str) -> tuple[str, int] | None:
 
 
 @dataclass(frozen=True)
+class ManifestsSource:
+    """A git repository (or plain directory) of Kubernetes manifests."""
+
+    repo: str
+    path: str
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str
     in_cluster: bool
     kubeconfig: SecretRef | None
     context: str | None = None
+    manifests: ManifestsSource | None = None  # known by what a GitOps repository says it runs
     include_namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     timeout: timedelta = timedelta(seconds=30)
@@ -312,9 +322,13 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
 
 def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
     namespaces = spec.get("namespaces", {})
+    manifests = spec.get("manifests")
     return Cluster(
         name=name, in_cluster=spec.get("inCluster", False), kubeconfig=_secret(spec.get("kubeconfig")),
-        context=spec.get("context"), include_namespaces=tuple(namespaces.get("include", ())),
+        context=spec.get("context"),
+        manifests=ManifestsSource(manifests["repo"], manifests["path"], manifests.get("branch"))
+        if manifests else None,
+        include_namespaces=tuple(namespaces.get("include", ())),
         exclude_namespaces=tuple(namespaces.get("exclude", ())),
         timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
 

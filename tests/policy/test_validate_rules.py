@@ -85,7 +85,7 @@ def test_unknown_field_points_at_the_key_and_lists_what_is_allowed(tmp_path: Pat
           inCluster: true
           contxt: prod
         """, "@:6: Cluster/c: /spec/contxt: unknown field 'contxt'; allowed here: inCluster, kubeconfig, "
-             "context, namespaces, timeout")
+             "context, manifests, namespaces, timeout")
 
 
 def test_wrong_type_and_range(tmp_path: Path) -> None:

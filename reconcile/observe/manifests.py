@@ -1,0 +1,98 @@
+"""A cluster known by its GitOps manifests: every image the manifests under a path reference
+(pod templates of every workload kind, and kustomization ``images:`` overrides) counts as
+running. Read at a ref of the repository, like the repo-of-record, never from a working tree."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import git
+
+from reconcile.observe.cluster.references import parse_image
+from reconcile.observe.state import ClusterState, ImageReference, Usage
+from reconcile.policy.documents import parse_documents
+from reconcile.policy.model import Cluster, ManifestsSource
+from reconcile.policy.source import SourceError, is_remote, read_snapshot
+
+# kind -> where its pod spec lives
+POD_SPECS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    **{kind: ("spec", "template", "spec")
+       for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job")},
+}
+
+
+def read_manifests_state(cluster: Cluster) -> ClusterState:
+    """Images in use according to ``cluster.manifests``; SourceError when they cannot be read or
+    parsed (a protecting source that cannot be read must block pruning, not be half-read)."""
+    source = cluster.manifests
+    assert source is not None
+    snapshot = read_snapshot(*_location(source))
+    images: dict[ImageReference, list[Usage]] = {}
+    for policy_file in snapshot.files:
+        if source.path.strip("/") and is_remote(source.repo) and not _below(policy_file.path, source.path):
+            continue
+        if policy_file.content is None:
+            raise SourceError(f"{policy_file.path}: {policy_file.problem}")
+        documents, problems = parse_documents(policy_file.path, policy_file.content)
+        if problems:
+            raise SourceError(str(problems[0]))
+        for document in documents:
+            if isinstance(document.body, dict):
+                for reference, usage in _images(cluster.name, document.body):
+                    images.setdefault(reference, []).append(usage)
+    return ClusterState(cluster.name, {ref: tuple(usages) for ref, usages in sorted(images.items(), key=str)})
+
+
+def _location(source: ManifestsSource) -> tuple[str, str | None]:
+    if is_remote(source.repo):
+        return source.repo, source.branch
+    directory = str(Path(source.repo) / source.path)
+    try:
+        git.Repo(directory, search_parent_directories=True).close()
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return directory, None  # a plain directory has no branches
+    return directory, source.branch
+
+
+def _below(path: str, directory: str) -> bool:
+    directory = posixpath.normpath(directory.strip("/"))
+    return directory in ("", ".") or path == directory or path.startswith(directory + "/")
+
+
+def _images(cluster: str, body: dict[str, Any]) -> list[tuple[ImageReference, Usage]]:
+    kind = body.get("kind")
+    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    namespace = str(metadata.get("namespace") or "default")
+    name = str(metadata.get("name") or "?")
+    found: list[tuple[ImageReference, Usage]] = []
+    if kind == "Kustomization":  # images: [{name, newName, newTag, digest}] rewrite what kustomize builds
+        for entry in body.get("images") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                text = str(entry.get("newName") or entry["name"])
+                text += f":{entry['newTag']}" if entry.get("newTag") else ""
+                text += f"@{entry['digest']}" if entry.get("digest") else ""
+                found += _reference(cluster, text, namespace, "Kustomization", name, str(entry["name"]))
+        return found
+    spec: Any = body
+    for key in POD_SPECS.get(str(kind), ()):
+        spec = spec.get(key) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or kind not in POD_SPECS:
+        return found
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            if isinstance(container, dict) and isinstance(container.get("image"), str):
+                found += _reference(cluster, container["image"], namespace, str(kind), name,
+                                    str(container.get("name") or "?"))
+    return found
+
+
+def _reference(cluster: str, text: str, namespace: str, kind: str, name: str,
+               container: str) -> list[tuple[ImageReference, Usage]]:
+    try:
+        reference = parse_image(text)
+    except ValueError:
+        raise SourceError(f"{kind} {namespace}/{name}: container {container}: invalid image {text!r}") from None
+    return [(reference, Usage(cluster, namespace, kind, name, container, "running"))]
