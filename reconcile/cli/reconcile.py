@@ -146,7 +146,7 @@ def _check_saved(saved_path: str, plan: Plan) -> None:
                                    "(plan again and review)")
 
 
-def _execute(settings: Settings, mode: str, only: str | None, saved: str | None) -> None:
+def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False) -> None:
     policies = _load(settings, only)
     err = Console(stderr=True, highlight=False)
     with _clients() as clients, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
@@ -154,6 +154,10 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None)
         plan = _plan(settings, policies, only, clients)
         if saved:
             _check_saved(saved, plan)
+        if confirm and plan.has_changes:
+            err.print(to_rich(plan))
+            if not click.confirm(f"Apply these {len(plan.changes)} changes?", err=True):
+                raise click.ClickException("not applied: not confirmed")
         err.print(summary_line(plan))
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
@@ -178,9 +182,19 @@ def _record_blocked(run: Run, plan: Plan) -> None:
 @_only_option
 @click.option("--plan", "saved", type=click.Path(exists=True, dir_okay=False),
               help="Apply a plan saved by `plan --out`, after checking the world has not changed since.")
-def apply_command(settings: Settings, only: str | None, saved: str | None) -> None:
-    """Plan and carry out the changes, recording each in the audit trail (exit 1 if any failed)."""
-    _execute(settings, "apply", only, saved)
+@click.option("--yes", "-y", is_flag=True, envvar="RECONCILE_YES",
+              help="Do not ask for confirmation on a terminal (a saved plan, or no terminal, never asks).")
+def apply_command(settings: Settings, only: str | None, saved: str | None, yes: bool) -> None:
+    """Plan and carry out the changes, recording each in the audit trail (exit 1 if any failed).
+
+    On a terminal, the plan is shown and confirmation asked first unless --yes.
+    """
+    _execute(settings, "apply", only, saved, confirm=not yes and not saved and _interactive())
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
 
 
 @cli.command("run")

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
-from reconcile.cli import reconcile as _commands  # noqa: F401  (registers plan/apply/run)
+from reconcile.cli import reconcile as _commands
 from tests.conftest import RunningRegistry
 from tests.kube import running, write_kubeconfig
 from tests.observe.cluster.backends import FixtureBackend
@@ -179,3 +179,18 @@ def test_an_unreachable_protecting_cluster_prunes_nothing(
     assert result.exit_code == 1
     assert "cluster prod could not be read" in result.stderr
     assert tags(plain_registry, repo) == ["build-1", "build-2", "build-3", "v1", "v2"]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("n\n", ["build-1", "build-2", "build-3", "v1", "v2"]),
+                                                   ("y\n", ["v1", "v2"])])
+def test_apply_on_a_terminal_asks_first(tmp_path: Path, plain_registry: RunningRegistry, repo: str,
+                                        images: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                        answer: str, expected: list[str]) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_commands, "_interactive", lambda: True)
+    root = policies(tmp_path, plain_registry, repo)
+    result = CliRunner().invoke(cli, ["apply", "--repo", str(root), "--audit-db", str(tmp_path / "a.db")],
+                                input=answer)
+    assert "Apply these 2 changes?" in result.stderr
+    assert result.exit_code == (1 if answer == "n\n" else 0)
+    assert tags(plain_registry, repo) == expected
