@@ -7,7 +7,6 @@ run it on pull requests with no write access anywhere.
 from __future__ import annotations
 
 import fcntl
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from reconcile.plan import Plan, build_plan
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.model import Cluster
 from reconcile.policy.secrets import SecretResolver
-from reconcile.render.plan import summary_line, to_json, to_markdown, to_rich
+from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
 
 
 def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
@@ -127,23 +126,21 @@ def plan_command(settings: Settings, only: str | None, output: str, out: str | N
         sys.exit(2)
 
 
-def _check_saved(saved_path: str, plan: Plan) -> None:
-    """A saved plan is applied only if planning again now gives the same changes (Terraform's
-    stale-plan check): otherwise the world moved and what was reviewed is not what would happen."""
+def _saved_plan(saved_path: str, fresh: Plan) -> Plan:
+    """The saved plan, if the world is still the one it was made for (Terraform's stale-plan
+    check): same policy commit, and observing again gives the same fingerprint. Then exactly
+    what was reviewed is applied."""
     try:
-        saved = json.loads(Path(saved_path).read_text())
-    except (OSError, ValueError) as e:
+        saved = from_json(Path(saved_path).read_text())
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise click.ClickException(f"cannot read the saved plan {saved_path}: {e}") from None
-    if saved.get("formatVersion") != 1:
-        raise click.ClickException(f"{saved_path}: unknown plan format {saved.get('formatVersion')!r}")
-    fresh = json.loads(to_json(plan))
-    if saved.get("commit") != fresh["commit"]:
-        raise click.ClickException(f"the saved plan was made at commit {saved.get('commit')}, the policies are now "
-                                   f"at {fresh['commit']}; plan again")
-    changes = [a for a in saved.get("actions", []) if a.get("mutates")]
-    if changes != [a for a in fresh["actions"] if a["mutates"]]:
+    if saved.commit != fresh.commit:
+        raise click.ClickException(f"the saved plan was made at commit {saved.commit}, the policies are now "
+                                   f"at {fresh.commit}; plan again")
+    if saved.fingerprint != fresh.fingerprint:
         raise click.ClickException("registries or clusters changed since the plan was saved; nothing was applied "
                                    "(plan again and review)")
+    return saved
 
 
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False) -> None:
@@ -153,7 +150,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
                                             repo_commit=policies.commit) as run:
         plan = _plan(settings, policies, only, clients)
         if saved:
-            _check_saved(saved, plan)
+            plan = _saved_plan(saved, plan)
         if confirm and plan.has_changes:
             err.print(to_rich(plan))
             if not click.confirm(f"Apply these {len(plan.changes)} changes?", err=True):

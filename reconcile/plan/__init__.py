@@ -4,6 +4,8 @@ ordered list of actions, each with its reason. No I/O here: same inputs, same pl
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -14,7 +16,7 @@ from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import PolicySet
 
-__all__ = ["Action", "Plan", "build_plan"]
+__all__ = ["Action", "Plan", "build_plan", "fingerprint"]
 
 
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
@@ -40,4 +42,24 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         policy_actions = plan_retention(policy, inputs, now)
         errors += [a.reason for a in policy_actions if a.kind == "blocked"]
         actions += policy_actions
-    return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors)
+    return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,
+                     fingerprint(observation, deployed))
+
+
+def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
+    """SHA-256 of everything a plan was decided on except the time: every tag and the digest it
+    points at, what each cluster uses, git commits and the deploy history. Same world, same
+    fingerprint, hence the same plan for the same policies."""
+    world: dict[str, object] = {
+        "clusters": {name: state if isinstance(state, str) else sorted(str(ref) for ref in state.images)
+                     for name, state in sorted(observation.clusters.items())},
+        "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
+        "retention": {},
+    }
+    for name, seen in sorted(observation.retention.items()):
+        repositories = seen.repositories if isinstance(seen.repositories, str) else {
+            f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())
+            for r in seen.repositories}
+        commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
+        world["retention"][name] = {"repositories": repositories, "commits": commits}  # type: ignore[index]
+    return hashlib.sha256(json.dumps(world, sort_keys=True).encode()).hexdigest()

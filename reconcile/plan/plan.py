@@ -19,6 +19,7 @@ class Plan:
     observed_at: str  # RFC 3339 UTC: when the world was observed (an input, so plans are reproducible)
     actions: tuple[Action, ...] = ()
     errors: tuple[str, ...] = field(default=())  # sources that could not be read, and what that blocked
+    fingerprint: str = ""  # of everything observed: a saved plan applies only to the same world
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -46,7 +47,7 @@ def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
 
 
 def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],
-              errors: list[str] | None = None) -> Plan:
+              errors: list[str] | None = None, fingerprint: str = "") -> Plan:
     """Actions in their canonical order: by policy, then mutating before explanatory, then target."""
     ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, a.target))
-    return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())))
+    return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())), fingerprint)

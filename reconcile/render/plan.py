@@ -35,8 +35,8 @@ def to_json(plan: Plan) -> str:
     """Deterministic: same plan, same bytes."""
     document = {
         "formatVersion": FORMAT_VERSION, "repo": plan.repo, "commit": plan.commit,
-        "observedAt": plan.observed_at, "summary": plan.counts(), "hasChanges": plan.has_changes,
-        "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions]}
+        "observedAt": plan.observed_at, "fingerprint": plan.fingerprint, "summary": plan.counts(),
+        "hasChanges": plan.has_changes, "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions]}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
@@ -112,3 +112,14 @@ def to_rich(plan: Plan) -> RenderableType:
                           Text(action.reason))
         parts.append(table)
     return Group(*parts)
+
+
+def from_json(text: str) -> Plan:
+    """A plan saved by ``to_json``; ValueError when it is not one this version can apply."""
+    document = json.loads(text)
+    if not isinstance(document, dict) or document.get("formatVersion") != FORMAT_VERSION:
+        raise ValueError(f"not a reconcile plan of format version {FORMAT_VERSION}")
+    actions = tuple(Action(a["policy"], a["kind"], a["target"], a["digestBefore"], a["digestAfter"], a["reason"],
+                           tuple(a["tags"])) for a in document["actions"])
+    return Plan(document["repo"], document["commit"], document["observedAt"], actions, tuple(document["errors"]),
+                document["fingerprint"])
