@@ -28,7 +28,7 @@ from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
 from reconcile.observe.state import ClusterState
 from reconcile.observe.world import ClusterReader, observe
-from reconcile.plan import Plan, build_plan
+from reconcile.plan import Action, Plan, build_plan
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.model import Cluster
 from reconcile.policy.secrets import SecretResolver
@@ -208,3 +208,40 @@ def run_command(settings: Settings, only: str | None) -> None:
         except BlockingIOError:
             raise click.ClickException(f"another reconcile run holds {lock_path}") from None
         _execute(settings, "run", only, None)
+
+
+def explains(action: Action, reference: str) -> bool:
+    """Does ``action`` concern ``reference``: a digest, ``[registry/]repository:tag``, ``…@digest`` or a tag?"""
+    if "sha256:" in reference:
+        digest = reference[reference.index("sha256:"):]
+        return digest in (action.digest_before, action.digest_after) or action.target.endswith("@" + digest)
+    name, _, tag = reference.rpartition(":")
+    if "@" in action.target:  # a prune names the digest, and carries the tags it removes
+        repository, tags = action.target.split("@")[0], set(action.tags)
+    else:
+        repository, _, own = action.target.rpartition(":")
+        tags = {own}
+    return tag in tags and (not name or repository == name or repository.endswith("/" + name))
+
+
+@cli.command("explain")
+@common_options
+@click.argument("reference", metavar="IMAGE_REF")
+def explain_command(settings: Settings, reference: str) -> None:
+    """Why an image is kept, protected or pruned: which rule or protection decides, per policy.
+
+    IMAGE_REF is a tag (v1.2.3), REPOSITORY:TAG, REGISTRY/REPOSITORY:TAG (REGISTRY: the Registry
+    policy's name), or a digest.
+    """
+    policies = _load(settings, None)
+    with _clients() as clients:
+        plan = _plan(settings, policies, None, clients)
+    found = [a for a in plan.actions if explains(a, reference)]
+    if not found:
+        click.echo(f"no policy decides anything about {reference} (it is in none of the repositories the "
+                   "retention policies cover, or does not exist)")
+    for action in found:
+        tags = f" (tags: {', '.join(action.tags)})" if action.tags else ""
+        click.echo(f"{action.target}{tags}: {action.kind} — {action.policy}: {action.reason}")
+    for error in plan.errors:
+        click.echo(f"note: {error}", err=True)

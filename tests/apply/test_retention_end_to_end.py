@@ -194,3 +194,17 @@ def test_apply_on_a_terminal_asks_first(tmp_path: Path, plain_registry: RunningR
     assert "Apply these 2 changes?" in result.stderr
     assert result.exit_code == (1 if answer == "n\n" else 0)
     assert tags(plain_registry, repo) == expected
+
+
+def test_explain_says_which_rule_or_protection_decides(tmp_path: Path, plain_registry: RunningRegistry, repo: str,
+                                                         images: dict[str, str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    common = ["--repo", str(policies(tmp_path, plain_registry, repo)), "--audit-db", str(tmp_path / "a.db")]
+    assert invoke("explain", *common, "v1").stdout == (
+        f"ci/{repo}:v1: keep — RetentionPolicy/ci-cleanup: keep[0]: matches '^v\\d+$'\n")
+    pruned = f"ci/{repo}@{images['b12']} (tags: build-1, build-2): prune — RetentionPolicy/ci-cleanup: no keep rule " \
+             "or protection applies to build-1, build-2\n"
+    assert invoke("explain", *common, f"{repo}:build-2").stdout == pruned
+    assert invoke("explain", *common, images["b12"]).stdout == pruned
+    assert invoke("explain", *common, "other/repo:v1").stdout.startswith("no policy decides anything about")
