@@ -116,6 +116,10 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         if tag in why_kept:
             continue
         reason = _protection(repo.repository, tag, descriptor.digest, protected)
+        running_children = [c.digest for c in _children(repo.images.get(descriptor.digest))
+                            if c.digest in protected.in_use]
+        if reason is None and running_children:  # a cluster runs one platform of this multi-arch image
+            reason = f"protected: its platform manifest {_short(running_children[0])} runs in a protecting cluster"
         if reason:
             why_kept[tag] = reason
     kept_digests = {candidates[tag].digest for tag in why_kept}
@@ -169,7 +173,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
     by_last: set[str] = set()
     if rule.last is not None:
         order, key = _ordering(rule, selected, tags, images)
-        ranked = sorted((k, tag) for tag in selected if (k := key(tag)) is not None)
+        # Tags the order cannot rank (no version, no creation time) rank below all others, by name.
+        ranked = sorted(((1, k) if (k := key(tag)) is not None else (0, tag), tag) for tag in selected)
         by_last = {tag for _, tag in ranked[-rule.last:]}
     young: dict[str, str] = {}
     if rule.newer_than is not None:
@@ -177,6 +182,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
             created = _created(images.get(tags[tag].digest))
             if created is None:
                 young[tag] = "creation time unknown, so its age cannot count against it"
+            elif created > now:
+                young[tag] = "created in the future (clock skew?), so it counts as new"
             elif now - created < rule.newer_than:
                 young[tag] = f"created {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
     kept = []

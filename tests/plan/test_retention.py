@@ -237,3 +237,85 @@ def test_same_inputs_same_plan_whatever_their_order() -> None:
     shuffled = list(tags.items())
     random.Random(7).shuffle(shuffled)
     assert run(policy(rule(r"^build-(\d+)$", last=5), rule("^v")), repo(dict(shuffled))) == base
+
+
+# --- combinations -----------------------------------------------------------------------------
+
+MORE = [
+    pytest.param(policy(KeepRule(semver=SemverRange.parse("^1"), last=1)), repo({"v1.1.0": 1, "v1.2.0": 2, "v2.0.0": 3}),
+                 {"keep": [":v1.2.0"], "prune": [f"@{digest(1)}", f"@{digest(3)}"]}, id="semver range then last"),
+    pytest.param(policy(rule("^nothing$")), repo({"a": 1, "b": 2}),
+                 {"prune": [f"@{digest(1)}", f"@{digest(2)}"]}, id="a rule matching nothing keeps nothing"),
+    pytest.param(policy(rule(r"^\d+$", last=2)), repo({"9": 1, "10": 2, "100": 3}),
+                 {"keep": [":10", ":100"], "prune": [f"@{digest(1)}"]}, id="numeric tags without a group"),
+    pytest.param(policy(rule(".", last=1, order="semver")), repo({"v1.0.0": 1, "nightly": 2}),
+                 {"keep": [":v1.0.0"], "prune": [f"@{digest(2)}"]}, id="tags that are not versions are never newest"),
+    pytest.param(policy(rule("^v", last=10)), repo({"v1": 1, "v2": 2}),
+                 {"keep": [":v1", ":v2"]}, id="last N over fewer tags keeps them all"),
+    pytest.param(policy(rule("^v", newer_than=timedelta(days=1))), repo({"v1": 1}, age_days={1: -2}),
+                 {"keep": [":v1"]}, id="a creation time in the future is young"),
+    pytest.param(policy(rule("^v")), repo({}), {}, id="an empty repository plans nothing"),
+    pytest.param(policy(rule("^b-", last=1, order="newest")), repo({"b-x": 1, "b-y": 2}, age_days={2: 3}),
+                 {"keep": [":b-y"], "prune": [f"@{digest(1)}"]}, id="unknown creation time ranks last"),
+    pytest.param(policy(rule("^v"), rule("^v1$", last=1)), repo({"v1": 1, "v2": 2}),
+                 {"keep": [":v1", ":v2"]}, id="overlapping rules keep once"),
+    pytest.param(policy(rule("(?i)^RELEASE-")), repo({"release-1": 1, "Release-2": 2, "rc-3": 3}),
+                 {"keep": [":Release-2", ":release-1"], "prune": [f"@{digest(3)}"]}, id="case-insensitive pattern"),
+]
+
+
+@pytest.mark.parametrize(("retention", "repository", "expected"), MORE)
+def test_keep_rule_combinations(retention: RetentionPolicy, repository: RepositoryState,
+                                expected: dict[str, list[str]]) -> None:
+    assert {k: sorted(v) for k, v in outcome(run(retention, repository)).items()} == expected
+
+
+def test_the_first_rule_that_keeps_gives_the_reason() -> None:
+    (action,) = run(policy(rule("^v"), rule("^v1$")), repo({"v1": 1}))
+    assert action.reason == "keep[0]: matches '^v'"
+
+
+def test_a_running_platform_manifest_protects_its_index() -> None:
+    running = cluster(ImageReference("elsewhere", "web", digest=digest(2)))
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD), repo({"nightly": 1}, children={1: [2, 3]}),
+                  clusters={"prod-eu": running})
+    assert outcome(actions) == {"keep": [":nightly"]}
+    assert actions[0].reason == f"protected: its platform manifest {digest(2)[:19]} runs in a protecting cluster"
+
+
+def test_protected_tags_do_not_count_against_max_deletions() -> None:
+    running = cluster(ImageReference(HOST, "team-a/web", digest=digest(2)))
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD, max_deletions=1), repo({"a": 2, "b": 3}),
+                  clusters={"prod-eu": running})
+    assert outcome(actions) == {"keep": [":a"], "prune": [f"@{digest(3)}"]}
+
+
+def test_untags_count_against_max_deletions() -> None:
+    actions = run(policy(rule("^v"), max_deletions=1), repo({"v1": 1, "x": 1, "y": 1}, can_delete_tags=True))
+    assert [a.kind for a in actions] == ["blocked", "keep"]
+
+
+def test_no_deploy_history_needed_when_the_policy_does_not_protect_it() -> None:
+    actions = run(policy(rule("^v")), repo({"v1": 1, "old": 2}), deployed=None)
+    assert outcome(actions) == {"keep": [":v1"], "prune": [f"@{digest(2)}"]}
+
+
+def test_a_commit_prefix_shorter_than_7_never_matches() -> None:
+    short_tags = GitRefs(repo="./src", branches=re.compile("main"), tags=None,
+                         tag_commit=re.compile(r"^sha-(?P<commit>[0-9a-f]+)$"))
+    actions = run(policy(KeepRule(git_refs=short_tags)), repo({"sha-abc": 1}), git_commits={0: LIVE})
+    assert outcome(actions) == {"prune": [f"@{digest(1)}"]}
+
+
+def test_a_referrer_of_a_kept_platform_manifest_stays() -> None:
+    sig = f"sha256-{digest(2)[7:]}.sig"
+    actions = run(policy(rule("^v")), repo({"v1": 1, sig: 9}, children={1: [2]}))
+    assert outcome(actions) == {"keep": [":v1", f":{sig}"]}
+
+
+def test_each_repository_is_planned_on_its_own() -> None:
+    web, api = repo({"v1": 1, "old": 2}), repo({"v1": 3, "old": 4}, name="team-a/api")
+    actions = run(policy(rule("^v")), web, api)
+    assert [(a.kind, a.target.split("/", 1)[1]) for a in actions] == [
+        ("keep", "team-a/api:v1"), ("prune", f"team-a/api@{digest(4)}"),
+        ("keep", "team-a/web:v1"), ("prune", f"team-a/web@{digest(2)}")]
