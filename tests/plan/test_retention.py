@@ -242,7 +242,8 @@ def test_same_inputs_same_plan_whatever_their_order() -> None:
 # --- combinations -----------------------------------------------------------------------------
 
 MORE = [
-    pytest.param(policy(KeepRule(semver=SemverRange.parse("^1"), last=1)), repo({"v1.1.0": 1, "v1.2.0": 2, "v2.0.0": 3}),
+    pytest.param(policy(KeepRule(semver=SemverRange.parse("^1"), last=1)),
+                 repo({"v1.1.0": 1, "v1.2.0": 2, "v2.0.0": 3}),
                  {"keep": [":v1.2.0"], "prune": [f"@{digest(1)}", f"@{digest(3)}"]}, id="semver range then last"),
     pytest.param(policy(rule("^nothing$")), repo({"a": 1, "b": 2}),
                  {"prune": [f"@{digest(1)}", f"@{digest(2)}"]}, id="a rule matching nothing keeps nothing"),
