@@ -79,6 +79,8 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
 
 
 def main() -> None:
-    from reconcile.cli import audit, reconcile, validate  # noqa: F401  (registers their commands)
-
     cli()
+
+
+# Each command module registers itself on ``cli``; imported last, as they import ``cli`` from here.
+from reconcile.cli import audit, reconcile, validate  # noqa: E402, F401

@@ -208,3 +208,52 @@ def test_explain_says_which_rule_or_protection_decides(tmp_path: Path, plain_reg
     assert invoke("explain", *common, f"{repo}:build-2").stdout == pruned
     assert invoke("explain", *common, images["b12"]).stdout == pruned
     assert invoke("explain", *common, "other/repo:v1").stdout.startswith("no policy decides anything about")
+
+
+def test_end_to_end_on_a_basic_auth_registry_with_a_protecting_cluster(
+        tmp_path: Path, auth_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan shows exactly the deletions, apply performs them, skopeo confirms, the protected tag
+    remains, the trail verifies, and planning again finds nothing to do."""
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CI_REGISTRY_PASSWORD", auth_registry.password or "")
+    layout = Layout(tmp_path / "layout")
+    built = {tag: layout.image(created=f"2026-11-{day:02d}T00:00:00Z") for day, tag in
+             enumerate(["v1", "build-1", "build-2", "build-3"], 1)}
+    for tag, image in built.items():
+        layout.tag(image, tag)
+        push(layout, tag, auth_registry.host, repo, creds=auth_registry.creds)
+    creds = ["--creds", auth_registry.creds or ""]
+
+    def remaining() -> list[str]:
+        listed = skopeo("list-tags", "--tls-verify=false", *creds, f"docker://{auth_registry.host}/{repo}")
+        return sorted(json.loads(listed)["Tags"])
+
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        admin.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace},
+                      "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                          "metadata": {"labels": {"app": "web"}},
+                          "spec": {"containers": [{"name": "web",
+                                                   "image": f"{auth_registry.host}/{repo}@{built['build-2'].digest}"}]}}}})
+        root = protected_policies(tmp_path, auth_registry, repo, tmp_path / "admin.kubeconfig")
+        text = (root / "ci.yaml").read_text().replace(
+            f'spec: {{url: "{auth_registry.url}"}}',
+            f'spec: {{url: "{auth_registry.url}", credentials: {{username: "{auth_registry.username}", '
+            'password: {env: CI_REGISTRY_PASSWORD}}}')
+        (root / "ci.yaml").write_text(text)
+        db = str(tmp_path / "audit.db")
+        common = ["--repo", str(root), "--audit-db", db]
+
+        planned = json.loads(invoke("plan", *common, "--format", "json").stdout)
+        assert sorted((a["kind"], a["tags"][0]) for a in planned["actions"] if a["mutates"]) == [
+            ("prune", "build-1"), ("prune", "build-3")]
+        assert remaining() == ["build-1", "build-2", "build-3", "v1"]
+        applied = invoke("apply", *common, "--yes")
+        assert applied.exit_code == 0, applied.output
+        assert remaining() == ["build-2", "v1"]  # build-2 runs in the cluster: protected
+        assert invoke("plan", *common, "--detailed-exitcode").exit_code == 0
+        admin.close()
+    verified = invoke("audit", "verify", "--audit-db", db)
+    assert verified.exit_code == 0 and verified.stdout.startswith("ok: ")
+    assert auth_registry.password not in Path(db).read_bytes().decode("utf-8", "replace")
