@@ -231,11 +231,11 @@ def test_end_to_end_on_a_basic_auth_registry_with_a_protecting_cluster(
     with running() as api:
         admin = FixtureBackend(api, tmp_path)
         namespace = admin.namespace("web")
+        image = f"{auth_registry.host}/{repo}@{built['build-2'].digest}"
         admin.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace},
                       "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
                           "metadata": {"labels": {"app": "web"}},
-                          "spec": {"containers": [{"name": "web",
-                                                   "image": f"{auth_registry.host}/{repo}@{built['build-2'].digest}"}]}}}})
+                          "spec": {"containers": [{"name": "web", "image": image}]}}}})
         root = protected_policies(tmp_path, auth_registry, repo, tmp_path / "admin.kubeconfig")
         text = (root / "ci.yaml").read_text().replace(
             f'spec: {{url: "{auth_registry.url}"}}',
