@@ -232,7 +232,8 @@ def test_end_to_end_on_a_basic_auth_registry_with_a_protecting_cluster(
         admin = FixtureBackend(api, tmp_path)
         namespace = admin.namespace("web")
         image = f"{auth_registry.host}/{repo}@{built['build-2'].digest}"
-        admin.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace},
+        admin.create({"apiVersion": "apps/v1", "kind": "Deployment",
+                      "metadata": {"name": "web", "namespace": namespace},
                       "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
                           "metadata": {"labels": {"app": "web"}},
                           "spec": {"containers": [{"name": "web", "image": image}]}}}})
