@@ -30,10 +30,10 @@ import sqlite_utils
 from reconcile.audit import chain
 from reconcile.policy.secrets import redact
 
-ActionKind = Literal["promote", "prune", "deploy", "rollback", "skip", "error"]
+ActionKind = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
 ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
 RunMode = Literal["plan", "apply", "run", "rollback"]
-KINDS: tuple[str, ...] = ("promote", "prune", "deploy", "rollback", "skip", "error")
+KINDS: tuple[str, ...] = ("promote", "prune", "untag", "deploy", "rollback", "skip", "error")
 STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
 MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback")
 CHAINED_TABLES = ("run_starts", "actions", "run_ends")

@@ -23,7 +23,7 @@ from reconcile.audit.query import deploy_history
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
-from reconcile.observe.cluster import read_cluster_state
+from reconcile.observe.cluster import ClusterError, read_cluster_state, read_helm_release_state
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
 from reconcile.observe.state import ClusterState
@@ -38,6 +38,17 @@ from reconcile.render.plan import from_json, summary_line, to_json, to_markdown,
 def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
     def read(cluster: Cluster) -> ClusterState:
         return read_manifests_state(cluster) if cluster.manifests else read_cluster_state(cluster, resolver)
+
+    return read
+
+
+def _helm_reader(resolver: SecretResolver) -> ClusterReader:
+    """protect.helmReleases: the release Secrets of a cluster reconcile connects to."""
+    def read(cluster: Cluster) -> ClusterState:
+        if cluster.manifests:
+            raise ClusterError(cluster.name, f"cluster {cluster.name} is known by its manifests; it has no Helm "
+                                             "release history (name it in protect.inUse instead)")
+        return read_helm_release_state(cluster, resolver)
 
     return read
 
@@ -75,7 +86,7 @@ def _plan(settings: Settings, policies: PolicySet, only: str | None,
     resolver = SecretResolver()
     now = datetime.now(UTC)
     observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
-                          observed_at=utc_now(), clients=clients)
+                          read_helm=_helm_reader(resolver), observed_at=utc_now(), clients=clients)
     return build_plan(policies, observation, _history(settings), now=now, only=only)
 
 

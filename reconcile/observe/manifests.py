@@ -5,6 +5,7 @@ running. Read at a ref of the repository, like the repo-of-record, never from a 
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def read_manifests_state(cluster: Cluster) -> ClusterState:
             raise SourceError(str(problems[0]))
         for document in documents:
             if isinstance(document.body, dict):
-                for reference, usage in _images(cluster.name, document.body):
+                for reference, usage in images_of(cluster.name, document.body):
                     images.setdefault(reference, []).append(usage)
     return ClusterState(cluster.name, {ref: tuple(usages) for ref, usages in sorted(images.items(), key=str)})
 
@@ -62,19 +63,33 @@ def _below(path: str, directory: str) -> bool:
     return directory in ("", ".") or path == directory or path.startswith(directory + "/")
 
 
-def _images(cluster: str, body: dict[str, Any]) -> list[tuple[ImageReference, Usage]]:
+@dataclass(frozen=True)
+class ImageField:
+    """One image a manifest document names, as written, and where: ``kind`` and ``name`` are the
+    document's, ``container`` the container (or the Kustomization ``images`` entry)."""
+
+    text: str
+    namespace: str
+    kind: str
+    name: str
+    container: str
+
+
+def image_fields(body: dict[str, Any]) -> list[ImageField]:
+    """Every image ``body`` (one manifest document) names: the containers and init containers of
+    any workload kind's pod spec, and a Kustomization's ``images`` overrides. Unparsed."""
     kind = body.get("kind")
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     namespace = str(metadata.get("namespace") or "default")
     name = str(metadata.get("name") or "?")
-    found: list[tuple[ImageReference, Usage]] = []
+    found: list[ImageField] = []
     if kind == "Kustomization":  # images: [{name, newName, newTag, digest}] rewrite what kustomize builds
         for entry in body.get("images") or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 text = str(entry.get("newName") or entry["name"])
                 text += f":{entry['newTag']}" if entry.get("newTag") else ""
                 text += f"@{entry['digest']}" if entry.get("digest") else ""
-                found += _reference(cluster, text, namespace, "Kustomization", name, str(entry["name"]))
+                found.append(ImageField(text, namespace, "Kustomization", name, str(entry["name"])))
         return found
     spec: Any = body
     for key in POD_SPECS.get(str(kind), ()):
@@ -84,15 +99,21 @@ def _images(cluster: str, body: dict[str, Any]) -> list[tuple[ImageReference, Us
     for field in ("initContainers", "containers"):
         for container in spec.get(field) or []:
             if isinstance(container, dict) and isinstance(container.get("image"), str):
-                found += _reference(cluster, container["image"], namespace, str(kind), name,
-                                    str(container.get("name") or "?"))
+                found.append(ImageField(container["image"], namespace, str(kind), name,
+                                        str(container.get("name") or "?")))
     return found
 
 
-def _reference(cluster: str, text: str, namespace: str, kind: str, name: str,
-               container: str) -> list[tuple[ImageReference, Usage]]:
+def images_of(cluster: str, body: dict[str, Any]) -> list[tuple[ImageReference, Usage]]:
+    """The images ``body`` names, parsed, each a ``running`` usage in ``cluster``; SourceError for
+    an image that is not a valid reference (a manifest the cluster could not run)."""
+    return [_reference(cluster, field) for field in image_fields(body)]
+
+
+def _reference(cluster: str, field: ImageField) -> tuple[ImageReference, Usage]:
     try:
-        reference = parse_image(text)
+        reference = parse_image(field.text)
     except ValueError:
-        raise SourceError(f"{kind} {namespace}/{name}: container {container}: invalid image {text!r}") from None
-    return [(reference, Usage(cluster, namespace, kind, name, container, "running"))]
+        raise SourceError(f"{field.kind} {field.namespace}/{field.name}: container {field.container}: "
+                          f"invalid image {field.text!r}") from None
+    return reference, Usage(cluster, field.namespace, field.kind, field.name, field.container, "running")

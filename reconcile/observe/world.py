@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from reconcile.observe.cluster import ClusterError
 from reconcile.observe.git_refs import live_commits
 from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository, open_registry
-from reconcile.observe.state import ClusterState, RepositoryState
+from reconcile.observe.state import ClusterState, ImageReference, RepositoryState, Usage
 from reconcile.policy.model import Cluster, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
 from reconcile.policy.source import SourceError
@@ -40,33 +41,62 @@ def registry_host(registry: Registry) -> str:
 
 
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,
-            observed_at: str, cache_dir: Path | None = None,
-            clients: dict[str, RegistryClient] | None = None) -> Observation:
+            observed_at: str, cache_dir: Path | None = None, clients: dict[str, RegistryClient] | None = None,
+            read_helm: ClusterReader | None = None) -> Observation:
     """Observe the registries, clusters and source repositories the retention policies name.
+
+    A cluster named in ``protect.inUse`` is read with ``read_cluster`` (images running or kept for
+    rollback), one named in ``protect.helmReleases`` with ``read_helm`` (images in its retained
+    Helm release history); one named in both, with both, merged into its one entry of
+    ``clusters``. If either read fails, the entry is why (the policies it protects prune nothing).
 
     ``clients`` (registry name -> client) is filled in and returned to the caller, who applies
     through the same connections and closes them.
     """
     clients = {} if clients is None else clients
-    cluster_names = sorted({name for p in policies.retention_policies.values()
-                            for name in (*p.protect.in_use, *p.protect.helm_releases)})
+    retention_policies = policies.retention_policies.values()
+    in_use = {name for p in retention_policies for name in p.protect.in_use}
+    helm = {name for p in retention_policies for name in p.protect.helm_releases}
     clusters: dict[str, ClusterState | str] = {}
-    for name in cluster_names:
-        clusters[name] = _read_cluster(policies.clusters[name], read_cluster)
+    for name in sorted(in_use | helm):
+        cluster = policies.clusters[name]
+        parts = []
+        if name in in_use:
+            parts.append(_read_cluster(cluster, read_cluster, "no cluster adapter is configured"))
+        if name in helm:
+            helm_state = _read_cluster(cluster, read_helm, "no Helm release reader is configured")
+            parts.append(helm_state if isinstance(helm_state, ClusterState) else
+                         f"protect.helmReleases: {helm_state}")
+        clusters[name] = _merged(name, parts)
     retention = {name: _observe_retention(policy, policies.registries[policy.registry], resolver, cache_dir, clients)
                  for name, policy in sorted(policies.retention_policies.items())}
     return Observation(observed_at, clusters, retention)
 
 
-def _read_cluster(cluster: Cluster, read_cluster: ClusterReader | None) -> ClusterState | str:
-    if read_cluster is None:
-        return "no cluster adapter is configured"
+def _read_cluster(cluster: Cluster, read: ClusterReader | None, missing: str) -> ClusterState | str:
+    if read is None:
+        return missing
     try:
-        return read_cluster(cluster)
+        return read(cluster)
     except ClusterError as e:
         return e.problem  # the caller names the cluster
     except Exception as e:  # any failure of a protecting source must block pruning, not crash the run
         return str(e) or type(e).__name__
+
+
+def _merged(name: str, parts: list[ClusterState | str]) -> ClusterState | str:
+    """One cluster's reads as one state: every usage of each image, or every reason one failed."""
+    problems = [part for part in parts if isinstance(part, str)]
+    if problems:
+        return "; ".join(problems)
+    states = [part for part in parts if isinstance(part, ClusterState)]
+    if len(states) == 1:
+        return states[0]
+    usages: dict[ImageReference, dict[Usage, None]] = {}  # insertion-ordered sets
+    for state in states:
+        for reference, found in state.images.items():
+            usages.setdefault(reference, {}).update(dict.fromkeys(found))
+    return ClusterState(name, MappingProxyType({ref: tuple(usages[ref]) for ref in sorted(usages, key=str)}))
 
 
 def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: SecretResolver,

@@ -55,6 +55,10 @@ class _Index:
             if document.kind in self.by_kind and document.name is not None:
                 self.by_kind[document.kind].setdefault(document.name, document)
 
+    def known_by_manifests(self, cluster: Any) -> bool:
+        document = self.by_kind["Cluster"].get(cluster) if isinstance(cluster, str) else None
+        return document is not None and isinstance(dig(document.body, "spec", "manifests"), dict)
+
     def unknown(self, kind: str, name: Any) -> str | None:
         """Why ``name`` does not resolve to a ``kind`` document, or None when it does."""
         if not isinstance(name, str) or name in self.by_kind[kind]:
@@ -164,6 +168,9 @@ def _retention(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
         for i, name in items(dig(spec, "protect", field)):
             if (problem := index.unknown("Cluster", name)) is not None:
                 yield f"/spec/protect/{field}/{i}", problem
+            elif field == "helmReleases" and index.known_by_manifests(name):
+                yield f"/spec/protect/{field}/{i}", (f"Cluster {name!r} is known by its manifests and has no Helm "
+                                                     "release history; list it under inUse")
     for i, rule in items(dig(spec, "keep")):
         if isinstance(rule, dict):
             yield from _keep_rule(f"/spec/keep/{i}", rule)
@@ -383,7 +390,7 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
         yield "/spec", "set exactly one target: cluster (patch it) or manifests (git write-back)"
     if (problem := index.unknown("Cluster", spec.get("cluster"))) is not None:
         yield "/spec/cluster", problem
-    elif "manifests" in (dig(index.by_kind["Cluster"].get(spec.get("cluster") or ""), "body", "spec") or {}):
+    elif index.known_by_manifests(spec.get("cluster")):
         yield "/spec/cluster", ("this Cluster is known by its manifests only; deploy through the manifests "
                                 "repository instead (spec.manifests)")
     if has_cluster and "namespace" not in spec:

@@ -61,6 +61,16 @@ RESOURCES = (
     ResourceType("batch", "v1", "cronjobs", "CronJob"),
 )
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+# Field selectors each kind supports besides metadata.name and metadata.namespace (which all do):
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/#list-of-supported-fields
+FIELD_SELECTORS = {
+    "pods": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+             "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "secrets": ("type",),
+    "namespaces": ("status.phase",),
+    "replicasets": ("status.replicas",),
+    "jobs": ("status.successful",),
+}
 BY_PLURAL = {r.plural: r for r in RESOURCES}
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
@@ -220,6 +230,9 @@ class ApiServer:
             raise ApiError(409, "AlreadyExists", f'{_qualified(resource)} "{name}" already exists',
                            {"name": name, "group": resource.group, "kind": resource.plural})
         body["apiVersion"], body["kind"] = resource.group_version, resource.kind
+        if resource.kind == "Secret":
+            # An empty type is defaulted: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types
+            body["type"] = body.get("type") or "Opaque"
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=_now())
         if resource.generation:
             metadata["generation"] = 1
@@ -450,9 +463,10 @@ class ApiServer:
                                "list result. You can start a new list without the continue parameter.") from None
         else:
             selector = _selector(query.get("labelSelector", ""))
+            fields = _field_selector(resource, query.get("fieldSelector", ""))
             items = [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
                      if p == resource.plural and (route.namespace is None or ns == route.namespace)
-                     and selector(o.get("metadata", {}).get("labels") or {})]
+                     and selector(o.get("metadata", {}).get("labels") or {}) and fields(o)]
             for item in items:
                 # Items of a list carry no apiVersion/kind of their own (the list has them).
                 item.pop("apiVersion", None)
@@ -501,6 +515,31 @@ def _selector(text: str) -> Any:
         else:
             terms.append(lambda labels, k=term: k in labels)
     return lambda labels: all(term(labels) for term in terms)
+
+
+def _field_selector(resource: ResourceType, text: str) -> Callable[[dict[str, Any]], bool]:
+    # Field selectors: https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
+    # ('=', '==' and '!=', terms joined by ','; a field the kind does not support is a 400).
+    terms: list[tuple[str, str, bool]] = []  # (field, value, negated)
+    supported = ("metadata.name", "metadata.namespace", *FIELD_SELECTORS.get(resource.plural, ()))
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        negated = "!=" in term
+        field_name, equals, value = term.replace("!=", "=", 1).replace("==", "=", 1).partition("=")
+        if not equals:
+            raise ApiError(400, "BadRequest", f"invalid selector: '{text}'; can't understand '{term}'")
+        if field_name.strip() not in supported:
+            raise ApiError(400, "BadRequest", f"field label not supported: {field_name.strip()}")
+        terms.append((field_name.strip(), value.strip(), negated))
+    return lambda obj: all((_field(obj, name) == value) != negated for name, value, negated in terms)
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    value: Any = obj
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def _handler(server: ApiServer) -> type[BaseHTTPRequestHandler]:

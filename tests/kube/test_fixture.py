@@ -155,6 +155,27 @@ def test_lists_are_chunked_across_namespaces_and_tokens_expire(api: ApiServer) -
     assert (status, expired["reason"]) == (410, "Expired")
 
 
+def test_field_selectors_filter_lists_by_supported_fields(api: ApiServer) -> None:
+    for namespace in ("a", "b"):
+        call(api, "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets",
+             {"metadata": {"name": "release"}, "type": "helm.sh/release.v1"})
+        call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets", {"metadata": {"name": "plain"}})
+
+    def names(query: str, path: str = "/api/v1/secrets") -> list[tuple[str, str]]:
+        status, page = call(api, "GET", f"{path}?{query}")
+        assert status == 200, page
+        return [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in page["items"]]
+
+    assert names("fieldSelector=type%3Dhelm.sh%2Frelease.v1") == [("a", "release"), ("b", "release")]
+    assert names("fieldSelector=type%3D%3DOpaque") == [("a", "plain"), ("b", "plain")]  # '' is defaulted
+    assert names("fieldSelector=type!%3DOpaque,metadata.namespace%3Db") == [("b", "release")]
+    assert names("fieldSelector=type%3Dhelm.sh%2Frelease.v1&limit=1") == [("a", "release")]  # before paging
+    assert names("fieldSelector=metadata.name%3Dplain", "/api/v1/namespaces/a/secrets") == [("a", "plain")]
+    status, refused = call(api, "GET", "/api/v1/pods?fieldSelector=type%3Dhelm.sh%2Frelease.v1")
+    assert (status, refused["reason"], refused["message"]) == (400, "BadRequest", "field label not supported: type")
+
+
 def test_the_deployment_controller_creates_revisions_and_reuses_them(api: ApiServer) -> None:
     web(api)
     path = "/apis/apps/v1/namespaces/web/deployments/web"

@@ -245,6 +245,31 @@ def test_unknown_from_stage_and_healthy_in_policy(tmp_path: Path) -> None:
            "(known: none is defined)")
 
 
+def test_a_cluster_known_by_manifests_has_no_helm_history_and_takes_no_deploys(tmp_path: Path) -> None:
+    expect(tmp_path, PIPELINE.format(stages="    - {name: prod, from: build, registry: ci, repository: web, "
+                                            "tags: [prod]}\n") + """\
+---
+apiVersion: reconcile/v1
+kind: Cluster
+metadata: {name: gitops}
+spec: {manifests: {repo: ./manifests, path: prod}}
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {name: r}
+spec: {registry: ci, repositories: [a], keep: [{tags: x}], protect: {inUse: [gitops], helmReleases: [gitops]}}
+---
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata: {name: d}
+spec: {stage: web/prod, cluster: gitops, namespace: web, workloads: [{kind: Deployment, name: w, container: w}]}
+""",
+           "@:17: RetentionPolicy/r: /spec/protect/helmReleases/0: Cluster 'gitops' is known by its manifests and "
+           "has no Helm release history; list it under inUse",
+           "@:22: DeployPolicy/d: /spec/cluster: this Cluster is known by its manifests only; deploy through the "
+           "manifests repository instead (spec.manifests)")
+
+
 # --- pipelines --------------------------------------------------------------------------------
 
 

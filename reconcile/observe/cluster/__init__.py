@@ -1,7 +1,14 @@
-"""The cluster adapter: every image in use, deploy by digest, rollout watch and rollback, through
-the official ``kubernetes`` client. ``connect(cluster, resolver)`` gives a :class:`ClusterClient`."""
+"""The cluster adapter: every image in use (and in retained Helm release history), deploy by
+digest, rollout watch and rollback, through the official ``kubernetes`` client.
+``connect(cluster, resolver)`` gives a :class:`ClusterClient`."""
 
-from reconcile.observe.cluster.client import DEFAULT_PAGE_SIZE, ClusterClient, connect, read_cluster_state
+from reconcile.observe.cluster.client import (
+    DEFAULT_PAGE_SIZE,
+    ClusterClient,
+    connect,
+    read_cluster_state,
+    read_helm_release_state,
+)
 from reconcile.observe.cluster.deploy import CHANGE_CAUSE, DeployResult
 from reconcile.observe.cluster.errors import (
     ClusterError,
@@ -35,5 +42,6 @@ __all__ = [
     "parse_image_id",
     "pinned",
     "read_cluster_state",
+    "read_helm_release_state",
     "running_references",
 ]

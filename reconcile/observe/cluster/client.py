@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from reconcile.observe.cluster import deploy as _deploy
 from reconcile.observe.cluster import discovery as _discovery
+from reconcile.observe.cluster import helm as _helm
 from reconcile.observe.cluster import rollback as _rollback
 from reconcile.observe.cluster import rollout as _rollout
 from reconcile.observe.cluster.connection import Connection, configuration_loader
@@ -29,6 +30,13 @@ def read_cluster_state(cluster: model.Cluster, resolver: SecretResolver) -> Clus
     protects images with (``reconcile.observe.world.ClusterReader``)."""
     with connect(cluster, resolver) as client:
         return client.images()
+
+
+def read_helm_release_state(cluster: model.Cluster, resolver: SecretResolver) -> ClusterState:
+    """Every image in ``cluster``'s retained Helm release history: the reader ``reconcile plan``
+    protects ``protect.helmReleases`` images with. Needs the opt-in RBAC rule (list Secrets)."""
+    with connect(cluster, resolver) as client:
+        return client.helm_release_images()
 
 
 class ClusterClient:
@@ -61,6 +69,13 @@ class ClusterClient:
     def images(self) -> ClusterState:
         """Every image in use, running or kept for rollback, in the namespaces the policy selects."""
         return _discovery.discover(self.connection, self.cluster, page_size=self.page_size)
+
+    def helm_release_images(self) -> ClusterState:
+        """Every image of every retained revision of every Helm release (Secrets of type
+        ``helm.sh/release.v1``) in the namespaces the policy selects: the newest revision of each
+        release ``running``, older ones ``rollback``. A release that cannot be decoded is a
+        :class:`ClusterError` naming its Secret; a 403 names the opt-in RBAC rule."""
+        return _helm.release_images(self.connection, self.cluster, page_size=self.page_size)
 
     def deploy(self, namespace: str, workload: model.Workload, image_ref: str | ImageReference, *,
                cause: str) -> _deploy.DeployResult:

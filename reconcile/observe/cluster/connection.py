@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,9 +253,28 @@ class Connection:
                          body=body, _content_type=content_type)
 
     def list(self, resource: Resource, *, page_size: int, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict[str, Any]]:
+             label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
         """Every object of ``resource`` (cluster-wide when ``namespace`` is None), page by page with
         ``limit``/``continue``; restarted once from a fresh snapshot if the continue token expires."""
+        items: list[dict[str, Any]] = []
+        for page in self._pages(resource, page_size, namespace, label_selector, field_selector):
+            if page is _RESTART:
+                items.clear()  # the new snapshot replaces what the expired one gave
+            else:
+                items.extend(page)
+        return items
+
+    def each(self, resource: Resource, *, page_size: int, namespace: str | None = None,
+             label_selector: str | None = None, field_selector: str | None = None) -> Iterator[dict[str, Any]]:
+        """As :meth:`list`, one object at a time, holding one page in memory (for large objects
+        such as Helm release Secrets). When a continue token expires the list starts again from
+        its first page, so an object can come twice: callers key what they keep by its name."""
+        for page in self._pages(resource, page_size, namespace, label_selector, field_selector):
+            if page is not _RESTART:
+                yield from page
+
+    def _pages(self, resource: Resource, page_size: int, namespace: str | None, label_selector: str | None,
+               field_selector: str | None) -> Iterator[list[dict[str, Any]]]:
         # https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks
         if namespace is None:
             method, scope = f"list_{resource.method}_for_all_namespaces", {}
@@ -263,21 +282,26 @@ class Connection:
             method, scope = f"list_namespaced_{resource.method}", {"namespace": namespace}
         if label_selector:
             scope["label_selector"] = label_selector
+        if field_selector:
+            # https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
+            scope["field_selector"] = field_selector
         for attempt in (1, 2):
-            items: list[dict[str, Any]] = []
             token: str | None = None
             try:
                 while True:
                     page = self.call(resource, "list", method, limit=page_size, _continue=token, **scope)
-                    items.extend(page.get("items") or ())
                     token = (page.get("metadata") or {}).get("continue") or None
+                    yield page.get("items") or []
                     if token is None:
-                        return items
+                        return
             except ExpiredError:
                 if attempt == 2:
                     raise
                 log.info("cluster %s: %s list continue token expired; listing again", self.cluster, resource.plural)
-        raise AssertionError("unreachable")  # pragma: no cover
+                yield _RESTART
+
+
+_RESTART: list[dict[str, Any]] = []  # _pages' marker: the list starts again from a fresh snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 RBAC_FILE = "deploy/rbac.yaml"
+# Not in RBAC_FILE: list on Secrets is granted only to those who use protect.helmReleases.
+HELM_RBAC_FILE = "deploy/opt-in/rbac-helm-history.yaml"
+HELM_ROLE = "reconcile-helm-history"
 
 
 class ClusterError(Exception):
@@ -26,18 +29,22 @@ class UnauthorizedError(ClusterError):
 
 class ForbiddenError(ClusterError):
     """403: the identity lacks ``verb`` on ``resource`` in ``group``; the message says which rule
-    of ``deploy/rbac.yaml`` grants it."""
+    of ``deploy/rbac.yaml`` grants it, or ``hint`` says what to do instead (an opt-in rule)."""
 
-    def __init__(self, cluster: str, *, verb: str, group: str, resource: str, namespace: str | None) -> None:
+    def __init__(self, cluster: str, *, verb: str, group: str, resource: str, namespace: str | None,
+                 hint: str | None = None) -> None:
         self.verb, self.group, self.resource, self.namespace = verb, group, resource, namespace
-        where = f" in namespace {namespace}" if namespace and verb not in _CLUSTER_VERBS else ""
-        # list/watch come from the ClusterRole (cluster-wide discovery); get/patch from the
-        # per-namespace Role on deploy targets: the hint says which one to edit.
-        rule = "ClusterRole" if verb in _CLUSTER_VERBS else f"Role for namespace {namespace}"
+        if hint is None:
+            where = f" in namespace {namespace}" if namespace and verb not in _CLUSTER_VERBS else ""
+            # list/watch come from the ClusterRole (cluster-wide discovery); get/patch from the
+            # per-namespace Role on deploy targets: the hint says which one to edit.
+            rule = "ClusterRole" if verb in _CLUSTER_VERBS else f"Role for namespace {namespace}"
+            hint = f"add it to {RBAC_FILE}'s {rule}"
+        else:
+            where = f" in namespace {namespace}" if namespace else " cluster-wide"
         super().__init__(
             cluster,
-            f"forbidden: the service account needs '{verb}' on '{resource}' ({group or 'core'}){where}"
-            f" — add it to {RBAC_FILE}'s {rule}",
+            f"forbidden: the service account needs '{verb}' on '{resource}' ({group or 'core'}){where} — {hint}",
             status=403,
         )
 

@@ -49,6 +49,8 @@ DAEMON_SET = Resource("DaemonSet", "apps", "daemonsets", "AppsV1Api", "daemon_se
 JOB = Resource("Job", "batch", "jobs", "BatchV1Api", "job", ("spec", "template"))
 CRON_JOB = Resource("CronJob", "batch", "cronjobs", "BatchV1Api", "cron_job",
                     ("spec", "jobTemplate", "spec", "template"))
+# Read only for protect.helmReleases (Helm's release storage), under the opt-in RBAC rule.
+SECRET = Resource("Secret", "", "secrets", "CoreV1Api", "secret", None)
 
 # Every kind whose objects say which images are used: one cluster-wide list each.
 DISCOVERED: tuple[Resource, ...] = (POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, CONTROLLER_REVISION, DAEMON_SET,

@@ -30,6 +30,7 @@ from tests.kube import ApiServer, Identity, Rule, manifest_rules, without
 
 ROOT = Path(__file__).resolve().parents[3]
 RBAC_MANIFEST = ROOT / "deploy" / "rbac.yaml"
+HELM_RBAC_MANIFEST = ROOT / "deploy" / "opt-in" / "rbac-helm-history.yaml"  # protect.helmReleases' opt-in rule
 SERVICE_ACCOUNT = ("reconcile", "reconcile")
 NOWHERE = {"reconcile.test/nowhere": "true"}  # a node selector no node has: pods stay Pending, pull nothing
 
@@ -91,10 +92,12 @@ class Backend:
                                timeout=timedelta(seconds=10), **cluster)
         return connect(policy, SecretResolver(environ={}), page_size=2, poll_interval=self.poll_interval)
 
-    def identity(self, namespaces: list[str], *, lacking: tuple[str, str, str] | None = None) -> Path:
+    def identity(self, namespaces: list[str], *, lacking: tuple[str, str, str] | None = None,
+                 extra: tuple[Rule, ...] = ()) -> Path:
         """A kubeconfig for reconcile's service account, holding ``deploy/rbac.yaml``'s rules (its
-        Role granted in ``namespaces``), minus ``lacking`` (verb, group, resource)."""
-        rules = manifest_rules(RBAC_MANIFEST, service_account=SERVICE_ACCOUNT, role_namespaces=namespaces)
+        Role granted in ``namespaces``) and ``extra`` ones (an opt-in), minus ``lacking`` (verb,
+        group, resource)."""
+        rules = manifest_rules(RBAC_MANIFEST, service_account=SERVICE_ACCOUNT, role_namespaces=namespaces) + extra
         if lacking is not None:
             rules = without(rules, *lacking)
         return self._identity(rules)

@@ -1,16 +1,20 @@
-"""deploy/rbac.yaml grants exactly what the adapter calls, and RBAC.md documents each rule."""
+"""deploy/rbac.yaml grants exactly what the adapter calls, the opt-in for Helm history exactly what
+reading it needs (and is not applied with the rest), and RBAC.md documents each rule."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
-from reconcile.observe.cluster.kinds import DEPLOYABLE, DISCOVERED
+from reconcile.observe.cluster.errors import HELM_RBAC_FILE, HELM_ROLE
+from reconcile.observe.cluster.kinds import DEPLOYABLE, DISCOVERED, SECRET
 from tests.kube import manifest_rules
-from tests.observe.cluster.backends import RBAC_MANIFEST, SERVICE_ACCOUNT
+from tests.observe.cluster.backends import HELM_RBAC_MANIFEST, RBAC_MANIFEST, ROOT, SERVICE_ACCOUNT
 
 
-def permissions(namespace: str | None) -> set[tuple[str, str, str]]:
-    rules = manifest_rules(RBAC_MANIFEST, service_account=SERVICE_ACCOUNT)
+def permissions(namespace: str | None, manifest: Path = RBAC_MANIFEST) -> set[tuple[str, str, str]]:
+    rules = manifest_rules(manifest, service_account=SERVICE_ACCOUNT)
     return {(verb, group, resource) for rule in rules if rule.namespace == namespace
             for verb in rule.verbs for group in rule.groups for resource in rule.resources}
 
@@ -38,3 +42,17 @@ def test_rbac_md_documents_every_rule_and_the_helm_opt_in() -> None:
         assert f"`{resource}`" in text, resource
     assert "reconcile-images-in-use" in text and "reconcile-deploy" in text
     assert "helm.sh/release.v1" in text and "Opt-in" in text
+
+
+def test_the_helm_opt_in_lists_secrets_and_nothing_else_and_is_not_in_the_default_manifest() -> None:
+    assert HELM_RBAC_MANIFEST == ROOT / HELM_RBAC_FILE  # the file the 403 message names
+    assert permissions(None, HELM_RBAC_MANIFEST) == {("list", SECRET.group, SECRET.plural)}  # no get, no watch
+    documents = [d for d in yaml.safe_load_all(HELM_RBAC_MANIFEST.read_text()) if d]
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [("ClusterRole", HELM_ROLE),
+                                                                       ("ClusterRoleBinding", HELM_ROLE)]
+    # `kubectl apply -f deploy/` does not descend into subdirectories: opting in is a separate step.
+    assert HELM_RBAC_MANIFEST.parent != RBAC_MANIFEST.parent
+    assert "OPT-IN" in HELM_RBAC_MANIFEST.read_text() and HELM_RBAC_FILE in RBAC_MANIFEST.read_text()
+    text = (RBAC_MANIFEST.parent / "RBAC.md").read_text()
+    assert HELM_RBAC_FILE.removeprefix("deploy/") in text
+    assert "fieldSelector=type=helm.sh/release.v1" in text and "returns their values" in text

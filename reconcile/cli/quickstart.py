@@ -1,0 +1,226 @@
+"""``reconcile quickstart [DIR]``: build a sandbox with no server (a CI registry as OCI layouts, a
+repo-of-record and prod's manifests in git) and run validate, plan, apply and audit on it, each
+command printed before its output exactly as it can be typed (after ``cd DIR``).
+
+Each command runs as its own process (``python -m reconcile …`` in DIR), so what the walkthrough
+shows is what typing the command shows. On a terminal the commands write to it directly (tables,
+colours); otherwise their output (stdout and stderr, in order) is passed on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+import reconcile
+from reconcile.audit import AuditError, AuditStore
+from reconcile.cli import cli
+from reconcile.quickstart.sandbox import RUNNING, DirectoryInUse, Sandbox, SandboxError, Seeded, build, prepare
+
+DEFAULT_DIR = "reconcile-quickstart"
+STEP_TIMEOUT = 300  # seconds; a step on local directories takes about one
+
+
+@dataclass(frozen=True)
+class Step:
+    comment: str
+    args: tuple[str, ...]  # after the program name
+
+
+def steps() -> list[Step]:
+    common = ("--repo", "policies", "--audit-db", "audit.db")
+    return [
+        Step("Check the repo-of-record: schemas, references, patterns (read at its git commit).",
+             ("validate", "--repo", "policies")),
+        Step("What would change, and why every other tag stays. Changes nothing, not even the audit trail; "
+             "--out saves the plan.", ("plan", *common, "--out", "plan.json")),
+        Step("Carry it out: an audit record before and after each change (--yes: no question asked).",
+             ("apply", *common, "--yes")),
+        Step("Review the audit trail.", ("audit", "list", "--audit-db", "audit.db")),
+        Step("Check that the trail is intact: every entry's hash chains to the one before.",
+             ("audit", "verify", "--audit-db", "audit.db")),
+    ]
+
+
+@cli.command("quickstart")
+@click.argument("directory", metavar="[DIR]", required=False, default=DEFAULT_DIR,
+                type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True,
+              help="Rebuild DIR when it holds an earlier quickstart sandbox (never touches any other directory).")
+def quickstart_command(directory: Path, force: bool) -> None:
+    """Try reconcile on a sandbox in DIR (default ./reconcile-quickstart), no server needed.
+
+    Builds a CI registry of OCI image layouts seeded with releases, CI builds, commit tags, a
+    multi-arch index and signatures; a git repo-of-record with a retention policy; and prod's
+    GitOps manifests. Then runs validate, plan, apply and audit there, printing each command
+    before its output, and what to try next. Exit status 1 naming the step that failed, if any.
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        prepare(directory, force=force, now=now)
+        sandbox = build(directory, now)
+    except DirectoryInUse as e:
+        raise click.ClickException(str(e)) from None
+    except SandboxError as e:
+        raise click.ClickException(f"quickstart failed while {e}; the sandbox is incomplete "
+                                   f"(rebuild it with --force)") from None
+    where = shlex.quote(str(directory))
+    program = display_program(sandbox.root)
+    _describe(sandbox, where)
+    _say("")
+    _command(f"cd {where} && export RECONCILE_CACHE_DIR=\"$PWD/cache\"")
+    env = child_environment(sandbox)
+    planned = steps()
+    for number, step in enumerate(planned, 1):
+        _say("")
+        _comment(step.comment)
+        _command(" ".join([program, *map(shlex.quote, step.args)]))
+        status = _run(step.args, sandbox.root, env)
+        if status != 0:
+            raise click.ClickException(
+                f"quickstart step {number} of {len(planned)} failed: `reconcile {' '.join(step.args)}` exited "
+                f"{status} (in {sandbox.root}); the sandbox is left there as it is")
+    _next_steps(sandbox, where, program)
+
+
+# --- running the commands ---------------------------------------------------------------------------
+
+def display_program(cwd: Path) -> str:
+    """How to type this installation's ``reconcile`` in ``cwd``: ``reconcile`` when that is what
+    the PATH finds, else the console script's path (relative when short), else ``python -m``."""
+    script = Path(sys.executable).parent / "reconcile"
+    found = shutil.which("reconcile")
+    if script.is_file():
+        if found and Path(found).resolve() == script.resolve():
+            return "reconcile"
+        relative = os.path.relpath(script.absolute(), cwd.absolute())
+        # ../.venv/bin/reconcile for a sandbox next to the project; an absolute path when farther away
+        return shlex.quote(relative if relative.split(os.sep).count("..") <= 1 else str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m reconcile"
+
+
+def child_environment(sandbox: Sandbox) -> dict[str, str]:
+    """The commands' environment: the sandbox's cache, and none of the caller's RECONCILE_* options
+    (a RECONCILE_REF or RECONCILE_ONLY meant for another repo-of-record would break the walkthrough)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_") or k == "RECONCILE_ACTOR"}
+    env["RECONCILE_CACHE_DIR"] = str(sandbox.cache)
+    env["PYTHONUNBUFFERED"] = "1"  # stdout and stderr in the order they were written
+    source = Path(reconcile.__file__).resolve().parents[1]
+    if (source / "pyproject.toml").is_file():  # run from a source tree: the same code, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run(args: tuple[str, ...], cwd: Path, env: dict[str, str]) -> int:
+    """Run ``reconcile ARGS`` in ``cwd``; its exit status. Nothing reads stdin: no prompt, no pager wait."""
+    command = [sys.executable, "-m", "reconcile", *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if _on_terminal():
+            return subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, timeout=STEP_TIMEOUT,
+                                  check=False).returncode
+        done = subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=STEP_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        click.echo(f"(no answer after {STEP_TIMEOUT}s)", err=True)
+        return 124
+    click.echo(done.stdout.decode(errors="replace"), nl=False)
+    return done.returncode
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+# --- what is printed ----------------------------------------------------------------------------------
+
+def _say(text: str) -> None:
+    click.echo(text)
+
+
+def _comment(text: str) -> None:
+    click.echo(click.style(f"# {text}", dim=True))
+
+
+def _command(text: str) -> None:
+    click.echo(click.style(f"$ {text}", bold=True))
+
+
+def _describe(sandbox: Sandbox, where: str) -> None:
+    _say(click.style(f"reconcile quickstart: a sandbox in {where}/ (no server; nothing written outside it)",
+                     bold=True))
+    _say("  registries/ci/  the 'ci' registry, one OCI image layout per repository:")
+    for repository in sorted({i.repository for i in sandbox.images}, reverse=True):
+        _say(f"                    {repository}: {_summary(sandbox.tagged(repository))}")
+    short = sandbox.policies_commit[:12]
+    _say(f"  policies/       the repo-of-record (git, commit {short}): Registry ci, Cluster prod "
+         "(known by its manifests), RetentionPolicy ci-cleanup")
+    running = ", ".join(f"{r.rsplit('/', 1)[-1]} runs {tag}" for r, tag in RUNNING.items())
+    _say(f"  manifests/      prod's GitOps manifests (git): {running}, pinned by digest")
+
+
+def _summary(images: list[Seeded]) -> str:
+    """e.g. '18 tags on 16 manifests: releases v1.0.0…v1.3.0 (multi-arch), builds build-118…build-126
+    (33 days), latest = v1.3.0, 2 signatures'."""
+    tags = [t for i in images for t in i.tags]
+    parts = []
+    releases = [i.tags[0] for i in images if i.tags[0].startswith("v")]
+    if releases:
+        multi = " (multi-arch linux/amd64+arm64)" if any(i.kind == "index" for i in images) else ""
+        parts.append(f"releases {releases[0]}…{releases[-1]}{multi}")
+    builds = [i for i in images if i.tags[0].startswith("build-")]
+    if builds:
+        days = (max(b.created for b in builds) - min(b.created for b in builds)).days
+        parts.append(f"CI builds {builds[0].tags[0]}…{builds[-1].tags[0]} over {days} days")
+    parts += [f"{' = '.join(i.tags[1:])} = {i.tags[0]}" for i in images if len(i.tags) > 1]
+    signatures = [i for i in images if i.kind == "signature"]
+    if signatures:
+        parts.append(f"{len(signatures)} cosign signatures (sha256-….sig)")
+    return f"{len(tags)} tags on {len(images)} manifests: " + ", ".join(parts)
+
+
+def _apply_run(sandbox: Sandbox) -> str:
+    """The id of the apply run just recorded (for `audit show`), or a placeholder."""
+    try:
+        with AuditStore.open(sandbox.audit_db, read_only=True) as store:
+            return next((run.id for run in store.runs() if run.mode == "apply"), "RUN_ID")
+    except AuditError:
+        return "RUN_ID"
+
+
+def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
+    common = "--repo policies --audit-db audit.db"
+    web = RUNNING["team-a/web"]
+    lines = [
+        f"cd {where} && export RECONCILE_CACHE_DIR=\"$PWD/cache\"",
+        "",
+        "# Converged: planning again finds nothing to change (exit status 0; 2 means changes are pending).",
+        f"{program} plan {common} --detailed-exitcode; echo \"exit status $?\"",
+        f"# Why team-a/web:{web} is still there although no keep rule keeps it.",
+        f"{program} explain team-a/web:{web} {common}",
+        "# The apply run change by change: each deletion's intent, written before it, and its outcome.",
+        f"{program} audit show {_apply_run(sandbox)} --audit-db audit.db",
+        "# The plan as a pull-request comment would show it.",
+        f"{program} plan {common} --format markdown",
+        "# Keep one release instead of three: edit (releases: last: 1), commit (policies are read at a commit,",
+        "# not from the working tree), validate, plan.",
+        "${EDITOR:-vi} policies/retention/ci-cleanup.yaml",
+        "git -C policies commit -qam 'Keep only the newest release'",
+        f"{program} validate --repo policies && {program} plan {common}",
+        "# Start again from scratch (from the directory you ran the quickstart in).",
+        f"{display_program(Path.cwd())} quickstart --force {where}",
+    ]
+    _say("")
+    _say(click.style(f"Done: validate, plan, apply and audit ran in {where}/. Try next:", bold=True))
+    _say("")
+    for line in lines:
+        _say(f"  {click.style(line, dim=True) if line.startswith('#') else line}" if line else "")

@@ -1,0 +1,402 @@
+"""The quickstart sandbox: a CI registry, a repo-of-record and a cluster's manifests, in one
+directory, with no server.
+
+    DIR/
+      registries/ci/team-a/{web,api}   an OCI image-layout registry ("ci"), one layout per repository
+      policies/                        the repo-of-record (git): Registry, Cluster, RetentionPolicy
+      manifests/                       what prod runs, as a GitOps repository (git) says it
+      audit.db, cache/                 written by the reconcile commands run in the sandbox
+
+The policies follow the project's example repo-of-record (``policies/``), pointed at the
+sandbox: the registry is ``oci-layout:DIR/registries/ci`` and the cluster ``prod`` is known by its
+manifests. The images are seeded so that a plan shows every kind of decision: releases kept by
+version, builds kept by count or age, moving tags kept by pattern, a build kept only because prod
+runs it, a signature pruned with its image and one kept with it, a tag removed from a digest that
+stays, and two tags going with one digest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import git
+
+from reconcile.observe.registry import RegistryError, open_registry
+from reconcile.observe.registry.content import cosign_tag
+from reconcile.policy.model import Registry
+from reconcile.quickstart.images import ImageSpec, ImageWriter, revision_of, rfc3339
+
+MARKER = ".reconcile-quickstart"
+REGISTRY_HOST = "registry.ci.example.com"  # how the manifests name the ci registry's images
+SOURCE = "https://git.example.com/team-a/{app}"
+AUTHOR = git.Actor("reconcile quickstart", "quickstart@reconcile.invalid")
+
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+
+
+class SandboxError(Exception):
+    """Building the sandbox failed; ``stage`` says at which step."""
+
+    def __init__(self, stage: str, problem: str) -> None:
+        super().__init__(f"{stage}: {problem}")
+        self.stage = stage
+
+
+class DirectoryInUse(Exception):
+    """DIR cannot take a sandbox: it holds one already (rebuilt only with force), or something else."""
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One pushed image: its tags (the first names it), its age, and what it is."""
+
+    tags: tuple[str, ...]
+    age: timedelta
+    multi_arch: bool = False  # an index for linux/amd64 and linux/arm64
+    signed: bool = False  # a cosign signature tagged sha256-<hex>.sig
+    commit_tag: bool = False  # also tagged sha-<7 hex of its revision>, as CI does for commits
+
+    @property
+    def name(self) -> str:
+        return self.tags[0]
+
+
+# What CI pushed over the past weeks. With the sandbox's RetentionPolicy (releases: the 3 highest;
+# builds: the 3 newest, or younger than 7 days; latest) and prod running web build-121 and api
+# build-58, a plan prunes web v1.0.0 (and its signature), v1.1.0, build-118, build-119, build-120
+# (two tags, one digest) and build-122, and api v2.3.0 and build-57; it keeps the rest, build-121
+# and build-58 only because prod runs them, and v1.3.0's signature with it; build-126's sha- tag is
+# untagged (its digest stays for build-126: layouts can delete a tag alone).
+SEEDS: dict[str, tuple[Seed, ...]] = {
+    "team-a/web": (
+        Seed(("v1.0.0",), 84 * DAY, multi_arch=True, signed=True),
+        Seed(("v1.1.0",), 63 * DAY, multi_arch=True),
+        Seed(("v1.2.0",), 42 * DAY, multi_arch=True),
+        Seed(("v1.2.1",), 27 * DAY, multi_arch=True),
+        Seed(("v1.3.0", "latest"), 9 * DAY, multi_arch=True, signed=True),
+        Seed(("build-118",), 33 * DAY),
+        Seed(("build-119",), 26 * DAY),
+        Seed(("build-120",), 19 * DAY, commit_tag=True),
+        Seed(("build-121",), 12 * DAY),
+        Seed(("build-122",), 8 * DAY),
+        Seed(("build-123",), 5 * DAY),
+        Seed(("build-124",), 3 * DAY),
+        Seed(("build-125",), 26 * HOUR),
+        Seed(("build-126",), 2 * HOUR, commit_tag=True),  # its sha- tag shares a kept digest: untagged
+    ),
+    "team-a/api": (
+        Seed(("v2.3.0",), 50 * DAY),
+        Seed(("v2.4.0",), 30 * DAY),
+        Seed(("v2.4.1",), 16 * DAY),
+        Seed(("v2.5.0",), 4 * DAY),
+        Seed(("build-57",), 20 * DAY),
+        Seed(("build-58",), 13 * DAY),
+        Seed(("build-59",), 9 * DAY),
+        Seed(("build-60",), 6 * DAY),
+        Seed(("build-61", "latest"), 1 * DAY),
+    ),
+}
+# What prod runs: web through its Deployment, api through a kustomization `images:` override.
+RUNNING = {"team-a/web": "build-121", "team-a/api": "build-58"}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """An image as pushed: every tag on it (signature tags included) and its digest."""
+
+    repository: str
+    tags: tuple[str, ...]
+    digest: str
+    created: datetime
+    kind: str  # "index" (multi-arch), "image" or "signature"
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    root: Path
+    images: tuple[Seeded, ...] = ()
+    running: dict[str, Seeded] = field(default_factory=dict)  # repository -> the image prod runs
+    policies_commit: str = ""
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registries" / "ci"
+
+    @property
+    def policies(self) -> Path:
+        return self.root / "policies"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.root / "audit.db"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def tagged(self, repository: str) -> list[Seeded]:
+        return [image for image in self.images if image.repository == repository]
+
+
+# --- the directory --------------------------------------------------------------------------------
+
+def is_sandbox(root: Path) -> bool:
+    """Whether ``root`` holds a sandbox this command built (its marker file says so)."""
+    try:
+        marker = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("builtBy") == "reconcile quickstart"
+
+
+def prepare(root: Path, *, force: bool, now: datetime) -> None:
+    """Make ``root`` an empty sandbox directory. A previous sandbox is emptied only with ``force``;
+    a directory with anything else in it is never touched, force or not."""
+    if any(c.isspace() for c in str(root.absolute())):
+        # oci-layout:PATH URLs cannot hold whitespace (the Registry schema refuses it).
+        raise DirectoryInUse(f"{root.absolute()}: the sandbox path must not contain whitespace")
+    if root.exists() and not root.is_dir():
+        raise DirectoryInUse(f"{root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if not is_sandbox(root):
+            raise DirectoryInUse(f"{root} is not empty and is not a quickstart sandbox; nothing was changed there "
+                                 "(--force only rebuilds a previous sandbox): choose a new or empty DIR")
+        if not force:
+            raise DirectoryInUse(f"{root} already holds a quickstart sandbox; rebuild it with --force (its images, "
+                                 "policy edits and audit trail are replaced), or choose another DIR")
+        for child in root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    # First, so that a build that fails half-way can be rebuilt with --force.
+    (root / MARKER).write_text(json.dumps({"builtBy": "reconcile quickstart", "builtAt": rfc3339(now)}) + "\n")
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, RegistryError, git.GitError, ValueError, RuntimeError) as e:
+        raise SandboxError(name, str(e) or type(e).__name__) from e
+
+
+def build(root: Path, now: datetime) -> Sandbox:
+    """Seed the registry, write and commit the repo-of-record and the manifests, in ``root``
+    (made ready by :func:`prepare`). Creation times are relative to ``now``."""
+    root = root.absolute()
+    sandbox = Sandbox(root)
+    with _stage("seeding the ci registry"):
+        images = seed_registry(sandbox.registry, now)
+    running = {repository: next(i for i in images if i.repository == repository and tag in i.tags)
+               for repository, tag in RUNNING.items()}
+    with _stage("writing the prod manifests"):
+        write_files(sandbox.manifests, manifests(running))
+        commit(sandbox.manifests, "prod runs " + ", ".join(f"{r.rsplit('/', 1)[-1]} {t}" for r, t in RUNNING.items()))
+    with _stage("writing the repo-of-record"):
+        write_files(sandbox.policies, policies(sandbox))
+        policies_commit = commit(sandbox.policies, "Retention for the ci registry, protecting what prod runs")
+    with _stage("writing the sandbox README"):
+        (root / "README.md").write_text(README)
+    return Sandbox(root, tuple(images), running, policies_commit)
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+def seed_registry(directory: Path, now: datetime) -> list[Seeded]:
+    """Push :data:`SEEDS` into the OCI layout registry at ``directory``, through the registry adapter."""
+    directory.mkdir(parents=True, exist_ok=True)
+    registry = Registry(name="ci", url=f"oci-layout:{directory}", credentials=None, allowed_hosts=())
+    client = open_registry(registry, None)
+    seeded: list[Seeded] = []
+    try:
+        for repository, seeds in SEEDS.items():
+            writer = ImageWriter(client, repository, registry_host=REGISTRY_HOST)
+            for seed in seeds:
+                created = now - seed.age
+                version = seed.name.removeprefix("v")
+                spec = ImageSpec(repository, version, created, revision_of(f"{repository}@{seed.name}"),
+                                 source=SOURCE.format(app=repository.rsplit("/", 1)[-1]))
+                manifest = writer.index(spec) if seed.multi_arch else writer.image(spec)
+                tags = seed.tags + ((f"sha-{spec.revision[:7]}",) if seed.commit_tag else ())
+                writer.tag(manifest, *tags)
+                seeded.append(Seeded(repository, tags, manifest.digest, created,
+                                     "index" if seed.multi_arch else "image"))
+                if seed.signed:
+                    signature = writer.sign(manifest)
+                    seeded.append(Seeded(repository, (cosign_tag(manifest.digest, "sig"),), signature.digest,
+                                         created, "signature"))
+    finally:
+        client.close()
+    return seeded
+
+
+# --- git repositories -----------------------------------------------------------------------------
+
+def write_files(directory: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def commit(directory: Path, message: str) -> str:
+    """``git init`` (branch main) and commit everything in ``directory``; the commit SHA.
+    The repository gets its own committer identity, so later commits work on a fresh machine."""
+    repo = git.Repo.init(directory, initial_branch="main")
+    with repo:
+        with repo.config_writer() as config:
+            config.set_value("user", "name", AUTHOR.name).set_value("user", "email", AUTHOR.email)
+        files = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                       if p.is_file() and ".git" not in p.relative_to(directory).parts)
+        repo.index.add(files)
+        made = repo.index.commit(message, author=AUTHOR, committer=AUTHOR, skip_hooks=True)
+        return made.hexsha
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def policies(sandbox: Sandbox) -> dict[str, str]:
+    """The repo-of-record, in the style of the project's ``policies/``, pointed at the sandbox."""
+    return {
+        "registries.yaml": f"""\
+# Registries: where images live. Here `ci` is an OCI image-layout directory (one layout per
+# repository), so no server is needed. A real one is https://HOST with credentials as secret
+# references ({{env: ...}}, {{file: ...}}, ...), never values.
+apiVersion: reconcile/v1
+kind: Registry
+metadata:
+  name: ci
+  description: Registry CI pushes every build to (a directory in this sandbox).
+spec:
+  url: {_quoted(f"oci-layout:{sandbox.registry}")}
+  concurrency: 8
+""",
+        "clusters.yaml": f"""\
+# Clusters: where images run. `prod` is known by the manifests a GitOps tool (Argo CD, Flux)
+# syncs to it: every image they reference counts as running, and is never pruned. A reachable
+# cluster would say `inCluster: true` or name a kubeconfig instead.
+apiVersion: reconcile/v1
+kind: Cluster
+metadata:
+  name: prod
+  description: Production, as its GitOps manifests describe it.
+spec:
+  manifests:
+    repo: {_quoted(str(sandbox.manifests))}
+    path: envs/prod
+    branch: main
+""",
+        "retention/ci-cleanup.yaml": """\
+# Prune the CI registry: a tag survives if ANY keep rule keeps it, and nothing protected is
+# ever deleted whatever the keep rules say.
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata:
+  name: ci-cleanup
+spec:
+  registry: ci
+  repositories: ["team-a/*"]
+  keep:
+    # Releases: the three highest versions, by semantic version order.
+    - tags: '^v\\d+\\.\\d+\\.\\d+$'
+      last: 3
+    # Builds: the last three, or anything from the past week.
+    - tags: '^build-\\d+$'
+      last: 3
+      order: numeric
+      newerThan: 168h
+      operator: Or
+    # Moving tags people pull by hand.
+    - tags: '^(latest|stable)$'
+  protect:
+    inUse: [prod]      # running there (its manifests say so): never pruned
+  maxDeletions: 25     # more than this in one run: delete nothing, say why
+""",
+    }
+
+
+def manifests(running: dict[str, Seeded]) -> dict[str, str]:
+    """prod's manifests: web pinned by digest in its Deployment, api by a kustomization override."""
+    web, api = running["team-a/web"], running["team-a/api"]
+    return {
+        "envs/prod/kustomization.yaml": f"""\
+# What Argo CD syncs to prod. reconcile reads these files (at branch main) to know which images
+# prod runs; kustomize's `images:` overrides count too.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [web.yaml, api.yaml]
+images:
+  - name: {REGISTRY_HOST}/team-a/api
+    newTag: {RUNNING["team-a/api"]}
+    digest: {api.digest}
+""",
+        "envs/prod/web.yaml": f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: web
+          image: {REGISTRY_HOST}/team-a/web:{RUNNING["team-a/web"]}@{web.digest}
+          ports: [{{containerPort: 8080}}]
+""",
+        "envs/prod/api.yaml": f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: api
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: api}}
+  template:
+    metadata:
+      labels: {{app: api}}
+    spec:
+      containers:
+        - name: api
+          image: {REGISTRY_HOST}/team-a/api:{RUNNING["team-a/api"]}
+""",
+    }
+
+
+README = """\
+# reconcile quickstart sandbox
+
+Built by `reconcile quickstart`; `reconcile quickstart --force DIR` builds it afresh.
+
+- `registries/ci/`: the `ci` registry, one OCI image layout per repository (`team-a/web`,
+  `team-a/api`); other tools read it too: `skopeo inspect oci:registries/ci/team-a/web:latest`.
+- `policies/`: the repo-of-record (git, branch main): Registry `ci`, Cluster `prod`,
+  RetentionPolicy `ci-cleanup`.
+- `manifests/`: prod's GitOps manifests (git, branch main): what prod runs, pinned by digest.
+- `audit.db`: the audit trail the commands write (`reconcile audit ... --audit-db audit.db`).
+- `cache/`: reconcile's cache (`RECONCILE_CACHE_DIR`), when it needs one.
+
+Policies and manifests are read at their commit, not from the working tree: commit an edit
+(`git -C policies commit -am '...'`) before planning with it.
+"""
