@@ -55,11 +55,11 @@ def test_markdown_calls_out_deletions_and_folds_details() -> None:
 
 def test_markdown_stays_under_the_limit_and_says_what_it_omitted() -> None:
     many = [Action(POLICY, "prune", f"ci/team-a/web@sha256:{n:064x}", f"sha256:{n:064x}", None,
-                   "no keep rule or protection applies to build-" + str(n), (f"build-{n}",)) for n in range(3000)]
+                   "no keep rule or protection applies to build-" + str(n), (f"build-{n}",)) for n in range(5000)]
     text = to_markdown(make_plan("p", None, "t", many))
     assert len(text) <= MARKDOWN_LIMIT
     assert "more lines omitted to stay under 60000 characters" in text
-    assert text.startswith("### reconcile plan: 3000 changes: 3000 to prune")
+    assert text.startswith("### reconcile plan: 5000 changes: 5000 to prune")
 
 
 def test_markdown_cells_cannot_break_the_table() -> None:
