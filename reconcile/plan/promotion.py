@@ -1,0 +1,238 @@
+"""Promotion: which digest each stage of a pipeline should hold, and whether its gates let it.
+
+The source stage's newest candidate (by the track's order) flows one stage at a time: each later
+stage receives the digest its ``from`` stage currently holds, under its own tags, once every gate
+(soak, healthyIn, approval, freeze windows) is open. Pure: observations and history come in as data.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from reconcile.observe.state import Image, RepositoryState
+from reconcile.plan.actions import Action
+from reconcile.policy.durations import format_duration
+from reconcile.policy.model import DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
+from reconcile.policy.semver import Version
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One entry of an approval file: a digest or a version, approved by someone."""
+
+    approved_by: str
+    digest: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployHealth:
+    """What a DeployPolicy currently runs and whether its rollout is healthy."""
+
+    digest: str | None
+    healthy: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PromotionInputs:
+    stages: Mapping[str, RepositoryState | str]  # stage -> its repository as observed, or why not
+    arrivals: Mapping[tuple[str, str], datetime] = field(default_factory=dict)  # (stage, digest) -> promoted at
+    health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
+    approvals: Mapping[str, tuple[Approval, ...] | str] = field(default_factory=dict)  # path -> entries, or why not
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tag: str
+    version: str
+    digest: str
+
+
+def select_candidate(track: Track, repository: RepositoryState) -> Candidate | None:
+    """The newest tag the track accepts. A multi-arch image is its index digest: the tag's own."""
+    ranked: list[tuple[object, str, str]] = []
+    for tag, descriptor in repository.tags.items():
+        match = track.tags.search(tag)
+        if match is None or (track.allow and not track.allow.search(tag)) or (
+                track.ignore and track.ignore.search(tag)):
+            continue
+        version = match.groupdict().get("version") or (match.group(1) if match.re.groups else None) or tag
+        key = _order_key(track.order, version, repository.images.get(descriptor.digest))
+        if key is not None:
+            ranked.append((key, tag, version))
+    if not ranked:
+        return None
+    _, tag, version = max(ranked)
+    return Candidate(tag, version, repository.tags[tag].digest)
+
+
+def _order_key(order: str, version: str, image: Image | None) -> object | None:
+    if order == "semver":
+        parsed = Version.try_parse(version)  # strict: a short all-digit SHA is no version
+        return parsed.sort_key if parsed else None
+    if order == "numeric":
+        return int(version) if version.isdigit() else None
+    if order == "alphabetical":
+        return version
+    return image.created if image is not None and image.created is not None else None
+
+
+def render_tags(stage: Stage, candidate: Candidate, digest: str) -> tuple[str, ...]:
+    values = {"version": candidate.version, "stage": stage.name, "shortDigest": digest.removeprefix("sha256:")[:12]}
+    return tuple(template.format(**values) for template in stage.tags)
+
+
+def _immutable(template: str) -> bool:
+    """A tag made from the image's identity ({version}, {shortDigest}) names one digest forever."""
+    return any(field in ("version", "shortDigest") for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: datetime) -> list[Action]:
+    subject = f"PromotionPolicy/{policy.name}"
+    source = policy.stages[0]
+    assert source.track is not None
+    observed = inputs.stages.get(source.name)
+    if not isinstance(observed, RepositoryState):
+        return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
+                       reason=f"stage {source.name} could not be read: {observed or 'not observed'}")]
+    candidate = select_candidate(source.track, observed)
+    if candidate is None:
+        return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
+                       reason=f"no tag matches the track '{source.track.tags.pattern}'")]
+    # Each stage receives what its 'from' stage holds as observed, not as this plan would leave it:
+    # one stage per run, so every hop is observed (and soaked, and checked) before the next.
+    current: dict[str, str | None] = {source.name: candidate.digest}
+    for stage in policy.stages[1:]:
+        repo = inputs.stages.get(stage.name)
+        current[stage.name] = _held_digest(stage, repo) if isinstance(repo, RepositoryState) else None
+    return [_stage(subject, policy, stage, candidate, observed, current, inputs, now) for stage in policy.stages[1:]]
+
+
+def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candidate, source_repo: RepositoryState,
+           current: dict[str, str | None], inputs: PromotionInputs, now: datetime) -> Action:
+    where = f"{stage.registry}/{stage.repository}"
+    repo = inputs.stages.get(stage.name)
+    if not isinstance(repo, RepositoryState):
+        return Action(subject, "blocked", where, reason=f"stage {stage.name} could not be read: "
+                                                        f"{repo or 'not observed'}")
+    held = current[stage.name]
+    digest = current.get(stage.source or "")
+    if digest is None:
+        return Action(subject, "blocked", where, held, held,
+                      f"stage {stage.source} holds no digest to promote yet")
+    version = _version_of(digest, candidate, source_repo, policy.stages[0].track)  # type: ignore[arg-type]
+    if version is None:
+        return Action(subject, "blocked", where, held, held, (
+            f"cannot tell the version of {_short(digest)} held by {stage.source}: no tag of the source stage "
+            "names it any more"))
+    tags = render_tags(stage, version, digest)
+    if all(tag in repo.tags and repo.tags[tag].digest == digest for tag in tags):
+        return Action(subject, "keep", f"{where}@{digest}", digest, digest,
+                      f"{stage.name} holds {version.version} ({_short(digest)}) under {', '.join(tags)}")
+    conflicts = [tag for template, tag in zip(stage.tags, tags, strict=True)
+                 if _immutable(template) and tag in repo.tags and repo.tags[tag].digest != digest]
+    if conflicts:
+        taken = ", ".join(f"{tag} -> {_short(repo.tags[tag].digest)}" for tag in conflicts)
+        return Action(subject, "blocked", f"{where}@{digest}", held, digest, (
+            f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"))
+    gates = _gates(stage, digest, version, inputs, now)
+    states = "; ".join(state for _, state in gates) or "no gates"
+    if all(is_open for is_open, _ in gates):
+        return Action(subject, "promote", f"{where}@{digest}", held, digest,
+                      f"{version.version} from {stage.source} to {stage.name}: {states}", tuple(tags))
+    return Action(subject, "blocked", f"{where}@{digest}", held, digest,
+                  f"{version.version} waits to enter {stage.name}: {states}", tuple(tags))
+
+
+def _held_digest(stage: Stage, repo: RepositoryState) -> str | None:
+    """What a stage holds now: the digest of its first moving tag (one without placeholders)."""
+    for template in stage.tags:
+        if "{" not in template and template in repo.tags:
+            return repo.tags[template].digest
+    return None
+
+
+def _version_of(digest: str, candidate: Candidate, source_repo: RepositoryState, track: Track) -> Candidate | None:
+    if digest == candidate.digest:
+        return candidate
+    for tag in sorted(source_repo.tags_of(digest)):  # an older candidate, still held downstream
+        match = track.tags.search(tag)
+        if match is not None:
+            version = match.groupdict().get("version") or (match.group(1) if match.re.groups else None) or tag
+            return Candidate(tag, version, digest)
+    return None
+
+
+def _gates(stage: Stage, digest: str, version: Candidate, inputs: PromotionInputs,
+           now: datetime) -> list[tuple[bool, str]]:
+    gates = stage.gates
+    states: list[tuple[bool, str]] = []
+    if gates.soak is not None:
+        arrived = inputs.arrivals.get((stage.source or "", digest))
+        if arrived is None:
+            states.append((False, f"soak blocked: no record of {_short(digest)} reaching {stage.source}"))
+        elif now - arrived >= gates.soak:
+            states.append((True, f"soak open ({format_duration(max(now - arrived, timedelta(0)))} in "
+                                 f"{stage.source} >= {format_duration(gates.soak)})"))
+        else:
+            states.append((False, f"soak waiting until {_when(arrived + gates.soak)}"))
+    for deploy in gates.healthy_in:
+        health = inputs.health.get(deploy)
+        if not isinstance(health, DeployHealth):
+            states.append((False, f"healthyIn {deploy} blocked: could not be read ({health or 'not observed'})"))
+        elif health.digest != digest:
+            runs = _short(health.digest) if health.digest else "nothing"
+            states.append((False, f"healthyIn {deploy} blocked: it runs {runs}, not {_short(digest)}"))
+        elif not health.healthy:
+            detail = f": {health.detail}" if health.detail else ""
+            states.append((False, f"healthyIn {deploy} blocked: not healthy{detail}"))
+        else:
+            states.append((True, f"healthyIn {deploy} open"))
+    if gates.approval is not None:
+        entries = inputs.approvals.get(gates.approval)
+        if not isinstance(entries, tuple):
+            states.append((False, f"approval blocked: {gates.approval} {entries or 'does not exist'}"))
+        else:
+            by = [e.approved_by for e in entries if e.digest == digest or (e.version and e.version == version.version)]
+            states.append((True, f"approval open (by {', '.join(sorted(set(by)))})") if by else
+                          (False, f"approval blocked: {gates.approval} does not approve {version.version} "
+                                  f"({_short(digest)})"))
+    for window in gates.freeze:
+        until = frozen_until(window, now)
+        if until is not None:
+            why = f" ({window.reason})" if window.reason else ""
+            states.append((False, f"freeze waiting until {_when(until)}{why}"))
+    return states
+
+
+def frozen_until(window: DateRangeFreeze | WeeklyFreeze, now: datetime) -> datetime | None:
+    """When the freeze window covering ``now`` ends, or None when none does."""
+    if isinstance(window, DateRangeFreeze):
+        return window.end if window.start <= now < window.end else None
+    zone = ZoneInfo(window.time_zone)
+    local = now.astimezone(zone)
+    for days_back in (0, 1):  # a window that runs past midnight opened the day before
+        day = (local - timedelta(days=days_back)).date()
+        if DAYS[day.weekday()] not in window.days:
+            continue
+        start = datetime.combine(day, window.start, zone)
+        end_day = day if window.end > window.start else day + timedelta(days=1)
+        end = datetime.combine(end_day, window.end, zone)
+        if start <= local < end:
+            return end
+    return None
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "?")[:19]

@@ -1,0 +1,226 @@
+"""Promotion as tables: candidate selection, every gate, and how a digest flows stage to stage."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, Descriptor, Image, RepositoryState
+from reconcile.plan.promotion import (
+    Approval,
+    DeployHealth,
+    PromotionInputs,
+    frozen_until,
+    plan_promotion,
+    select_candidate,
+)
+from reconcile.policy.model import DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def repo(tags: dict[str, int], created: dict[int, int] | None = None, index: tuple[int, ...] = ()) -> RepositoryState:
+    """tag -> image number; created: image number -> days ago."""
+    created = created or {}
+    images = {digest(n): Image(digest(n), OCI_INDEX if n in index else OCI_MANIFEST,
+                               NOW - timedelta(days=created[n]) if n in created else None) for n in set(tags.values())}
+    return RepositoryState("r", "x", {t: Descriptor(OCI_INDEX if n in index else OCI_MANIFEST, digest(n), 1)
+                                      for t, n in tags.items()}, images)
+
+
+def track(pattern: str = r"^v?(?P<version>.+)$", order: str = "semver", allow: str | None = None,
+          ignore: str | None = None) -> Track:
+    return Track(re.compile(pattern), order, re.compile(allow) if allow else None,  # type: ignore[arg-type]
+                 re.compile(ignore) if ignore else None)
+
+
+# --- candidate selection ----------------------------------------------------------------------
+
+SELECTION = [
+    pytest.param(track(), {"v1.2.3": 1, "v1.10.0": 2, "v1.9.9": 3}, "v1.10.0", id="semver, not text order"),
+    pytest.param(track(), {"1.0.0": 1, "1.0.0-rc.1": 2}, "1.0.0", id="a release beats its pre-release"),
+    pytest.param(track(), {"2.0.0-rc.1": 1, "1.9.0": 2}, "2.0.0-rc.1", id="a pre-release of a higher version wins"),
+    pytest.param(track(), {"1.0.0-alpha.10": 1, "1.0.0-alpha.9": 2}, "1.0.0-alpha.10", id="numeric pre-release ids"),
+    pytest.param(track(), {"1.0.0-beta": 1, "1.0.0-alpha.1": 2}, "1.0.0-beta", id="alphanumeric pre-release ids"),
+    pytest.param(track(), {"1.2.3+build.9": 1, "1.2.2": 2}, "1.2.3+build.9", id="build metadata kept, not ordered"),
+    pytest.param(track(), {"v2.0.0": 1, "1.5.0": 2}, "v2.0.0", id="v prefix"),
+    pytest.param(track(), {"1234567": 1, "1.0.0": 2}, "1.0.0", id="an all-digit short SHA is no version"),
+    pytest.param(track(), {"abcdef1": 1, "0.1.0": 2}, "0.1.0", id="a hex SHA is no version"),
+    pytest.param(track(), {"1.2": 1, "1.1.0": 2}, "1.1.0", id="strict: 1.2 is no version"),
+    pytest.param(track(), {"01.2.3": 1, "1.0.0": 2}, "1.0.0", id="leading zeros are no version"),
+    pytest.param(track(r"^build-(\d+)$", "numeric"), {"build-9": 1, "build-10": 2}, "build-10", id="numeric"),
+    pytest.param(track(r"^build-(\d+)$", "alphabetical"), {"build-9": 1, "build-10": 2}, "build-9", id="alphabetical"),
+    pytest.param(track(r"^main-", "newest"), {"main-a": 1, "main-b": 2}, "main-a", id="newest by creation time"),
+    pytest.param(track(allow=r"^v?\d+\.\d+\.\d+$"), {"1.0.0": 1, "2.0.0-rc.1": 2}, "1.0.0",
+                 id="allow excludes pre-releases"),
+    pytest.param(track(ignore=r"-rc"), {"1.0.0": 1, "2.0.0-rc.1": 2}, "1.0.0", id="ignore"),
+    pytest.param(track(r"^release-(?P<version>.*)$"), {"release-1.0.0": 1, "v9.0.0": 2}, "release-1.0.0",
+                 id="only tags the pattern matches"),
+]
+
+
+@pytest.mark.parametrize(("tracked", "tags", "winner"), SELECTION)
+def test_candidate_selection(tracked: Track, tags: dict[str, int], winner: str) -> None:
+    found = select_candidate(tracked, repo(tags, created={1: 1, 2: 5}))
+    assert found is not None and found.tag == winner and found.digest == digest(tags[winner])
+
+
+def test_no_candidate() -> None:
+    assert select_candidate(track(), repo({"latest": 1, "nightly": 2})) is None
+
+
+def test_a_multi_arch_image_is_its_index_digest() -> None:
+    found = select_candidate(track(), repo({"1.0.0": 7}, index=(7,)))
+    assert found is not None and found.digest == digest(7)
+
+
+# --- pipelines and gates ----------------------------------------------------------------------
+
+BUILD = Stage("build", "ci", "team/web", track=track(r"^build-(?P<version>\d+)$", "numeric"))
+
+
+NO_GATES = Gates()
+
+
+def pipeline(gates: Gates = NO_GATES, prod_tags: tuple[str, ...] = ("prod", "{version}")) -> PromotionPolicy:
+    return PromotionPolicy("web", (
+        BUILD,
+        Stage("staging", "staging", "web", source="build", tags=("staging", "{version}")),
+        Stage("prod", "prod", "web", source="staging", tags=prod_tags, gates=gates)))
+
+
+SOURCE = repo({"build-1": 1, "build-2": 2})  # build-2 (digest 2) is the candidate
+STAGED = repo({"staging": 2, "2": 2})
+PROD_OLD = repo({"prod": 1, "1": 1})
+
+
+def plan(gates: Gates = NO_GATES, *, staging: RepositoryState = STAGED, prod: RepositoryState = PROD_OLD,
+         **inputs: object) -> list:
+    stages = {"build": SOURCE, "staging": staging, "prod": prod}
+    return plan_promotion(pipeline(gates), PromotionInputs(stages, **inputs), NOW)  # type: ignore[arg-type]
+
+
+def prod_action(gates: Gates = NO_GATES, **kwargs: object):
+    return plan(gates, **kwargs)[1]
+
+
+def test_the_candidate_flows_one_stage_at_a_time() -> None:
+    staging, prod = plan(staging=repo({"staging": 1, "1": 1}))
+    assert (staging.kind, staging.digest_before, staging.digest_after, staging.tags) == (
+        "promote", digest(1), digest(2), ("staging", "2"))
+    assert staging.reason == "2 from build to staging: no gates"
+    assert (prod.kind, prod.digest_after) == ("keep", digest(1))  # prod follows staging's current digest
+
+
+def test_a_stage_already_holding_the_digest_under_all_its_tags_is_kept() -> None:
+    staging, prod = plan(prod=repo({"prod": 2, "2": 2}))
+    assert (staging.kind, prod.kind) == ("keep", "keep")
+    assert prod.reason == f"prod holds 2 ({digest(2)[:19]}) under prod, 2"
+
+
+def test_a_missing_tag_is_set_even_when_the_digest_is_there() -> None:
+    action = prod_action(prod=repo({"prod": 2}))
+    assert (action.kind, action.tags) == ("promote", ("prod", "2"))
+
+
+def test_an_immutable_version_tag_on_another_digest_is_a_conflict_never_overwritten() -> None:
+    action = prod_action(prod=repo({"prod": 1, "2": 9}))
+    assert action.kind == "blocked"
+    assert action.reason == (f"version tag conflict in prod: 2 -> {digest(9)[:19]}; an immutable tag is never "
+                             "overwritten")
+
+
+def test_a_moving_tag_moves() -> None:
+    action = prod_action(prod=repo({"prod": 9}))
+    assert action.kind == "promote" and action.digest_before == digest(9)
+
+
+def test_an_older_digest_held_downstream_keeps_its_version() -> None:
+    action = prod_action(staging=repo({"staging": 1, "1": 1}), prod=repo({}))
+    assert (action.kind, action.digest_after, action.tags) == ("promote", digest(1), ("prod", "1"))
+
+
+def test_a_digest_whose_version_is_gone_cannot_be_promoted() -> None:
+    action = prod_action(staging=repo({"staging": 5}))
+    assert action.kind == "blocked" and "cannot tell the version" in action.reason
+
+
+def test_an_unreadable_stage_blocks_only_what_depends_on_it() -> None:
+    staging, prod = plan(staging="registry staging: 503")  # type: ignore[arg-type]
+    assert (staging.kind, staging.reason) == ("blocked", "stage staging could not be read: registry staging: 503")
+    assert prod.kind == "blocked" and prod.reason == "stage staging holds no digest to promote yet"
+
+
+def test_no_candidate_blocks_the_pipeline() -> None:
+    (action,) = plan_promotion(pipeline(), PromotionInputs({"build": repo({"latest": 1})}), NOW)
+    assert action.kind == "blocked" and "no tag matches the track" in action.reason
+
+
+SOAK = Gates(soak=timedelta(hours=24))
+HEALTHY = Gates(healthy_in=("staging-web",))
+APPROVED = Gates(approval="approvals/web-prod.yaml")
+
+GATES = [
+    pytest.param(SOAK, {"arrivals": {("staging", digest(2)): NOW - timedelta(hours=30)}}, True,
+                 "soak open (1d6h in staging >= 1d)", id="soak open"),
+    pytest.param(SOAK, {"arrivals": {("staging", digest(2)): NOW - timedelta(hours=2)}}, False,
+                 "soak waiting until 2026-11-21T10:00Z", id="soak waiting"),
+    pytest.param(SOAK, {}, False, f"soak blocked: no record of {digest(2)[:19]} reaching staging", id="soak no record"),
+    pytest.param(HEALTHY, {"health": {"staging-web": DeployHealth(digest(2), True)}}, True,
+                 "healthyIn staging-web open", id="healthy"),
+    pytest.param(HEALTHY, {"health": {"staging-web": DeployHealth(digest(1), True)}}, False,
+                 f"healthyIn staging-web blocked: it runs {digest(1)[:19]}, not {digest(2)[:19]}",
+                 id="healthy elsewhere"),
+    pytest.param(HEALTHY, {"health": {"staging-web": DeployHealth(digest(2), False, "ProgressDeadlineExceeded")}},
+                 False, "healthyIn staging-web blocked: not healthy: ProgressDeadlineExceeded", id="unhealthy"),
+    pytest.param(HEALTHY, {"health": {"staging-web": "cluster staging-eu: unreachable"}}, False,
+                 "healthyIn staging-web blocked: could not be read (cluster staging-eu: unreachable)",
+                 id="health unreadable"),
+    pytest.param(APPROVED, {"approvals": {"approvals/web-prod.yaml": (Approval("alice", version="2"),)}}, True,
+                 "approval open (by alice)", id="approved by version"),
+    pytest.param(APPROVED, {"approvals": {"approvals/web-prod.yaml": (Approval("bob", digest=digest(2)),
+                                                                     Approval("alice", version="2"))}}, True,
+                 "approval open (by alice, bob)", id="approved by digest and version"),
+    pytest.param(APPROVED, {"approvals": {"approvals/web-prod.yaml": (Approval("alice", version="1"),)}}, False,
+                 f"approval blocked: approvals/web-prod.yaml does not approve 2 ({digest(2)[:19]})",
+                 id="another version approved"),
+    pytest.param(APPROVED, {}, False, "approval blocked: approvals/web-prod.yaml does not exist",
+                 id="no approval file"),
+    pytest.param(Gates(freeze=(DateRangeFreeze(NOW - timedelta(days=1), NOW + timedelta(days=3), "year end"),)), {},
+                 False, "freeze waiting until 2026-11-23T12:00Z (year end)", id="in a date freeze"),
+    pytest.param(Gates(freeze=(DateRangeFreeze(NOW + timedelta(days=1), NOW + timedelta(days=3)),)), {}, True,
+                 "no gates", id="before a date freeze"),
+    pytest.param(Gates(freeze=(WeeklyFreeze(("Fri",), time(12), time(18), "Europe/Berlin"),)), {}, False,
+                 "freeze waiting until 2026-11-20T17:00Z", id="in a weekly freeze, in its time zone"),
+    pytest.param(Gates(freeze=(WeeklyFreeze(("Fri",), time(14), time(18), "Europe/Berlin"),)), {}, True,
+                 "no gates", id="before a weekly freeze, in its time zone"),
+    pytest.param(Gates(freeze=(WeeklyFreeze(("Thu",), time(22), time(14), "UTC"),)), {}, False,
+                 "freeze waiting until 2026-11-20T14:00Z", id="an overnight window opened the day before"),
+    pytest.param(Gates(soak=timedelta(hours=1), approval="a.yaml"),
+                 {"arrivals": {("staging", digest(2)): NOW - timedelta(hours=2)},
+                  "approvals": {"a.yaml": (Approval("alice", version="2"),)}}, True,
+                 "soak open (2h in staging >= 1h); approval open (by alice)", id="all gates open"),
+    pytest.param(Gates(soak=timedelta(hours=1), approval="a.yaml"),
+                 {"arrivals": {("staging", digest(2)): NOW - timedelta(hours=2)}}, False,
+                 "soak open (2h in staging >= 1h); approval blocked: a.yaml does not exist", id="one gate closed"),
+]
+
+
+@pytest.mark.parametrize(("gates", "inputs", "opens", "states"), GATES)
+def test_gates(gates: Gates, inputs: dict, opens: bool, states: str) -> None:
+    action = prod_action(gates, **inputs)
+    assert action.kind == ("promote" if opens else "blocked")
+    assert action.reason.endswith(": " + states)
+    assert action.digest_after == digest(2) and action.tags == ("prod", "2")
+
+
+def test_freeze_window_edges() -> None:
+    window = DateRangeFreeze(NOW, NOW + timedelta(hours=1))
+    assert frozen_until(window, NOW) == NOW + timedelta(hours=1)  # the start is inside
+    assert frozen_until(window, NOW + timedelta(hours=1)) is None  # the end is not
