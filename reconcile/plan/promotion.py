@@ -16,19 +16,10 @@ from zoneinfo import ZoneInfo
 from reconcile.observe.state import Image, RepositoryState
 from reconcile.plan.actions import Action
 from reconcile.policy.durations import format_duration
-from reconcile.policy.model import DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
+from reconcile.policy.model import Approval, DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
 from reconcile.policy.semver import Version
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-@dataclass(frozen=True)
-class Approval:
-    """One entry of an approval file: a digest or a version, approved by someone."""
-
-    approved_by: str
-    digest: str | None = None
-    version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,15 @@ class PromotionPolicy:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """One entry of an approval file in the repo-of-record: a digest or a version, approved by someone."""
+
+    approved_by: str
+    digest: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class Workload:
     kind: Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
     name: str

@@ -215,3 +215,27 @@ def _read_directory(repo: str, root: Path) -> Iterator[PolicyFile]:
                                           f"{MAX_FILE_BYTES} bytes for a policy file")
             continue
         yield PolicyFile(shown, real.read_bytes())
+
+
+def read_file(repo: str, commit: str | None, path: str) -> bytes | None:
+    """One file of the repo-of-record at ``commit`` (None: a plain directory, read from disk), or
+    None when it does not exist. Paths are relative to ``repo`` and may not leave it."""
+    normal = posixpath.normpath(path)
+    if normal.startswith(("../", "/")) or normal == "..":
+        return None
+    if commit is None:
+        target = Path(repo, normal)
+        return target.read_bytes() if target.is_file() and target.stat().st_size <= MAX_FILE_BYTES else None
+    if is_remote(repo):
+        repository = mirror(repo, default_cache_dir() / "repos")
+        base = ""
+    else:
+        repository = git.Repo(repo, search_parent_directories=True)
+        top = Path(repository.working_tree_dir or repository.git_dir).resolve()
+        base = Path(repo).resolve().relative_to(top).as_posix()
+    with repository:
+        try:
+            blob = repository.commit(commit).tree / posixpath.join("" if base == "." else base, normal).lstrip("/")
+        except KeyError:
+            return None
+        return blob.data_stream.read() if blob.type == "blob" and blob.size <= MAX_FILE_BYTES else None
