@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconcile.audit import Run
-from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError
+from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import Plan
+from reconcile.policy.model import PolicySet
 
 
 @dataclass
@@ -34,13 +35,25 @@ def parse_target(target: str) -> tuple[str, str, str | None, str | None]:
     return registry, repository, tag, None
 
 
-def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run) -> ApplyResult:
+def promotion_sources(policies: PolicySet) -> dict[str, tuple[str, str]]:
+    """``registry/repository`` of each promoted-to stage -> (registry, repository) it copies from."""
+    sources = {}
+    for policy in policies.promotion_policies.values():
+        for stage in policy.stages:
+            if stage.source is not None:
+                origin = policy.stage(stage.source)
+                sources[f"{stage.registry}/{stage.repository}"] = (origin.registry, origin.repository)
+    return sources
+
+
+def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
+               sources: Mapping[str, tuple[str, str]] | None = None) -> ApplyResult:
     """Every change, in plan order. A failed action is recorded and the rest still run: each
     deletion was decided on its own, and stopping half-way would not undo the earlier ones."""
     result = ApplyResult()
     for action in plan.changes:
         try:
-            _apply(action, clients, run)
+            _apply(action, clients, run, sources or {})
         except (RegistryError, CannotUntag) as e:
             result.failed.append((action, str(e)))
         else:
@@ -48,7 +61,8 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run) -> A
     return result
 
 
-def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run) -> None:
+def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
+           sources: Mapping[str, tuple[str, str]]) -> None:
     registry, repository, tag, digest = parse_target(action.target)
     client = clients[registry]
     with run.mutation(action.kind, action.target, policy=action.policy, reason=action.reason,  # type: ignore[arg-type]
@@ -58,5 +72,9 @@ def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run) -> N
                 outcome.status, outcome.reason = "skipped", "already gone"
         elif action.kind == "untag" and tag is not None:
             client.delete_tag(repository, tag)
+        elif action.kind == "promote" and digest is not None:
+            # The same digest, every platform, blob and referrer; copy_image verifies it on arrival.
+            source_registry, source_repository = sources[f"{registry}/{repository}"]
+            copy_image(clients[source_registry], source_repository, digest, client, repository, action.tags)
         else:
             raise ValueError(f"the executor cannot carry out {action.kind} on {action.target} yet")

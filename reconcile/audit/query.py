@@ -152,3 +152,15 @@ def deploy_history(store: AuditStore) -> dict[str, list[str]]:
         if digest not in digests:
             digests.append(digest)
     return history
+
+
+def promotion_arrivals(store: AuditStore) -> dict[tuple[str, str], datetime]:
+    """(registry/repository, digest) -> when it was first promoted there: what soak gates count from."""
+    rows = store.conn.execute(
+        "SELECT target, MIN(timestamp) FROM actions WHERE kind = 'promote' AND status = 'succeeded' AND dry_run = 0 "
+        "AND target LIKE '%@sha256:%' GROUP BY target")
+    arrivals = {}
+    for target, timestamp in rows:
+        where, digest = target.split("@", 1)
+        arrivals[(where, digest)] = _parse_absolute(timestamp)
+    return arrivals

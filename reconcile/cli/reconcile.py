@@ -17,9 +17,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from reconcile.apply.executor import apply_plan
+from reconcile.apply.executor import apply_plan, promotion_sources
 from reconcile.audit import AuditError, AuditStore, Run
-from reconcile.audit.query import deploy_history
+from reconcile.audit.query import deploy_history, promotion_arrivals
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
@@ -30,6 +30,7 @@ from reconcile.observe.state import ClusterState
 from reconcile.observe.world import ClusterReader, observe
 from reconcile.plan import Action, Plan, build_plan
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
+from reconcile.policy.approvals import read_approvals
 from reconcile.policy.model import Cluster
 from reconcile.policy.secrets import SecretResolver
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
@@ -63,22 +64,23 @@ def _load(settings: Settings, only: str | None) -> PolicySet:
                                    "run `reconcile validate`") from None
     except SourceError as e:
         raise click.ClickException(str(e)) from None
-    if only is not None and only not in {f"RetentionPolicy/{n}" for n in policies.retention_policies}:
-        raise click.ClickException(f"--only {only}: no such policy that plans actions "
-                                   "(known: " + ", ".join(f"RetentionPolicy/{n}" for n in policies.retention_policies)
-                                   + ")")
+    known = [f"RetentionPolicy/{n}" for n in policies.retention_policies] + [
+        f"PromotionPolicy/{n}" for n in policies.promotion_policies]
+    if only is not None and only not in known:
+        raise click.ClickException(f"--only {only}: no such policy that plans actions (known: {', '.join(known)})")
     return policies
 
 
-def _history(settings: Settings) -> dict[str, list[str]] | None:
-    """The deploy history, {} when there is no trail yet, None when it exists but cannot be read."""
+def _history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime]]:
+    """Deploy history and promotion arrivals; empty when there is no trail yet, and a deploy history
+    of None (retention then fails closed) when it exists but cannot be read."""
     if not Path(settings.audit_db).exists():
-        return {}
+        return {}, {}
     try:
         with AuditStore.open(settings.audit_db, read_only=True) as store:
-            return deploy_history(store)
+            return deploy_history(store), promotion_arrivals(store)
     except AuditError:
-        return None
+        return None, {}
 
 
 def _plan(settings: Settings, policies: PolicySet, only: str | None,
@@ -87,7 +89,10 @@ def _plan(settings: Settings, policies: PolicySet, only: str | None,
     now = datetime.now(UTC)
     observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
                           read_helm=_helm_reader(resolver), observed_at=utc_now(), clients=clients)
-    return build_plan(policies, observation, _history(settings), now=now, only=only)
+    deployed, arrivals = _history(settings)
+    gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
+    approvals = read_approvals(settings.repo, policies.commit, gates)
+    return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals, approvals=approvals)
 
 
 @contextmanager
@@ -170,7 +175,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
         _record_blocked(run, plan)
-        result = apply_plan(plan, clients, run)
+        result = apply_plan(plan, clients, run, promotion_sources(policies))
         for action, error in result.failed:
             err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
         err.print(f"applied {len(result.succeeded)} of {len(plan.changes)} changes")

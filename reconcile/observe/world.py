@@ -33,6 +33,7 @@ class Observation:
     observed_at: str
     clusters: Mapping[str, ClusterState | str]
     retention: Mapping[str, RetentionObservation]
+    promotion: Mapping[str, Mapping[str, RepositoryState | str]] = field(default_factory=dict)  # policy -> stage
 
 
 def registry_host(registry: Registry) -> str:
@@ -70,7 +71,27 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
         clusters[name] = _merged(name, parts)
     retention = {name: _observe_retention(policy, policies.registries[policy.registry], resolver, cache_dir, clients)
                  for name, policy in sorted(policies.retention_policies.items())}
-    return Observation(observed_at, clusters, retention)
+    promotion = {name: {stage.name: _observe_stage(policies.registries[stage.registry], stage.repository, resolver,
+                                                   cache_dir, clients) for stage in policy.stages}
+                 for name, policy in sorted(policies.promotion_policies.items())}
+    return Observation(observed_at, clusters, retention, promotion)
+
+
+def _client(registry: Registry, resolver: SecretResolver, cache_dir: Path | None,
+            clients: dict[str, RegistryClient]) -> RegistryClient:
+    if registry.name not in clients:
+        clients[registry.name] = open_registry(registry, resolver, cache_dir=cache_dir and cache_dir / "content")
+    return clients[registry.name]
+
+
+def _observe_stage(registry: Registry, repository: str, resolver: SecretResolver, cache_dir: Path | None,
+                   clients: dict[str, RegistryClient]) -> RepositoryState | str:
+    try:
+        return observe_repository(_client(registry, resolver, cache_dir, clients), repository)
+    except (RegistryError, SecretError) as e:
+        if getattr(e, "status", None) == 404:  # a stage nothing was promoted to yet is empty, not broken
+            return RepositoryState(registry.name, repository, {}, {})
+        return f"registry {registry.name} could not be read: {e}"
 
 
 def _read_cluster(cluster: Cluster, read: ClusterReader | None, missing: str) -> ClusterState | str:
@@ -109,8 +130,7 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
             except SourceError as e:
                 commits[index] = str(e)
     try:
-        client = clients.get(registry.name) or clients.setdefault(
-            registry.name, open_registry(registry, resolver, cache_dir=cache_dir and cache_dir / "content"))
+        client = _client(registry, resolver, cache_dir, clients)
         names = client.repositories(policy.repositories)
         repositories = tuple(observe_repository(client, name) for name in names)
     except (RegistryError, SecretError) as e:

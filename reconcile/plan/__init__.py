@@ -13,17 +13,22 @@ from reconcile.observe.state import ClusterState
 from reconcile.observe.world import Observation, registry_host
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import Plan, make_plan
+from reconcile.plan.promotion import PromotionInputs, plan_promotion
 from reconcile.plan.retention import RetentionInputs, plan_retention
-from reconcile.policy.model import PolicySet
+from reconcile.policy.model import Approval, PolicySet
 
 __all__ = ["Action", "Plan", "build_plan", "fingerprint"]
 
 
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
-               *, now: datetime, only: str | None = None) -> Plan:
+               *, now: datetime, only: str | None = None,
+               arrivals: Mapping[tuple[str, str], datetime] | None = None,
+               approvals: Mapping[str, tuple[Approval, ...] | str] | None = None) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
-    ``deployed`` is the audit trail's deploy history (None when it could not be read).
+    ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
+    when each digest was promoted into each ``registry/repository`` (from the trail); ``approvals``
+    the approval files of the repo-of-record at the same commit.
     """
     actions: list[Action] = []
     errors: list[str] = []
@@ -42,6 +47,17 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         policy_actions = plan_retention(policy, inputs, now)
         errors += [a.reason for a in policy_actions if a.kind == "blocked"]
         actions += policy_actions
+    for name, promotion in policies.promotion_policies.items():
+        if only and only != f"PromotionPolicy/{name}":
+            continue
+        stages = observation.promotion.get(name, {})
+        stage_arrivals = {(stage.name, digest): when for stage in promotion.stages
+                          for (where, digest), when in (arrivals or {}).items()
+                          if where == f"{stage.registry}/{stage.repository}"}
+        inputs = PromotionInputs(stages, stage_arrivals, {}, approvals or {})
+        promotion_actions = plan_promotion(promotion, inputs, now)
+        errors += [a.reason for a in promotion_actions if a.kind == "blocked" and "could not be read" in a.reason]
+        actions += promotion_actions
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,
                      fingerprint(observation, deployed))
 
@@ -56,6 +72,9 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
         "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
         "retention": {},
     }
+    world["promotion"] = {name: {stage: state if isinstance(state, str) else sorted(
+        (tag, d.digest) for tag, d in state.tags.items()) for stage, state in sorted(stages.items())}
+        for name, stages in sorted(observation.promotion.items())}
     for name, seen in sorted(observation.retention.items()):
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
             f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())
