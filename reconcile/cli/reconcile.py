@@ -23,17 +23,34 @@ from reconcile.audit.query import deploy_history, promotion_arrivals
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
-from reconcile.observe.cluster import ClusterError, read_cluster_state, read_helm_release_state
+from reconcile.observe.cluster import ClusterError, connect, parse_image, read_cluster_state, read_helm_release_state
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
-from reconcile.observe.state import ClusterState
-from reconcile.observe.world import ClusterReader, observe
+from reconcile.observe.state import ClusterState, DeployHealth
+from reconcile.observe.world import ClusterReader, HealthReader, observe
 from reconcile.plan import Action, Plan, build_plan
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
-from reconcile.policy.model import Cluster
+from reconcile.policy.model import Cluster, DeployPolicy
 from reconcile.policy.secrets import SecretResolver
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
+
+
+def _health_reader(policies: PolicySet, resolver: SecretResolver) -> HealthReader:
+    def read(deploy: DeployPolicy) -> DeployHealth:
+        if deploy.cluster is None or deploy.namespace is None:
+            raise ValueError("deploys by manifests write-back; its rollout health is not observable here")
+        with connect(policies.clusters[deploy.cluster], resolver) as client:
+            images, healthy, why = [], True, []
+            for workload in deploy.workloads:
+                image, done, reason = client.workload_health(deploy.namespace, workload)
+                images.append(parse_image(image).digest if image else None)
+                healthy = healthy and done
+                why.append(reason)
+        digest = images[0] if len(set(images)) == 1 else None  # workloads on different digests: not one rollout
+        return DeployHealth(digest, healthy, "; ".join(why) if not healthy else "")
+
+    return read
 
 
 def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
@@ -88,7 +105,8 @@ def _plan(settings: Settings, policies: PolicySet, only: str | None,
     resolver = SecretResolver()
     now = datetime.now(UTC)
     observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
-                          read_helm=_helm_reader(resolver), observed_at=utc_now(), clients=clients)
+                          read_helm=_helm_reader(resolver), read_health=_health_reader(policies, resolver),
+                          observed_at=utc_now(), clients=clients)
     deployed, arrivals = _history(settings)
     gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
     approvals = read_approvals(settings.repo, policies.commit, gates)

@@ -125,3 +125,12 @@ class ClusterState:
 
     def digests(self) -> frozenset[str]:
         return frozenset(ref.digest for ref in self.images if ref.digest)
+
+
+@dataclass(frozen=True)
+class DeployHealth:
+    """What a DeployPolicy's workload is set to now, and whether its rollout is complete."""
+
+    digest: str | None
+    healthy: bool
+    detail: str = ""

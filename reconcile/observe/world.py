@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 from reconcile.observe.cluster import ClusterError
 from reconcile.observe.git_refs import live_commits
 from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository, open_registry
-from reconcile.observe.state import ClusterState, ImageReference, RepositoryState, Usage
-from reconcile.policy.model import Cluster, PolicySet, Registry, RetentionPolicy
+from reconcile.observe.state import ClusterState, DeployHealth, ImageReference, RepositoryState, Usage
+from reconcile.policy.model import Cluster, DeployPolicy, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
 from reconcile.policy.source import SourceError
 
 ClusterReader = Callable[[Cluster], ClusterState]
+HealthReader = Callable[[DeployPolicy], DeployHealth]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Observation:
     clusters: Mapping[str, ClusterState | str]
     retention: Mapping[str, RetentionObservation]
     promotion: Mapping[str, Mapping[str, RepositoryState | str]] = field(default_factory=dict)  # policy -> stage
+    health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
 
 
 def registry_host(registry: Registry) -> str:
@@ -43,7 +45,7 @@ def registry_host(registry: Registry) -> str:
 
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,
             observed_at: str, cache_dir: Path | None = None, clients: dict[str, RegistryClient] | None = None,
-            read_helm: ClusterReader | None = None) -> Observation:
+            read_helm: ClusterReader | None = None, read_health: HealthReader | None = None) -> Observation:
     """Observe the registries, clusters and source repositories the retention policies name.
 
     A cluster named in ``protect.inUse`` is read with ``read_cluster`` (images running or kept for
@@ -74,7 +76,19 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     promotion = {name: {stage.name: _observe_stage(policies.registries[stage.registry], stage.repository, resolver,
                                                    cache_dir, clients) for stage in policy.stages}
                  for name, policy in sorted(policies.promotion_policies.items())}
-    return Observation(observed_at, clusters, retention, promotion)
+    gated = sorted({name for policy in policies.promotion_policies.values() for stage in policy.stages
+                    for name in stage.gates.healthy_in})
+    health = {name: _health(policies.deploy_policies[name], read_health) for name in gated}
+    return Observation(observed_at, clusters, retention, promotion, health)
+
+
+def _health(policy: DeployPolicy, read_health: HealthReader | None) -> DeployHealth | str:
+    if read_health is None:
+        return "deploy health is not observed"
+    try:
+        return read_health(policy)
+    except Exception as e:  # a health gate that cannot be read stays closed, it does not crash the run
+        return getattr(e, "problem", None) or str(e) or type(e).__name__
 
 
 def _client(registry: Registry, resolver: SecretResolver, cache_dir: Path | None,

@@ -54,7 +54,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         stage_arrivals = {(stage.name, digest): when for stage in promotion.stages
                           for (where, digest), when in (arrivals or {}).items()
                           if where == f"{stage.registry}/{stage.repository}"}
-        inputs = PromotionInputs(stages, stage_arrivals, {}, approvals or {})
+        inputs = PromotionInputs(stages, stage_arrivals, observation.health, approvals or {})
         promotion_actions = plan_promotion(promotion, inputs, now)
         errors += [a.reason for a in promotion_actions if a.kind == "blocked" and "could not be read" in a.reason]
         actions += promotion_actions

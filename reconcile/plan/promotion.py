@@ -13,22 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reconcile.observe.state import Image, RepositoryState
+from reconcile.observe.state import DeployHealth, Image, RepositoryState
 from reconcile.plan.actions import Action
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import Approval, DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
 from reconcile.policy.semver import Version
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-@dataclass(frozen=True)
-class DeployHealth:
-    """What a DeployPolicy currently runs and whether its rollout is healthy."""
-
-    digest: str | None
-    healthy: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)

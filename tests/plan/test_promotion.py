@@ -7,16 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, Descriptor, Image, RepositoryState
-from reconcile.plan.promotion import (
-    Approval,
-    DeployHealth,
-    PromotionInputs,
-    frozen_until,
-    plan_promotion,
-    select_candidate,
-)
-from reconcile.policy.model import DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
+from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, DeployHealth, Descriptor, Image, RepositoryState
+from reconcile.plan.promotion import PromotionInputs, frozen_until, plan_promotion, select_candidate
+from reconcile.policy.model import Approval, DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday
 

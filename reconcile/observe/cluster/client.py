@@ -10,6 +10,7 @@ from reconcile.observe.cluster import helm as _helm
 from reconcile.observe.cluster import rollback as _rollback
 from reconcile.observe.cluster import rollout as _rollout
 from reconcile.observe.cluster.connection import Connection, configuration_loader
+from reconcile.observe.cluster.kinds import deployable
 from reconcile.observe.state import ClusterState, ImageReference
 from reconcile.policy import model
 from reconcile.policy.secrets import SecretResolver
@@ -82,6 +83,16 @@ class ClusterClient:
         """Pin ``workload``'s container to ``image_ref``'s digest; ``cause`` (policy and repo
         commit) goes to the ``kubernetes.io/change-cause`` annotation."""
         return _deploy.deploy(self.connection, namespace, workload, image_ref, cause=cause)
+
+    def workload_health(self, namespace: str, workload: model.Workload) -> tuple[str | None, bool, str]:
+        """(image the container is set to, whether its rollout is complete, why) — one GET, no wait."""
+        resource = deployable(workload.kind)
+        obj = self.connection.get(resource, namespace, workload.name)
+        containers = [*(resource.pod_spec(obj).get("initContainers") or []),
+                      *(resource.pod_spec(obj).get("containers") or [])]
+        image = next((c.get("image") for c in containers if c.get("name") == workload.container), None)
+        status, reason = _rollout.assess(workload.kind, obj)
+        return image, status == "complete", reason
 
     def wait_for_rollout(self, namespace: str, kind: str, name: str,
                          timeout: float | timedelta) -> _rollout.RolloutResult:
