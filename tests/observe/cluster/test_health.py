@@ -25,7 +25,7 @@ def test_a_rollout_past_its_deadline_is_not_healthy(kube: Backend) -> None:
     kube.create(deployment(namespace, "api", {"api": IMAGE}, replicas=1, deadline=1))
     web = model.Workload("Deployment", "api", "api")
     with kube.connect(kube.identity([namespace])) as client:
-        kube.wait("the deadline to pass", lambda: "ProgressDeadlineExceeded" in client.workload_health(namespace, web)[2]
-                  or "deadline" in client.workload_health(namespace, web)[2])
+        kube.wait("the deadline to pass", lambda: not client.workload_health(namespace, web)[1]
+                  and "deadline" in client.workload_health(namespace, web)[2].lower())
         image, healthy, reason = client.workload_health(namespace, web)
     assert image == IMAGE and healthy is False and reason
