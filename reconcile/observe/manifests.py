@@ -86,10 +86,7 @@ def image_fields(body: dict[str, Any]) -> list[ImageField]:
     if kind == "Kustomization":  # images: [{name, newName, newTag, digest}] rewrite what kustomize builds
         for entry in body.get("images") or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                text = str(entry.get("newName") or entry["name"])
-                text += f":{entry['newTag']}" if entry.get("newTag") else ""
-                text += f"@{entry['digest']}" if entry.get("digest") else ""
-                found.append(ImageField(text, namespace, "Kustomization", name, str(entry["name"])))
+                found.append(ImageField(kustomize_image(entry), namespace, "Kustomization", name, str(entry["name"])))
         return found
     spec: Any = body
     for key in POD_SPECS.get(str(kind), ()):
@@ -102,6 +99,15 @@ def image_fields(body: dict[str, Any]) -> list[ImageField]:
                 found.append(ImageField(container["image"], namespace, str(kind), name,
                                         str(container.get("name") or "?")))
     return found
+
+
+def kustomize_image(entry: dict[str, Any]) -> str:
+    """The image a kustomization ``images:`` entry makes kustomize write: ``newName`` (else
+    ``name``), then ``:newTag`` and ``@digest`` when set."""
+    text = str(entry.get("newName") or entry["name"])
+    text += f":{entry['newTag']}" if entry.get("newTag") else ""
+    text += f"@{entry['digest']}" if entry.get("digest") else ""
+    return text
 
 
 def images_of(cluster: str, body: dict[str, Any]) -> list[tuple[ImageReference, Usage]]:
