@@ -17,6 +17,7 @@ from reconcile.policy.documents import parse_documents
 from reconcile.policy.model import Cluster, ManifestsSource
 from reconcile.policy.source import SourceError, is_remote, read_snapshot
 
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # kind -> where its pod spec lives
 POD_SPECS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
@@ -40,9 +41,13 @@ def read_manifests_state(cluster: Cluster) -> ClusterState:
         documents, problems = parse_documents(policy_file.path, policy_file.content)
         if problems:
             raise SourceError(str(problems[0]))
+        kustomization = posixpath.basename(policy_file.path) in KUSTOMIZATION_FILES
         for document in documents:
             if isinstance(document.body, dict):
-                for reference, usage in images_of(cluster.name, document.body):
+                body = document.body
+                if kustomization and "kind" not in body:  # kind is optional in a kustomization file
+                    body = {**body, "kind": "Kustomization"}
+                for reference, usage in images_of(cluster.name, body):
                     images.setdefault(reference, []).append(usage)
     return ClusterState(cluster.name, {ref: tuple(usages) for ref, usages in sorted(images.items(), key=str)})
 

@@ -90,3 +90,8 @@ def test_an_invalid_image_or_broken_yaml_is_an_error_not_a_partial_answer(tmp_pa
     broken = write(tmp_path / "broken", {"x.yaml": "a: [\n"})
     with pytest.raises(SourceError, match="YAML syntax error"):
         read_manifests_state(cluster(broken))
+
+
+def test_a_kustomization_file_without_kind_still_pins_images(tmp_path: Path) -> None:
+    root = write(tmp_path / "k", {"overlay/kustomization.yaml": f"images: [{{name: web, digest: '{DIGEST}'}}]\n"})
+    assert [str(ref) for ref in read_manifests_state(cluster(root)).images] == [f"docker.io/library/web@{DIGEST}"]
