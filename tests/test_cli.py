@@ -141,7 +141,7 @@ def history(tmp_path: Path) -> tuple[Path, str, str]:
 def test_help_lists_validate_and_the_environment_variables() -> None:
     result = run(["--help"])
     assert result.exit_code == 0
-    assert re.search(r"^Commands:\n(?:\s+\w+\s.*\n)*?\s+validate\s", result.stdout, re.M)
+    assert re.search(r"^Commands:\n(?:\s+[\w-]+\s.*\n)*?\s+validate\s", result.stdout, re.M)
     for name in ENV_VARS:
         assert name in result.stdout
     for option in ("--repo", "--ref", "--audit-db", "--version"):

@@ -4,14 +4,34 @@ never gets here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconcile.audit import Run
+from reconcile.observe.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
 from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
+from reconcile.observe.world import registry_host
+from reconcile.observe.writeback import WriteBackError, write_back
 from reconcile.plan.actions import Action
+from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan
-from reconcile.policy.model import PolicySet
+from reconcile.policy.model import DeployPolicy, PolicySet
+
+
+class RolloutFailed(Exception):
+    """A deploy's rollout did not complete (and was rolled back when the policy says so)."""
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """What deploys need besides the plan: the policies, a way to reach a cluster (by Cluster name),
+    where write-back keeps its clones, and the repo-of-record commit (named in causes and commits)."""
+
+    policies: PolicySet
+    connect: Callable[[str], ClusterClient]
+    cache_dir: Path
+    commit: str | None = None
 
 
 @dataclass
@@ -47,14 +67,20 @@ def promotion_sources(policies: PolicySet) -> dict[str, tuple[str, str]]:
 
 
 def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
-               sources: Mapping[str, tuple[str, str]] | None = None) -> ApplyResult:
+               sources: Mapping[str, tuple[str, str]] | None = None,
+               deploys: DeployContext | None = None) -> ApplyResult:
     """Every change, in plan order. A failed action is recorded and the rest still run: each
     deletion was decided on its own, and stopping half-way would not undo the earlier ones."""
     result = ApplyResult()
     for action in plan.changes:
         try:
-            _apply(action, clients, run, sources or {})
-        except (RegistryError, CannotUntag) as e:
+            if action.policy.startswith("DeployPolicy/"):
+                if deploys is None:
+                    raise ValueError(f"no deploy context to carry out {action.kind} on {action.target}")
+                _deploy(action, deploys, run)
+            else:
+                _apply(action, clients, run, sources or {})
+        except (RegistryError, CannotUntag, ClusterError, WriteBackError, RolloutFailed) as e:
             result.failed.append((action, str(e)))
         else:
             result.succeeded.append(action)
@@ -78,3 +104,68 @@ def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
             copy_image(clients[source_registry], source_repository, digest, client, repository, action.tags)
         else:
             raise ValueError(f"the executor cannot carry out {action.kind} on {action.target} yet")
+
+
+def _deploy(action: Action, context: DeployContext, run: Run) -> None:
+    name = action.policy.removeprefix("DeployPolicy/")
+    policy = context.policies.deploy_policies[name]
+    stage = context.policies.promotion_policies[policy.promotion].stage(policy.stage)
+    host = registry_host(context.policies.registries[stage.registry])
+    digest = action.digest_after
+    if action.kind != "deploy" or digest is None:
+        raise ValueError(f"the executor cannot carry out {action.kind} on {action.target}")
+    commit = (context.commit or "a working tree")[:12]
+    if policy.manifests is not None:
+        image = image_ref(host, stage.repository, digest, action.tags[0] if action.tags else None)
+        message = (f"reconcile: deploy {action.policy} {action.digest_before or 'unknown'} -> {digest}\n\n"
+                   f"Image: {image}\nRepo-of-record commit: {context.commit or 'none (a plain directory)'}\n")
+        with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
+                          digest_before=action.digest_before, digest_after=digest) as outcome:
+            written = write_back(policy.manifests, policy.workloads, image, message=message,
+                                 cache_dir=context.cache_dir / "writeback", namespace=policy.namespace,
+                                 policy=name)
+            if written.changed:
+                outcome.reason = f"{action.reason}; committed {written.commit} to {written.branch}"
+            else:
+                outcome.status, outcome.reason = "skipped", f"already written on {written.branch}"
+        return
+    image = image_ref(host, stage.repository, digest)
+    cause = f"{action.policy} at {commit}"
+    assert policy.cluster is not None and policy.namespace is not None
+    with context.connect(policy.cluster) as client:
+        deployed: list[DeployResult] = []
+        failed: RolloutResult | None = None
+        try:
+            with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
+                              digest_before=action.digest_before, digest_after=digest):
+                for workload in policy.workloads:
+                    deployed.append(client.deploy(policy.namespace, workload, image, cause=cause))
+                for workload in policy.workloads:
+                    rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name,
+                                                      policy.rollout.timeout)
+                    if not rollout.ok:
+                        failed = rollout
+                        raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: rollout "
+                                            f"{rollout.status}: {rollout.reason}")
+        except RolloutFailed:
+            if failed is not None and policy.rollout.auto_rollback:
+                _auto_rollback(action, policy, client, deployed, failed, run, cause)
+            raise
+
+
+def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, deployed: list[DeployResult],
+                   failed: RolloutResult, run: Run, cause: str) -> None:
+    """Restore what ran before, as its own audited action: the failed digest is then held."""
+    assert policy.namespace is not None
+    reason = f"auto-rollback: {failed.status}: {failed.reason}"
+    with run.mutation("rollback", action.target, policy=action.policy, reason=reason,
+                      digest_before=action.digest_after, digest_after=action.digest_before):
+        for result in deployed:
+            if not result.changed:
+                continue
+            if result.kind == "Deployment" and result.revision_before is not None:
+                client.rollback(policy.namespace, result.kind, result.name, to_revision=result.revision_before,
+                                cause=f"auto-rollback by {cause}")
+            else:
+                client.rollback(policy.namespace, result.kind, result.name, to_digest=result.before,
+                                container=result.container, cause=f"auto-rollback by {cause}")

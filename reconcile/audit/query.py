@@ -164,3 +164,29 @@ def promotion_arrivals(store: AuditStore) -> dict[tuple[str, str], datetime]:
         where, digest = target.split("@", 1)
         arrivals[(where, digest)] = _parse_absolute(timestamp)
     return arrivals
+
+
+HOLD_RELEASED = "hold released"
+
+
+def deploy_holds(store: AuditStore) -> dict[str, tuple[str, str]]:
+    """DeployPolicy name -> (held digest, why): the digest a succeeded rollback rolled back *from*
+    (an automatic one after a failed rollout, or a manual ``reconcile rollback``). A hold ends with
+    a later ``skip`` recorded as ``hold released`` for the policy, or a later succeeded deploy of
+    another digest (a newer candidate)."""
+    rows = store.conn.execute(
+        "SELECT policy, kind, status, digest_before, digest_after, reason, timestamp FROM actions "
+        "WHERE policy LIKE 'DeployPolicy/%' AND dry_run = 0 AND kind IN ('deploy', 'rollback', 'skip') "
+        "AND status IN ('succeeded', 'skipped') ORDER BY seq")
+    holds: dict[str, tuple[str, str]] = {}
+    for policy, kind, status, before, after, reason, timestamp in rows:
+        name = policy.removeprefix("DeployPolicy/")
+        if kind == "rollback" and status == "succeeded" and before and before != after:
+            how = "rolled back automatically after a failed rollout" if (reason or "").startswith(
+                "auto-rollback") else "rolled back by hand"
+            holds[name] = (before, f"was {how} at {timestamp[:19]}Z")
+        elif kind == "skip" and (reason or "").startswith(HOLD_RELEASED):
+            holds.pop(name, None)
+        elif kind == "deploy" and status == "succeeded" and name in holds and after != holds[name][0]:
+            del holds[name]
+    return holds

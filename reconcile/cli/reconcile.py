@@ -17,9 +17,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from reconcile.apply.executor import apply_plan, promotion_sources
+from reconcile.apply.executor import DeployContext, apply_plan, promotion_sources
 from reconcile.audit import AuditError, AuditStore, Run
-from reconcile.audit.query import deploy_history, promotion_arrivals
+from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
@@ -27,12 +27,14 @@ from reconcile.observe.cluster import ClusterError, connect, parse_image, read_c
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
 from reconcile.observe.state import ClusterState, DeployHealth
-from reconcile.observe.world import ClusterReader, HealthReader, observe
+from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
 from reconcile.plan import Action, Plan, build_plan
+from reconcile.plan.deploy import Hold, deploy_target
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
-from reconcile.policy.model import Cluster, DeployPolicy
+from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
 from reconcile.policy.secrets import SecretResolver
+from reconcile.policy.source import default_cache_dir
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
 
 
@@ -49,6 +51,30 @@ def _health_reader(policies: PolicySet, resolver: SecretResolver) -> HealthReade
                 why.append(reason)
         digest = images[0] if len(set(images)) == 1 else None  # workloads on different digests: not one rollout
         return DeployHealth(digest, healthy, "; ".join(why) if not healthy else "")
+
+    return read
+
+
+def _written_reader(policies: PolicySet) -> WrittenReader:
+    """The image a manifests-target DeployPolicy's manifests name now, at its branch: a kustomization
+    ``images:`` entry for the stage's repository wins over the workloads' own ``image:`` lines."""
+    def read(deploy: DeployPolicy) -> DeployHealth:
+        target = deploy.manifests
+        assert target is not None
+        stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+        source = Cluster(f"DeployPolicy/{deploy.name}", False, None,
+                         manifests=ManifestsSource(target.repo, target.path, target.branch))
+        state = read_manifests_state(source)
+        wanted = {(w.kind, w.name, w.container) for w in deploy.workloads}
+        entries = {ref.digest for ref, usages in state.images.items() for u in usages
+                   if u.kind == "Kustomization" and ref.repository == stage.repository}
+        own = {ref.digest for ref, usages in state.images.items() for u in usages
+               if (u.kind, u.name, u.container) in wanted and (deploy.namespace in (None, u.namespace)
+                                                              or u.namespace == "default")}
+        digests = entries or own
+        if len(digests) != 1:
+            raise ValueError(f"the manifests name {len(digests)} different images for the workloads")
+        return DeployHealth(next(iter(digests)), True, "")
 
     return read
 
@@ -82,22 +108,25 @@ def _load(settings: Settings, only: str | None) -> PolicySet:
     except SourceError as e:
         raise click.ClickException(str(e)) from None
     known = [f"RetentionPolicy/{n}" for n in policies.retention_policies] + [
-        f"PromotionPolicy/{n}" for n in policies.promotion_policies]
+        f"PromotionPolicy/{n}" for n in policies.promotion_policies] + [
+        f"DeployPolicy/{n}" for n in policies.deploy_policies]
     if only is not None and only not in known:
         raise click.ClickException(f"--only {only}: no such policy that plans actions (known: {', '.join(known)})")
     return policies
 
 
-def _history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime]]:
-    """Deploy history and promotion arrivals; empty when there is no trail yet, and a deploy history
-    of None (retention then fails closed) when it exists but cannot be read."""
+def _history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime],
+                                         dict[str, Hold]]:
+    """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet, and a
+    deploy history of None (retention then fails closed) when it exists but cannot be read."""
     if not Path(settings.audit_db).exists():
-        return {}, {}
+        return {}, {}, {}
     try:
         with AuditStore.open(settings.audit_db, read_only=True) as store:
-            return deploy_history(store), promotion_arrivals(store)
+            holds = {name: Hold(*held) for name, held in deploy_holds(store).items()}
+            return deploy_history(store), promotion_arrivals(store), holds
     except AuditError:
-        return None, {}
+        return None, {}, {}
 
 
 def _plan(settings: Settings, policies: PolicySet, only: str | None,
@@ -106,11 +135,12 @@ def _plan(settings: Settings, policies: PolicySet, only: str | None,
     now = datetime.now(UTC)
     observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
                           read_helm=_helm_reader(resolver), read_health=_health_reader(policies, resolver),
-                          observed_at=utc_now(), clients=clients)
-    deployed, arrivals = _history(settings)
+                          read_written=_written_reader(policies), observed_at=utc_now(), clients=clients)
+    deployed, arrivals, holds = _history(settings)
     gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
     approvals = read_approvals(settings.repo, policies.commit, gates)
-    return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals, approvals=approvals)
+    return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals, approvals=approvals,
+                      holds=holds)
 
 
 @contextmanager
@@ -193,7 +223,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
         _record_blocked(run, plan)
-        result = apply_plan(plan, clients, run, promotion_sources(policies))
+        result = apply_plan(plan, clients, run, promotion_sources(policies), _deploy_context(policies))
         for action, error in result.failed:
             err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
         err.print(f"applied {len(result.succeeded)} of {len(plan.changes)} changes")
@@ -201,11 +231,18 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         sys.exit(1)
 
 
+def _deploy_context(policies: PolicySet) -> DeployContext:
+    resolver = SecretResolver()
+    return DeployContext(policies, lambda name: connect(policies.clusters[name], resolver), default_cache_dir(),
+                         policies.commit)
+
+
 def _record_blocked(run: Run, plan: Plan) -> None:
     """What was not done, and why, belongs in the trail as much as what was."""
     for action in plan.actions:
         if action.kind == "blocked":
-            run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason)
+            run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason,
+                       digest_before=action.digest_before, digest_after=action.digest_after)
 
 
 @cli.command("apply")
@@ -279,3 +316,86 @@ def explain_command(settings: Settings, reference: str) -> None:
         click.echo(f"{action.target}{tags}: {action.kind} — {action.policy}: {action.reason}")
     for error in plan.errors:
         click.echo(f"note: {error}", err=True)
+
+
+def _deploy_policy(settings: Settings, name: str) -> tuple[PolicySet, DeployPolicy]:
+    policies = _load(settings, None)
+    policy = policies.deploy_policies.get(name.removeprefix("DeployPolicy/"))
+    if policy is None:
+        raise click.ClickException(f"no DeployPolicy {name} (known: {', '.join(policies.deploy_policies) or 'none'})")
+    return policies, policy
+
+
+@cli.command("rollback")
+@common_options
+@click.argument("policy_name", metavar="DEPLOYPOLICY")
+@click.option("--to", "to_digest", metavar="DIGEST", help="Roll back to this digest (sha256:…).")
+@click.option("--revision", type=int, help="Roll back to this revision of the workload (Deployment revision).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+def rollback_command(settings: Settings, policy_name: str, to_digest: str | None, revision: int | None,
+                     yes: bool) -> None:
+    """Roll a DeployPolicy's workloads back (default: the last good digest before the current one,
+    from the audit trail's deploy history) and hold the digest rolled back from: scheduled runs do
+    not roll forward to it again until a newer candidate arrives or `reconcile release-hold`."""
+    try:
+        _rollback(settings, policy_name, to_digest, revision, yes)
+    except ClusterError as e:
+        raise click.ClickException(f"not rolled back: {e}") from None
+
+
+def _rollback(settings: Settings, policy_name: str, to_digest: str | None, revision: int | None, yes: bool) -> None:
+    if to_digest and revision is not None:
+        raise click.ClickException("--to and --revision exclude each other")
+    policies, policy = _deploy_policy(settings, policy_name)
+    if policy.cluster is None or policy.namespace is None:
+        raise click.ClickException(f"DeployPolicy {policy.name} deploys by manifests write-back: roll back by "
+                                   "reverting its commit (rollback of manifests targets is not supported yet)")
+    resolver = SecretResolver()
+    current = _health_reader(policies, resolver)(policy).digest
+    history, _, _ = _history(settings)
+    if to_digest is None and revision is None:
+        earlier = [d for d in (history or {}).get(policy.name, []) if d != current]
+        if not earlier:
+            raise click.ClickException(f"the audit trail has no earlier good digest of {policy.name} than "
+                                       f"{current}; name one with --to or --revision")
+        to_digest = earlier[0]
+    if to_digest is not None and not to_digest.startswith("sha256:"):
+        raise click.ClickException(f"--to {to_digest}: expected a digest, sha256:…")
+    goal = to_digest or f"revision {revision}"
+    if not yes and _interactive() and not click.confirm(
+            f"Roll {policy.name} back from {current} to {goal}?", err=True):
+        raise click.ClickException("not rolled back: not confirmed")
+    target = deploy_target(policy)
+    with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run, \
+            connect(policies.clusters[policy.cluster], resolver) as client:
+        cause = f"reconcile rollback of DeployPolicy/{policy.name} at {(policies.commit or 'a working tree')[:12]}"
+        with run.mutation("rollback", target, policy=f"DeployPolicy/{policy.name}", digest_before=current,
+                          digest_after=to_digest, reason=f"manual rollback to {goal}") as outcome:
+            for workload in policy.workloads:
+                if to_digest is not None:
+                    result = client.rollback(policy.namespace, workload.kind, workload.name, to_digest=to_digest,
+                                             container=workload.container, cause=cause)
+                else:
+                    result = client.rollback(policy.namespace, workload.kind, workload.name, to_revision=revision,
+                                             cause=cause)
+                after = result.after.get(workload.container)
+                outcome.digest_after = parse_image(after).digest if after else None
+    click.echo(f"rolled {policy.name} back from {current} to {outcome.digest_after}; {current} is held until a "
+               f"newer candidate or `reconcile release-hold {policy.name}`", err=True)
+
+
+@cli.command("release-hold")
+@common_options
+@click.argument("policy_name", metavar="DEPLOYPOLICY")
+def release_hold_command(settings: Settings, policy_name: str) -> None:
+    """Let a DeployPolicy deploy a digest a rollback held back again (recorded in the audit trail)."""
+    policies, policy = _deploy_policy(settings, policy_name)
+    _, _, holds = _history(settings)
+    hold = holds.get(policy.name)
+    if hold is None:
+        click.echo(f"DeployPolicy {policy.name} holds nothing back", err=True)
+        return
+    with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run:
+        run.append("skip", deploy_target(policy), status="skipped", policy=f"DeployPolicy/{policy.name}",
+                   digest_before=hold.digest, reason=f"{HOLD_RELEASED}: {hold.digest} may be deployed again")
+    click.echo(f"released the hold on {hold.digest} for {policy.name}", err=True)

@@ -19,6 +19,7 @@ from reconcile.policy.source import SourceError
 
 ClusterReader = Callable[[Cluster], ClusterState]
 HealthReader = Callable[[DeployPolicy], DeployHealth]
+WrittenReader = Callable[[DeployPolicy], DeployHealth]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Observation:
     retention: Mapping[str, RetentionObservation]
     promotion: Mapping[str, Mapping[str, RepositoryState | str]] = field(default_factory=dict)  # policy -> stage
     health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
+    written: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # manifests DeployPolicy -> image
 
 
 def registry_host(registry: Registry) -> str:
@@ -45,7 +47,8 @@ def registry_host(registry: Registry) -> str:
 
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,
             observed_at: str, cache_dir: Path | None = None, clients: dict[str, RegistryClient] | None = None,
-            read_helm: ClusterReader | None = None, read_health: HealthReader | None = None) -> Observation:
+            read_helm: ClusterReader | None = None, read_health: HealthReader | None = None,
+            read_written: WrittenReader | None = None) -> Observation:
     """Observe the registries, clusters and source repositories the retention policies name.
 
     A cluster named in ``protect.inUse`` is read with ``read_cluster`` (images running or kept for
@@ -55,6 +58,9 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
 
     ``clients`` (registry name -> client) is filled in and returned to the caller, who applies
     through the same connections and closes them.
+
+    ``health`` covers every DeployPolicy a healthyIn gate names and every one with a cluster target
+    (what it runs now); ``written``, with ``read_written``, what a manifests target's image is now.
     """
     clients = {} if clients is None else clients
     retention_policies = policies.retention_policies.values()
@@ -76,10 +82,13 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     promotion = {name: {stage.name: _observe_stage(policies.registries[stage.registry], stage.repository, resolver,
                                                    cache_dir, clients) for stage in policy.stages}
                  for name, policy in sorted(policies.promotion_policies.items())}
-    gated = sorted({name for policy in policies.promotion_policies.values() for stage in policy.stages
-                    for name in stage.gates.healthy_in})
-    health = {name: _health(policies.deploy_policies[name], read_health) for name in gated}
-    return Observation(observed_at, clusters, retention, promotion, health)
+    gated = {name for policy in policies.promotion_policies.values() for stage in policy.stages
+             for name in stage.gates.healthy_in}
+    deployed = {name for name, policy in policies.deploy_policies.items() if policy.cluster is not None}
+    health = {name: _health(policies.deploy_policies[name], read_health) for name in sorted(gated | deployed)}
+    written = {name: _health(policy, read_written) if read_written else "the manifests are not read"
+               for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
+    return Observation(observed_at, clusters, retention, promotion, health, written)
 
 
 def _health(policy: DeployPolicy, read_health: HealthReader | None) -> DeployHealth | str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from reconcile.observe.state import ClusterState
 from reconcile.observe.world import Observation, registry_host
 from reconcile.plan.actions import Action
+from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
 from reconcile.plan.retention import RetentionInputs, plan_retention
@@ -23,12 +24,14 @@ __all__ = ["Action", "Plan", "build_plan", "fingerprint"]
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
                *, now: datetime, only: str | None = None,
                arrivals: Mapping[tuple[str, str], datetime] | None = None,
-               approvals: Mapping[str, tuple[Approval, ...] | str] | None = None) -> Plan:
+               approvals: Mapping[str, tuple[Approval, ...] | str] | None = None,
+               holds: Mapping[str, Hold] | None = None) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
     ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
     when each digest was promoted into each ``registry/repository`` (from the trail); ``approvals``
-    the approval files of the repo-of-record at the same commit.
+    the approval files of the repo-of-record at the same commit; ``holds`` DeployPolicy -> the
+    digest a rollback holds back (from the trail).
     """
     actions: list[Action] = []
     errors: list[str] = []
@@ -58,6 +61,19 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         promotion_actions = plan_promotion(promotion, inputs, now)
         errors += [a.reason for a in promotion_actions if a.kind == "blocked" and "could not be read" in a.reason]
         actions += promotion_actions
+    for name, deploy in policies.deploy_policies.items():
+        if only and only != f"DeployPolicy/{name}":
+            continue
+        stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+        seen = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")
+        current = (observation.health if deploy.cluster is not None else observation.written).get(
+            name, "not observed")
+        inputs = DeployInputs(registry_host(policies.registries[stage.registry]), seen, current,
+                              (holds or {}).get(name))
+        action = plan_deploy(deploy, stage, inputs)
+        if action.kind == "blocked" and "could not be read" in action.reason:
+            errors.append(action.reason)
+        actions.append(action)
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,
                      fingerprint(observation, deployed))
 
@@ -75,6 +91,11 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
     world["promotion"] = {name: {stage: state if isinstance(state, str) else sorted(
         (tag, d.digest) for tag, d in state.tags.items()) for stage, state in sorted(stages.items())}
         for name, stages in sorted(observation.promotion.items())}
+    for part in ("health", "written"):  # what deploys run now (absent when there are none: older plans agree)
+        states = getattr(observation, part)
+        if states:
+            world[part] = {name: state if isinstance(state, str) else [state.digest, state.healthy]
+                           for name, state in sorted(states.items())}
     for name, seen in sorted(observation.retention.items()):
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
             f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())

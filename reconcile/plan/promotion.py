@@ -93,7 +93,7 @@ def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: dateti
     current: dict[str, str | None] = {source.name: candidate.digest}
     for stage in policy.stages[1:]:
         repo = inputs.stages.get(stage.name)
-        current[stage.name] = _held_digest(stage, repo) if isinstance(repo, RepositoryState) else None
+        current[stage.name] = stage_digest(stage, repo) if isinstance(repo, RepositoryState) else None
     return [_stage(subject, policy, stage, candidate, observed, current, inputs, now) for stage in policy.stages[1:]]
 
 
@@ -133,11 +133,15 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
                   f"{version.version} waits to enter {stage.name}: {states}", tuple(tags))
 
 
-def _held_digest(stage: Stage, repo: RepositoryState) -> str | None:
-    """What a stage holds now: the digest of its first moving tag (one without placeholders)."""
+def stage_digest(stage: Stage, repository: RepositoryState) -> str | None:
+    """What a stage holds now: a tracked stage its newest candidate, a promoted-to stage the digest
+    of its first moving tag (one without placeholders)."""
+    if stage.track is not None:
+        candidate = select_candidate(stage.track, repository)
+        return candidate.digest if candidate else None
     for template in stage.tags:
-        if "{" not in template and template in repo.tags:
-            return repo.tags[template].digest
+        if "{" not in template and template in repository.tags:
+            return repository.tags[template].digest
     return None
 
 

@@ -1,0 +1,251 @@
+"""Deploy and rollback end to end: a real registry holds the stage, the API-server fixture runs the
+workload (through the real client). Deploy by digest, a failed rollout rolled back automatically and
+held, a manual rollback the next run respects, release-hold; every step in the audit trail."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.audit import AuditStore
+from reconcile.cli import cli
+from tests.conftest import RunningRegistry
+from tests.kube import running
+from tests.observe.cluster.backends import FixtureBackend
+from tests.observe.cluster.scenarios import deployment
+from tests.observe.registry.oci import Layout, push
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def write_policies(root: Path, registry: RunningRegistry, repo: str, kubeconfig: Path, namespace: str) -> Path:
+    root.mkdir()
+    (root / "deploy.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "{registry.url}"}}
+---
+apiVersion: reconcile/v1
+kind: Cluster
+metadata: {{name: prod}}
+spec: {{kubeconfig: {{file: "{kubeconfig}"}}, timeout: 2s}}
+---
+apiVersion: reconcile/v1
+kind: PromotionPolicy
+metadata: {{name: web}}
+spec:
+  stages:
+    - {{name: build, registry: ci, repository: "{repo}", track: {{tags: '^build-(?P<version>\\d+)$', order: numeric}}}}
+    - {{name: prod, from: build, registry: ci, repository: "{repo}-prod", tags: [prod, "{{version}}"]}}
+---
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata: {{name: prod-web}}
+spec:
+  stage: web/build
+  cluster: prod
+  namespace: {namespace}
+  workloads: [{{kind: Deployment, name: web, container: web}}]
+  rollout: {{timeout: 5s, autoRollback: true}}
+""")
+    return root
+
+
+def deploy_rows(db: Path) -> list[tuple[Any, ...]]:
+    with AuditStore.open(db, read_only=True) as store:
+        return [tuple(r) for r in store.conn.execute(
+            "SELECT kind, status, digest_before, digest_after, substr(coalesce(reason, ''), 1, 13) FROM actions "
+            "WHERE policy = 'DeployPolicy/prod-web' AND status != 'intent' ORDER BY seq")]
+
+
+def test_deploy_auto_rollback_hold_manual_rollback_and_release(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    layout = Layout(tmp_path / "layout")
+    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in (1, 2, 3)}
+    d1, d2, d3 = (built[n].digest for n in (1, 2, 3))
+    for n in (1, 2):
+        layout.tag(built[n], f"build-{n}")
+        push(layout, f"build-{n}", plain_registry.host, repo)
+    ref = f"{plain_registry.host}/{repo}@"
+    db = tmp_path / "audit.db"
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        admin.create(deployment(namespace, "web", {"web": ref + d1}, replicas=1, deadline=5))
+
+        def image() -> str:
+            return admin.read("apps/v1", "Deployment", namespace, "web")["spec"]["template"]["spec"][
+                "containers"][0]["image"]
+
+        root = write_policies(tmp_path / "policies", plain_registry, repo, tmp_path / "admin.kubeconfig", namespace)
+        common = ["--repo", str(root), "--audit-db", str(db)]
+
+        # 1. the stage's newest candidate is deployed, by digest
+        planned = invoke("plan", *common, "--format", "markdown", "--detailed-exitcode")
+        assert planned.exit_code == 2, planned.output
+        assert f"{ref}{d2}" in planned.stdout
+        applied = invoke("apply", *common, "--yes")
+        assert applied.exit_code == 0, applied.output
+        assert image() == ref + d2
+        assert invoke("plan", *common, "--detailed-exitcode").exit_code == 0  # converged
+
+        # 2. a failed rollout is rolled back automatically, and the digest held
+        layout.tag(built[3], "build-3")
+        push(layout, "build-3", plain_registry.host, repo)
+        admin.rollout_outcome(namespace, "web", "fail")
+        failed = invoke("run", *common)
+        assert failed.exit_code == 1, failed.output
+        assert image() == ref + d2
+        admin.rollout_outcome(namespace, "web", "complete")
+        admin.patch("apps/v1", "Deployment", namespace, "web", {"metadata": {"annotations": {"poke": "1"}}})
+        held = invoke("plan", *common, "--format", "markdown", "--detailed-exitcode")
+        assert held.exit_code == 0, held.output  # nothing to do: the failed digest is held
+        assert f"held: {d3[:19]} was rolled back automatically" in held.stdout
+        assert invoke("run", *common).exit_code == 0
+        assert image() == ref + d2  # not deployed again
+
+        # 3. release-hold lets it deploy again
+        released = invoke("release-hold", *common, "prod-web")
+        assert released.exit_code == 0 and f"released the hold on {d3}" in released.stderr
+        assert invoke("run", *common).exit_code == 0
+        assert image() == ref + d3
+
+        # 4. a manual rollback (to the previous good digest) is respected by the next run
+        rolled = invoke("rollback", *common, "prod-web", "--yes")
+        assert rolled.exit_code == 0, rolled.output
+        assert image() == ref + d2
+        again = invoke("run", *common)
+        assert again.exit_code == 0, again.output
+        assert image() == ref + d2
+        plan = invoke("plan", *common, "--format", "markdown").stdout
+        assert f"held: {d3[:19]} was rolled back by hand" in plan
+
+        # 5. released again: rolls forward
+        assert invoke("release-hold", *common, "prod-web").exit_code == 0
+        assert invoke("run", *common).exit_code == 0
+        assert image() == ref + d3
+        admin.close()
+
+    rows = deploy_rows(db)
+    assert [row[:4] for row in rows] == [
+        ("deploy", "succeeded", d1, d2),
+        ("deploy", "failed", d2, d3),
+        ("rollback", "succeeded", d3, d2),  # its own audited action
+        ("skip", "skipped", d2, d3),  # the held digest, not deployed
+        ("skip", "skipped", d3, None),  # release-hold
+        ("deploy", "succeeded", d2, d3),
+        ("rollback", "succeeded", d3, d2),  # reconcile rollback
+        ("skip", "skipped", d2, d3),
+        ("skip", "skipped", d3, None),
+        ("deploy", "succeeded", d2, d3),
+    ]
+    assert [rows[i][4] for i in (2, 3, 4, 6)] == ["auto-rollback", "held: sha256:", "hold released", "manual rollba"]
+    assert invoke("audit", "verify", "--audit-db", str(db)).exit_code == 0
+
+
+# --- GitOps write-back: a manifests repository as the target --------------------------------------
+
+MANIFEST = """\
+# prod web: Argo CD syncs this file
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop   # the prod namespace
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+        - name: web
+          image: {image}   # pinned by reconcile
+          args: ["--port", "8080"]
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_manifests_write_back_changes_only_the_image_line_and_is_idempotent(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "gitconfig").write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "fixture")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "fixture@example.com")
+    layout = Layout(tmp_path / "layout")
+    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in (1, 2)}
+    for n in (1, 2):
+        layout.tag(built[n], f"build-{n}")
+        push(layout, f"build-{n}", plain_registry.host, repo)
+    d1, d2 = built[1].digest, built[2].digest
+    old, new = f"{plain_registry.host}/{repo}:build-1@{d1}", f"{plain_registry.host}/{repo}:build-2@{d2}"
+    seed = tmp_path / "seed"
+    (seed / "envs" / "prod").mkdir(parents=True)
+    (seed / "envs" / "prod" / "web.yaml").write_text(MANIFEST.format(image=old))
+    git(seed, "init", "--quiet", "--initial-branch", "main")
+    git(seed, "add", "--all")
+    git(seed, "commit", "--quiet", "-m", "manifests")
+    bare = tmp_path / "manifests.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(seed), str(bare))
+    first = git(bare, "rev-parse", "main")
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "deploy.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "{plain_registry.url}"}}
+---
+apiVersion: reconcile/v1
+kind: PromotionPolicy
+metadata: {{name: web}}
+spec:
+  stages:
+    - {{name: build, registry: ci, repository: "{repo}", track: {{tags: '^build-(?P<version>\\d+)$', order: numeric}}}}
+    - {{name: prod, from: build, registry: ci, repository: "{repo}-prod", tags: [prod, "{{version}}"]}}
+---
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata: {{name: prod-web}}
+spec:
+  stage: web/build
+  manifests: {{repo: "file://{bare}", path: envs/prod, branch: main}}
+  namespace: shop
+  workloads: [{{kind: Deployment, name: web, container: web}}]
+""")
+    common = ["--repo", str(root), "--audit-db", str(tmp_path / "audit.db")]
+
+    planned = invoke("plan", *common, "--format", "markdown", "--only", "DeployPolicy/prod-web")
+    assert planned.exit_code == 0, planned.output
+    assert f"{d1[:19]} -> {new}" in planned.stdout
+    applied = invoke("apply", *common, "--yes")
+    assert applied.exit_code == 0, applied.output
+    second = git(bare, "rev-parse", "main")
+    assert second != first
+    diff = git(bare, "diff", "--unified=0", first, second)
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [f"-          image: {old}   # pinned by reconcile",
+                       f"+          image: {new}   # pinned by reconcile"]
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert "DeployPolicy/prod-web" in message and d1 in message and d2 in message
+    assert "Repo-of-record commit:" in message
+
+    assert invoke("plan", *common, "--only", "DeployPolicy/prod-web", "--detailed-exitcode").exit_code == 0
+    assert invoke("run", *common).exit_code == 0
+    assert git(bare, "rev-parse", "main") == second  # no new commit
+    with AuditStore.open(tmp_path / "audit.db", read_only=True) as store:
+        (row,) = store.conn.execute("SELECT digest_before, digest_after FROM actions WHERE kind = 'deploy' "
+                                    "AND status = 'succeeded'").fetchall()
+    assert tuple(row) == (d1, d2)
