@@ -34,11 +34,11 @@ SHA = re.compile(r"sha-[0-9a-f]{7}")
 # What the seeded registry and policy must give: every prune, by the tags it removes.
 PRUNED = {
     "team-a/web": {("v1.0.0",), ("sig of v1.0.0",), ("v1.1.0",), ("build-118",), ("build-119",),
-                   ("build-120", "sha-*"), ("build-122",)},
+                   ("build-120", "sha-*"), ("build-121",), ("build-122",)},
     "team-a/api": {("v2.3.0",), ("build-57",)},
 }
 REMAINING = {
-    "team-a/web": {"v1.2.0", "v1.2.1", "v1.3.0", "latest", "build-121", "build-123", "build-124", "build-125",
+    "team-a/web": {"v1.2.0", "v1.2.1", "v1.3.0", "latest", "build-123", "build-124", "build-125",
                    "build-126", "sig of v1.3.0"},
     "team-a/api": {"v2.4.0", "v2.4.1", "v2.5.0", "build-58", "build-59", "build-60", "build-61", "latest"},
 }
@@ -94,6 +94,8 @@ def releases(plan: dict[str, Any]) -> dict[str, str]:
     """cosign signature tag -> the release tag it signs, for every release the plan saw."""
     found = {}
     for action in plan["actions"]:
+        if not action["policy"].startswith("RetentionPolicy/"):
+            continue
         tags = action["tags"] or [action["target"].rsplit(":", 1)[1]]
         for tag in tags:
             if re.fullmatch(r"v\d+\.\d+\.\d+", tag):
@@ -101,24 +103,33 @@ def releases(plan: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def skopeo_digest(directory: Path, repository: str, tag: str) -> str | None:
+def skopeo_digest(directory: Path, repository: str, tag: str, registry: str = "ci") -> str | None:
     """sha256 of the manifest skopeo reads for the tag (independently of reconcile), or None."""
-    run = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{directory / 'registries/ci' / repository}:{tag}"],
-                         capture_output=True, timeout=60)
+    layout = directory / "registries" / registry / repository
+    run = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}:{tag}"], capture_output=True, timeout=60)
     return "sha256:" + hashlib.sha256(run.stdout).hexdigest() if run.returncode == 0 else None
 
 
-def pinned(directory: Path) -> dict[str, str]:
-    """repository -> the digest prod's manifests pin it to."""
+def manifests_git(directory: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(directory / "manifests.git"), *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
+def pinned(directory: Path, env: str = "prod", revision: str = "main") -> dict[str, str]:
+    """repository -> the digest an environment's manifests pin it to, at a revision of the manifests repository."""
     found = {}
-    for path in (directory / "manifests").rglob("*.yaml"):
-        text = path.read_text()
+    for name in manifests_git(directory, "ls-tree", "--name-only", revision, f"envs/{env}/").split():
+        text = manifests_git(directory, "show", f"{revision}:{name}")
         for repository in ("team-a/web", "team-a/api"):
-            if match := re.search(rf"{repository}:build-\d+@(sha256:[0-9a-f]{{64}})", text):
+            if match := re.search(rf"{repository}:[\w.-]+@(sha256:[0-9a-f]{{64}})", text):
                 found[repository] = match[1]
             if repository in text and (match := re.search(r"digest: (sha256:[0-9a-f]{64})", text)):
                 found[repository] = match[1]
     return found
+
+
+def first_commit(directory: Path) -> str:
+    return manifests_git(directory, "rev-list", "--max-parents=0", "main").strip()
 
 
 # --- the walkthrough -------------------------------------------------------------------------------
@@ -131,14 +142,20 @@ def test_it_runs_each_step_printed_as_typed_and_exits_0(walkthrough: tuple[Path,
     assert commands == ["validate --repo policies",
                         "plan --repo policies --audit-db audit.db --out plan.json",
                         "apply --repo policies --audit-db audit.db --yes",
+                        "apply --repo policies --audit-db audit.db --yes",
+                        "apply --repo policies --audit-db audit.db --yes",
                         "audit list --audit-db audit.db",
                         "audit verify --audit-db audit.db"]
     assert f'$ cd {directory} && export RECONCILE_CACHE_DIR="$PWD/cache"' in result.output
     head = git.Repo(directory / "policies").head.commit.hexsha
-    assert f"valid: 3 documents (1 Registry, 1 Cluster, 1 RetentionPolicy) at commit {head[:12]}" in result.output
-    assert "applied 10 of 10 changes" in section(result.output, "apply")
+    assert ("valid: 8 documents (3 Registry, 1 Cluster, 1 RetentionPolicy, 1 PromotionPolicy, 2 DeployPolicy) "
+            f"at commit {head[:12]}") in result.output
+    assert "$ git -C manifests.git log --oneline" in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("applied ")] == [
+        "applied 12 of 12 changes", "applied 2 of 2 changes", "applied 1 of 1 changes"]
     assert re.search(r"^ok: \d+ entries, head [0-9a-f]{64}$", section(result.output, "audit verify"), re.M)
-    assert f"Done: validate, plan, apply and audit ran in {directory}/." in result.output
+    assert f"Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran in " \
+           f"{directory}/." in result.output
 
 
 def test_the_plan_prunes_exactly_what_no_rule_keeps_and_keeps_what_prod_runs(
@@ -150,17 +167,19 @@ def test_the_plan_prunes_exactly_what_no_rule_keeps_and_keeps_what_prod_runs(
     assert {a["digestBefore"] for a in prunes} == set(printed)  # the printed plan is the plan
     (untag,) = [a for a in saved["actions"] if a["kind"] == "untag"]  # a sha- tag on the kept build-126
     assert SHA.search(untag["target"]) and untag["reason"] == "no rule keeps it; its digest stays for build-126"
-    assert {a["kind"] for a in saved["actions"] if a["mutates"]} == {"prune", "untag"}
+    assert {a["kind"] for a in saved["actions"] if a["mutates"]} == {"prune", "untag", "promote"}
     signed = releases(saved)
     for repository, expected in PRUNED.items():
         assert {named(tags, signed) for repo, tags in printed.values() if repo == repository} == expected
 
-    for repository, digest in pinned(directory).items():  # running in prod, kept by no rule: protected
-        (kept,) = [a for a in saved["actions"] if a["digestBefore"] == digest]
-        assert kept["target"].startswith(f"ci/{repository}:build-"), kept
-        assert kept["kind"] == "keep" and kept["reason"].startswith("protected:"), kept
-        assert re.search(rf"keep\s+{re.escape(kept['target'])}\s+protected:", result.output)
-    assert len(pinned(directory)) == 2
+    running = pinned(directory, revision=first_commit(directory))  # what prod ran when the plan was made
+    assert len(running) == 2
+    (kept,) = [a for a in saved["actions"] if a["digestBefore"] == running["team-a/api"]]
+    assert kept["target"] == "ci/team-a/api:build-58", kept  # running in prod, kept by no rule: protected
+    assert kept["kind"] == "keep" and kept["reason"].startswith("protected:"), kept
+    assert re.search(rf"keep\s+{re.escape(kept['target'])}\s+protected:", result.output)
+    (web,) = [a for a in saved["actions"] if a["digestBefore"] == running["team-a/web"] and a["kind"] == "keep"]
+    assert web["target"] == "ci/team-a/web:build-124" and not web["reason"].startswith("protected:"), web
 
 
 def test_the_registry_lost_the_pruned_tags_and_kept_the_rest(walkthrough: tuple[Path, Result]) -> None:
@@ -172,10 +191,10 @@ def test_the_registry_lost_the_pruned_tags_and_kept_the_rest(walkthrough: tuple[
         tags = layout_tags(directory, repository)
         assert named(set(tags), signed) == REMAINING[repository]
         assert all(kept[f"{repository}:{tag}"] == digest for tag, digest in tags.items())
-    web = pinned(directory)["team-a/web"]
-    assert skopeo_digest(directory, "team-a/web", "build-121") == web  # the protected build, as skopeo reads it
+    api = pinned(directory)["team-a/api"]
+    assert skopeo_digest(directory, "team-a/api", "build-58") == api  # the protected build, as skopeo reads it
     assert skopeo_digest(directory, "team-a/web", "v1.3.0") == kept["team-a/web:v1.3.0"]
-    for gone in ("v1.0.0", "build-120", "build-122"):
+    for gone in ("v1.0.0", "build-120", "build-121", "build-122"):
         assert skopeo_digest(directory, "team-a/web", gone) is None
     assert skopeo_digest(directory, "team-a/api", "build-57") is None
 
@@ -204,8 +223,8 @@ def test_the_trail_verifies_and_the_sandbox_has_converged(walkthrough: tuple[Pat
     directory, result = walkthrough
     with AuditStore.open(directory / "audit.db", read_only=True) as store:
         assert store.verify().ok
-        (run,) = store.runs()
-        assert (run.mode, run.outcome) == ("apply", "succeeded")
+        runs = store.runs()
+        assert [(run.mode, run.outcome) for run in runs] == [("apply", "succeeded")] * 3
     plan_line = next(line for line in result.output.splitlines() if line.startswith("$ ") and " plan " in line)
     pasted = plan_line.removeprefix("$ ").replace(" --out plan.json", "") + " --detailed-exitcode"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")} | {
@@ -219,9 +238,62 @@ def test_the_next_steps_name_the_apply_run(walkthrough: tuple[Path, Result]) -> 
     directory, result = walkthrough
     head = result.output[result.output.index("Done:"):]
     with AuditStore.open(directory / "audit.db", read_only=True) as store:
-        run_id = store.runs()[0].id
+        run_id = store.runs()[-1].id  # the first one: its prunes
     assert f"audit show {run_id} --audit-db audit.db" in head
     assert "--detailed-exitcode" in head and "git -C policies commit" in head and "validate --repo policies" in head
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+def test_the_newest_build_is_promoted_by_digest_to_staging_and_prod(walkthrough: tuple[Path, Result]) -> None:
+    directory, _ = walkthrough
+    build = skopeo_digest(directory, "team-a/web", "build-126")
+    assert build is not None
+    for registry, tags in (("staging", ("staging", "126")), ("prod", ("prod", "126"))):
+        for tag in tags:
+            assert skopeo_digest(directory, "team-a/web", tag, registry=registry) == build, (registry, tag)
+        assert skopeo_digest(directory, "team-a/web", "125", registry=registry) is None
+    assert not (directory / "registries/staging/team-a/api").exists()
+
+
+def test_each_stage_is_deployed_by_exactly_one_write_back_commit(walkthrough: tuple[Path, Result]) -> None:
+    directory, result = walkthrough
+    build = skopeo_digest(directory, "team-a/web", "build-126")
+    log = manifests_git(directory, "log", "--format=%H %s", "main").splitlines()
+    assert len(log) == 3
+    seed = first_commit(directory)
+    assert log[-1].split()[0] == seed
+    subjects = [line.split(" ", 1)[1] for line in log[:2]]
+    assert subjects[0].startswith("reconcile: deploy DeployPolicy/prod-web ") and subjects[0].endswith(f"-> {build}")
+    assert subjects[1].startswith("reconcile: deploy DeployPolicy/staging-web ") and subjects[1].endswith(f"-> {build}")
+    assert section(result.output, "-C manifests.git log").splitlines()[0].endswith(f"-> {build}")
+    for commit, env in zip((line.split()[0] for line in log[:2]), ("prod", "staging"), strict=True):
+        diff = manifests_git(directory, "diff", "--unified=0", f"{commit}~1", commit)
+        changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        assert len(changed) == 2, diff
+        assert changed[0].startswith("-          image: registry.ci.example.com/team-a/web:build-"), diff
+        assert changed[1] == f"+          image: team-a/web:126@{build}", diff
+        assert f"envs/{env}/web.yaml" in diff
+    assert pinned(directory, "staging") == {"team-a/web": build}
+    assert pinned(directory) == {"team-a/web": build, "team-a/api": pinned(directory, revision=seed)["team-a/api"]}
+
+
+def test_the_printed_rollback_reverts_prod_and_the_next_plan_deploys_again(
+        walkthrough: tuple[Path, Result], tmp_path: Path) -> None:
+    """The rollback of a manifests target is a git revert (reconcile rollback refuses those targets)."""
+    directory, result = walkthrough
+    head = result.output[result.output.index("Done:"):]
+    revert = next(line.strip() for line in head.splitlines() if "revert --no-edit HEAD" in line)
+    before = manifests_git(directory, "rev-parse", "main").strip()
+    copy = tmp_path / "manifests.git"
+    shutil.copytree(directory / "manifests.git", copy)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILE_", "GIT_"))}
+        subprocess.run(["bash", "-c", revert], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
+        reverted = pinned(tmp_path)  # the copy: prod runs what it ran before the pipeline again
+        assert reverted["team-a/web"] == pinned(directory, revision=first_commit(directory))["team-a/web"]
+    finally:
+        assert manifests_git(directory, "rev-parse", "main").strip() == before  # the sandbox itself untouched
 
 
 # --- the directory ---------------------------------------------------------------------------------
@@ -294,12 +366,12 @@ def test_force_rebuilds_as_a_real_process_on_a_terminal(walkthrough: tuple[Path,
     output = ANSI.sub("", output).replace("\r\n", "\n")
     assert status == 0, output
     assert not (copy / "leftover.txt").exists()
-    assert "applied 10 of 10 changes" in output
+    assert "applied 12 of 12 changes" in output and "applied 1 of 1 changes" in output
     assert "\t" not in section(output, "audit list") and "seq\ttimestamp" not in output
     assert f'"oci-layout:{copy / "registries" / "ci"}"' in (copy / "policies/registries.yaml").read_text()
     with AuditStore.open(copy / "audit.db", read_only=True) as store:
-        (run,) = store.runs()
-    assert run.id not in first.output  # a new trail, not the copied one
+        runs = store.runs()
+    assert len(runs) == 3 and not any(run.id in first.output for run in runs)  # a new trail, not the copied one
 
 
 # --- failures name their step ----------------------------------------------------------------------

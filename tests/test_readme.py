@@ -56,14 +56,17 @@ def test_quickstart_command_works_on_a_fresh_clone(tmp_path: Path) -> None:
     sandbox = clone / "reconcile-quickstart"
     policies = git.Repo(sandbox / "policies").head.commit.hexsha
     assert "$ ../.venv/bin/reconcile validate --repo policies\n" \
-           f"valid: 3 documents (1 Registry, 1 Cluster, 1 RetentionPolicy) at commit {policies[:12]}\n" in out
-    applied = re.search(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) succeeded; chain head ([0-9a-f]{64})$",
-                        out, re.M)
-    assert applied and applied[1] == applied[2] == "10", out
-    assert re.search(rf"^ok: \d+ entries, head {applied[4]}$", out, re.M)
+           "valid: 8 documents (3 Registry, 1 Cluster, 1 RetentionPolicy, 1 PromotionPolicy, 2 DeployPolicy) " \
+           f"at commit {policies[:12]}" in out
+    applied = re.findall(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) succeeded; chain head ([0-9a-f]{64})$",
+                         out, re.M)
+    assert [(run[0], run[1]) for run in applied] == [("12", "12"), ("2", "2"), ("1", "1")], out
+    assert re.search(rf"^ok: \d+ entries, head {applied[-1][3]}$", out, re.M)
+    assert "\n$ git -C manifests.git log --oneline\n" in out
     done = out[out.index("Done: "):]
-    assert done.startswith("Done: validate, plan, apply and audit ran in reconcile-quickstart/. Try next:\n")
-    assert f"../.venv/bin/reconcile audit show {applied[3]} --audit-db audit.db\n" in done
+    assert done.startswith("Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran "
+                           "in reconcile-quickstart/. Try next:\n")
+    assert f"../.venv/bin/reconcile audit show {applied[0][2]} --audit-db audit.db\n" in done
     again = next(line.strip() for line in done.splitlines() if "--detailed-exitcode" in line)
     pasted = subprocess.run(["bash", "-c", f'export RECONCILE_CACHE_DIR="$PWD/cache"; {again}'], cwd=sandbox,
                             capture_output=True, text=True, timeout=120, env=env)

@@ -1,8 +1,9 @@
-"""``reconcile quickstart [DIR]``: build a sandbox with no server (a CI registry as OCI layouts, a
-repo-of-record and prod's manifests in git) and run validate, plan, apply and audit on it, each
-command printed before its output exactly as it can be typed (after ``cd DIR``).
+"""``reconcile quickstart [DIR]``: build a sandbox with no server (CI, staging and prod registries as
+OCI layouts, a repo-of-record and the GitOps manifests in git) and run validate, plan, apply (three
+times: the pipeline moves one stage on per run) and audit on it, each command printed before its
+output exactly as it can be typed (after ``cd DIR``).
 
-Each command runs as its own process (``python -m reconcile …`` in DIR), so what the walkthrough
+Each command runs as its own process (``python -m reconcile …``, or ``git``, in DIR), so what the walkthrough
 shows is what typing the command shows. On a terminal the commands write to it directly (tables,
 colours); otherwise their output (stdout and stderr, in order) is passed on.
 """
@@ -23,7 +24,18 @@ import click
 import reconcile
 from reconcile.audit import AuditError, AuditStore
 from reconcile.cli import cli
-from reconcile.quickstart.sandbox import RUNNING, DirectoryInUse, Sandbox, SandboxError, Seeded, build, prepare
+from reconcile.quickstart.sandbox import (
+    APPROVER,
+    PROMOTED,
+    RUNNING,
+    STAGING_RUNS,
+    DirectoryInUse,
+    Sandbox,
+    SandboxError,
+    Seeded,
+    build,
+    prepare,
+)
 
 DEFAULT_DIR = "reconcile-quickstart"
 STEP_TIMEOUT = 300  # seconds; a step on local directories takes about one
@@ -33,6 +45,7 @@ STEP_TIMEOUT = 300  # seconds; a step on local directories takes about one
 class Step:
     comment: str
     args: tuple[str, ...]  # after the program name
+    program: str = "reconcile"  # or "git"
 
 
 def steps() -> list[Step]:
@@ -42,8 +55,16 @@ def steps() -> list[Step]:
              ("validate", "--repo", "policies")),
         Step("What would change, and why every other tag stays. Changes nothing, not even the audit trail; "
              "--out saves the plan.", ("plan", *common, "--out", "plan.json")),
-        Step("Carry it out: an audit record before and after each change (--yes: no question asked).",
+        Step("Carry it out: an audit record before and after each change (--yes: no question asked). The "
+             f"pipeline moves one stage per run: web {PROMOTED.removeprefix('build-')} (build {PROMOTED}) is "
+             "copied, digest for digest, into the staging registry.", ("apply", *common, "--yes")),
+        Step("Run again, as the CronJob would: staging is deployed by a commit to the manifests (write-back), and, "
+             f"approved by {APPROVER} in policies/approvals/web-prod.yaml, the same digest is promoted to prod.",
              ("apply", *common, "--yes")),
+        Step("And once more: prod is deployed by write-back. Nothing else is left to do.",
+             ("apply", *common, "--yes")),
+        Step("The write-back commits in the manifests repository (bare, as the one Argo CD or Flux watches).",
+             ("-C", "manifests.git", "log", "--oneline"), program="git"),
         Step("Review the audit trail.", ("audit", "list", "--audit-db", "audit.db")),
         Step("Check that the trail is intact: every entry's hash chains to the one before.",
              ("audit", "verify", "--audit-db", "audit.db")),
@@ -82,11 +103,11 @@ def quickstart_command(directory: Path, force: bool) -> None:
     for number, step in enumerate(planned, 1):
         _say("")
         _comment(step.comment)
-        _command(" ".join([program, *map(shlex.quote, step.args)]))
-        status = _run(step.args, sandbox.root, env)
+        _command(" ".join([program if step.program == "reconcile" else step.program, *map(shlex.quote, step.args)]))
+        status = _run(step.args, sandbox.root, env, step.program)
         if status != 0:
             raise click.ClickException(
-                f"quickstart step {number} of {len(planned)} failed: `reconcile {' '.join(step.args)}` exited "
+                f"quickstart step {number} of {len(planned)} failed: `{step.program} {' '.join(step.args)}` exited "
                 f"{status} (in {sandbox.root}); the sandbox is left there as it is")
     _next_steps(sandbox, where, program)
 
@@ -119,9 +140,10 @@ def child_environment(sandbox: Sandbox) -> dict[str, str]:
     return env
 
 
-def _run(args: tuple[str, ...], cwd: Path, env: dict[str, str]) -> int:
-    """Run ``reconcile ARGS`` in ``cwd``; its exit status. Nothing reads stdin: no prompt, no pager wait."""
-    command = [sys.executable, "-m", "reconcile", *args]
+def _run(args: tuple[str, ...], cwd: Path, env: dict[str, str], program: str = "reconcile") -> int:
+    """Run ``reconcile ARGS`` (or ``git ARGS``) in ``cwd``; its exit status. Nothing reads stdin: no
+    prompt, no pager wait."""
+    command = ["git", "--no-pager", *args] if program == "git" else [sys.executable, "-m", "reconcile", *args]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -161,11 +183,14 @@ def _describe(sandbox: Sandbox, where: str) -> None:
     _say("  registries/ci/  the 'ci' registry, one OCI image layout per repository:")
     for repository in sorted({i.repository for i in sandbox.images}, reverse=True):
         _say(f"                    {repository}: {_summary(sandbox.tagged(repository))}")
+    _say("  registries/staging/, registries/prod/  two more, empty: the pipeline promotes team-a/web into them")
     short = sandbox.policies_commit[:12]
-    _say(f"  policies/       the repo-of-record (git, commit {short}): Registry ci, Cluster prod "
-         "(known by its manifests), RetentionPolicy ci-cleanup")
+    _say(f"  policies/       the repo-of-record (git, commit {short}): Registries ci, staging, prod; Cluster prod "
+         "(known by its manifests); RetentionPolicy ci-cleanup; PromotionPolicy web (build -> staging -> prod, "
+         f"prod approved by {APPROVER}); DeployPolicies staging-web, prod-web (by manifests write-back)")
     running = ", ".join(f"{r.rsplit('/', 1)[-1]} runs {tag}" for r, tag in RUNNING.items())
-    _say(f"  manifests/      prod's GitOps manifests (git): {running}, pinned by digest")
+    _say(f"  manifests.git/  the GitOps manifests (bare git): prod's {running}; staging's web runs {STAGING_RUNS}; "
+         "pinned by digest")
 
 
 def _summary(images: list[Seeded]) -> str:
@@ -189,25 +214,26 @@ def _summary(images: list[Seeded]) -> str:
 
 
 def _apply_run(sandbox: Sandbox) -> str:
-    """The id of the apply run just recorded (for `audit show`), or a placeholder."""
+    """The id of the first apply run recorded (the prunes and the promotion to staging, for `audit
+    show`), or a placeholder."""
     try:
         with AuditStore.open(sandbox.audit_db, read_only=True) as store:
-            return next((run.id for run in store.runs() if run.mode == "apply"), "RUN_ID")
+            return next((run.id for run in reversed(store.runs()) if run.mode == "apply"), "RUN_ID")
     except AuditError:
         return "RUN_ID"
 
 
 def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
     common = "--repo policies --audit-db audit.db"
-    web = RUNNING["team-a/web"]
+    api = RUNNING["team-a/api"]
     lines = [
         f"cd {where} && export RECONCILE_CACHE_DIR=\"$PWD/cache\"",
         "",
         "# Converged: planning again finds nothing to change (exit status 0; 2 means changes are pending).",
         f"{program} plan {common} --detailed-exitcode; echo \"exit status $?\"",
-        f"# Why team-a/web:{web} is still there although no keep rule keeps it.",
-        f"{program} explain team-a/web:{web} {common}",
-        "# The apply run change by change: each deletion's intent, written before it, and its outcome.",
+        f"# Why team-a/api:{api} is still there although no keep rule keeps it.",
+        f"{program} explain team-a/api:{api} {common}",
+        "# The first apply run change by change: each deletion's intent, written before it, and its outcome.",
         f"{program} audit show {_apply_run(sandbox)} --audit-db audit.db",
         "# The plan as a pull-request comment would show it.",
         f"{program} plan {common} --format markdown",
@@ -216,11 +242,19 @@ def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
         "${EDITOR:-vi} policies/retention/ci-cleanup.yaml",
         "git -C policies commit -qam 'Keep only the newest release'",
         f"{program} validate --repo policies && {program} plan {common}",
+        "# What prod's manifests say now: web pinned to the promoted digest, by the write-back commit.",
+        "git -C manifests.git show main:envs/prod/web.yaml | grep image:",
+        "# Roll prod back. `reconcile rollback` does not support manifests targets yet: revert the write-back",
+        "# commit in a clone and push it. It places no hold: the next apply deploys the promoted digest again.",
+        "git clone -q manifests.git rollback && git -C rollback -c user.name=you -c user.email=you@example.com "
+        "revert --no-edit HEAD && git -C rollback push -q origin HEAD:main",
+        f"{program} plan {common}",
         "# Start again from scratch (from the directory you ran the quickstart in).",
         f"{display_program(Path.cwd())} quickstart --force {where}",
     ]
     _say("")
-    _say(click.style(f"Done: validate, plan, apply and audit ran in {where}/. Try next:", bold=True))
+    _say(click.style(f"Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran in "
+                     f"{where}/. Try next:", bold=True))
     _say("")
     for line in lines:
         _say(f"  {click.style(line, dim=True) if line.startswith('#') else line}" if line else "")

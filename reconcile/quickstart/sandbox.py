@@ -3,8 +3,10 @@ directory, with no server.
 
     DIR/
       registries/ci/team-a/{web,api}   an OCI image-layout registry ("ci"), one layout per repository
-      policies/                        the repo-of-record (git): Registry, Cluster, RetentionPolicy
-      manifests/                       what prod runs, as a GitOps repository (git) says it
+      registries/{staging,prod}/       two more, empty: the pipeline promotes team-a/web into them
+      policies/                        the repo-of-record (git): Registries, Cluster, RetentionPolicy,
+                                       PromotionPolicy, DeployPolicies and an approval file
+      manifests.git/                   what staging and prod run, as a (bare) GitOps repository says it
       audit.db, cache/                 written by the reconcile commands run in the sandbox
 
 The policies follow the project's example repo-of-record (``policies/``), pointed at the
@@ -12,7 +14,9 @@ sandbox: the registry is ``oci-layout:DIR/registries/ci`` and the cluster ``prod
 manifests. The images are seeded so that a plan shows every kind of decision: releases kept by
 version, builds kept by count or age, moving tags kept by pattern, a build kept only because prod
 runs it, a signature pruned with its image and one kept with it, a tag removed from a digest that
-stays, and two tags going with one digest.
+stays, and two tags going with one digest. The pipeline ``web`` promotes the newest build (by its
+number) to staging, then, approved, to prod, each deployed by committing its digest to the manifests
+(GitOps write-back); api stays as it is in prod, so what prod runs keeps being protected.
 """
 
 from __future__ import annotations
@@ -68,11 +72,13 @@ class Seed:
 
 
 # What CI pushed over the past weeks. With the sandbox's RetentionPolicy (releases: the 3 highest;
-# builds: the 3 newest, or younger than 7 days; latest) and prod running web build-121 and api
+# builds: the 3 newest, or younger than 7 days; latest) and prod running web build-124 and api
 # build-58, a plan prunes web v1.0.0 (and its signature), v1.1.0, build-118, build-119, build-120
-# (two tags, one digest) and build-122, and api v2.3.0 and build-57; it keeps the rest, build-121
-# and build-58 only because prod runs them, and v1.3.0's signature with it; build-126's sha- tag is
-# untagged (its digest stays for build-126: layouts can delete a tag alone).
+# (two tags, one digest), build-121 and build-122, and api v2.3.0 and build-57; it keeps the rest,
+# build-58 only because prod runs it, and v1.3.0's signature with it; build-126's sha- tag is
+# untagged (its digest stays for build-126: layouts can delete a tag alone). The pipeline promotes
+# web build-126 (the highest build number) to staging and prod; api is not in it, so build-58 stays
+# protected.
 SEEDS: dict[str, tuple[Seed, ...]] = {
     "team-a/web": (
         Seed(("v1.0.0",), 84 * DAY, multi_arch=True, signed=True),
@@ -103,7 +109,10 @@ SEEDS: dict[str, tuple[Seed, ...]] = {
     ),
 }
 # What prod runs: web through its Deployment, api through a kustomization `images:` override.
-RUNNING = {"team-a/web": "build-121", "team-a/api": "build-58"}
+RUNNING = {"team-a/web": "build-124", "team-a/api": "build-58"}
+STAGING_RUNS = "build-125"  # what staging's web Deployment runs before the pipeline deploys it
+PROMOTED = "build-126"  # the newest candidate of the pipeline's build stage: what it promotes
+APPROVER = "alice"
 
 
 @dataclass(frozen=True)
@@ -128,13 +137,18 @@ class Sandbox:
     def registry(self) -> Path:
         return self.root / "registries" / "ci"
 
+    def stage_registry(self, name: str) -> Path:
+        """The OCI layout registry of a later stage of the pipeline (``staging``, ``prod``)."""
+        return self.root / "registries" / name
+
     @property
     def policies(self) -> Path:
         return self.root / "policies"
 
     @property
     def manifests(self) -> Path:
-        return self.root / "manifests"
+        """A bare git repository, as a GitOps tool would watch: write-back pushes to it."""
+        return self.root / "manifests.git"
 
     @property
     def audit_db(self) -> Path:
@@ -199,11 +213,15 @@ def build(root: Path, now: datetime) -> Sandbox:
     sandbox = Sandbox(root)
     with _stage("seeding the ci registry"):
         images = seed_registry(sandbox.registry, now)
+    with _stage("making the staging and prod registries"):
+        for stage in ("staging", "prod"):
+            sandbox.stage_registry(stage).mkdir(parents=True, exist_ok=True)
     running = {repository: next(i for i in images if i.repository == repository and tag in i.tags)
                for repository, tag in RUNNING.items()}
-    with _stage("writing the prod manifests"):
-        write_files(sandbox.manifests, manifests(running))
-        commit(sandbox.manifests, "prod runs " + ", ".join(f"{r.rsplit('/', 1)[-1]} {t}" for r, t in RUNNING.items()))
+    staging = next(i for i in images if i.repository == "team-a/web" and STAGING_RUNS in i.tags)
+    with _stage("writing the manifests"):
+        message = "prod runs " + ", ".join(f"{r.rsplit('/', 1)[-1]} {t}" for r, t in RUNNING.items())
+        commit_bare(sandbox.manifests, manifests(running, staging), f"{message}; staging runs web {STAGING_RUNS}")
     with _stage("writing the repo-of-record"):
         write_files(sandbox.policies, policies(sandbox))
         policies_commit = commit(sandbox.policies, "Retention for the ci registry, protecting what prod runs")
@@ -265,6 +283,23 @@ def commit(directory: Path, message: str) -> str:
         return made.hexsha
 
 
+def commit_bare(directory: Path, files: dict[str, str], message: str) -> str:
+    """A bare repository at ``directory`` (branch main) whose one commit holds ``files``; the SHA.
+    Bare, as the remote a GitOps tool watches: write-back pushes to it, never into a working tree."""
+    work = directory.with_name(directory.name + ".work")
+    try:
+        write_files(work, files)
+        made = commit(work, message)
+        git.Repo.clone_from(str(work), str(directory), bare=True).close()
+        with git.Repo(directory) as bare:
+            bare.delete_remote(bare.remote("origin"))
+            with bare.config_writer() as config:
+                config.set_value("user", "name", AUTHOR.name).set_value("user", "email", AUTHOR.email)
+        return made
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _quoted(text: str) -> str:
     return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
 
@@ -284,6 +319,22 @@ metadata:
 spec:
   url: {_quoted(f"oci-layout:{sandbox.registry}")}
   concurrency: 8
+---
+apiVersion: reconcile/v1
+kind: Registry
+metadata:
+  name: staging
+  description: Where the pipeline promotes what staging runs (a directory in this sandbox).
+spec:
+  url: {_quoted(f"oci-layout:{sandbox.stage_registry('staging')}")}
+---
+apiVersion: reconcile/v1
+kind: Registry
+metadata:
+  name: prod
+  description: Where the pipeline promotes what prod runs (a directory in this sandbox).
+spec:
+  url: {_quoted(f"oci-layout:{sandbox.stage_registry('prod')}")}
 """,
         "clusters.yaml": f"""\
 # Clusters: where images run. `prod` is known by the manifests a GitOps tool (Argo CD, Flux)
@@ -296,7 +347,7 @@ metadata:
   description: Production, as its GitOps manifests describe it.
 spec:
   manifests:
-    repo: {_quoted(str(sandbox.manifests))}
+    repo: {_quoted(sandbox.manifests.as_uri())}
     path: envs/prod
     branch: main
 """,
@@ -326,13 +377,86 @@ spec:
     inUse: [prod]      # running there (its manifests say so): never pruned
   maxDeletions: 25     # more than this in one run: delete nothing, say why
 """,
+        "promotion/web.yaml": """\
+# The pipeline: the newest CI build of team-a/web (by its number), copied digest for digest to
+# staging, then, once approved, to prod. Each apply moves it one stage on.
+apiVersion: reconcile/v1
+kind: PromotionPolicy
+metadata:
+  name: web
+spec:
+  stages:
+    - name: build
+      registry: ci
+      repository: team-a/web
+      track: {tags: '^build-(?P<version>\\d+)$', order: numeric}
+    - name: staging
+      from: build
+      registry: staging
+      repository: team-a/web
+      tags: [staging, "{version}"]
+    - name: prod
+      from: staging
+      registry: prod
+      repository: team-a/web
+      tags: [prod, "{version}"]
+      gates:
+        soak: 0s                          # how long it must have been in staging first
+        approval: approvals/web-prod.yaml # reviewed like any change to this repository
+""",
+        "approvals/web-prod.yaml": f"""\
+# Versions of web approved for prod, and by whom.
+approvals:
+  - version: "{PROMOTED.removeprefix('build-')}"
+    approvedBy: {APPROVER}
+""",
+        "deploy/web.yaml": f"""\
+# Deploy each stage's image by GitOps write-back: a commit pinning the digest in the manifests a
+# GitOps tool (Argo CD, Flux) syncs, pushed to their repository.
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata:
+  name: staging-web
+spec:
+  stage: web/staging
+  manifests: {{repo: {_quoted(sandbox.manifests.as_uri())}, path: envs/staging, branch: main}}
+  workloads: [{{kind: Deployment, name: web, container: web}}]
+---
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata:
+  name: prod-web
+spec:
+  stage: web/prod
+  manifests: {{repo: {_quoted(sandbox.manifests.as_uri())}, path: envs/prod, branch: main}}
+  workloads: [{{kind: Deployment, name: web, container: web}}]
+""",
     }
 
 
-def manifests(running: dict[str, Seeded]) -> dict[str, str]:
-    """prod's manifests: web pinned by digest in its Deployment, api by a kustomization override."""
+def manifests(running: dict[str, Seeded], staging: Seeded) -> dict[str, str]:
+    """prod's manifests: web pinned by digest in its Deployment, api by a kustomization override;
+    staging's: web's Deployment."""
     web, api = running["team-a/web"], running["team-a/api"]
     return {
+        "envs/staging/web.yaml": f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: web
+          image: {REGISTRY_HOST}/team-a/web:{STAGING_RUNS}@{staging.digest}
+""",
         "envs/prod/kustomization.yaml": f"""\
 # What Argo CD syncs to prod. reconcile reads these files (at branch main) to know which images
 # prod runs; kustomize's `images:` overrides count too.
@@ -391,9 +515,14 @@ Built by `reconcile quickstart`; `reconcile quickstart --force DIR` builds it af
 
 - `registries/ci/`: the `ci` registry, one OCI image layout per repository (`team-a/web`,
   `team-a/api`); other tools read it too: `skopeo inspect oci:registries/ci/team-a/web:latest`.
-- `policies/`: the repo-of-record (git, branch main): Registry `ci`, Cluster `prod`,
-  RetentionPolicy `ci-cleanup`.
-- `manifests/`: prod's GitOps manifests (git, branch main): what prod runs, pinned by digest.
+- `registries/staging/`, `registries/prod/`: where the pipeline promotes team-a/web
+  (`skopeo inspect --raw oci:registries/prod/team-a/web:prod`).
+- `policies/`: the repo-of-record (git, branch main): Registries `ci`, `staging`, `prod`; Cluster
+  `prod`; RetentionPolicy `ci-cleanup`; PromotionPolicy `web`; DeployPolicies `staging-web`,
+  `prod-web`; the approval file `approvals/web-prod.yaml`.
+- `manifests.git/`: the GitOps manifests (a bare git repository, branch main): what staging
+  (`envs/staging`) and prod (`envs/prod`) run, pinned by digest; deploys are commits to it
+  (`git -C manifests.git log`).
 - `audit.db`: the audit trail the commands write (`reconcile audit ... --audit-db audit.db`).
 - `cache/`: reconcile's cache (`RECONCILE_CACHE_DIR`), when it needs one.
 
