@@ -29,7 +29,7 @@ class DeployContext:
     where write-back keeps its clones, and the repo-of-record commit (named in causes and commits)."""
 
     policies: PolicySet
-    connect: Callable[[str], ClusterClient]
+    connect: Callable[[str], ClusterClient]  # the run's client for a Cluster name; the caller closes it
     cache_dir: Path
     commit: str | None = None
 
@@ -132,25 +132,25 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
     image = image_ref(host, stage.repository, digest)
     cause = f"{action.policy} at {commit}"
     assert policy.cluster is not None and policy.namespace is not None
-    with context.connect(policy.cluster) as client:
-        deployed: list[DeployResult] = []
-        failed: RolloutResult | None = None
-        try:
-            with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
-                              digest_before=action.digest_before, digest_after=digest):
-                for workload in policy.workloads:
-                    deployed.append(client.deploy(policy.namespace, workload, image, cause=cause))
-                for workload in policy.workloads:
-                    rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name,
-                                                      policy.rollout.timeout)
-                    if not rollout.ok:
-                        failed = rollout
-                        raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: rollout "
-                                            f"{rollout.status}: {rollout.reason}")
-        except RolloutFailed:
-            if failed is not None and policy.rollout.auto_rollback:
-                _auto_rollback(action, policy, client, deployed, failed, run, cause)
-            raise
+    client = context.connect(policy.cluster)
+    deployed: list[DeployResult] = []
+    failed: RolloutResult | None = None
+    try:
+        with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
+                          digest_before=action.digest_before, digest_after=digest):
+            for workload in policy.workloads:
+                deployed.append(client.deploy(policy.namespace, workload, image, cause=cause))
+            for workload in policy.workloads:
+                rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name,
+                                                  policy.rollout.timeout)
+                if not rollout.ok:
+                    failed = rollout
+                    raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: rollout "
+                                        f"{rollout.status}: {rollout.reason}")
+    except RolloutFailed:
+        if failed is not None and policy.rollout.auto_rollback:
+            _auto_rollback(action, policy, client, deployed, failed, run, cause)
+        raise
 
 
 def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, deployed: list[DeployResult],

@@ -10,6 +10,7 @@ import fcntl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds, p
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
-from reconcile.observe.cluster import ClusterError, connect, parse_image, read_cluster_state, read_helm_release_state
+from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient
 from reconcile.observe.state import ClusterState, DeployHealth
@@ -38,17 +39,17 @@ from reconcile.policy.source import default_cache_dir
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
 
 
-def _health_reader(policies: PolicySet, resolver: SecretResolver) -> HealthReader:
+def _health_reader(connections: _Connections) -> HealthReader:
     def read(deploy: DeployPolicy) -> DeployHealth:
         if deploy.cluster is None or deploy.namespace is None:
             raise ValueError("deploys by manifests write-back; its rollout health is not observable here")
-        with connect(policies.clusters[deploy.cluster], resolver) as client:
-            images, healthy, why = [], True, []
-            for workload in deploy.workloads:
-                image, done, reason = client.workload_health(deploy.namespace, workload)
-                images.append(parse_image(image).digest if image else None)
-                healthy = healthy and done
-                why.append(reason)
+        client = connections.cluster(deploy.cluster)
+        images, healthy, why = [], True, []
+        for workload in deploy.workloads:
+            image, done, reason = client.workload_health(deploy.namespace, workload)
+            images.append(parse_image(image).digest if image else None)
+            healthy = healthy and done
+            why.append(reason)
         digest = images[0] if len(set(images)) == 1 else None  # workloads on different digests: not one rollout
         return DeployHealth(digest, healthy, "; ".join(why) if not healthy else "")
 
@@ -79,20 +80,20 @@ def _written_reader(policies: PolicySet) -> WrittenReader:
     return read
 
 
-def _cluster_reader(resolver: SecretResolver) -> ClusterReader:
+def _cluster_reader(connections: _Connections) -> ClusterReader:
     def read(cluster: Cluster) -> ClusterState:
-        return read_manifests_state(cluster) if cluster.manifests else read_cluster_state(cluster, resolver)
+        return read_manifests_state(cluster) if cluster.manifests else connections.cluster(cluster.name).images()
 
     return read
 
 
-def _helm_reader(resolver: SecretResolver) -> ClusterReader:
+def _helm_reader(connections: _Connections) -> ClusterReader:
     """protect.helmReleases: the release Secrets of a cluster reconcile connects to."""
     def read(cluster: Cluster) -> ClusterState:
         if cluster.manifests:
             raise ClusterError(cluster.name, f"cluster {cluster.name} is known by its manifests; it has no Helm "
                                              "release history (name it in protect.inUse instead)")
-        return read_helm_release_state(cluster, resolver)
+        return connections.cluster(cluster.name).helm_release_images()
 
     return read
 
@@ -129,13 +130,12 @@ def _history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tupl
         return None, {}, {}
 
 
-def _plan(settings: Settings, policies: PolicySet, only: str | None,
-          clients: dict[str, RegistryClient]) -> Plan:
-    resolver = SecretResolver()
+def _plan(settings: Settings, policies: PolicySet, only: str | None, connections: _Connections) -> Plan:
     now = datetime.now(UTC)
-    observation = observe(policies, resolver=resolver, read_cluster=_cluster_reader(resolver),
-                          read_helm=_helm_reader(resolver), read_health=_health_reader(policies, resolver),
-                          read_written=_written_reader(policies), observed_at=utc_now(), clients=clients)
+    observation = observe(policies, resolver=connections.resolver, read_cluster=_cluster_reader(connections),
+                          read_helm=_helm_reader(connections), read_health=_health_reader(connections),
+                          read_written=_written_reader(policies), observed_at=utc_now(),
+                          clients=connections.registries)
     deployed, arrivals, holds = _history(settings)
     gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
     approvals = read_approvals(settings.repo, policies.commit, gates)
@@ -143,14 +143,33 @@ def _plan(settings: Settings, policies: PolicySet, only: str | None,
                       holds=holds)
 
 
-@contextmanager
-def _clients() -> Iterator[dict[str, RegistryClient]]:
-    clients: dict[str, RegistryClient] = {}
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
+@dataclass
+class _Connections:
+    """One resolver, one client per registry and one per cluster for the whole run: pooled HTTP
+    connections, one token per scope, and a cluster config reloaded at most once on a 401."""
+
+    policies: PolicySet
+    resolver: SecretResolver = field(default_factory=SecretResolver)
+    registries: dict[str, RegistryClient] = field(default_factory=dict)
+    clusters: dict[str, ClusterClient] = field(default_factory=dict)
+
+    def cluster(self, name: str) -> ClusterClient:
+        if name not in self.clusters:
+            self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
+        return self.clusters[name]
+
+    def close(self) -> None:
+        for client in [*self.registries.values(), *self.clusters.values()]:
             client.close()
+
+
+@contextmanager
+def _connections(policies: PolicySet) -> Iterator[_Connections]:
+    connections = _Connections(policies)
+    try:
+        yield connections
+    finally:
+        connections.close()
 
 
 def _only_option(command: Any) -> Any:
@@ -174,8 +193,8 @@ def plan_command(settings: Settings, only: str | None, output: str, out: str | N
     Exit status 1 when a source could not be read (the policies depending on it prune nothing).
     """
     policies = _load(settings, only)
-    with _clients() as clients:
-        plan = _plan(settings, policies, only, clients)
+    with _connections(policies) as connections:
+        plan = _plan(settings, policies, only, connections)
     if out:
         Path(out).write_text(to_json(plan))
     if output == "json":
@@ -210,9 +229,9 @@ def _saved_plan(saved_path: str, fresh: Plan) -> Plan:
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False) -> None:
     policies = _load(settings, only)
     err = Console(stderr=True, highlight=False)
-    with _clients() as clients, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
-                                            repo_commit=policies.commit) as run:
-        plan = _plan(settings, policies, only, clients)
+    with _connections(policies) as connections, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
+                                                            repo_commit=policies.commit) as run:
+        plan = _plan(settings, policies, only, connections)
         if saved:
             plan = _saved_plan(saved, plan)
         if confirm and plan.has_changes:
@@ -223,18 +242,13 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
         _record_blocked(run, plan)
-        result = apply_plan(plan, clients, run, promotion_sources(policies), _deploy_context(policies))
+        result = apply_plan(plan, connections.registries, run, promotion_sources(policies),
+                            DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit))
         for action, error in result.failed:
             err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
         err.print(f"applied {len(result.succeeded)} of {len(plan.changes)} changes")
     if plan.errors or not result.ok:
         sys.exit(1)
-
-
-def _deploy_context(policies: PolicySet) -> DeployContext:
-    resolver = SecretResolver()
-    return DeployContext(policies, lambda name: connect(policies.clusters[name], resolver), default_cache_dir(),
-                         policies.commit)
 
 
 def _record_blocked(run: Run, plan: Plan) -> None:
@@ -305,8 +319,8 @@ def explain_command(settings: Settings, reference: str) -> None:
     policy's name), or a digest.
     """
     policies = _load(settings, None)
-    with _clients() as clients:
-        plan = _plan(settings, policies, None, clients)
+    with _connections(policies) as connections:
+        plan = _plan(settings, policies, None, connections)
     found = [a for a in plan.actions if explains(a, reference)]
     if not found:
         click.echo(f"no policy decides anything about {reference} (it is in none of the repositories the "
@@ -350,8 +364,14 @@ def _rollback(settings: Settings, policy_name: str, to_digest: str | None, revis
     if policy.cluster is None or policy.namespace is None:
         raise click.ClickException(f"DeployPolicy {policy.name} deploys by manifests write-back: roll back by "
                                    "reverting its commit (rollback of manifests targets is not supported yet)")
-    resolver = SecretResolver()
-    current = _health_reader(policies, resolver)(policy).digest
+    with _connections(policies) as connections:
+        _rollback_with(settings, policies, policy, connections, to_digest, revision, yes)
+
+
+def _rollback_with(settings: Settings, policies: PolicySet, policy: DeployPolicy, connections: _Connections,
+                   to_digest: str | None, revision: int | None, yes: bool) -> None:
+    assert policy.cluster is not None and policy.namespace is not None
+    current = _health_reader(connections)(policy).digest
     history, _, _ = _history(settings)
     if to_digest is None and revision is None:
         earlier = [d for d in (history or {}).get(policy.name, []) if d != current]
@@ -366,8 +386,8 @@ def _rollback(settings: Settings, policy_name: str, to_digest: str | None, revis
             f"Roll {policy.name} back from {current} to {goal}?", err=True):
         raise click.ClickException("not rolled back: not confirmed")
     target = deploy_target(policy)
-    with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run, \
-            connect(policies.clusters[policy.cluster], resolver) as client:
+    client = connections.cluster(policy.cluster)
+    with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run:
         cause = f"reconcile rollback of DeployPolicy/{policy.name} at {(policies.commit or 'a working tree')[:12]}"
         with run.mutation("rollback", target, policy=f"DeployPolicy/{policy.name}", digest_before=current,
                           digest_after=to_digest, reason=f"manual rollback to {goal}") as outcome:

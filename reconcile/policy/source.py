@@ -101,14 +101,16 @@ def _read_remote(url: str, ref: str | None, cache: Path) -> Snapshot:
         return _read_commit(shown, "", Path(repository.git_dir), repository, ref)
 
 
-def mirror(url: str, cache: Path, what: str = "the repo-of-record") -> git.Repo:
-    """A bare mirror of ``url`` under ``cache``, cloned once and fetched on every call."""
+def mirror(url: str, cache: Path, what: str = "the repo-of-record", *, fetch: bool = True) -> git.Repo:
+    """A bare mirror of ``url`` under ``cache``, cloned once and fetched on every call (unless
+    ``fetch`` is False: reading more of a commit this run already fetched)."""
     shown = redact_url(url)
     path = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
     try:
         if (path / "HEAD").is_file():
             repository = git.Repo(path)
-            repository.git.remote("update", "--prune")
+            if fetch:
+                repository.git.remote("update", "--prune")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             repository = git.Repo.clone_from(url, path, mirror=True)
@@ -227,7 +229,7 @@ def read_file(repo: str, commit: str | None, path: str) -> bytes | None:
         target = Path(repo, normal)
         return target.read_bytes() if target.is_file() and target.stat().st_size <= MAX_FILE_BYTES else None
     if is_remote(repo):
-        repository = mirror(repo, default_cache_dir() / "repos")
+        repository = mirror(repo, default_cache_dir() / "repos", fetch=False)  # the snapshot read fetched it
         base = ""
     else:
         repository = git.Repo(repo, search_parent_directories=True)

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.cli import reconcile as _commands
+from reconcile.policy import load_policies
 from tests.conftest import RunningRegistry
 from tests.kube import running, write_kubeconfig
 from tests.observe.cluster.backends import FixtureBackend
@@ -258,3 +259,13 @@ def test_end_to_end_on_a_basic_auth_registry_with_a_protecting_cluster(
     verified = invoke("audit", "verify", "--audit-db", db)
     assert verified.exit_code == 0 and verified.stdout.startswith("ok: ")
     assert auth_registry.password not in Path(db).read_bytes().decode("utf-8", "replace")
+
+
+def test_a_run_builds_one_client_per_cluster_and_closes_it(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "k.kubeconfig", "http://127.0.0.1:9", "token")
+    (tmp_path / "c.yaml").write_text("apiVersion: reconcile/v1\nkind: Cluster\nmetadata: {name: prod}\n"
+                                     f"spec: {{kubeconfig: {{file: '{kubeconfig}'}}}}\n")
+    with _commands._connections(load_policies(str(tmp_path))) as connections:
+        first = connections.cluster("prod")
+        assert connections.cluster("prod") is first  # readers, health and deploys share it
+    assert connections.clusters == {"prod": first}

@@ -175,6 +175,6 @@ def test_the_plan_reads_a_cluster_through_read_cluster_state(fixture_backend: Fi
     fixture_backend.create(pod(namespace, "p", {"app": "ghcr.io/acme/app:1"}))
     policy = model.Cluster(name="prod-eu", in_cluster=False, include_namespaces=(namespace,),
                            kubeconfig=SecretRef.from_mapping({"file": str(fixture_backend.identity([namespace]))}))
-    reader: ClusterReader = partial(read_cluster_state, resolver=SecretResolver(environ={}))  # what the CLI passes
+    reader: ClusterReader = partial(read_cluster_state, resolver=SecretResolver(environ={}))  # as observe() takes it
     state = reader(policy)
     assert [str(ref) for ref in state.images] == ["ghcr.io/acme/app:1"]
