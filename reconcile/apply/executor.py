@@ -117,8 +117,7 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
     commit = (context.commit or "a working tree")[:12]
     if policy.manifests is not None:
         image = image_ref(host, stage.repository, digest, action.tags[0] if action.tags else None)
-        message = (f"reconcile: deploy {action.policy} {action.digest_before or 'unknown'} -> {digest}\n\n"
-                   f"Image: {image}\nRepo-of-record commit: {context.commit or 'none (a plain directory)'}\n")
+        message = write_back_message("deploy", action.policy, action.digest_before, digest, image, context.commit)
         with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
                           digest_before=action.digest_before, digest_after=digest) as outcome:
             written = write_back(policy.manifests, policy.workloads, image, message=message,
@@ -147,15 +146,26 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
                     failed = rollout
                     raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: rollout "
                                         f"{rollout.status}: {rollout.reason}")
-    except RolloutFailed:
+    except RolloutFailed as failure:
         if failed is not None and policy.rollout.auto_rollback:
-            _auto_rollback(action, policy, client, deployed, failed, run, cause)
+            try:
+                _auto_rollback(action, policy, client, deployed, failed, run, cause)
+            except (ClusterError, RolloutFailed) as e:
+                raise RolloutFailed(f"{failure}; the automatic rollback failed too: {e}") from None
         raise
+
+
+def write_back_message(verb: str, policy: str, before: str | None, after: str, image: str,
+                       commit: str | None) -> str:
+    """The commit message of a write-back: policy, from/to digests, image and repo-of-record commit."""
+    return (f"reconcile: {verb} {policy} {before or 'unknown'} -> {after}\n\n"
+            f"Image: {image}\nRepo-of-record commit: {commit or 'none (a plain directory)'}\n")
 
 
 def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, deployed: list[DeployResult],
                    failed: RolloutResult, run: Run, cause: str) -> None:
-    """Restore what ran before, as its own audited action: the failed digest is then held."""
+    """Restore what ran before, as its own audited action, and watch that rollout too: the failed
+    digest is then held, also when the rollback itself fails."""
     assert policy.namespace is not None
     reason = f"auto-rollback: {failed.status}: {failed.reason}"
     with run.mutation("rollback", action.target, policy=action.policy, reason=reason,
@@ -169,3 +179,8 @@ def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, 
             else:
                 client.rollback(policy.namespace, result.kind, result.name, to_digest=result.before,
                                 container=result.container, cause=f"auto-rollback by {cause}")
+        for result in deployed:
+            rollout = client.wait_for_rollout(policy.namespace, result.kind, result.name, policy.rollout.timeout)
+            if not rollout.ok:
+                raise RolloutFailed(f"{result.kind} {policy.namespace}/{result.name}: the rollback's rollout "
+                                    f"{rollout.status}: {rollout.reason}")

@@ -170,21 +170,25 @@ HOLD_RELEASED = "hold released"
 
 
 def deploy_holds(store: AuditStore) -> dict[str, tuple[str, str]]:
-    """DeployPolicy name -> (held digest, why): the digest a succeeded rollback rolled back *from*
-    (an automatic one after a failed rollout, or a manual ``reconcile rollback``). A hold ends with
-    a later ``skip`` recorded as ``hold released`` for the policy, or a later succeeded deploy of
-    another digest (a newer candidate)."""
+    """DeployPolicy name -> (held digest, why): the digest a rollback rolled back *from* (an
+    automatic one after a failed rollout, or a manual ``reconcile rollback``) — attempted is enough:
+    a rollback that failed or never reported back still says not to run that digest. A hold ends
+    with a later ``skip`` recorded as ``hold released`` for the policy, or a later succeeded deploy
+    of another digest (a newer candidate)."""
     rows = store.conn.execute(
         "SELECT policy, kind, status, digest_before, digest_after, reason, timestamp FROM actions "
-        "WHERE policy LIKE 'DeployPolicy/%' AND dry_run = 0 AND kind IN ('deploy', 'rollback', 'skip') "
-        "AND status IN ('succeeded', 'skipped') ORDER BY seq")
+        "WHERE policy LIKE 'DeployPolicy/%' AND dry_run = 0 AND (kind = 'rollback' OR kind IN ('deploy', 'skip') "
+        "AND status IN ('succeeded', 'skipped')) ORDER BY seq")
     holds: dict[str, tuple[str, str]] = {}
     for policy, kind, status, before, after, reason, timestamp in rows:
         name = policy.removeprefix("DeployPolicy/")
-        if kind == "rollback" and status == "succeeded" and before and before != after:
+        if kind == "rollback" and before and before != after:
             how = "rolled back automatically after a failed rollout" if (reason or "").startswith(
                 "auto-rollback") else "rolled back by hand"
-            holds[name] = (before, f"was {how} at {timestamp[:19]}Z")
+            if status == "intent":  # the hold starts when the rollback does; its outcome only adds a failure
+                holds[name] = (before, f"was {how} at {timestamp[:19]}Z")
+            elif status == "failed" and name in holds:
+                holds[name] = (before, f"{holds[name][1]} (the rollback failed)")
         elif kind == "skip" and (reason or "").startswith(HOLD_RELEASED):
             holds.pop(name, None)
         elif kind == "deploy" and status == "succeeded" and name in holds and after != holds[name][0]:

@@ -32,10 +32,10 @@ from reconcile.policy.secrets import redact
 
 ActionKind = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
 ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
-RunMode = Literal["plan", "apply", "run", "rollback"]
+RunMode = Literal["plan", "apply", "run", "rollback", "release-hold"]
 KINDS: tuple[str, ...] = ("promote", "prune", "untag", "deploy", "rollback", "skip", "error")
 STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
-MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback")
+MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold")
 CHAINED_TABLES = ("run_starts", "actions", "run_ends")
 BUSY_TIMEOUT_SECONDS = 60.0
 

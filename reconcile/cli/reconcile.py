@@ -18,7 +18,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from reconcile.apply.executor import DeployContext, apply_plan, promotion_sources
+from reconcile.apply.executor import DeployContext, RolloutFailed, apply_plan, promotion_sources
+from reconcile.apply.rollback import roll_back
 from reconcile.audit import AuditError, AuditStore, Run
 from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import utc_now
@@ -26,11 +27,13 @@ from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
 from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
 from reconcile.observe.manifests import read_manifests_state
-from reconcile.observe.registry import RegistryClient
-from reconcile.observe.state import ClusterState, DeployHealth
+from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository, open_registry
+from reconcile.observe.state import ClusterState, DeployHealth, RepositoryState
 from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
+from reconcile.observe.writeback import WriteBackError
 from reconcile.plan import Action, Plan, build_plan
-from reconcile.plan.deploy import Hold, deploy_target
+from reconcile.plan.deploy import Hold, deploy_target, version_tag
+from reconcile.plan.rollback import RollbackRefused, choose_rollback
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
@@ -157,6 +160,11 @@ class _Connections:
         if name not in self.clusters:
             self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
         return self.clusters[name]
+
+    def registry(self, name: str) -> RegistryClient:
+        if name not in self.registries:
+            self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
+        return self.registries[name]
 
     def close(self) -> None:
         for client in [*self.registries.values(), *self.clusters.values()]:
@@ -344,64 +352,85 @@ def _deploy_policy(settings: Settings, name: str) -> tuple[PolicySet, DeployPoli
 @common_options
 @click.argument("policy_name", metavar="DEPLOYPOLICY")
 @click.option("--to", "to_digest", metavar="DIGEST", help="Roll back to this digest (sha256:…).")
-@click.option("--revision", type=int, help="Roll back to this revision of the workload (Deployment revision).")
+@click.option("--revision", type=int,
+              help="Restore this retained revision of the workloads (cluster targets; see `kubectl rollout history`).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
 def rollback_command(settings: Settings, policy_name: str, to_digest: str | None, revision: int | None,
                      yes: bool) -> None:
-    """Roll a DeployPolicy's workloads back (default: the last good digest before the current one,
-    from the audit trail's deploy history) and hold the digest rolled back from: scheduled runs do
-    not roll forward to it again until a newer candidate arrives or `reconcile release-hold`."""
-    try:
-        _rollback(settings, policy_name, to_digest, revision, yes)
-    except ClusterError as e:
-        raise click.ClickException(f"not rolled back: {e}") from None
+    """Roll a DeployPolicy back and hold the digest rolled back from: scheduled runs do not roll
+    forward to it again until a newer candidate arrives or `reconcile release-hold`.
 
-
-def _rollback(settings: Settings, policy_name: str, to_digest: str | None, revision: int | None, yes: bool) -> None:
-    if to_digest and revision is not None:
-        raise click.ClickException("--to and --revision exclude each other")
+    Default target: the last good digest before the current one in the audit trail's deploy
+    history, cross-checked with the workloads' retained revisions. A cluster target's rollout is
+    watched (exit 1 if it does not complete); a manifests target gets a write-back commit. A digest
+    the stage's registry no longer holds is refused.
+    """
     policies, policy = _deploy_policy(settings, policy_name)
-    if policy.cluster is None or policy.namespace is None:
-        raise click.ClickException(f"DeployPolicy {policy.name} deploys by manifests write-back: roll back by "
-                                   "reverting its commit (rollback of manifests targets is not supported yet)")
     with _connections(policies) as connections:
-        _rollback_with(settings, policies, policy, connections, to_digest, revision, yes)
+        try:
+            _rollback(settings, policies, policy, connections, to_digest, revision, yes)
+        except (ClusterError, RolloutFailed, WriteBackError, RegistryError, RollbackRefused) as e:
+            raise click.ClickException(f"not rolled back: {e}") from None
 
 
-def _rollback_with(settings: Settings, policies: PolicySet, policy: DeployPolicy, connections: _Connections,
-                   to_digest: str | None, revision: int | None, yes: bool) -> None:
-    assert policy.cluster is not None and policy.namespace is not None
-    current = _health_reader(connections)(policy).digest
+def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, connections: _Connections,
+              to_digest: str | None, revision: int | None, yes: bool) -> None:
+    read = _health_reader(connections) if policy.cluster is not None else _written_reader(policies)
+    try:
+        current = read(policy).digest
+    except ValueError as e:
+        raise click.ClickException(f"not rolled back: cannot tell what {policy.name} runs now: {e}") from None
     history, _, _ = _history(settings)
-    if to_digest is None and revision is None:
-        earlier = [d for d in (history or {}).get(policy.name, []) if d != current]
-        if not earlier:
-            raise click.ClickException(f"the audit trail has no earlier good digest of {policy.name} than "
-                                       f"{current}; name one with --to or --revision")
-        to_digest = earlier[0]
-    if to_digest is not None and not to_digest.startswith("sha256:"):
-        raise click.ClickException(f"--to {to_digest}: expected a digest, sha256:…")
-    goal = to_digest or f"revision {revision}"
-    if not yes and _interactive() and not click.confirm(
-            f"Roll {policy.name} back from {current} to {goal}?", err=True):
+    if history is None and to_digest is None and revision is None:
+        raise click.ClickException("not rolled back: the audit trail cannot be read, so there is no last good digest; "
+                                   "name one with --to or --revision")
+    stage = policies.promotion_policies[policy.promotion].stage(policy.stage)
+    client = connections.registry(stage.registry)
+    stage_state = _stage_state(client, stage.repository)
+    revisions = None
+    if policy.cluster is not None and policy.namespace is not None:
+        cluster = connections.cluster(policy.cluster)
+        revisions = {f"{w.kind}/{w.name}": [(r.number, _pinned_digest(r.images.get(w.container)))
+                                           for r in cluster.revisions(policy.namespace, w.kind, w.name)]
+                     for w in policy.workloads}
+
+    def in_stage(digest: str) -> bool | str:
+        if isinstance(stage_state, RepositoryState) and digest in stage_state.images:
+            return True
+        try:
+            return client.resolve(stage.repository, digest) is not None
+        except RegistryError as e:
+            return f"registry {stage.registry}: {e}"
+
+    choice = choose_rollback(policy.name, current, (history or {}).get(policy.name, []), revisions, in_stage,
+                             to_digest=to_digest, to_revision=revision)
+    for note in choice.notes:
+        click.echo(f"note: {note}", err=True)
+    goal = f"revision {choice.revision} ({choice.digest})" if choice.revision is not None else choice.digest
+    if not yes and _interactive() and not click.confirm(f"Roll {policy.name} back from {current} to {goal}?",
+                                                        err=True):
         raise click.ClickException("not rolled back: not confirmed")
-    target = deploy_target(policy)
-    client = connections.cluster(policy.cluster)
+    tag = version_tag(stage, stage_state, choice.digest) if isinstance(stage_state, RepositoryState) else None
+    context = DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit)
     with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run:
-        cause = f"reconcile rollback of DeployPolicy/{policy.name} at {(policies.commit or 'a working tree')[:12]}"
-        with run.mutation("rollback", target, policy=f"DeployPolicy/{policy.name}", digest_before=current,
-                          digest_after=to_digest, reason=f"manual rollback to {goal}") as outcome:
-            for workload in policy.workloads:
-                if to_digest is not None:
-                    result = client.rollback(policy.namespace, workload.kind, workload.name, to_digest=to_digest,
-                                             container=workload.container, cause=cause)
-                else:
-                    result = client.rollback(policy.namespace, workload.kind, workload.name, to_revision=revision,
-                                             cause=cause)
-                after = result.after.get(workload.container)
-                outcome.digest_after = parse_image(after).digest if after else None
-    click.echo(f"rolled {policy.name} back from {current} to {outcome.digest_after}; {current} is held until a "
-               f"newer candidate or `reconcile release-hold {policy.name}`", err=True)
+        done = roll_back(policy, choice, current, context, run, tag=tag)
+    click.echo(f"rolled {policy.name} back from {current or 'unknown'} to {goal}: {done}; "
+               f"{current or 'the digest rolled back from'} is held until a newer candidate or "
+               f"`reconcile release-hold {policy.name}`", err=True)
+
+
+def _stage_state(client: RegistryClient, repository: str) -> RepositoryState | str:
+    try:
+        return observe_repository(client, repository)
+    except RegistryError as e:
+        return str(e)
+
+
+def _pinned_digest(image: str | None) -> str | None:
+    try:
+        return parse_image(image).digest if image else None
+    except ValueError:
+        return None
 
 
 @cli.command("release-hold")
@@ -415,7 +444,7 @@ def release_hold_command(settings: Settings, policy_name: str) -> None:
     if hold is None:
         click.echo(f"DeployPolicy {policy.name} holds nothing back", err=True)
         return
-    with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run:
+    with audited_run(settings, "release-hold", repo_url=policies.source, repo_commit=policies.commit) as run:
         run.append("skip", deploy_target(policy), status="skipped", policy=f"DeployPolicy/{policy.name}",
                    digest_before=hold.digest, reason=f"{HOLD_RELEASED}: {hold.digest} may be deployed again")
     click.echo(f"released the hold on {hold.digest} for {policy.name}", err=True)

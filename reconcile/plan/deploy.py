@@ -39,7 +39,10 @@ def version_tag(stage: Stage, repository: RepositoryState, digest: str) -> str |
     """The stage's ``{version}`` tag on ``digest``, if it has one (a tracked stage: the candidate's tag)."""
     if stage.track is not None:
         candidate = select_candidate(stage.track, repository)
-        return candidate.tag if candidate and candidate.digest == digest else None
+        if candidate and candidate.digest == digest:
+            return candidate.tag
+        # An older candidate (a rollback's): any tag of it the track matches, the highest sorted.
+        return max((tag for tag in repository.tags_of(digest) if stage.track.tags.search(tag)), default=None)
     patterns = [re.compile("".join(re.escape(part) if i % 2 == 0 else ".+"
                                    for i, part in enumerate(re.split(r"\{(\w+)\}", template))))
                 for template in stage.tags if "{version}" in template]

@@ -100,11 +100,10 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         # 2. a failed rollout is rolled back automatically, and the digest held
         layout.tag(built[3], "build-3")
         push(layout, "build-3", plain_registry.host, repo)
-        admin.rollout_outcome(namespace, "web", "fail")
+        admin.rollout_outcome(namespace, "web", "fail", image=ref + d3)  # d3 cannot start; d2 still can
         failed = invoke("run", *common)
         assert failed.exit_code == 1, failed.output
         assert image() == ref + d2
-        admin.rollout_outcome(namespace, "web", "complete")
         admin.patch("apps/v1", "Deployment", namespace, "web", {"metadata": {"annotations": {"poke": "1"}}})
         held = invoke("plan", *common, "--format", "markdown", "--detailed-exitcode")
         assert held.exit_code == 0, held.output  # nothing to do: the failed digest is held
@@ -113,6 +112,7 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         assert image() == ref + d2  # not deployed again
 
         # 3. release-hold lets it deploy again
+        admin.rollout_outcome(namespace, "web", "complete", image=ref + d3)  # fixed on the nodes' side
         released = invoke("release-hold", *common, "prod-web")
         assert released.exit_code == 0 and f"released the hold on {d3}" in released.stderr
         assert invoke("run", *common).exit_code == 0
@@ -122,6 +122,9 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         rolled = invoke("rollback", *common, "prod-web", "--yes")
         assert rolled.exit_code == 0, rolled.output
         assert image() == ref + d2
+        # cross-checked with the Deployment's retained revisions (1: d1, 2: d2, 3: d3 after the undo reused 2's)
+        assert "note: Deployment/web: revision " in rolled.stderr and f"ran {d2[:19]}" in rolled.stderr
+        assert "workload(s) rolled out" in rolled.stderr
         again = invoke("run", *common)
         assert again.exit_code == 0, again.output
         assert image() == ref + d2
@@ -149,6 +152,80 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
     ]
     assert [rows[i][4] for i in (2, 3, 4, 6)] == ["auto-rollback", "held: sha256:", "hold released", "manual rollba"]
     assert invoke("audit", "verify", "--audit-db", str(db)).exit_code == 0
+    with AuditStore.open(db, read_only=True) as store:
+        modes = [run.mode for run in store.runs()]
+    assert modes.count("release-hold") == 2 and modes.count("rollback") == 1
+
+
+def test_rollbacks_whose_rollout_fails_still_hold_and_refusals_change_nothing(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    layout = Layout(tmp_path / "layout")
+    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in (1, 2, 3, 4)}
+    d1, d2, d3, d4 = (built[n].digest for n in (1, 2, 3, 4))
+    for n in (1, 2):
+        layout.tag(built[n], f"build-{n}")
+        push(layout, f"build-{n}", plain_registry.host, repo)
+    ref = f"{plain_registry.host}/{repo}@"
+    db = tmp_path / "audit.db"
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        admin.create(deployment(namespace, "web", {"web": ref + d1}, replicas=1, deadline=5))
+
+        def image() -> str:
+            return admin.read("apps/v1", "Deployment", namespace, "web")["spec"]["template"]["spec"][
+                "containers"][0]["image"]
+
+        root = write_policies(tmp_path / "policies", plain_registry, repo, tmp_path / "admin.kubeconfig", namespace)
+        common = ["--repo", str(root), "--audit-db", str(db)]
+        assert invoke("apply", *common, "--yes").exit_code == 0
+        assert image() == ref + d2
+
+        # --revision N restores that revision's template, and is watched like any rollout
+        by_revision = invoke("rollback", *common, "prod-web", "--revision", "1", "--yes")
+        assert by_revision.exit_code == 0, by_revision.output
+        assert image() == ref + d1
+        assert f"rolled prod-web back from {d2} to revision 1 ({d1})" in by_revision.stderr
+        assert invoke("release-hold", *common, "prod-web").exit_code == 0
+        assert invoke("run", *common).exit_code == 0
+        assert image() == ref + d2
+
+        # an automatic rollback whose own rollout fails: the run fails, and the digest is held all the same
+        layout.tag(built[3], "build-3")
+        push(layout, "build-3", plain_registry.host, repo)
+        admin.rollout_outcome(namespace, "web", "fail", image=ref + d3)
+        admin.rollout_outcome(namespace, "web", "fail", image=ref + d2)
+        failed = invoke("run", *common)
+        assert failed.exit_code == 1
+        assert "the automatic rollback failed too: Deployment" in failed.stderr
+        assert "the rollback's rollout failed" in failed.stderr
+        assert image() == ref + d2
+        held = invoke("plan", *common, "--format", "markdown").stdout
+        assert f"held: {d3[:19]} was rolled back automatically" in held and "(the rollback failed)" in held
+
+        # a digest the stage's registry does not hold is refused, and nothing is recorded
+        before = deploy_rows(db)
+        refused = invoke("rollback", *common, "prod-web", "--to", d4, "--yes")
+        assert refused.exit_code == 1
+        assert f"not rolled back: {d4} is no longer in the stage's repository (pruned?)" in refused.stderr
+        unpinned = invoke("rollback", *common, "prod-web", "--to", "v1", "--yes")
+        assert "expected a digest, sha256: and 64 hex digits" in unpinned.stderr
+        assert deploy_rows(db) == before and image() == ref + d2
+
+        # a manual rollback whose rollout fails exits 1, and holds what it rolled back from
+        admin.rollout_outcome(namespace, "web", "fail", image=ref + d1)
+        manual = invoke("rollback", *common, "prod-web", "--to", d1, "--yes")
+        assert manual.exit_code == 1
+        assert "not rolled back: Deployment" in manual.stderr and "the rollback's rollout failed" in manual.stderr
+        assert image() == ref + d1
+        plan = invoke("plan", *common, "--format", "markdown").stdout
+        assert f"held: {d3[:19]}" not in plan  # the newest hold wins: d2 was rolled back from by hand
+        admin.close()
+
+    rows = deploy_rows(db)
+    assert [row[:4] for row in rows][-3:] == [
+        ("deploy", "failed", d2, d3), ("rollback", "failed", d3, d2), ("rollback", "failed", d2, d1)]
 
 
 # --- GitOps write-back: a manifests repository as the target --------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconcile.audit import AuditStore
-from reconcile.audit.query import deploy_history
+from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -25,3 +27,44 @@ def test_succeeded_deploys_and_rollbacks_newest_first_once_each(tmp_path: Path) 
         dry.append("deploy", "prod-eu/web/web", status="succeeded", policy="DeployPolicy/prod-web", digest_after="x")
         dry.finish("succeeded")
         assert deploy_history(store) == {"prod-web": [B, C, A], "staging-web": [C]}
+
+
+def _holds(tmp_path: Path, steps: list[tuple[str, str, str | None, str | None, str]]) -> dict[str, str]:
+    with AuditStore.open(tmp_path / "h.db") as store:
+        run = store.start_run("run")
+        for kind, status, before, after, reason in steps:
+            run.append(kind, "prod-eu/web/Deployment/web", status=status, policy="DeployPolicy/prod-web",
+                       digest_before=before, digest_after=after, reason=reason)
+        run.finish("succeeded")
+        return {name: f"{digest[7:8]} {why.split(' at ')[0]}{' FAILED' if 'failed)' in why else ''}"
+                for name, (digest, why) in deploy_holds(store).items()}
+
+
+AUTO, HAND = "auto-rollback: failed: ProgressDeadlineExceeded", "manual rollback to " + A
+HOLD_CASES = [
+    ("a succeeded auto-rollback holds the digest rolled back from",
+     [("rollback", "intent", C, B, AUTO), ("rollback", "succeeded", C, B, AUTO)],
+     {"prod-web": "c was rolled back automatically after a failed rollout"}),
+    ("a manual rollback holds too", [("rollback", "intent", B, A, HAND), ("rollback", "succeeded", B, A, HAND)],
+     {"prod-web": "b was rolled back by hand"}),
+    ("a rollback that failed still holds, and says so",
+     [("rollback", "intent", C, B, AUTO), ("rollback", "failed", C, B, AUTO)],
+     {"prod-web": "c was rolled back automatically after a failed rollout FAILED"}),
+    ("a rollback that never reported back (a crash) holds", [("rollback", "intent", B, A, HAND)],
+     {"prod-web": "b was rolled back by hand"}),
+    ("release-hold ends it", [("rollback", "intent", B, A, HAND), ("rollback", "succeeded", B, A, HAND),
+                              ("skip", "skipped", B, None, f"{HOLD_RELEASED}: {B} may be deployed again")], {}),
+    ("a newer candidate deployed ends it", [("rollback", "intent", B, A, HAND), ("rollback", "succeeded", B, A, HAND),
+                                            ("deploy", "succeeded", A, C, "")], {}),
+    ("a deploy of the held digest itself does not end it",
+     [("rollback", "intent", B, A, HAND), ("deploy", "succeeded", A, B, "")],
+     {"prod-web": "b was rolled back by hand"}),
+    ("a failed deploy ends nothing", [("rollback", "intent", B, A, HAND), ("deploy", "failed", A, C, "")],
+     {"prod-web": "b was rolled back by hand"}),
+    ("a rollback that changed nothing holds nothing", [("rollback", "intent", A, A, HAND)], {}),
+]
+
+
+@pytest.mark.parametrize(("steps", "expected"), [c[1:] for c in HOLD_CASES], ids=[c[0] for c in HOLD_CASES])
+def test_deploy_holds(tmp_path: Path, steps: list, expected: dict[str, str]) -> None:
+    assert _holds(tmp_path, steps) == expected

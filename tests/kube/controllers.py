@@ -87,7 +87,13 @@ class Controllers:
                     self._history(plural, copy.deepcopy(obj))
 
     def _outcome(self, obj: dict[str, Any]) -> str:
-        return self.server.rollouts.get((obj["metadata"]["namespace"], obj["metadata"]["name"]), "complete")
+        # An outcome set for one image (a template that cannot be pulled) wins over the workload's.
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        containers = ((obj["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
+        for container in containers:
+            if (namespace, name, container.get("image")) in self.server.rollouts:
+                return self.server.rollouts[(namespace, name, container.get("image"))]
+        return self.server.rollouts.get((namespace, name), "complete")
 
     def _deployment(self, deployment: dict[str, Any]) -> None:
         server, meta, spec = self.server, deployment["metadata"], deployment["spec"]

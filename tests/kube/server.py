@@ -123,7 +123,7 @@ class ApiServer:
     identities: dict[str, Identity] = field(default_factory=lambda: {"admin-token": ADMIN})
     requests: list[Request] = field(default_factory=list)
     # Deployment/StatefulSet/DaemonSet (namespace, name) -> complete | fail | hang: the test decides.
-    rollouts: dict[tuple[str, str], str] = field(default_factory=dict)
+    rollouts: dict[tuple[str, ...], str] = field(default_factory=dict)  # (ns, name[, image]) -> outcome
     # Called with each request once answered (e.g. to expire continue tokens after a first page).
     on_request: Callable[[Request], None] | None = None
 

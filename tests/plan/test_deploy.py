@@ -105,6 +105,13 @@ def test_stage_digest_and_version_tag(tags: dict[str, int], held: int | None, ve
         assert version_tag(PROD, state, digest(held)) == version
 
 
+def test_version_tag_of_a_tracked_stage_names_older_candidates_too() -> None:
+    state = repo({"build-6": 1, "build-7": 2, "latest": 2})
+    assert version_tag(BUILD, state, digest(2)) == "build-7"  # the candidate
+    assert version_tag(BUILD, state, digest(1)) == "build-6"  # what a rollback goes back to
+    assert version_tag(BUILD, state, digest(3)) is None
+
+
 def test_image_ref() -> None:
     assert image_ref("h:5000", "a/b", digest(1)) == f"h:5000/a/b@{digest(1)}"
     assert image_ref("h", "a", digest(1), "1.2") == f"h/a:1.2@{digest(1)}"

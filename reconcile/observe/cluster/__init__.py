@@ -20,7 +20,7 @@ from reconcile.observe.cluster.errors import (
     UnreachableError,
 )
 from reconcile.observe.cluster.references import parse_image, parse_image_id, pinned, running_references
-from reconcile.observe.cluster.rollback import RollbackResult
+from reconcile.observe.cluster.rollback import Revision, RollbackResult
 from reconcile.observe.cluster.rollout import RolloutResult
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ExpiredError",
     "ForbiddenError",
     "NotFoundError",
+    "Revision",
     "RollbackResult",
     "RolloutResult",
     "UnauthorizedError",

@@ -104,3 +104,7 @@ class ClusterClient:
                  cause: str | None = None) -> _rollback.RollbackResult:
         return _rollback.rollback(self.connection, namespace, kind, name, to_revision=to_revision,
                                   to_digest=to_digest, container=container, cause=cause, page_size=self.page_size)
+
+    def revisions(self, namespace: str, kind: str, name: str) -> list[_rollback.Revision]:
+        """The revisions the workload keeps for rollback, oldest first (``kubectl rollout history``)."""
+        return _rollback.revision_history(self.connection, namespace, kind, name, page_size=self.page_size)

@@ -52,6 +52,42 @@ _SKIPPED_ANNOTATIONS = frozenset({
 
 
 @dataclass(frozen=True)
+class Revision:
+    """One retained revision of a workload: its number and the container images of its template."""
+
+    number: int
+    images: Mapping[str, str]  # container -> image
+
+
+def revision_history(connection: Connection, namespace: str, kind: str, name: str,
+                     page_size: int = 500) -> list[Revision]:
+    """The revisions ``kind`` ``namespace/name`` keeps (its ReplicaSets or ControllerRevisions), oldest
+    first: what ``kubectl rollout history`` lists. A kind without history has none."""
+    resource = deployable(kind)
+    obj = connection.get(resource, namespace, name)
+    uid = (obj.get("metadata") or {}).get("uid")
+    selector = _selector(connection.cluster, obj)
+    if kind == "Deployment":
+        owned = _owned(connection.list(REPLICA_SET, namespace=namespace, page_size=page_size,
+                                       label_selector=selector), uid)
+        found = [(number, images(REPLICA_SET, rs)) for rs in owned if (number := revision(rs)) is not None]
+    elif kind in ("StatefulSet", "DaemonSet"):
+        owned = _owned(connection.list(CONTROLLER_REVISION, namespace=namespace, page_size=page_size,
+                                       label_selector=selector), uid)
+        found = [(r["revision"], _controller_revision_images(r)) for r in owned if isinstance(r.get("revision"), int)]
+    else:
+        return []
+    return [Revision(number, images_) for number, images_ in sorted(found, key=lambda pair: pair[0])]
+
+
+def _controller_revision_images(controller_revision: dict[str, Any]) -> Mapping[str, str]:
+    pod_spec = ((((controller_revision.get("data") or {}).get("spec") or {}).get("template") or {}).get("spec")
+                or {})
+    return MappingProxyType({c.get("name", ""): c.get("image", "") for key in ("initContainers", "containers")
+                             for c in pod_spec.get(key) or ()})
+
+
+@dataclass(frozen=True)
 class RollbackResult:
     """What a rollback did: container images before and after, and the revisions involved."""
 

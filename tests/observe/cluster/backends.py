@@ -107,10 +107,10 @@ class Backend:
 
     # -- what kubelets and controllers decide ----------------------------------------------------
 
-    def rollout_outcome(self, namespace: str, name: str, outcome: str) -> None:
-        """complete | fail | hang. A real cluster decides from the spec; scenarios write specs that
-        make it decide the same (replicas 0 complete; an unpullable image with a short progress
-        deadline fails; with a long one it hangs)."""
+    def rollout_outcome(self, namespace: str, name: str, outcome: str, image: str | None = None) -> None:
+        """complete | fail | hang, for the workload or only for templates running ``image``. A real
+        cluster decides from the spec; scenarios write specs that make it decide the same (replicas
+        0 complete; an unpullable image with a short progress deadline fails; with a long one it hangs)."""
 
     def start_pod(self, namespace: str, name: str) -> dict[str, str]:
         """Run pod ``name``; its containers' ``imageID`` as the kubelet reports them."""
@@ -137,8 +137,8 @@ class FixtureBackend(Backend):
         self.api.identities[token] = Identity("system:serviceaccount:reconcile:reconcile", rules)
         return self.api.kubeconfig(self.tmp_path / f"reconcile-{token[:6]}.kubeconfig", token)
 
-    def rollout_outcome(self, namespace: str, name: str, outcome: str) -> None:
-        self.api.rollouts[(namespace, name)] = outcome
+    def rollout_outcome(self, namespace: str, name: str, outcome: str, image: str | None = None) -> None:
+        self.api.rollouts[(namespace, name, image) if image else (namespace, name)] = outcome
 
     def start_pod(self, namespace: str, name: str) -> dict[str, str]:
         pod = self.api.get("pods", namespace, name)

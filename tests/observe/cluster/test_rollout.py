@@ -95,6 +95,24 @@ def test_a_stateful_set_rolls_back_through_its_controller_revisions(kube: Backen
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost:5000/db:15"
 
 
+def test_revision_history_lists_each_retained_revision_with_its_images(kube: Backend) -> None:
+    namespace = api_deployment(kube, deadline=600)
+    kube.create(stateful_set(namespace, "db", {"db": "localhost:5000/db:15"}))
+    kube.create(cron_job(namespace, "report", {"report": "ghcr.io/acme/report:1"}))
+    with kube.connect(kube.identity([namespace])) as client:
+        client.deploy(namespace, API, V2, cause=CAUSE)
+        assert client.wait_for_rollout(namespace, "Deployment", "api", kube.rollout_timeout).status == "complete"
+        client.deploy(namespace, Workload("StatefulSet", "db", "db"), f"localhost:5000/db@{digest('6')}", cause=CAUSE)
+        kube.wait("db revision 2", lambda: len(owned(kube, "apps/v1", "ControllerRevision", namespace, "db")) == 2)
+        api = client.revisions(namespace, "Deployment", "api")
+        db = client.revisions(namespace, "StatefulSet", "db")
+        report = client.revisions(namespace, "CronJob", "report")
+    assert [(r.number, dict(r.images)) for r in api] == [(1, {"api": V1}), (2, {"api": V2})]
+    assert [(r.number, dict(r.images)) for r in db] == [
+        (1, {"db": "localhost:5000/db:15"}), (2, {"db": f"localhost:5000/db@{digest('6')}"})]
+    assert report == []
+
+
 def test_rollback_refusals_say_why(fixture_backend: FixtureBackend) -> None:
     namespace = api_deployment(fixture_backend, deadline=600)
     fixture_backend.create(cron_job(namespace, "report", {"report": "ghcr.io/acme/report:1"}))

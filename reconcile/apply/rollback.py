@@ -1,0 +1,63 @@
+"""Carrying out ``reconcile rollback``: one audited ``rollback`` action, whatever the target.
+
+- cluster: each workload's container set to the digest (or its retained revision restored, for
+  ``--revision``), then the rollout watched like a deploy's; a rollout that does not complete fails
+  the action (it is not rolled back again: a person is at the keyboard).
+- manifests: the digest written back to the manifests repository, committed and pushed (or a
+  review branch), as a deploy is.
+
+Either way the digest rolled back *from* is held (``reconcile.audit.query.deploy_holds``) — also when
+the rollback failed half-way, since the person asked not to run it.
+"""
+
+from __future__ import annotations
+
+from reconcile.apply.executor import DeployContext, RolloutFailed, write_back_message
+from reconcile.audit import Run
+from reconcile.observe.cluster import parse_image
+from reconcile.observe.world import registry_host
+from reconcile.observe.writeback import write_back
+from reconcile.plan.deploy import deploy_target, image_ref
+from reconcile.plan.rollback import RollbackChoice
+from reconcile.policy.model import DeployPolicy
+
+
+def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None, context: DeployContext, run: Run,
+              *, tag: str | None = None) -> str:
+    """Roll ``policy`` back from ``current`` to ``choice``; returns what was done, in a line."""
+    stage = context.policies.promotion_policies[policy.promotion].stage(policy.stage)
+    host = registry_host(context.policies.registries[stage.registry])
+    subject = f"DeployPolicy/{policy.name}"
+    goal = f"revision {choice.revision}" if choice.revision is not None else choice.digest
+    reason = f"manual rollback to {goal}"
+    with run.mutation("rollback", deploy_target(policy), policy=subject, reason=reason, digest_before=current,
+                      digest_after=choice.digest) as outcome:
+        if policy.manifests is not None:
+            image = image_ref(host, stage.repository, choice.digest, tag)
+            written = write_back(policy.manifests, policy.workloads, image, cache_dir=context.cache_dir / "writeback",
+                                 message=write_back_message("rollback", subject, current, choice.digest, image,
+                                                            context.commit), namespace=policy.namespace,
+                                 policy=policy.name)
+            done = (f"committed {written.commit} to {written.branch}" if written.changed
+                    else f"{written.branch} already names it")
+            outcome.reason = f"{reason}; {done}"
+            return done
+        assert policy.cluster is not None and policy.namespace is not None
+        client = context.connect(policy.cluster)
+        cause = f"reconcile rollback of {subject} at {(context.commit or 'a working tree')[:12]}"
+        reference = image_ref(host, stage.repository, choice.digest)
+        for workload in policy.workloads:
+            if choice.revision is not None:
+                result = client.rollback(policy.namespace, workload.kind, workload.name, to_revision=choice.revision,
+                                         cause=cause)
+            else:
+                result = client.rollback(policy.namespace, workload.kind, workload.name, to_digest=reference,
+                                         container=workload.container, cause=cause)
+            after = result.after.get(workload.container)
+            outcome.digest_after = parse_image(after).digest if after else None
+        for workload in policy.workloads:
+            rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name, policy.rollout.timeout)
+            if not rollout.ok:
+                raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: the rollback's rollout "
+                                    f"{rollout.status}: {rollout.reason}")
+        return f"{len(policy.workloads)} workload(s) rolled out {choice.digest}"

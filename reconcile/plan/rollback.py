@@ -1,0 +1,128 @@
+"""Rollback: which digest ``reconcile rollback`` goes back to, and what it checks first.
+
+Pure: the audit trail's deploy history, the workloads' retained revisions, what runs now and
+whether the stage's registry still holds the digest all come in as data.
+
+- ``--to DIGEST``: that digest. ``--revision N``: the image revision ``N`` of the workloads ran
+  (its whole pod template is restored, as ``kubectl rollout undo --to-revision``).
+- Neither: the newest digest the audit trail says this policy deployed (or rolled back to)
+  successfully before the current one, cross-checked with the cluster's revision history: the
+  result says whether a retained revision ran it, and when the revision before the current one ran
+  something the trail does not know (a hand-made change), says that too.
+- A digest the stage's registry no longer holds is refused: nodes could not pull it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+Revisions = Mapping[str, Sequence[tuple[int, str | None]]]  # workload -> (revision, digest it ran), oldest first
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class RollbackRefused(ValueError):
+    """Nothing was rolled back, and why."""
+
+
+@dataclass(frozen=True)
+class RollbackChoice:
+    digest: str  # what the workloads will run
+    revision: int | None  # restore this retained revision's pod template; None: set the image by digest
+    notes: tuple[str, ...] = ()  # what the cross-checks found, for the person rolling back
+
+
+def choose_rollback(policy: str, current: str | None, history: Sequence[str], revisions: Revisions | None,
+                    in_stage: Callable[[str], bool | str], *, to_digest: str | None = None,
+                    to_revision: int | None = None) -> RollbackChoice:
+    """The rollback ``policy`` should make from ``current``.
+
+    ``history``: digests deployed successfully, newest first (the audit trail). ``revisions``: each
+    workload's retained revisions, or None for a manifests target (its history is its git log).
+    ``in_stage(digest)``: whether the stage's repository holds it, or why that is unknown (asked
+    once, for the chosen digest).
+    """
+    if to_digest is not None and to_revision is not None:
+        raise RollbackRefused("--to and --revision exclude each other")
+    notes: list[str] = []
+    revision = None
+    if to_revision is not None:
+        digest, revision = _at_revision(revisions, to_revision), to_revision
+    elif to_digest is not None:
+        if not DIGEST.fullmatch(to_digest):
+            raise RollbackRefused(f"--to {to_digest}: expected a digest, sha256: and 64 hex digits")
+        digest = to_digest
+        notes += _cross_check(digest, revisions)
+    else:
+        earlier = [d for d in history if d != current]
+        if not earlier:
+            raise RollbackRefused(f"the audit trail has no earlier good digest of {policy} than "
+                                  f"{current or 'what runs'}; name one with --to DIGEST{_revision_hint(revisions)}")
+        digest = earlier[0]
+        notes += _cross_check(digest, revisions)
+        notes += _hand_made(current, history, revisions)
+    if digest == current:
+        raise RollbackRefused(f"{policy} already runs {digest}")
+    held = in_stage(digest)
+    if held is False:
+        raise RollbackRefused(f"{digest} is no longer in the stage's repository (pruned?): nodes could not pull it")
+    if isinstance(held, str):
+        notes.append(f"could not confirm the stage's repository still holds {_short(digest)}: {held}")
+    return RollbackChoice(digest, revision, tuple(notes))
+
+
+def _at_revision(revisions: Revisions | None, number: int) -> str:
+    if revisions is None:
+        raise RollbackRefused("--revision applies to cluster targets; a manifests target's history is its git log: "
+                              "use --to DIGEST")
+    digests = set()
+    for workload, kept in revisions.items():
+        found = dict(kept)
+        if number not in found:
+            raise RollbackRefused(f"{workload} has no revision {number} (revisions: "
+                                  f"{', '.join(str(n) for n, _ in kept) or 'none'})")
+        digests.add(found[number])
+    if None in digests:
+        raise RollbackRefused(f"revision {number} runs an image not pinned by digest: use --to DIGEST")
+    if len(digests) != 1:
+        raise RollbackRefused(f"revision {number} runs different digests in different workloads: use --to DIGEST")
+    return str(digests.pop())
+
+
+def _cross_check(digest: str, revisions: Revisions | None) -> list[str]:
+    if revisions is None:
+        return []
+    notes = []
+    for workload, kept in revisions.items():
+        ran = [n for n, d in kept if d == digest]
+        if ran:
+            notes.append(f"{workload}: revision {ran[-1]} ran {_short(digest)}")
+        else:
+            notes.append(f"{workload}: no retained revision ran {_short(digest)} "
+                         f"(revisions {', '.join(str(n) for n, _ in kept) or 'none'}); set by digest")
+    return notes
+
+
+def _hand_made(current: str | None, history: Sequence[str], revisions: Revisions | None) -> list[str]:
+    """The revision before the current one ran a digest reconcile never deployed: someone changed it by hand."""
+    notes = []
+    for workload, kept in (revisions or {}).items():
+        previous = [d for _, d in kept if d != current]
+        if previous and previous[-1] is not None and previous[-1] not in history:
+            notes.append(f"{workload}: the revision before the current one ran {_short(previous[-1])}, which the "
+                         "audit trail never deployed (changed by hand?); rolling back to the trail's last good digest")
+    return notes
+
+
+def _revision_hint(revisions: Revisions | None) -> str:
+    if not revisions:
+        return ""
+    workload, kept = next(iter(revisions.items()))
+    listed = ", ".join(f"{n}: {_short(d) if d else 'not pinned'}" for n, d in reversed(kept))
+    return f" or --revision N ({workload} keeps {listed})" if kept else ""
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "?")[:19]
