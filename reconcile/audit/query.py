@@ -142,15 +142,19 @@ def _parse_absolute(text: str) -> datetime:
 
 def deploy_history(store: AuditStore) -> dict[str, list[str]]:
     """DeployPolicy name -> digests it deployed (or rolled back to) successfully, newest first,
-    each once: the rollback window retention protects."""
+    each once, and what each deploy replaced (what ran before the first deploy is where its
+    rollback goes): the rollback window retention protects, and where ``reconcile rollback`` looks.
+    What a rollback rolled back *from* is not in it."""
     rows = store.conn.execute(
-        "SELECT policy, digest_after FROM actions WHERE kind IN ('deploy', 'rollback') AND status = 'succeeded' "
-        "AND policy LIKE 'DeployPolicy/%' AND digest_after IS NOT NULL AND dry_run = 0 ORDER BY seq DESC")
+        "SELECT policy, digest_after, CASE kind WHEN 'deploy' THEN digest_before END FROM actions "
+        "WHERE kind IN ('deploy', 'rollback') AND status = 'succeeded' AND policy LIKE 'DeployPolicy/%' "
+        "AND digest_after IS NOT NULL AND dry_run = 0 ORDER BY seq DESC")
     history: dict[str, list[str]] = {}
-    for policy, digest in rows:
+    for policy, after, replaced in rows:
         digests = history.setdefault(policy.removeprefix("DeployPolicy/"), [])
-        if digest not in digests:
-            digests.append(digest)
+        for digest in (after, replaced):
+            if digest is not None and digest not in digests:
+                digests.append(digest)
     return history
 
 

@@ -322,7 +322,31 @@ spec:
     assert invoke("plan", *common, "--only", "DeployPolicy/prod-web", "--detailed-exitcode").exit_code == 0
     assert invoke("run", *common).exit_code == 0
     assert git(bare, "rev-parse", "main") == second  # no new commit
+
+    # a manual rollback writes the previous digest back (only the image line again), and holds d2
+    rolled = invoke("rollback", *common, "prod-web", "--yes")
+    assert rolled.exit_code == 0, rolled.output
+    third = git(bare, "rev-parse", "main")
+    diff = git(bare, "diff", "--unified=0", second, third)
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [f"-          image: {new}   # pinned by reconcile",
+                       f"+          image: {old}   # pinned by reconcile"]
+    assert git(bare, "log", "-1", "--format=%s", "main") == f"reconcile: rollback DeployPolicy/prod-web {d2} -> {d1}"
+    held = invoke("plan", *common, "--format", "markdown", "--only", "DeployPolicy/prod-web", "--detailed-exitcode")
+    assert held.exit_code == 0, held.output
+    assert f"held: {d2[:19]} was rolled back by hand" in held.stdout
+    assert invoke("run", *common).exit_code == 0
+    assert git(bare, "rev-parse", "main") == third  # the next run respects the hold
+    by_revision = invoke("rollback", *common, "prod-web", "--revision", "1", "--yes")
+    assert by_revision.exit_code == 1
+    assert "--revision applies to cluster targets; a manifests target's history is its git log" in by_revision.stderr
+
+    # released: the next run writes d2 again
+    assert invoke("release-hold", *common, "prod-web").exit_code == 0
+    assert invoke("run", *common).exit_code == 0
+    assert git(bare, "show", "main:envs/prod/web.yaml") == MANIFEST.format(image=new).strip()
     with AuditStore.open(tmp_path / "audit.db", read_only=True) as store:
-        (row,) = store.conn.execute("SELECT digest_before, digest_after FROM actions WHERE kind = 'deploy' "
-                                    "AND status = 'succeeded'").fetchall()
-    assert tuple(row) == (d1, d2)
+        rows = [tuple(r) for r in store.conn.execute(
+            "SELECT kind, digest_before, digest_after FROM actions WHERE status = 'succeeded' "
+            "AND policy = 'DeployPolicy/prod-web' ORDER BY seq")]
+    assert rows == [("deploy", d1, d2), ("rollback", d2, d1), ("deploy", d1, d2)]

@@ -29,6 +29,16 @@ def test_succeeded_deploys_and_rollbacks_newest_first_once_each(tmp_path: Path) 
         assert deploy_history(store) == {"prod-web": [B, C, A], "staging-web": [C]}
 
 
+def test_what_a_deploy_replaced_follows_it_but_what_a_rollback_left_does_not(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "a.db") as store:
+        run = store.start_run("run")
+        for kind, before, after in (("deploy", A, B), ("deploy", B, C), ("rollback", C, B)):
+            run.append(kind, "prod-eu/web/web", status="succeeded", policy="DeployPolicy/prod-web",
+                       digest_before=before, digest_after=after)
+        run.finish("succeeded")
+        assert deploy_history(store) == {"prod-web": [B, C, A]}
+
+
 def _holds(tmp_path: Path, steps: list[tuple[str, str, str | None, str | None, str]]) -> dict[str, str]:
     with AuditStore.open(tmp_path / "h.db") as store:
         run = store.start_run("run")
