@@ -144,6 +144,8 @@ def test_it_runs_each_step_printed_as_typed_and_exits_0(walkthrough: tuple[Path,
                         "apply --repo policies --audit-db audit.db --yes",
                         "apply --repo policies --audit-db audit.db --yes",
                         "apply --repo policies --audit-db audit.db --yes",
+                        "rollback prod-web --repo policies --audit-db audit.db --yes",
+                        "plan --repo policies --audit-db audit.db",
                         "audit list --audit-db audit.db",
                         "audit verify --audit-db audit.db"]
     assert f'$ cd {directory} && export RECONCILE_CACHE_DIR="$PWD/cache"' in result.output
@@ -154,7 +156,7 @@ def test_it_runs_each_step_printed_as_typed_and_exits_0(walkthrough: tuple[Path,
     assert [line for line in result.output.splitlines() if line.startswith("applied ")] == [
         "applied 12 of 12 changes", "applied 2 of 2 changes", "applied 1 of 1 changes"]
     assert re.search(r"^ok: \d+ entries, head [0-9a-f]{64}$", section(result.output, "audit verify"), re.M)
-    assert f"Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran in " \
+    assert f"Done: validate, plan, apply (three runs: retention, promotion and deploy), rollback and audit ran in " \
            f"{directory}/." in result.output
 
 
@@ -178,7 +180,8 @@ def test_the_plan_prunes_exactly_what_no_rule_keeps_and_keeps_what_prod_runs(
     assert kept["target"] == "ci/team-a/api:build-58", kept  # running in prod, kept by no rule: protected
     assert kept["kind"] == "keep" and kept["reason"].startswith("protected:"), kept
     assert re.search(rf"keep\s+{re.escape(kept['target'])}\s+protected:", result.output)
-    (web,) = [a for a in saved["actions"] if a["digestBefore"] == running["team-a/web"] and a["kind"] == "keep"]
+    (web,) = [a for a in saved["actions"] if a["digestBefore"] == running["team-a/web"] and a["kind"] == "keep"
+              and a["policy"] == "RetentionPolicy/ci-cleanup"]
     assert web["target"] == "ci/team-a/web:build-124" and not web["reason"].startswith("protected:"), web
 
 
@@ -224,7 +227,7 @@ def test_the_trail_verifies_and_the_sandbox_has_converged(walkthrough: tuple[Pat
     with AuditStore.open(directory / "audit.db", read_only=True) as store:
         assert store.verify().ok
         runs = store.runs()
-        assert [(run.mode, run.outcome) for run in runs] == [("apply", "succeeded")] * 3
+        assert [(run.mode, run.outcome) for run in runs] == [("rollback", "succeeded")] + [("apply", "succeeded")] * 3
     plan_line = next(line for line in result.output.splitlines() if line.startswith("$ ") and " plan " in line)
     pasted = plan_line.removeprefix("$ ").replace(" --out plan.json", "") + " --detailed-exitcode"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")} | {
@@ -249,51 +252,61 @@ def test_the_newest_build_is_promoted_by_digest_to_staging_and_prod(walkthrough:
     directory, _ = walkthrough
     build = skopeo_digest(directory, "team-a/web", "build-126")
     assert build is not None
-    for registry, tags in (("staging", ("staging", "126")), ("prod", ("prod", "126"))):
+    for registry, tags, before in (("staging", ("staging", "126"), "125"), ("prod", ("prod", "126"), "124")):
         for tag in tags:
             assert skopeo_digest(directory, "team-a/web", tag, registry=registry) == build, (registry, tag)
-        assert skopeo_digest(directory, "team-a/web", "125", registry=registry) is None
+        # what the stage got before stays, under its version tag: what a rollback goes back to
+        assert skopeo_digest(directory, "team-a/web", before, registry=registry) == skopeo_digest(
+            directory, "team-a/web", f"build-{before}")
     assert not (directory / "registries/staging/team-a/api").exists()
 
 
-def test_each_stage_is_deployed_by_exactly_one_write_back_commit(walkthrough: tuple[Path, Result]) -> None:
+def test_each_stage_is_deployed_by_one_write_back_commit_and_prod_rolled_back_by_another(
+        walkthrough: tuple[Path, Result]) -> None:
     directory, result = walkthrough
     build = skopeo_digest(directory, "team-a/web", "build-126")
+    earlier = {env: skopeo_digest(directory, "team-a/web", tag) for env, tag in (("staging", "build-125"),
+                                                                                 ("prod", "build-124"))}
     log = manifests_git(directory, "log", "--format=%H %s", "main").splitlines()
-    assert len(log) == 3
+    assert len(log) == 4
     seed = first_commit(directory)
     assert log[-1].split()[0] == seed
-    subjects = [line.split(" ", 1)[1] for line in log[:2]]
-    assert subjects[0].startswith("reconcile: deploy DeployPolicy/prod-web ") and subjects[0].endswith(f"-> {build}")
-    assert subjects[1].startswith("reconcile: deploy DeployPolicy/staging-web ") and subjects[1].endswith(f"-> {build}")
-    assert section(result.output, "-C manifests.git log").splitlines()[0].endswith(f"-> {build}")
-    for commit, env in zip((line.split()[0] for line in log[:2]), ("prod", "staging"), strict=True):
+    subjects = [line.split(" ", 1)[1] for line in log[:3]]
+    assert subjects == [f"reconcile: rollback DeployPolicy/prod-web {build} -> {earlier['prod']}",
+                        f"reconcile: deploy DeployPolicy/prod-web {earlier['prod']} -> {build}",
+                        f"reconcile: deploy DeployPolicy/staging-web {earlier['staging']} -> {build}"]
+    assert section(result.output, "-C manifests.git log").splitlines()[0].endswith(f"-> {earlier['prod']}")
+    commits = [line.split()[0] for line in log[:3]]
+    for commit, env, old, new in ((commits[0], "prod", f"126@{build}", f"124@{earlier['prod']}"),
+                                  (commits[1], "prod", f"124@{earlier['prod']}", f"126@{build}"),
+                                  (commits[2], "staging", f"125@{earlier['staging']}", f"126@{build}")):
         diff = manifests_git(directory, "diff", "--unified=0", f"{commit}~1", commit)
         changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-        assert len(changed) == 2, diff
-        assert changed[0].startswith("-          image: registry.ci.example.com/team-a/web:build-"), diff
-        assert changed[1] == f"+          image: team-a/web:126@{build}", diff
+        assert changed == [f"-          image: team-a/web:{old}", f"+          image: team-a/web:{new}"], diff
         assert f"envs/{env}/web.yaml" in diff
     assert pinned(directory, "staging") == {"team-a/web": build}
-    assert pinned(directory) == {"team-a/web": build, "team-a/api": pinned(directory, revision=seed)["team-a/api"]}
+    assert pinned(directory) == pinned(directory, revision=seed)  # prod is back where it was
 
 
-def test_the_printed_rollback_reverts_prod_and_the_next_plan_deploys_again(
-        walkthrough: tuple[Path, Result], tmp_path: Path) -> None:
-    """The rollback of a manifests target is a git revert (reconcile rollback refuses those targets)."""
-    directory, result = walkthrough
+def test_the_rollback_holds_and_the_printed_release_rolls_prod_forward_again(tmp_path: Path) -> None:
+    """The plan after the rollback says it is held; the next steps' release-hold line, pasted into a
+    shell, deploys build-126 to prod again. On a sandbox of its own: it changes the manifests."""
+    directory = tmp_path / "sandbox"
+    result = CliRunner().invoke(cli, ["quickstart", str(directory)], catch_exceptions=False, env=WIDE)
+    assert result.exit_code == 0, result.output
+    build = skopeo_digest(directory, "team-a/web", "build-126")
+    held = result.output[result.output.index("# The next scheduled run respects the hold"):]
+    assert "no changes" in held and f"held: {build[:19]} was rolled back by hand" in held
     head = result.output[result.output.index("Done:"):]
-    revert = next(line.strip() for line in head.splitlines() if "revert --no-edit HEAD" in line)
-    before = manifests_git(directory, "rev-parse", "main").strip()
-    copy = tmp_path / "manifests.git"
-    shutil.copytree(directory / "manifests.git", copy)
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILE_", "GIT_"))}
-        subprocess.run(["bash", "-c", revert], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
-        reverted = pinned(tmp_path)  # the copy: prod runs what it ran before the pipeline again
-        assert reverted["team-a/web"] == pinned(directory, revision=first_commit(directory))["team-a/web"]
-    finally:
-        assert manifests_git(directory, "rev-parse", "main").strip() == before  # the sandbox itself untouched
+    release = next(line.strip() for line in head.splitlines() if " release-hold prod-web " in line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")} | {
+        "RECONCILE_CACHE_DIR": str(directory / "cache")}
+    done = subprocess.run(["bash", "-c", release], cwd=directory, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"released the hold on {build} for prod-web" in done.stderr
+    assert pinned(directory)["team-a/web"] == build
+    assert manifests_git(directory, "log", "-1", "--format=%s", "main").strip().endswith(f"-> {build}")
 
 
 # --- the directory ---------------------------------------------------------------------------------
@@ -371,7 +384,7 @@ def test_force_rebuilds_as_a_real_process_on_a_terminal(walkthrough: tuple[Path,
     assert f'"oci-layout:{copy / "registries" / "ci"}"' in (copy / "policies/registries.yaml").read_text()
     with AuditStore.open(copy / "audit.db", read_only=True) as store:
         runs = store.runs()
-    assert len(runs) == 3 and not any(run.id in first.output for run in runs)  # a new trail, not the copied one
+    assert len(runs) == 4 and not any(run.id in first.output for run in runs)  # a new trail, not the copied one
 
 
 # --- failures name their step ----------------------------------------------------------------------

@@ -61,11 +61,14 @@ def test_quickstart_command_works_on_a_fresh_clone(tmp_path: Path) -> None:
     applied = re.findall(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) succeeded; chain head ([0-9a-f]{64})$",
                          out, re.M)
     assert [(run[0], run[1]) for run in applied] == [("12", "12"), ("2", "2"), ("1", "1")], out
-    assert re.search(rf"^ok: \d+ entries, head {applied[-1][3]}$", out, re.M)
+    rolled_back = re.search(r"^audit: run (\S+) succeeded; chain head ([0-9a-f]{64})\nrolled prod-web back from 126 "
+                            r"\(sha256:\w+\) to 124 \(sha256:\w+\): committed \w+ to main; ", out, re.M)
+    assert rolled_back, out
+    assert re.search(rf"^ok: \d+ entries, head {rolled_back[2]}$", out, re.M)
     assert "\n$ git -C manifests.git log --oneline\n" in out
     done = out[out.index("Done: "):]
-    assert done.startswith("Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran "
-                           "in reconcile-quickstart/. Try next:\n")
+    assert done.startswith("Done: validate, plan, apply (three runs: retention, promotion and deploy), rollback and "
+                           "audit ran in reconcile-quickstart/. Try next:\n")
     assert f"../.venv/bin/reconcile audit show {applied[0][2]} --audit-db audit.db\n" in done
     again = next(line.strip() for line in done.splitlines() if "--detailed-exitcode" in line)
     pasted = subprocess.run(["bash", "-c", f'export RECONCILE_CACHE_DIR="$PWD/cache"; {again}'], cwd=sandbox,

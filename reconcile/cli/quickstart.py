@@ -1,6 +1,6 @@
 """``reconcile quickstart [DIR]``: build a sandbox with no server (CI, staging and prod registries as
 OCI layouts, a repo-of-record and the GitOps manifests in git) and run validate, plan, apply (three
-times: the pipeline moves one stage on per run) and audit on it, each command printed before its
+times: the pipeline moves one stage on per run), a rollback and audit on it, each command printed before its
 output exactly as it can be typed (after ``cd DIR``).
 
 Each command runs as its own process (``python -m reconcile …``, or ``git``, in DIR), so what the walkthrough
@@ -63,7 +63,12 @@ def steps() -> list[Step]:
              ("apply", *common, "--yes")),
         Step("And once more: prod is deployed by write-back. Nothing else is left to do.",
              ("apply", *common, "--yes")),
-        Step("The write-back commits in the manifests repository (bare, as the one Argo CD or Flux watches).",
+        Step(f"Say {PROMOTED} misbehaves in prod: roll it back. The digest prod ran before (from the audit trail's "
+             f"deploy history, still in prod's registry) is written back by a commit, and {PROMOTED}'s is held.",
+             ("rollback", "prod-web", *common, "--yes")),
+        Step("The next scheduled run respects the hold: nothing to deploy, and the plan says why.", ("plan", *common)),
+        Step("The write-back commits in the manifests repository (bare, as the one Argo CD or Flux watches): "
+             "two deploys and the rollback.",
              ("-C", "manifests.git", "log", "--oneline"), program="git"),
         Step("Review the audit trail.", ("audit", "list", "--audit-db", "audit.db")),
         Step("Check that the trail is intact: every entry's hash chains to the one before.",
@@ -80,9 +85,11 @@ def quickstart_command(directory: Path, force: bool) -> None:
     """Try reconcile on a sandbox in DIR (default ./reconcile-quickstart), no server needed.
 
     Builds a CI registry of OCI image layouts seeded with releases, CI builds, commit tags, a
-    multi-arch index and signatures; a git repo-of-record with a retention policy; and prod's
-    GitOps manifests. Then runs validate, plan, apply and audit there, printing each command
-    before its output, and what to try next. Exit status 1 naming the step that failed, if any.
+    multi-arch index and signatures, and staging and prod registries; a git repo-of-record with
+    retention, promotion (build -> staging -> prod, approval-gated) and deploy policies; and the
+    GitOps manifests of staging and prod. Then runs validate, plan, apply (three times), a
+    rollback and audit there, printing each command before its output, and what to try next.
+    Exit status 1 naming the step that failed, if any.
     """
     now = datetime.now(UTC).replace(microsecond=0)
     try:
@@ -183,7 +190,9 @@ def _describe(sandbox: Sandbox, where: str) -> None:
     _say("  registries/ci/  the 'ci' registry, one OCI image layout per repository:")
     for repository in sorted({i.repository for i in sandbox.images}, reverse=True):
         _say(f"                    {repository}: {_summary(sandbox.tagged(repository))}")
-    _say("  registries/staging/, registries/prod/  two more, empty: the pipeline promotes team-a/web into them")
+    _say(f"  registries/staging/, registries/prod/  two more: what the pipeline promoted before (web "
+         f"{STAGING_RUNS.removeprefix('build-')}, {RUNNING['team-a/web'].removeprefix('build-')}); it promotes "
+         f"{PROMOTED} into them")
     short = sandbox.policies_commit[:12]
     _say(f"  policies/       the repo-of-record (git, commit {short}): Registries ci, staging, prod; Cluster prod "
          "(known by its manifests); RetentionPolicy ci-cleanup; PromotionPolicy web (build -> staging -> prod, "
@@ -242,19 +251,16 @@ def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
         "${EDITOR:-vi} policies/retention/ci-cleanup.yaml",
         "git -C policies commit -qam 'Keep only the newest release'",
         f"{program} validate --repo policies && {program} plan {common}",
-        "# What prod's manifests say now: web pinned to the promoted digest, by the write-back commit.",
+        "# What prod's manifests say now: web pinned, by the rollback's commit, to what it ran before.",
         "git -C manifests.git show main:envs/prod/web.yaml | grep image:",
-        "# Roll prod back. `reconcile rollback` does not support manifests targets yet: revert the write-back",
-        "# commit in a clone and push it. It places no hold: the next apply deploys the promoted digest again.",
-        "git clone -q manifests.git rollback && git -C rollback -c user.name=you -c user.email=you@example.com "
-        "revert --no-edit HEAD && git -C rollback push -q origin HEAD:main",
-        f"{program} plan {common}",
+        f"# {PROMOTED} is fixed: release the hold, and the next run deploys it to prod again.",
+        f"{program} release-hold prod-web {common} && {program} apply {common} --yes",
         "# Start again from scratch (from the directory you ran the quickstart in).",
         f"{display_program(Path.cwd())} quickstart --force {where}",
     ]
     _say("")
-    _say(click.style(f"Done: validate, plan, apply (three runs: retention, promotion and deploy) and audit ran in "
-                     f"{where}/. Try next:", bold=True))
+    _say(click.style(f"Done: validate, plan, apply (three runs: retention, promotion and deploy), rollback and audit "
+                     f"ran in {where}/. Try next:", bold=True))
     _say("")
     for line in lines:
         _say(f"  {click.style(line, dim=True) if line.startswith('#') else line}" if line else "")

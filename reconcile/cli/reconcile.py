@@ -410,13 +410,17 @@ def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, con
     if not yes and _interactive() and not click.confirm(f"Roll {policy.name} back from {current} to {goal}?",
                                                         err=True):
         raise click.ClickException("not rolled back: not confirmed")
+    def shown(digest: str | None) -> str:
+        tag = version_tag(stage, stage_state, digest) if digest and isinstance(stage_state, RepositoryState) else None
+        return f"{tag} ({digest})" if tag else digest or "unknown"
+
     tag = version_tag(stage, stage_state, choice.digest) if isinstance(stage_state, RepositoryState) else None
     context = DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit)
     with audited_run(settings, "rollback", repo_url=policies.source, repo_commit=policies.commit) as run:
         done = roll_back(policy, choice, current, context, run, tag=tag)
-    click.echo(f"rolled {policy.name} back from {current or 'unknown'} to {goal}: {done}; "
-               f"{current or 'the digest rolled back from'} is held until a newer candidate or "
-               f"`reconcile release-hold {policy.name}`", err=True)
+    to = f"revision {choice.revision}, {shown(choice.digest)}" if choice.revision is not None else shown(choice.digest)
+    click.echo(f"rolled {policy.name} back from {shown(current)} to {to}: {done}; {current or 'what ran'} is held "
+               f"until a newer candidate or `reconcile release-hold {policy.name}`", err=True)
 
 
 def _stage_state(client: RegistryClient, repository: str) -> RepositoryState | str:

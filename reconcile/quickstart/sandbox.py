@@ -3,7 +3,8 @@ directory, with no server.
 
     DIR/
       registries/ci/team-a/{web,api}   an OCI image-layout registry ("ci"), one layout per repository
-      registries/{staging,prod}/       two more, empty: the pipeline promotes team-a/web into them
+      registries/{staging,prod}/       two more, holding the team-a/web build each stage got before
+                                       (125, 124); the pipeline promotes build-126 into them
       policies/                        the repo-of-record (git): Registries, Cluster, RetentionPolicy,
                                        PromotionPolicy, DeployPolicies and an approval file
       manifests.git/                   what staging and prod run, as a (bare) GitOps repository says it
@@ -16,7 +17,8 @@ version, builds kept by count or age, moving tags kept by pattern, a build kept 
 runs it, a signature pruned with its image and one kept with it, a tag removed from a digest that
 stays, and two tags going with one digest. The pipeline ``web`` promotes the newest build (by its
 number) to staging, then, approved, to prod, each deployed by committing its digest to the manifests
-(GitOps write-back); api stays as it is in prod, so what prod runs keeps being protected.
+(GitOps write-back), then rolled back in prod to the build it ran before (still in prod's registry);
+api stays as it is in prod, so what prod runs keeps being protected.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import git
 
-from reconcile.observe.registry import RegistryError, open_registry
+from reconcile.observe.registry import RegistryError, copy_image, open_registry
 from reconcile.observe.registry.content import cosign_tag
 from reconcile.policy.model import Registry
 from reconcile.quickstart.images import ImageSpec, ImageWriter, revision_of, rfc3339
@@ -213,12 +215,13 @@ def build(root: Path, now: datetime) -> Sandbox:
     sandbox = Sandbox(root)
     with _stage("seeding the ci registry"):
         images = seed_registry(sandbox.registry, now)
-    with _stage("making the staging and prod registries"):
-        for stage in ("staging", "prod"):
-            sandbox.stage_registry(stage).mkdir(parents=True, exist_ok=True)
     running = {repository: next(i for i in images if i.repository == repository and tag in i.tags)
                for repository, tag in RUNNING.items()}
     staging = next(i for i in images if i.repository == "team-a/web" and STAGING_RUNS in i.tags)
+    with _stage("seeding the staging and prod registries"):
+        # What the pipeline promoted before: what each stage runs, and what a rollback goes back to.
+        for stage, image in (("staging", staging), ("prod", running["team-a/web"])):
+            promote_earlier(sandbox.registry, sandbox.stage_registry(stage), image, stage)
     with _stage("writing the manifests"):
         message = "prod runs " + ", ".join(f"{r.rsplit('/', 1)[-1]} {t}" for r, t in RUNNING.items())
         commit_bare(sandbox.manifests, manifests(running, staging), f"{message}; staging runs web {STAGING_RUNS}")
@@ -258,6 +261,21 @@ def seed_registry(directory: Path, now: datetime) -> list[Seeded]:
     finally:
         client.close()
     return seeded
+
+
+def promote_earlier(ci: Path, directory: Path, image: Seeded, stage: str) -> None:
+    """Copy ``image`` into the stage registry at ``directory`` as the pipeline would have, tagged
+    ``STAGE`` and its build number."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = open_registry(Registry(name="ci", url=f"oci-layout:{ci}", credentials=None, allowed_hosts=()), None)
+    dest = open_registry(Registry(name=stage, url=f"oci-layout:{directory}", credentials=None, allowed_hosts=()),
+                         None)
+    try:
+        copy_image(source, image.repository, image.digest, dest, image.repository,
+                   (stage, image.tags[0].removeprefix("build-")))
+    finally:
+        source.close()
+        dest.close()
 
 
 # --- git repositories -----------------------------------------------------------------------------
@@ -455,7 +473,7 @@ spec:
     spec:
       containers:
         - name: web
-          image: {REGISTRY_HOST}/team-a/web:{STAGING_RUNS}@{staging.digest}
+          image: team-a/web:{STAGING_RUNS.removeprefix("build-")}@{staging.digest}
 """,
         "envs/prod/kustomization.yaml": f"""\
 # What Argo CD syncs to prod. reconcile reads these files (at branch main) to know which images
@@ -484,7 +502,7 @@ spec:
     spec:
       containers:
         - name: web
-          image: {REGISTRY_HOST}/team-a/web:{RUNNING["team-a/web"]}@{web.digest}
+          image: team-a/web:{RUNNING["team-a/web"].removeprefix("build-")}@{web.digest}
           ports: [{{containerPort: 8080}}]
 """,
         "envs/prod/api.yaml": f"""\
@@ -515,8 +533,9 @@ Built by `reconcile quickstart`; `reconcile quickstart --force DIR` builds it af
 
 - `registries/ci/`: the `ci` registry, one OCI image layout per repository (`team-a/web`,
   `team-a/api`); other tools read it too: `skopeo inspect oci:registries/ci/team-a/web:latest`.
-- `registries/staging/`, `registries/prod/`: where the pipeline promotes team-a/web
-  (`skopeo inspect --raw oci:registries/prod/team-a/web:prod`).
+- `registries/staging/`, `registries/prod/`: where the pipeline promotes team-a/web; each holds
+  the build it got before (125, 124), which is what its manifests pin and what a rollback goes
+  back to (`skopeo inspect --raw oci:registries/prod/team-a/web:prod`).
 - `policies/`: the repo-of-record (git, branch main): Registries `ci`, `staging`, `prod`; Cluster
   `prod`; RetentionPolicy `ci-cleanup`; PromotionPolicy `web`; DeployPolicies `staging-web`,
   `prod-web`; the approval file `approvals/web-prod.yaml`.

@@ -186,7 +186,7 @@ def test_rollbacks_whose_rollout_fails_still_hold_and_refusals_change_nothing(
         by_revision = invoke("rollback", *common, "prod-web", "--revision", "1", "--yes")
         assert by_revision.exit_code == 0, by_revision.output
         assert image() == ref + d1
-        assert f"rolled prod-web back from {d2} to revision 1 ({d1})" in by_revision.stderr
+        assert f"rolled prod-web back from build-2 ({d2}) to revision 1, build-1 ({d1})" in by_revision.stderr
         assert invoke("release-hold", *common, "prod-web").exit_code == 0
         assert invoke("run", *common).exit_code == 0
         assert image() == ref + d2
