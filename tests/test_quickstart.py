@@ -298,9 +298,15 @@ def test_the_rollback_holds_and_the_printed_release_rolls_prod_forward_again(tmp
     held = result.output[result.output.index("# The next scheduled run respects the hold"):]
     assert "no changes" in held and f"held: {build[:19]} was rolled back by hand" in held
     head = result.output[result.output.index("Done:"):]
-    release = next(line.strip() for line in head.splitlines() if " release-hold prod-web " in line)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")} | {
         "RECONCILE_CACHE_DIR": str(directory / "cache")}
+    explain = next(line.strip() for line in head.splitlines() if " explain DeployPolicy/prod-web " in line)
+    explained = subprocess.run(["bash", "-c", explain], cwd=directory, env=env, capture_output=True, text=True,
+                               timeout=120)
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert f"(tags: 126): blocked — DeployPolicy/prod-web: held: {build[:19]} was rolled back by hand" in \
+        explained.stdout
+    release = next(line.strip() for line in head.splitlines() if " release-hold prod-web " in line)
     done = subprocess.run(["bash", "-c", release], cwd=directory, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

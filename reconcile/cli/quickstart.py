@@ -253,6 +253,8 @@ def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
         f"{program} validate --repo policies && {program} plan {common}",
         "# What prod's manifests say now: web pinned, by the rollback's commit, to what it ran before.",
         "git -C manifests.git show main:envs/prod/web.yaml | grep image:",
+        f"# Why prod does not get {PROMOTED} back: its DeployPolicy, explained.",
+        f"{program} explain DeployPolicy/prod-web {common}",
         f"# {PROMOTED} is fixed: release the hold, and the next run deploys it to prod again.",
         f"{program} release-hold prod-web {common} && {program} apply {common} --yes",
         "# Start again from scratch (from the directory you ran the quickstart in).",

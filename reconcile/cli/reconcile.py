@@ -279,7 +279,8 @@ def apply_command(settings: Settings, only: str | None, saved: str | None, yes: 
 
     On a terminal, the plan is shown and confirmation asked first unless --yes.
     """
-    _execute(settings, "apply", only, saved, confirm=not yes and not saved and _interactive())
+    with command_lock(settings, wait=True):
+        _execute(settings, "apply", only, saved, confirm=not yes and not saved and _interactive())
 
 
 def _interactive() -> bool:
@@ -293,46 +294,112 @@ def _interactive() -> bool:
 def run_command(settings: Settings, only: str | None) -> None:
     """The CronJob entry point: take the lock, plan, apply. A second run while one holds the lock
     exits 1 at once rather than racing it."""
+    with command_lock(settings, wait=False):
+        _execute(settings, "run", only, None)
+
+
+@contextmanager
+def command_lock(settings: Settings, *, wait: bool) -> Iterator[None]:
+    """One command that changes things at a time per audit trail (``AUDIT_DB.lock``), so a rollback
+    cannot land between a run's plan and its apply. ``run`` gives up at once when another holds it
+    (the next schedule comes soon); apply, rollback and release-hold wait, saying so."""
     lock_path = Path(f"{settings.audit_db}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise click.ClickException(f"another reconcile run holds {lock_path}") from None
-        _execute(settings, "run", only, None)
+            if not wait:
+                raise click.ClickException(f"another reconcile run holds {lock_path}") from None
+            click.echo(f"waiting for the reconcile command holding {lock_path} to finish", err=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
-def explains(action: Action, reference: str) -> bool:
-    """Does ``action`` concern ``reference``: a digest, ``[registry/]repository:tag``, ``…@digest`` or a tag?"""
+POLICY_KINDS = ("RetentionPolicy", "PromotionPolicy", "DeployPolicy")
+
+
+def explains(action: Action, reference: str, image: str | None = None) -> bool:
+    """Does ``action`` concern ``reference``?
+
+    ``reference`` is a digest (alone or as ``…@digest``): the action's digest before or after, or the
+    digest its target names; a tag, ``repository:tag`` or ``registry/repository:tag``: a retention
+    action on that tag (or on a digest carrying it), a promotion setting or holding it, a deploy whose
+    desired digest it tags; or ``Kind/name`` of a policy: every action of that policy. ``image`` is the
+    ``registry/repository`` a deploy action's tags belong to (its target names workloads, not an image).
+    """
+    if reference.partition("/")[0] in POLICY_KINDS:  # repository names are lower case: no clash
+        return action.policy == reference
     if "sha256:" in reference:
         digest = reference[reference.index("sha256:"):]
         return digest in (action.digest_before, action.digest_after) or action.target.endswith("@" + digest)
     name, _, tag = reference.rpartition(":")
-    if "@" in action.target:  # a prune names the digest, and carries the tags it removes
-        repository, tags = action.target.split("@")[0], set(action.tags)
-    else:
-        repository, _, own = action.target.rpartition(":")
-        tags = {own}
-    return tag in tags and (not name or repository == name or repository.endswith("/" + name))
+    repository, tags = _image_of(action, image)
+    if tag not in tags:
+        return False
+    return not name or (repository is not None and (repository == name or repository.endswith("/" + name)))
+
+
+def _image_of(action: Action, image: str | None) -> tuple[str | None, frozenset[str]]:
+    """``registry/repository`` an action is about, and the tags it concerns there."""
+    if action.policy.startswith("DeployPolicy/"):
+        return image, frozenset(action.tags)
+    if "@" in action.target:  # a prune names the digest and carries the tags it removes; a promotion, those it sets
+        return action.target.split("@")[0], frozenset(action.tags)
+    if ":" in action.target:  # a retention keep or untag of one tag
+        repository, _, tag = action.target.rpartition(":")
+        return repository, frozenset({tag})
+    return None, frozenset()  # a blocked policy: a registry or stage, no image
+
+
+def deploy_images(policies: PolicySet) -> dict[str, str]:
+    """``DeployPolicy/NAME`` -> ``registry/repository`` of the stage it deploys from."""
+    images = {}
+    for name, deploy in policies.deploy_policies.items():
+        promotion = policies.promotion_policies.get(deploy.promotion)
+        stage = next((s for s in promotion.stages if s.name == deploy.stage), None) if promotion else None
+        if stage is not None:
+            images[f"DeployPolicy/{name}"] = f"{stage.registry}/{stage.repository}"
+    return images
 
 
 @cli.command("explain")
 @common_options
 @click.argument("reference", metavar="IMAGE_REF")
 def explain_command(settings: Settings, reference: str) -> None:
-    """Why an image is kept, protected or pruned: which rule or protection decides, per policy.
+    """Why an image is kept, pruned, promoted or deployed (or not): which rule, protection, gate or
+    hold decides, per policy.
 
-    IMAGE_REF is a tag (v1.2.3), REPOSITORY:TAG, REGISTRY/REPOSITORY:TAG (REGISTRY: the Registry
-    policy's name), or a digest.
+    \b
+    IMAGE_REF is one of
+      TAG                      v1.2.3, build-7 (in any repository)
+      REPOSITORY:TAG           team-a/web:v1.2.3
+      REGISTRY/REPOSITORY:TAG  ci/team-a/web:v1.2.3 (REGISTRY: the Registry's name)
+      DIGEST                   sha256:…, or REPOSITORY@sha256:…
+      KIND/NAME                a policy: DeployPolicy/prod-web, PromotionPolicy/web,
+                               RetentionPolicy/ci-cleanup
+
+    A tag matches the retention actions on it, the promotions that set or hold it in a stage
+    (with the state of each gate) and the deploys whose desired digest it is the version tag of;
+    a digest, every action that keeps, prunes, promotes, deploys or replaces it; a policy, every
+    action it decides, a deploy's hold included.
     """
     policies = _load(settings, None)
+    kind, _, name = reference.partition("/")
+    only = reference if kind in POLICY_KINDS else None  # one policy: plan only it
+    if only is not None:
+        known = {"RetentionPolicy": policies.retention_policies, "PromotionPolicy": policies.promotion_policies,
+                 "DeployPolicy": policies.deploy_policies}[kind]
+        if name not in known:
+            click.echo(f"there is no {kind} named {name} (known: {', '.join(sorted(known)) or 'none'})")
+            return
+    images = deploy_images(policies)
     with _connections(policies) as connections:
-        plan = _plan(settings, policies, None, connections)
-    found = [a for a in plan.actions if explains(a, reference)]
+        plan = _plan(settings, policies, only, connections)
+    found = [a for a in plan.actions if explains(a, reference, images.get(a.policy))]
     if not found:
-        click.echo(f"no policy decides anything about {reference} (it is in none of the repositories the "
-                   "retention policies cover, or does not exist)")
+        click.echo(f"no policy decides anything about {reference} (no retention policy covers it, no promotion "
+                   "sets or holds it in a stage, no deploy runs or wants it; or it does not exist)")
     for action in found:
         tags = f" (tags: {', '.join(action.tags)})" if action.tags else ""
         click.echo(f"{action.target}{tags}: {action.kind} — {action.policy}: {action.reason}")
@@ -366,7 +433,7 @@ def rollback_command(settings: Settings, policy_name: str, to_digest: str | None
     the stage's registry no longer holds is refused.
     """
     policies, policy = _deploy_policy(settings, policy_name)
-    with _connections(policies) as connections:
+    with command_lock(settings, wait=True), _connections(policies) as connections:
         try:
             _rollback(settings, policies, policy, connections, to_digest, revision, yes)
         except (ClusterError, RolloutFailed, WriteBackError, RegistryError, RollbackRefused) as e:
@@ -443,6 +510,11 @@ def _pinned_digest(image: str | None) -> str | None:
 def release_hold_command(settings: Settings, policy_name: str) -> None:
     """Let a DeployPolicy deploy a digest a rollback held back again (recorded in the audit trail)."""
     policies, policy = _deploy_policy(settings, policy_name)
+    with command_lock(settings, wait=True):
+        _release_hold(settings, policies, policy)
+
+
+def _release_hold(settings: Settings, policies: PolicySet, policy: DeployPolicy) -> None:
     _, _, holds = _history(settings)
     hold = holds.get(policy.name)
     if hold is None:

@@ -19,7 +19,9 @@ class Action:
     digest_before: str | None = None
     digest_after: str | None = None
     reason: str = ""
-    tags: tuple[str, ...] = field(default=(), compare=False)  # tags a digest deletion removes
+    # a prune: the tags it removes; a promotion: the stage tags it sets or holds; a deploy: the desired
+    # digest's version tag
+    tags: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def mutates(self) -> bool:

@@ -117,13 +117,13 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
     tags = render_tags(stage, version, digest)
     if all(tag in repo.tags and repo.tags[tag].digest == digest for tag in tags):
         return Action(subject, "keep", f"{where}@{digest}", digest, digest,
-                      f"{stage.name} holds {version.version} ({_short(digest)}) under {', '.join(tags)}")
+                      f"{stage.name} holds {version.version} ({_short(digest)}) under {', '.join(tags)}", tuple(tags))
     conflicts = [tag for template, tag in zip(stage.tags, tags, strict=True)
                  if _immutable(template) and tag in repo.tags and repo.tags[tag].digest != digest]
     if conflicts:
         taken = ", ".join(f"{tag} -> {_short(repo.tags[tag].digest)}" for tag in conflicts)
         return Action(subject, "blocked", f"{where}@{digest}", held, digest, (
-            f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"))
+            f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"), tuple(tags))
     gates = _gates(stage, digest, version, inputs, now)
     states = "; ".join(state for _, state in gates) or "no gates"
     if all(is_open for is_open, _ in gates):

@@ -84,7 +84,8 @@ def _fit(head: list[str], sections: list[list[str]], limit: int) -> str:
 
 
 def _md_action(action: Action) -> str:
-    extra = f" (removes tags: {', '.join(action.tags)})" if action.tags else ""
+    label = "removes tags" if action.kind == "prune" else "tags"  # a promotion's or deploy's: tags it sets or holds
+    extra = f" ({label}: {', '.join(action.tags)})" if action.tags else ""
     return f"**{action.kind}** `{_md(action.target)}`{_md(extra)} — {_md(action.reason)}"
 
 

@@ -96,6 +96,13 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         assert applied.exit_code == 0, applied.output
         assert image() == ref + d2
         assert invoke("plan", *common, "--detailed-exitcode").exit_code == 0  # converged
+        runs = f"prod/{namespace}/Deployment/web (tags: build-2): keep — DeployPolicy/prod-web: runs build-2 " \
+               f"({d2[:19]}) held by web/build\n"
+        assert invoke("explain", *common, "build-2").stdout == runs
+        assert invoke("explain", *common, f"{repo}:build-2").stdout == runs
+        assert invoke("explain", *common, "DeployPolicy/prod-web").stdout == runs
+        assert runs in invoke("explain", *common, d2).stdout  # and the promotion of d2 to prod
+        assert invoke("explain", *common, "build-1").stdout.startswith("no policy decides anything about build-1")
 
         # 2. a failed rollout is rolled back automatically, and the digest held
         layout.tag(built[3], "build-3")
@@ -108,6 +115,10 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         held = invoke("plan", *common, "--format", "markdown", "--detailed-exitcode")
         assert held.exit_code == 0, held.output  # nothing to do: the failed digest is held
         assert f"held: {d3[:19]} was rolled back automatically" in held.stdout
+        explained = invoke("explain", *common, "DeployPolicy/prod-web").stdout
+        assert explained.startswith(f"prod/{namespace}/Deployment/web (tags: build-3): blocked — DeployPolicy/"
+                                    f"prod-web: held: {d3[:19]} was rolled back automatically")
+        assert invoke("explain", *common, "build-3").stdout == explained
         assert invoke("run", *common).exit_code == 0
         assert image() == ref + d2  # not deployed again
 
@@ -320,6 +331,12 @@ spec:
     assert "Repo-of-record commit:" in message
 
     assert invoke("plan", *common, "--only", "DeployPolicy/prod-web", "--detailed-exitcode").exit_code == 0
+    runs = f"git:file://{bare}#main:envs/prod Deployment/web (tags: build-2): keep — DeployPolicy/prod-web: " \
+           f"runs build-2 ({d2[:19]}) held by web/build\n"
+    assert invoke("explain", *common, "build-2").stdout == runs
+    assert invoke("explain", *common, f"ci/{repo}:build-2").stdout == runs
+    assert invoke("explain", *common, f"{repo}-prod:build-2").stdout.startswith("no policy decides anything")
+    assert runs in invoke("explain", *common, d2).stdout
     assert invoke("run", *common).exit_code == 0
     assert git(bare, "rev-parse", "main") == second  # no new commit
 
@@ -335,6 +352,9 @@ spec:
     held = invoke("plan", *common, "--format", "markdown", "--only", "DeployPolicy/prod-web", "--detailed-exitcode")
     assert held.exit_code == 0, held.output
     assert f"held: {d2[:19]} was rolled back by hand" in held.stdout
+    assert invoke("explain", *common, "DeployPolicy/prod-web").stdout.startswith(
+        f"git:file://{bare}#main:envs/prod Deployment/web (tags: build-2): blocked — DeployPolicy/prod-web: "
+        f"held: {d2[:19]} was rolled back by hand")
     assert invoke("run", *common).exit_code == 0
     assert git(bare, "rev-parse", "main") == third  # the next run respects the hold
     by_revision = invoke("rollback", *common, "prod-web", "--revision", "1", "--yes")

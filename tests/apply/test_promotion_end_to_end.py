@@ -68,6 +68,17 @@ def test_a_signed_multi_arch_image_keeps_its_digest_from_build_to_prod(
 
     first = invoke("apply", *common, "--yes")  # build-7 into staging; prod waits for staging
     assert first.exit_code == 0, first.output
+    staged = f"secure/{repo}/staging@{index.digest} (tags: staging, 7): keep — PromotionPolicy/web: staging holds 7 " \
+             f"({index.digest[:19]}) under staging, 7\n"
+    to_prod = f"ci/{repo}/prod@{index.digest} (tags: prod, 7): promote — PromotionPolicy/web: 7 from staging to " \
+              "prod: no gates\n"
+    assert invoke("explain", *common, "PromotionPolicy/web").stdout == to_prod + staged
+    assert invoke("explain", *common, "7").stdout == to_prod + staged
+    assert invoke("explain", *common, index.digest).stdout == to_prod + staged
+    assert invoke("explain", *common, f"{repo}/prod:7").stdout == to_prod
+    assert invoke("explain", *common, f"secure/{repo}/staging:staging").stdout == staged
+    unknown = invoke("explain", *common, "PromotionPolicy/api")
+    assert (unknown.exit_code, unknown.stdout) == (0, "there is no PromotionPolicy named api (known: web)\n")
     second = invoke("apply", *common, "--yes")  # staging's digest into prod
     assert second.exit_code == 0, second.output
 
@@ -104,5 +115,8 @@ def test_a_version_tag_on_another_digest_is_reported_not_overwritten(
     planned = invoke("plan", *common, "--format", "markdown")
     assert f"version tag conflict in staging: 8 -> {squatter.digest[:19]}; an immutable tag is never overwritten" \
         in planned.stdout
+    assert invoke("explain", *common, f"{repo}/staging:8").stdout.startswith(
+        f"secure/{repo}/staging@{wanted.digest} (tags: staging, 8): blocked — PromotionPolicy/web: version tag "
+        "conflict in staging")
     assert invoke("apply", *common, "--yes").exit_code == 0
     assert raw_digest(f"docker://{auth_registry.host}/{repo}/staging:8", auth_registry.creds) == squatter.digest
