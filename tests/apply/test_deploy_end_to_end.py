@@ -5,6 +5,9 @@ held, a manual rollback the next run respects, release-hold; every step in the a
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,54 @@ spec:
     return root
 
 
+@dataclass
+class WebInProd:
+    """Builds 1..N of one repository (1 and 2 pushed), the Deployment prod/web running build 1, and
+    the policies deploying the newest build to it."""
+
+    layout: Layout
+    built: dict[int, Any]
+    registry: RunningRegistry
+    repo: str
+    admin: FixtureBackend
+    namespace: str
+    root: Path
+
+    @property
+    def digests(self) -> list[str]:
+        return [self.built[n].digest for n in sorted(self.built)]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.registry.host}/{self.repo}@"
+
+    def push(self, n: int) -> None:
+        self.layout.tag(self.built[n], f"build-{n}")
+        push(self.layout, f"build-{n}", self.registry.host, self.repo)
+
+    def image(self) -> str:
+        return self.admin.read("apps/v1", "Deployment", self.namespace, "web")["spec"]["template"]["spec"][
+            "containers"][0]["image"]
+
+
+@contextmanager
+def web_in_prod(tmp_path: Path, registry: RunningRegistry, repo: str, *, builds: int) -> Iterator[WebInProd]:
+    layout = Layout(tmp_path / "layout")
+    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in range(1, builds + 1)}
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        root = write_policies(tmp_path / "policies", registry, repo, tmp_path / "admin.kubeconfig", namespace)
+        world = WebInProd(layout, built, registry, repo, admin, namespace, root)
+        for n in (1, 2):
+            world.push(n)
+        admin.create(deployment(namespace, "web", {"web": world.ref + built[1].digest}, replicas=1, deadline=5))
+        try:
+            yield world
+        finally:
+            admin.close()
+
+
 def deploy_rows(db: Path) -> list[tuple[Any, ...]]:
     with AuditStore.open(db, read_only=True) as store:
         return [tuple(r) for r in store.conn.execute(
@@ -68,25 +119,10 @@ def deploy_rows(db: Path) -> list[tuple[Any, ...]]:
 def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
-    layout = Layout(tmp_path / "layout")
-    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in (1, 2, 3)}
-    d1, d2, d3 = (built[n].digest for n in (1, 2, 3))
-    for n in (1, 2):
-        layout.tag(built[n], f"build-{n}")
-        push(layout, f"build-{n}", plain_registry.host, repo)
-    ref = f"{plain_registry.host}/{repo}@"
     db = tmp_path / "audit.db"
-    with running() as api:
-        admin = FixtureBackend(api, tmp_path)
-        namespace = admin.namespace("web")
-        admin.create(deployment(namespace, "web", {"web": ref + d1}, replicas=1, deadline=5))
-
-        def image() -> str:
-            return admin.read("apps/v1", "Deployment", namespace, "web")["spec"]["template"]["spec"][
-                "containers"][0]["image"]
-
-        root = write_policies(tmp_path / "policies", plain_registry, repo, tmp_path / "admin.kubeconfig", namespace)
-        common = ["--repo", str(root), "--audit-db", str(db)]
+    with web_in_prod(tmp_path, plain_registry, repo, builds=3) as world:
+        (d1, d2, d3), ref, admin, namespace = world.digests, world.ref, world.admin, world.namespace
+        image, common = world.image, ["--repo", str(world.root), "--audit-db", str(db)]
 
         # 1. the stage's newest candidate is deployed, by digest
         planned = invoke("plan", *common, "--format", "markdown", "--detailed-exitcode")
@@ -105,8 +141,7 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         assert invoke("explain", *common, "build-1").stdout.startswith("no policy decides anything about build-1")
 
         # 2. a failed rollout is rolled back automatically, and the digest held
-        layout.tag(built[3], "build-3")
-        push(layout, "build-3", plain_registry.host, repo)
+        world.push(3)
         admin.rollout_outcome(namespace, "web", "fail", image=ref + d3)  # d3 cannot start; d2 still can
         failed = invoke("run", *common)
         assert failed.exit_code == 1, failed.output
@@ -146,7 +181,6 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         assert invoke("release-hold", *common, "prod-web").exit_code == 0
         assert invoke("run", *common).exit_code == 0
         assert image() == ref + d3
-        admin.close()
 
     rows = deploy_rows(db)
     assert [row[:4] for row in rows] == [
@@ -171,25 +205,10 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
 def test_rollbacks_whose_rollout_fails_still_hold_and_refusals_change_nothing(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
-    layout = Layout(tmp_path / "layout")
-    built = {n: layout.image(created=f"2026-11-0{n}T00:00:00Z") for n in (1, 2, 3, 4)}
-    d1, d2, d3, d4 = (built[n].digest for n in (1, 2, 3, 4))
-    for n in (1, 2):
-        layout.tag(built[n], f"build-{n}")
-        push(layout, f"build-{n}", plain_registry.host, repo)
-    ref = f"{plain_registry.host}/{repo}@"
     db = tmp_path / "audit.db"
-    with running() as api:
-        admin = FixtureBackend(api, tmp_path)
-        namespace = admin.namespace("web")
-        admin.create(deployment(namespace, "web", {"web": ref + d1}, replicas=1, deadline=5))
-
-        def image() -> str:
-            return admin.read("apps/v1", "Deployment", namespace, "web")["spec"]["template"]["spec"][
-                "containers"][0]["image"]
-
-        root = write_policies(tmp_path / "policies", plain_registry, repo, tmp_path / "admin.kubeconfig", namespace)
-        common = ["--repo", str(root), "--audit-db", str(db)]
+    with web_in_prod(tmp_path, plain_registry, repo, builds=4) as world:
+        (d1, d2, d3, d4), ref, admin, namespace = world.digests, world.ref, world.admin, world.namespace
+        image, common = world.image, ["--repo", str(world.root), "--audit-db", str(db)]
         assert invoke("apply", *common, "--yes").exit_code == 0
         assert image() == ref + d2
 
@@ -203,8 +222,7 @@ def test_rollbacks_whose_rollout_fails_still_hold_and_refusals_change_nothing(
         assert image() == ref + d2
 
         # an automatic rollback whose own rollout fails: the run fails, and the digest is held all the same
-        layout.tag(built[3], "build-3")
-        push(layout, "build-3", plain_registry.host, repo)
+        world.push(3)
         admin.rollout_outcome(namespace, "web", "fail", image=ref + d3)
         admin.rollout_outcome(namespace, "web", "fail", image=ref + d2)
         failed = invoke("run", *common)
@@ -232,7 +250,6 @@ def test_rollbacks_whose_rollout_fails_still_hold_and_refusals_change_nothing(
         assert image() == ref + d1
         plan = invoke("plan", *common, "--format", "markdown").stdout
         assert f"held: {d3[:19]}" not in plan  # the newest hold wins: d2 was rolled back from by hand
-        admin.close()
 
     rows = deploy_rows(db)
     assert [row[:4] for row in rows][-3:] == [
