@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from reconcile.observe.state import ClusterState
+from reconcile.observe.state import ClusterState, DeployHealth
 from reconcile.observe.world import Observation, registry_host
 from reconcile.plan.actions import Action
 from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
@@ -46,7 +46,8 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
             continue
         clusters: dict[str, ClusterState | str] = dict(observation.clusters)
         inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
-                                 clusters, deployed, seen.git_commits)
+                                 clusters, deployed, seen.git_commits, _deploy_targets(policies, observation,
+                                                                                       policy.registry))
         policy_actions = plan_retention(policy, inputs, now)
         errors += [a.reason for a in policy_actions if a.kind == "blocked"]
         actions += policy_actions
@@ -76,6 +77,17 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         actions.append(action)
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,
                      fingerprint(observation, deployed))
+
+
+def _deploy_targets(policies: PolicySet, observation: Observation, registry: str) -> dict[str, DeployHealth | str]:
+    """What each DeployPolicy taking its images from ``registry`` runs (or pins) now: retention there
+    never prunes it."""
+    targets: dict[str, DeployHealth | str] = {}
+    for name, deploy in policies.deploy_policies.items():
+        if policies.promotion_policies[deploy.promotion].stage(deploy.stage).registry == registry:
+            targets[name] = (observation.health if deploy.cluster is not None else observation.written).get(
+                name, "not observed")
+    return targets
 
 
 def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:

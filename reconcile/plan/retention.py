@@ -1,9 +1,10 @@
 """Retention: which tags a RetentionPolicy prunes, and why every other one stays. Pure.
 
 Order of reasoning, per repository: keep rules select what the policy wants; protections
-(images in use, the rollback window, digests shared with kept tags, children of kept indexes,
-referrers of kept images) keep what no rule may remove; what is left is pruned by digest, with
-its referrers. A policy whose protecting sources cannot be read prunes nothing.
+(images in use, what DeployPolicies' targets run or pin now, the rollback window, digests shared
+with kept tags, children of kept indexes, referrers of kept images) keep what no rule may remove;
+what is left is pruned by digest, with its referrers. A policy whose protecting sources cannot be
+read prunes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reconcile.observe.state import ClusterState, Descriptor, Image, RepositoryState
+from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Image, RepositoryState
 from reconcile.plan.actions import Action
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import KeepRule, RetentionPolicy
@@ -34,6 +35,8 @@ class RetentionInputs:
     # newest first, from the audit trail; None when the trail could not be read
     git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)  # keep[i] -> commit SHAs,
     # or why the source repository could not be read
+    deploy_targets: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy deploying
+    # from this registry -> what its workloads run (cluster) or its manifests pin (write-back) now, or why unknown
 
 
 def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: datetime) -> list[Action]:
@@ -66,6 +69,9 @@ def _unreadable_sources(policy: RetentionPolicy, inputs: RetentionInputs) -> lis
             problems.append(f"cluster {name} was not observed")
         elif isinstance(state, str):
             problems.append(f"cluster {name} could not be read: {state}")
+    for name, target in sorted(inputs.deploy_targets.items()):
+        if isinstance(target, str):
+            problems.append(f"what DeployPolicy/{name} runs could not be read: {target}")
     if policy.protect.deployed_history and inputs.deployed is None:
         problems.append("the audit trail (deploy history) could not be read")
     for index, commits in sorted(inputs.git_commits.items()):
@@ -82,6 +88,7 @@ class _Protected:
     in_use: frozenset[str]  # digests running or kept for rollback in a protecting cluster
     in_use_tags: frozenset[tuple[str, str]]  # (repository, tag) referenced by tag only
     deployed: Mapping[str, str]  # digest -> DeployPolicy that deployed it recently
+    deploy_targets: Mapping[str, str]  # digest -> DeployPolicy whose target runs or pins it now
 
 
 def _protected_digests(policy: RetentionPolicy, inputs: RetentionInputs) -> _Protected:
@@ -100,7 +107,9 @@ def _protected_digests(policy: RetentionPolicy, inputs: RetentionInputs) -> _Pro
         for deploy_policy, history in sorted((inputs.deployed or {}).items()):
             for digest in history[: policy.protect.deployed_history]:
                 deployed.setdefault(digest, deploy_policy)
-    return _Protected(frozenset(digests), frozenset(tags), deployed)
+    targets = {target.digest: name for name, target in sorted(inputs.deploy_targets.items(), reverse=True)
+               if isinstance(target, DeployHealth) and target.digest}
+    return _Protected(frozenset(digests), frozenset(tags), deployed, targets)
 
 
 def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryState, inputs: RetentionInputs,
@@ -289,6 +298,8 @@ def _protection(repository: str, tag: str, digest: str, protected: _Protected) -
         return f"protected: {_short(digest)} is running or kept for rollback in a protecting cluster"
     if (repository, tag) in protected.in_use_tags:
         return "protected: a protecting cluster runs this tag"
+    if digest in protected.deploy_targets:
+        return f"protected: DeployPolicy/{protected.deploy_targets[digest]}'s target runs or pins {_short(digest)} now"
     if digest in protected.deployed:
         return f"protected: among the last digests DeployPolicy/{protected.deployed[digest]} deployed"
     return None

@@ -329,14 +329,31 @@ spec:
   manifests: {{repo: "file://{bare}", path: envs/prod, branch: main}}
   namespace: shop
   workloads: [{{kind: Deployment, name: web, container: web}}]
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {{name: ci-cleanup}}
+spec:
+  registry: ci
+  repositories: ["{repo}"]
+  keep: [{{tags: '^build-2$'}}]
+  protect: {{deployedHistory: 2}}
 """)
     common = ["--repo", str(root), "--audit-db", str(tmp_path / "audit.db")]
 
     planned = invoke("plan", *common, "--format", "markdown", "--only", "DeployPolicy/prod-web")
     assert planned.exit_code == 0, planned.output
     assert f"{d1[:19]} -> {new}" in planned.stdout
+    # build-1 is kept by no rule: only the manifests' pin protects it (no cluster needed)
+    assert invoke("explain", *common, f"{repo}:build-1").stdout == (
+        f"ci/{repo}:build-1: keep — RetentionPolicy/ci-cleanup: protected: DeployPolicy/prod-web's target runs or "
+        f"pins {d1[:19]} now\n")
     applied = invoke("apply", *common, "--yes")
     assert applied.exit_code == 0, applied.output
+    # once replaced, the rollback window keeps it: the rollback below can go back to it
+    assert invoke("explain", *common, f"{repo}:build-1").stdout == (
+        f"ci/{repo}:build-1: keep — RetentionPolicy/ci-cleanup: protected: among the last digests "
+        "DeployPolicy/prod-web deployed\n")
     second = git(bare, "rev-parse", "main")
     assert second != first
     diff = git(bare, "diff", "--unified=0", first, second)
@@ -350,8 +367,9 @@ spec:
     assert invoke("plan", *common, "--only", "DeployPolicy/prod-web", "--detailed-exitcode").exit_code == 0
     runs = f"git:file://{bare}#main:envs/prod Deployment/web (tags: build-2): keep — DeployPolicy/prod-web: " \
            f"runs build-2 ({d2[:19]}) held by web/build\n"
-    assert invoke("explain", *common, "build-2").stdout == runs
-    assert invoke("explain", *common, f"ci/{repo}:build-2").stdout == runs
+    kept = f"ci/{repo}:build-2: keep — RetentionPolicy/ci-cleanup: keep[0]: matches '^build-2$'\n"
+    assert invoke("explain", *common, "build-2").stdout == runs + kept  # the deploy and the retention rule
+    assert invoke("explain", *common, f"ci/{repo}:build-2").stdout == runs + kept
     assert invoke("explain", *common, f"{repo}-prod:build-2").stdout.startswith("no policy decides anything")
     assert runs in invoke("explain", *common, d2).stdout
     assert invoke("run", *common).exit_code == 0

@@ -12,6 +12,7 @@ from reconcile.observe.state import (
     OCI_INDEX,
     OCI_MANIFEST,
     ClusterState,
+    DeployHealth,
     Descriptor,
     Image,
     ImageReference,
@@ -168,6 +169,26 @@ def test_the_rollback_window_from_the_audit_trail_is_protected() -> None:
                   repo({"v9": 9, "a": 1, "b": 2, "c": 3, "d": 4}), deployed=deployed)
     assert outcome(actions) == {"keep": [":b", ":c", ":d", ":v9"], "prune": [f"@{digest(1)}"]}
     assert actions[1].reason == "protected: among the last digests DeployPolicy/prod-web deployed"
+
+
+@pytest.mark.parametrize(("targets", "kinds", "reason"), [
+    ({"prod-web": DeployHealth(digest(2), True, "")}, {"keep": [":b", ":v9"], "prune": [f"@{digest(1)}"]},
+     f"protected: DeployPolicy/prod-web's target runs or pins {digest(2)[:19]} now"),
+    ({"prod-web": DeployHealth(digest(2), False, "1 of 3 updated replicas available")},
+     {"keep": [":b", ":v9"], "prune": [f"@{digest(1)}"]}, None),  # a rollout under way: still in use
+    ({"prod-web": DeployHealth(None, True, "")}, {"keep": [":v9"], "prune": [f"@{digest(1)}", f"@{digest(2)}"]},
+     None),  # workloads on different digests name no one digest (a protecting cluster covers them)
+    ({"prod-web": "git fetch: could not read from remote repository"}, {"blocked": ["ci"]},
+     "what DeployPolicy/prod-web runs could not be read: git fetch: could not read from remote repository; "
+     "nothing is pruned"),
+], ids=["pinned", "rolling-out", "no-single-digest", "unreadable"])
+def test_what_a_deploy_target_runs_or_pins_now_is_never_pruned(targets: dict, kinds: dict, reason: str | None
+                                                               ) -> None:
+    """A manifests target's pin counts as in use before any cluster syncs it; no protect rule needed."""
+    actions = run(policy(rule("^v")), repo({"v9": 9, "a": 1, "b": 2}), deploy_targets=targets)
+    assert outcome(actions) == kinds
+    if reason:
+        assert reason in [a.reason for a in actions]
 
 
 def test_an_unreadable_audit_trail_prunes_nothing_when_history_protects() -> None:
