@@ -37,7 +37,7 @@ from reconcile.plan.rollback import RollbackRefused, choose_rollback
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
-from reconcile.policy.secrets import SecretResolver
+from reconcile.policy.secrets import SecretError, SecretResolver
 from reconcile.policy.source import default_cache_dir
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
 
@@ -445,7 +445,7 @@ def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, con
     read = _health_reader(connections) if policy.cluster is not None else _written_reader(policies)
     try:
         current = read(policy).digest
-    except ValueError as e:
+    except (ValueError, SourceError) as e:
         raise click.ClickException(f"not rolled back: cannot tell what {policy.name} runs now: {e}") from None
     history, _, _ = _history(settings)
     if history is None and to_digest is None and revision is None:
@@ -466,7 +466,7 @@ def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, con
             return True
         try:
             return client.resolve(stage.repository, digest) is not None
-        except RegistryError as e:
+        except (RegistryError, SecretError) as e:
             return f"registry {stage.registry}: {e}"
 
     choice = choose_rollback(policy.name, current, (history or {}).get(policy.name, []), revisions, in_stage,
@@ -493,7 +493,7 @@ def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, con
 def _stage_state(client: RegistryClient, repository: str) -> RepositoryState | str:
     try:
         return observe_repository(client, repository)
-    except RegistryError as e:
+    except (RegistryError, SecretError) as e:
         return str(e)
 
 
