@@ -374,3 +374,10 @@ def test_python_dash_m_reconcile_validate(invalid: Path, tmp_path: Path) -> None
     assert completed.returncode == 1, completed.stderr
     assert completed.stdout.splitlines() == problem_lines(invalid)
     assert completed.stderr == "3 problems in 2 files\n"
+
+
+def test_commands_that_reach_no_cluster_do_not_import_the_kubernetes_client() -> None:
+    """It is most of the start-up time of `--help`, `validate` and `audit`: imported on first use."""
+    probe = "import sys, reconcile.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "[]"

@@ -14,16 +14,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import kubernetes.client
 import urllib3
 import yaml
-from kubernetes import config
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from reconcile import __version__
 from reconcile.observe.cluster.errors import (
@@ -39,12 +34,15 @@ from reconcile.observe.cluster.kinds import Resource
 from reconcile.policy import model
 from reconcile.policy.secrets import Secret, SecretError, SecretProblem, SecretResolver, redact
 
+if TYPE_CHECKING:  # the client is imported when a cluster is first reached: commands that reach none start faster
+    from kubernetes.client import ApiClient, Configuration
+
 log = logging.getLogger(__name__)
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
-Loader = Callable[[], Configuration]
+Loader = Callable[[], "Configuration"]
 
 
 def configuration_loader(cluster: model.Cluster, resolver: SecretResolver) -> Loader:
@@ -76,6 +74,8 @@ def configuration_loader(cluster: model.Cluster, resolver: SecretResolver) -> Lo
 
 
 def _load_in_cluster(configuration: Configuration) -> None:
+    from kubernetes import config
+
     config.load_incluster_config(client_configuration=configuration)
 
 
@@ -83,6 +83,8 @@ def _load_file(configuration: Configuration, path: Path, context: str | None) ->
     if not path.is_file():
         # The client would only say "No configuration found".
         return SecretProblem(f"{path} is not a file")
+    from kubernetes import config
+
     config.load_kube_config(config_file=str(path), context=context, client_configuration=configuration,
                             persist_config=False)
     return None
@@ -92,6 +94,8 @@ def _load_text(configuration: Configuration, text: Secret, context: str | None) 
     document = _parse_kubeconfig(text)
     if isinstance(document, SecretProblem):
         return document
+    from kubernetes import config
+
     config.load_kube_config_from_dict(document, context=context, client_configuration=configuration,
                                       persist_config=False)
     return None
@@ -107,6 +111,9 @@ def _parse_kubeconfig(text: Secret) -> dict[str, Any] | SecretProblem:
 
 
 def _configured(name: str, what: str, load: Callable[[Configuration], SecretProblem | None]) -> Configuration:
+    from kubernetes.client import Configuration
+    from kubernetes.config.config_exception import ConfigException
+
     # A private Configuration per cluster: the process-wide default is never touched.
     configuration = Configuration()
     problem: str | None = None
@@ -162,6 +169,8 @@ class Connection:
             api_client.close()
 
     def _new_client(self) -> ApiClient:
+        from kubernetes.client import ApiClient
+
         api_client = ApiClient(self._loader())
         api_client.user_agent = f"reconcile/{__version__}"
         return api_client
@@ -206,6 +215,9 @@ class Connection:
 
     def _send(self, api_client: ApiClient, resource: Resource, method: str, arguments: dict[str, Any],
               limit: float) -> Any:
+        import kubernetes.client
+        from kubernetes.client.exceptions import ApiException
+
         api = getattr(kubernetes.client, resource.api)(api_client)
         try:
             response = getattr(api, method)(**arguments, _preload_content=False, _request_timeout=(limit, limit))
