@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 from reconcile.observe.cluster import ClusterError
 from reconcile.observe.git_refs import live_commits
-from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository, open_registry
+from reconcile.observe.registry import (
+    RegistryClient,
+    RegistryError,
+    observe_repositories,
+    observe_repository,
+    open_registry,
+)
 from reconcile.observe.state import ClusterState, DeployHealth, ImageReference, RepositoryState, Usage
 from reconcile.policy.model import Cluster, DeployPolicy, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
@@ -155,7 +161,7 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
     try:
         client = _client(registry, resolver, cache_dir, clients)
         names = client.repositories(policy.repositories)
-        repositories = tuple(observe_repository(client, name) for name in names)
+        repositories = observe_repositories(client, names)
     except (RegistryError, SecretError) as e:
         return RetentionObservation(f"registry {registry.name} could not be read: {e}", commits)
     return RetentionObservation(repositories, commits)

@@ -9,6 +9,7 @@ one interface (:class:`RegistryClient`), observed into :class:`RepositoryState`,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
@@ -38,6 +39,7 @@ __all__ = [
     "RegistryError",
     "RetryPolicy",
     "copy_image",
+    "observe_repositories",
     "observe_repository",
     "open_registry",
 ]
@@ -96,6 +98,16 @@ def observe_repository(client: RegistryClient, repository: str) -> RepositorySta
         registry=client.name, repository=repository, tags=MappingProxyType(dict(sorted(tags.items()))),
         images=MappingProxyType(images), referrers=MappingProxyType(referrers),
         can_delete_tags=client.can_delete_tags(repository))
+
+
+def observe_repositories(client: RegistryClient, repositories: Sequence[str]) -> tuple[RepositoryState, ...]:
+    """:func:`observe_repository` for each of ``repositories``, several at once (a registry of many
+    small repositories is mostly round trips); the client's concurrency still caps the requests in
+    flight. The first failure is raised, once the others have stopped."""
+    if len(repositories) <= 1:
+        return tuple(observe_repository(client, name) for name in repositories)
+    with ThreadPoolExecutor(max_workers=min(client.concurrency, len(repositories))) as pool:
+        return tuple(pool.map(lambda name: observe_repository(client, name), repositories))
 
 
 def _image(client: RegistryClient, repository: str, digest: str) -> Image | None:

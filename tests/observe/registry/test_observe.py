@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from reconcile.observe.registry import observe_repository
+from reconcile.observe.registry import observe_repositories, observe_repository
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
+from tests.observe.registry.oci import Layout, push
 from tests.observe.registry.test_read import COSIGN_SIG, Published, publish
 
 
@@ -65,3 +67,24 @@ def test_observing_again_costs_only_the_tag_list_and_heads(
     gets = [r.path for r in fresh if r.method == "GET"]
     assert not [p for p in gets if "/manifests/" in p or "/blobs/" in p]
     assert len(fresh) == len(again) + 2
+
+
+def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
+        plain_registry: RunningRegistry, proxy_factory: Callable[..., FaultProxy], open_client: OpenClient,
+        tmp_path: Path) -> None:
+    """A registry of many small repositories is mostly round trips: their tag lists are read side by
+    side (each held back a while by the proxy, so overlapping ones are seen in flight together)."""
+    layout = Layout(tmp_path / "layout")
+    names = [f"many-{secrets.token_hex(3)}/app-{n}" for n in range(4)]
+    for n, name in enumerate(names):
+        image = layout.image(created=f"2026-11-0{n + 1}T00:00:00Z")
+        layout.tag(image, f"v{n}")
+        push(layout, f"v{n}", plain_registry.host, name)
+    proxy = proxy_factory(plain_registry.url)
+    proxy.inject(r"/tags/list", "delay", delay=0.5, times=-1)
+    client = open_client(replace(registry_policy("ci", proxy.url), concurrency=2))
+    states = observe_repositories(client, names)
+    assert [s.repository for s in states] == names  # in the order asked
+    assert [sorted(s.tags) for s in states] == [[f"v{n}"] for n in range(4)]
+    assert proxy.max_in_flight == 2  # side by side, and never more than the client's concurrency
+    assert observe_repositories(client, names[:1]) == states[:1]
