@@ -125,6 +125,7 @@ class DistributionClient:
         self._cache = cache
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
+        self._deletion_probe_lock = threading.Lock()
         self._referrers_api: bool | None = None  # learnt from the first answer
         self._tag_deletion: bool | None = None
 
@@ -413,6 +414,10 @@ class DistributionClient:
         """Whether DELETE of a tag removes just the tag (OCI 1.1), probed once per registry by
         deleting a tag that does not exist: distribution 2.x refuses a tag there (400
         DIGEST_INVALID), registries that can untag answer 404."""
+        with self._deletion_probe_lock:  # repositories observed side by side wait for one probe
+            return self._probe_tag_deletion(repository)
+
+    def _probe_tag_deletion(self, repository: str) -> bool:
         with self._lock:
             if self._tag_deletion is not None:
                 return self._tag_deletion

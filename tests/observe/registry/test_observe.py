@@ -83,8 +83,10 @@ def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
     proxy = proxy_factory(plain_registry.url)
     proxy.inject(r"/tags/list", "delay", delay=0.5, times=-1)
     client = open_client(replace(registry_policy("ci", proxy.url), concurrency=2))
-    states = observe_repositories(client, names)
+    with proxy.recording() as seen:
+        states = observe_repositories(client, names)
     assert [s.repository for s in states] == names  # in the order asked
     assert [sorted(s.tags) for s in states] == [[f"v{n}"] for n in range(4)]
     assert proxy.max_in_flight == 2  # side by side, and never more than the client's concurrency
+    assert len([r for r in seen if r.method == "DELETE"]) == 1  # the tag-deletion probe: once per registry
     assert observe_repositories(client, names[:1]) == states[:1]
