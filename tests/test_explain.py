@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.cli.reconcile import deploy_images, explains
+from reconcile.cli.explain import deploy_images, explains
 from reconcile.plan.actions import Action
 from reconcile.policy.model import DeployPolicy, PolicySet, PromotionPolicy, Stage, Workload
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
-from reconcile.cli import reconcile as _commands
+from reconcile.cli import reconcile as plan_commands
+from reconcile.cli.session import connections_for
 from reconcile.policy import load_policies
 from tests.conftest import RunningRegistry
 from tests.kube import running, write_kubeconfig
@@ -188,7 +189,7 @@ def test_apply_on_a_terminal_asks_first(tmp_path: Path, plain_registry: RunningR
                                         images: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                                         answer: str, expected: list[str]) -> None:
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(_commands, "_interactive", lambda: True)
+    monkeypatch.setattr(plan_commands, "interactive", lambda: True)
     root = policies(tmp_path, plain_registry, repo)
     result = CliRunner().invoke(cli, ["apply", "--repo", str(root), "--audit-db", str(tmp_path / "a.db")],
                                 input=answer)
@@ -265,7 +266,7 @@ def test_a_run_builds_one_client_per_cluster_and_closes_it(tmp_path: Path) -> No
     kubeconfig = write_kubeconfig(tmp_path / "k.kubeconfig", "http://127.0.0.1:9", "token")
     (tmp_path / "c.yaml").write_text("apiVersion: reconcile/v1\nkind: Cluster\nmetadata: {name: prod}\n"
                                      f"spec: {{kubeconfig: {{file: '{kubeconfig}'}}}}\n")
-    with _commands._connections(load_policies(str(tmp_path))) as connections:
+    with connections_for(load_policies(str(tmp_path))) as connections:
         first = connections.cluster("prod")
         assert connections.cluster("prod") is first  # readers, health and deploys share it
     assert connections.clusters == {"prod": first}

@@ -1,0 +1,192 @@
+"""What the commands that observe share: one set of connections per command, the readers
+``observe()`` gets, the plan made from them, the audit history it needs, and the lock that keeps
+commands that change things from overlapping."""
+
+from __future__ import annotations
+
+import fcntl
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from reconcile.audit import AuditError, AuditStore
+from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
+from reconcile.audit.store import utc_now
+from reconcile.cli import Settings
+from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
+from reconcile.observe.manifests import read_manifests_state
+from reconcile.observe.registry import RegistryClient, open_registry
+from reconcile.observe.state import ClusterState, DeployHealth
+from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
+from reconcile.plan import Plan, build_plan
+from reconcile.plan.deploy import Hold
+from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
+from reconcile.policy.approvals import read_approvals
+from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
+from reconcile.policy.secrets import SecretResolver
+
+
+@dataclass
+class Connections:
+    """One resolver, one client per registry and one per cluster for the whole run: pooled HTTP
+    connections, one token per scope, and a cluster config reloaded at most once on a 401."""
+
+    policies: PolicySet
+    resolver: SecretResolver = field(default_factory=SecretResolver)
+    registries: dict[str, RegistryClient] = field(default_factory=dict)
+    clusters: dict[str, ClusterClient] = field(default_factory=dict)
+
+    def cluster(self, name: str) -> ClusterClient:
+        if name not in self.clusters:
+            self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
+        return self.clusters[name]
+
+    def registry(self, name: str) -> RegistryClient:
+        if name not in self.registries:
+            self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
+        return self.registries[name]
+
+    def close(self) -> None:
+        for client in [*self.registries.values(), *self.clusters.values()]:
+            client.close()
+
+
+@contextmanager
+def connections_for(policies: PolicySet) -> Iterator[Connections]:
+    connections = Connections(policies)
+    try:
+        yield connections
+    finally:
+        connections.close()
+
+
+def health_reader(connections: Connections) -> HealthReader:
+    def read(deploy: DeployPolicy) -> DeployHealth:
+        if deploy.cluster is None or deploy.namespace is None:
+            raise ValueError("deploys by manifests write-back; its rollout health is not observable here")
+        client = connections.cluster(deploy.cluster)
+        images, healthy, why = [], True, []
+        for workload in deploy.workloads:
+            image, done, reason = client.workload_health(deploy.namespace, workload)
+            images.append(parse_image(image).digest if image else None)
+            healthy = healthy and done
+            why.append(reason)
+        digest = images[0] if len(set(images)) == 1 else None  # workloads on different digests: not one rollout
+        return DeployHealth(digest, healthy, "; ".join(why) if not healthy else "")
+
+    return read
+
+
+def written_reader(policies: PolicySet) -> WrittenReader:
+    """The image a manifests-target DeployPolicy's manifests name now, at its branch: a kustomization
+    ``images:`` entry for the stage's repository wins over the workloads' own ``image:`` lines."""
+    def read(deploy: DeployPolicy) -> DeployHealth:
+        target = deploy.manifests
+        assert target is not None
+        stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+        source = Cluster(f"DeployPolicy/{deploy.name}", False, None,
+                         manifests=ManifestsSource(target.repo, target.path, target.branch))
+        state = read_manifests_state(source)
+        wanted = {(w.kind, w.name, w.container) for w in deploy.workloads}
+        entries = {ref.digest for ref, usages in state.images.items() for u in usages
+                   if u.kind == "Kustomization" and ref.repository == stage.repository}
+        own = {ref.digest for ref, usages in state.images.items() for u in usages
+               if (u.kind, u.name, u.container) in wanted and (deploy.namespace in (None, u.namespace)
+                                                              or u.namespace == "default")}
+        digests = entries or own
+        if len(digests) != 1:
+            raise ValueError(f"the manifests name {len(digests)} different images for the workloads")
+        return DeployHealth(next(iter(digests)), True, "")
+
+    return read
+
+
+def cluster_reader(connections: Connections) -> ClusterReader:
+    def read(cluster: Cluster) -> ClusterState:
+        return read_manifests_state(cluster) if cluster.manifests else connections.cluster(cluster.name).images()
+
+    return read
+
+
+def helm_reader(connections: Connections) -> ClusterReader:
+    """protect.helmReleases: the release Secrets of a cluster reconcile connects to."""
+    def read(cluster: Cluster) -> ClusterState:
+        if cluster.manifests:
+            raise ClusterError(cluster.name, f"cluster {cluster.name} is known by its manifests; it has no Helm "
+                                             "release history (name it in protect.inUse instead)")
+        return connections.cluster(cluster.name).helm_release_images()
+
+    return read
+
+
+def load_checked(settings: Settings, only: str | None) -> PolicySet:
+    try:
+        policies = load_policies(settings.repo, settings.ref)
+    except PolicyError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"the repo-of-record is invalid ({len(e.problems)} problems); "
+                                   "run `reconcile validate`") from None
+    except SourceError as e:
+        raise click.ClickException(str(e)) from None
+    known = [f"RetentionPolicy/{n}" for n in policies.retention_policies] + [
+        f"PromotionPolicy/{n}" for n in policies.promotion_policies] + [
+        f"DeployPolicy/{n}" for n in policies.deploy_policies]
+    if only is not None and only not in known:
+        raise click.ClickException(f"--only {only}: no such policy that plans actions (known: {', '.join(known)})")
+    return policies
+
+
+def history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime],
+                                         dict[str, Hold]]:
+    """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet, and a
+    deploy history of None (retention then fails closed) when it exists but cannot be read."""
+    if not Path(settings.audit_db).exists():
+        return {}, {}, {}
+    try:
+        with AuditStore.open(settings.audit_db, read_only=True) as store:
+            holds = {name: Hold(*held) for name, held in deploy_holds(store).items()}
+            return deploy_history(store), promotion_arrivals(store), holds
+    except AuditError:
+        return None, {}, {}
+
+
+def observe_and_plan(settings: Settings, policies: PolicySet, only: str | None, connections: Connections) -> Plan:
+    now = datetime.now(UTC)
+    observation = observe(policies, resolver=connections.resolver, read_cluster=cluster_reader(connections),
+                          read_helm=helm_reader(connections), read_health=health_reader(connections),
+                          read_written=written_reader(policies), observed_at=utc_now(),
+                          clients=connections.registries)
+    deployed, arrivals, holds = history(settings)
+    gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
+    approvals = read_approvals(settings.repo, policies.commit, gates)
+    return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals, approvals=approvals,
+                      holds=holds)
+
+
+@contextmanager
+def command_lock(settings: Settings, *, wait: bool) -> Iterator[None]:
+    """One command that changes things at a time per audit trail (``AUDIT_DB.lock``), so a rollback
+    cannot land between a run's plan and its apply. ``run`` gives up at once when another holds it
+    (the next schedule comes soon); apply, rollback and release-hold wait, saying so."""
+    lock_path = Path(f"{settings.audit_db}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise click.ClickException(f"another reconcile run holds {lock_path}") from None
+            click.echo(f"waiting for the reconcile command holding {lock_path} to finish", err=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def interactive() -> bool:
+    """Whether a person can answer a question: stdin and stderr are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
