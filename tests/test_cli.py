@@ -381,3 +381,15 @@ def test_commands_that_reach_no_cluster_do_not_import_the_kubernetes_client() ->
     probe = "import sys, reconcile.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))"
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.strip() == "[]"
+
+
+def test_an_unreadable_audit_trail_releases_nothing(tmp_path: Path) -> None:
+    """Holds live in the trail: when it cannot be read, nothing is said to be released (plans deploy
+    nothing then either: tests/plan/test_deploy.py)."""
+    trail = tmp_path / "audit.db"
+    trail.write_bytes(b"not a database, a truncated copy perhaps")
+    released = run(["release-hold", "prod-web", "--repo", str(EXAMPLE), "--audit-db", str(trail)])
+    assert released.exit_code == 1
+    assert f"nothing released: the audit trail could not be read: cannot open the audit trail {trail}" in \
+        released.output
+    assert trail.read_bytes() == b"not a database, a truncated copy perhaps"

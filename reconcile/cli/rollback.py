@@ -141,6 +141,8 @@ def release_hold_command(settings: Settings, policy_name: str) -> None:
 
 def _release_hold(settings: Settings, policies: PolicySet, policy: DeployPolicy) -> None:
     _, _, holds = history(settings)
+    if isinstance(holds, str):
+        raise click.ClickException(f"nothing released: {holds}")
     hold = holds.get(policy.name)
     if hold is None:
         click.echo(f"DeployPolicy {policy.name} holds nothing back", err=True)

@@ -143,17 +143,18 @@ def load_checked(settings: Settings, only: str | None) -> PolicySet:
 
 
 def history(settings: Settings) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime],
-                                         dict[str, Hold]]:
-    """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet, and a
-    deploy history of None (retention then fails closed) when it exists but cannot be read."""
+                                        dict[str, Hold] | str]:
+    """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet. When it
+    exists but cannot be read: no deploy history (retention then fails closed) and, for holds, why
+    (deploys then wait: a rollback may hold the very digest they would deploy)."""
     if not Path(settings.audit_db).exists():
         return {}, {}, {}
     try:
         with AuditStore.open(settings.audit_db, read_only=True) as store:
             holds = {name: Hold(*held) for name, held in deploy_holds(store).items()}
             return deploy_history(store), promotion_arrivals(store), holds
-    except AuditError:
-        return None, {}, {}
+    except AuditError as e:
+        return None, {}, f"the audit trail could not be read: {e}"
 
 
 def observe_and_plan(settings: Settings, policies: PolicySet, only: str | None, connections: Connections) -> Plan:

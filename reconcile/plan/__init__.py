@@ -25,13 +25,13 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                *, now: datetime, only: str | None = None,
                arrivals: Mapping[tuple[str, str], datetime] | None = None,
                approvals: Mapping[str, tuple[Approval, ...] | str] | None = None,
-               holds: Mapping[str, Hold] | None = None) -> Plan:
+               holds: Mapping[str, Hold] | str | None = None) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
     ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
     when each digest was promoted into each ``registry/repository`` (from the trail); ``approvals``
     the approval files of the repo-of-record at the same commit; ``holds`` DeployPolicy -> the
-    digest a rollback holds back (from the trail).
+    digest a rollback holds back (from the trail), or why they are unknown (then nothing is deployed).
     """
     actions: list[Action] = []
     errors: list[str] = []
@@ -69,10 +69,10 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         seen = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")
         current = (observation.health if deploy.cluster is not None else observation.written).get(
             name, "not observed")
-        inputs = DeployInputs(registry_host(policies.registries[stage.registry]), seen, current,
-                              (holds or {}).get(name))
+        hold = holds if isinstance(holds, str) else (holds or {}).get(name)
+        inputs = DeployInputs(registry_host(policies.registries[stage.registry]), seen, current, hold)
         action = plan_deploy(deploy, stage, inputs)
-        if action.kind == "blocked" and "could not be read" in action.reason:
+        if action.kind == "blocked" and ("could not be read" in action.reason or isinstance(hold, str)):
             errors.append(action.reason)
         actions.append(action)
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,

@@ -32,7 +32,7 @@ class DeployInputs:
     registry_host: str  # host[:port] of the stage's registry ('' for an image-layout directory)
     stage: RepositoryState | str  # the stage's repository as observed, or why it could not be read
     current: DeployHealth | str  # what the workloads run (or the manifests say) now, or why unknown
-    hold: Hold | None = None
+    hold: Hold | str | None = None  # or why the holds are unknown (the audit trail cannot be read)
 
 
 def version_tag(stage: Stage, repository: RepositoryState, digest: str) -> str | None:
@@ -92,6 +92,9 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
             current.healthy) else ""
         return Action(subject, "keep", target, desired, desired, f"runs {shown} held by {where}{note}", tags)
     hold = inputs.hold
+    if isinstance(hold, str):  # a rollback may hold this very digest: do not deploy blind
+        return Action(subject, "blocked", target, before, desired,
+                      f"holds unknown: {hold}; {shown} is not deployed", tags)
     if hold is not None and hold.digest == desired:
         return Action(subject, "blocked", target, before, desired, (
             f"held: {_short(desired)} {hold.reason}; not deployed again until {where} holds a newer candidate "

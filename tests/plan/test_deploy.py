@@ -72,6 +72,12 @@ CASES = [
      "keep", 2, 2, "runs 7"),
     ("manifests: a held digest is not written again", MANIFESTS, PROD, repo({"prod": 2}), runs(1), HELD_HAND,
      "blocked", 1, 2, "held:"),
+    ("holds unknown (the trail cannot be read): nothing is deployed", CLUSTER, PROD, repo({"prod": 2, "7": 2}),
+     runs(1), "the audit trail could not be read: file is not a database", "blocked", 1, 2,
+     f"holds unknown: the audit trail could not be read: file is not a database; 7 ({digest(2)[:19]}) is not "
+     "deployed"),
+    ("holds unknown, but it already runs: keep", MANIFESTS, PROD, repo({"prod": 2}), runs(2), "unreadable",
+     "keep", 2, 2, "runs"),
 ]
 
 
