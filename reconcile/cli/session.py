@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,16 +41,19 @@ class Connections:
     resolver: SecretResolver = field(default_factory=SecretResolver)
     registries: dict[str, RegistryClient] = field(default_factory=dict)
     clusters: dict[str, ClusterClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # observe() reads sources side by side
 
     def cluster(self, name: str) -> ClusterClient:
-        if name not in self.clusters:
-            self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
-        return self.clusters[name]
+        with self._lock:
+            if name not in self.clusters:
+                self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
+            return self.clusters[name]
 
     def registry(self, name: str) -> RegistryClient:
-        if name not in self.registries:
-            self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
-        return self.registries[name]
+        with self._lock:
+            if name not in self.registries:
+                self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
+            return self.registries[name]
 
     def close(self) -> None:
         for client in [*self.registries.values(), *self.clusters.values()]:

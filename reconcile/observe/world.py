@@ -3,7 +3,9 @@ reason rather than an exception: the planner then blocks exactly what depended o
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +24,9 @@ from reconcile.observe.state import ClusterState, DeployHealth, ImageReference, 
 from reconcile.policy.model import Cluster, DeployPolicy, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
 from reconcile.policy.source import SourceError
+
+OBSERVERS = 8  # sources (clusters, registries' repositories, deploy targets) read at once
+_CLIENTS_LOCK = threading.Lock()
 
 ClusterReader = Callable[[Cluster], ClusterState]
 HealthReader = Callable[[DeployPolicy], DeployHealth]
@@ -72,29 +77,44 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     retention_policies = policies.retention_policies.values()
     in_use = {name for p in retention_policies for name in p.protect.in_use}
     helm = {name for p in retention_policies for name in p.protect.helm_releases}
-    clusters: dict[str, ClusterState | str] = {}
-    for name in sorted(in_use | helm):
-        cluster = policies.clusters[name]
-        parts = []
-        if name in in_use:
-            parts.append(_read_cluster(cluster, read_cluster, "no cluster adapter is configured"))
-        if name in helm:
-            helm_state = _read_cluster(cluster, read_helm, "no Helm release reader is configured")
-            parts.append(helm_state if isinstance(helm_state, ClusterState) else
-                         f"protect.helmReleases: {helm_state}")
-        clusters[name] = _merged(name, parts)
-    retention = {name: _observe_retention(policy, policies.registries[policy.registry], resolver, cache_dir, clients)
-                 for name, policy in sorted(policies.retention_policies.items())}
-    promotion = {name: {stage.name: _observe_stage(policies.registries[stage.registry], stage.repository, resolver,
-                                                   cache_dir, clients) for stage in policy.stages}
-                 for name, policy in sorted(policies.promotion_policies.items())}
     gated = {name for policy in policies.promotion_policies.values() for stage in policy.stages
              for name in stage.gates.healthy_in}
     deployed = {name for name, policy in policies.deploy_policies.items() if policy.cluster is not None}
-    health = {name: _health(policies.deploy_policies[name], read_health) for name in sorted(gated | deployed)}
-    written = {name: _health(policy, read_written) if read_written else "the manifests are not read"
+    # Every source is independent of the others: read them side by side (each adapter bounds its own
+    # requests in flight), so a run waits for its slowest source, not for their sum.
+    with ThreadPoolExecutor(max_workers=OBSERVERS, thread_name_prefix="observe") as pool:
+        cluster_reads = {name: pool.submit(_read_protecting_cluster, policies.clusters[name], name in in_use,
+                                           name in helm, read_cluster, read_helm)
+                         for name in sorted(in_use | helm)}
+        retention_reads = {name: pool.submit(_observe_retention, policy, policies.registries[policy.registry],
+                                             resolver, cache_dir, clients)
+                           for name, policy in sorted(policies.retention_policies.items())}
+        stage_reads = {name: {stage.name: pool.submit(_observe_stage, policies.registries[stage.registry],
+                                                      stage.repository, resolver, cache_dir, clients)
+                              for stage in policy.stages}
+                       for name, policy in sorted(policies.promotion_policies.items())}
+        health_reads = {name: pool.submit(_health, policies.deploy_policies[name], read_health)
+                        for name in sorted(gated | deployed)}
+        written_reads = {name: pool.submit(_health, policy, read_written) for name, policy
+                         in sorted(policies.deploy_policies.items()) if policy.manifests is not None and read_written}
+    clusters = {name: read.result() for name, read in cluster_reads.items()}
+    retention = {name: read.result() for name, read in retention_reads.items()}
+    promotion = {name: {stage: read.result() for stage, read in stages.items()} for name, stages in stage_reads.items()}
+    health = {name: read.result() for name, read in health_reads.items()}
+    written = {name: written_reads[name].result() if name in written_reads else "the manifests are not read"
                for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
     return Observation(observed_at, clusters, retention, promotion, health, written)
+
+
+def _read_protecting_cluster(cluster: Cluster, in_use: bool, helm: bool, read_cluster: ClusterReader | None,
+                             read_helm: ClusterReader | None) -> ClusterState | str:
+    parts = []
+    if in_use:
+        parts.append(_read_cluster(cluster, read_cluster, "no cluster adapter is configured"))
+    if helm:
+        helm_state = _read_cluster(cluster, read_helm, "no Helm release reader is configured")
+        parts.append(helm_state if isinstance(helm_state, ClusterState) else f"protect.helmReleases: {helm_state}")
+    return _merged(cluster.name, parts)
 
 
 def _health(policy: DeployPolicy, read_health: HealthReader | None) -> DeployHealth | str:
@@ -108,9 +128,10 @@ def _health(policy: DeployPolicy, read_health: HealthReader | None) -> DeployHea
 
 def _client(registry: Registry, resolver: SecretResolver, cache_dir: Path | None,
             clients: dict[str, RegistryClient]) -> RegistryClient:
-    if registry.name not in clients:
-        clients[registry.name] = open_registry(registry, resolver, cache_dir=cache_dir and cache_dir / "content")
-    return clients[registry.name]
+    with _CLIENTS_LOCK:  # sources read side by side share one client per registry
+        if registry.name not in clients:
+            clients[registry.name] = open_registry(registry, resolver, cache_dir=cache_dir and cache_dir / "content")
+        return clients[registry.name]
 
 
 def _observe_stage(registry: Registry, repository: str, resolver: SecretResolver, cache_dir: Path | None,

@@ -4,6 +4,7 @@ base and head without checking either out)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import posixpath
@@ -107,13 +108,17 @@ def mirror(url: str, cache: Path, what: str = "the repo-of-record", *, fetch: bo
     shown = redact_url(url)
     path = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
     try:
-        if (path / "HEAD").is_file():
-            repository = git.Repo(path)
-            if fetch:
-                repository.git.remote("update", "--prune")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            repository = git.Repo.clone_from(url, path, mirror=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One clone or fetch of a mirror at a time, across threads and processes (a CronJob and a
+        # person planning by hand may share the cache): git would refuse the second's ref locks.
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (path / "HEAD").is_file():
+                repository = git.Repo(path)
+                if fetch:
+                    repository.git.remote("update", "--prune")
+            else:
+                repository = git.Repo.clone_from(url, path, mirror=True)
     except (git.GitCommandError, git.InvalidGitRepositoryError, OSError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         reason = redact_url(detail.replace(url, shown)).strip().splitlines()

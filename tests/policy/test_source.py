@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import git
@@ -17,7 +18,7 @@ import pytest
 
 from reconcile.policy import SourceError, Validation, validate_repo
 from reconcile.policy.documents import MAX_FILE_BYTES
-from reconcile.policy.source import read_snapshot
+from reconcile.policy.source import mirror, read_snapshot
 
 REGISTRY = """\
 apiVersion: reconcile/v1
@@ -589,3 +590,17 @@ def test_files_are_read_in_path_order_whatever_the_source(tmp_path: Path, mode: 
     assert shown(validate_repo(str(root))) == [
         f"{root}/registry.yaml:4: Registry/ci: /metadata/name: duplicate Registry name 'ci' "
         f"(first defined at {root}/registries/ci.yaml:4)"]
+
+
+def test_one_mirror_cloned_and_fetched_from_many_threads_at_once(repo: git.Repo, tmp_path: Path) -> None:
+    """observe() reads sources side by side, and several can name one git repository (a Cluster's
+    manifests and the DeployPolicies writing them): each clone or fetch of the mirror waits its turn."""
+    commit(repo, {"a.yaml": "x: 1\n"})
+    url = Path(repo.working_dir).as_uri()
+    cache = tmp_path / "mirrors"
+
+    def fetch(_: int) -> str:
+        return mirror(url, cache, "the manifests").head.commit.hexsha
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(fetch, range(12))) == {repo.head.commit.hexsha}
