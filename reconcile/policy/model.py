@@ -51,6 +51,12 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Retry:
+    attempts: int = 5  # in all, the first included
+    budget: timedelta = timedelta(seconds=60)  # of waiting between the attempts of one request
+
+
+@dataclass(frozen=True)
 class Registry:
     name: str
     url: str
@@ -62,6 +68,7 @@ class Registry:
     rate_limit: RateLimit | None = None
     timeout: timedelta = timedelta(seconds=30)
     origin: Origin | None = field(default=None, compare=False)
+    retry: Retry = Retry()
 
     @property
     def is_layout(self) -> bool:
@@ -320,13 +327,15 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
     own = [urlsplit(url).netloc.lower()] if url.startswith(("http://", "https://")) else []
     tls = spec.get("tls", {})
     rate = spec.get("rateLimit")
+    retry = spec.get("retry", {})
     return Registry(
         name=name, url=url.rstrip("/"), credentials=credentials,
         allowed_hosts=tuple(spec.get("allowedHosts", own)),
         ca_file=tls.get("caFile"), insecure_skip_verify=tls.get("insecureSkipVerify", False),
         concurrency=spec.get("concurrency", 8),
         rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", 1)) if rate else None,
-        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
+        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin,
+        retry=Retry(retry.get("attempts", 5), _duration(retry.get("budget"), timedelta(seconds=60))))
 
 
 def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.policy import PolicyError, load_policies
-from reconcile.policy.model import DateRangeFreeze, Registry, WeeklyFreeze
+from reconcile.policy.model import DateRangeFreeze, Registry, Retry, WeeklyFreeze
 from reconcile.policy.secrets import SecretRef
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies")
@@ -26,6 +26,8 @@ def test_registries_hold_references_not_values(policies) -> None:
     assert ci.credentials.username == SecretRef(source="env", env="CI_REGISTRY_USER")
     assert ci.credentials.password == SecretRef(source="file", path="/var/run/secrets/ci/token")
     assert ci.concurrency == 16 and ci.rate_limit.requests_per_second == 50
+    assert ci.retry == Retry(attempts=6, budget=timedelta(minutes=2))
+    assert policies.registries["prod"].retry == Retry()  # 5 attempts, 60s of waiting
     assert policies.registries["staging"].credentials.docker_config.path == "/etc/reconcile/docker/config.json"
     assert policies.registries["prod"].credentials.username == "reconcile-bot"
 

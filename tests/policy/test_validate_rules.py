@@ -117,6 +117,16 @@ def test_unknown_kind_and_api_version(tmp_path: Path) -> None:
            "@:6: Cluster/c: /apiVersion: unsupported apiVersion 'reconcile/v2'; this version reads reconcile/v1")
 
 
+def test_retry_bounds(tmp_path: Path) -> None:
+    expect(tmp_path, """\
+        apiVersion: reconcile/v1
+        kind: Registry
+        metadata: {name: busy}
+        spec: {url: "https://r.example.com", retry: {attempts: 0, budget: soon}}
+        """, "@:4: Registry/busy: /spec/retry/attempts: 0 is less than the minimum of 1",
+           "@:4: Registry/busy: /spec/retry/budget: 'soon' is not a duration: unit 'soon' has no number before it")
+
+
 def test_invalid_name(tmp_path: Path) -> None:
     expect(tmp_path, """\
         apiVersion: reconcile/v1

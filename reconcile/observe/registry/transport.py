@@ -142,7 +142,8 @@ class Transport:
     def __init__(self, registry: Registry, retry: RetryPolicy | None = None) -> None:
         self.registry = registry
         self.base_url = registry.url.rstrip("/")
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy(attempts=registry.retry.attempts,
+                                          budget=registry.retry.budget.total_seconds())
         self.timeout = registry.timeout.total_seconds()
         self.authorizer: Authorizer | None = None
         self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from reconcile.observe.registry import RegistryError, RetryPolicy, observe_repository
 from reconcile.observe.registry.transport import retry_after
-from reconcile.policy.model import RateLimit
+from reconcile.policy.model import RateLimit, Retry
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
 from tests.observe.registry.oci import Layout, push, put_tag
@@ -68,6 +69,19 @@ def test_a_spent_budget_is_a_clear_error(proxy: FaultProxy, tagged: str, open_cl
         f"registry ci, repository {tagged}: list tags: HTTP 503; gave up after 4 attempts (")
     assert error.value.status == 503
     assert len(proxy.requests) == 4
+
+
+def test_the_registry_policy_sets_the_attempts(proxy: FaultProxy, tagged: str, open_client: OpenClient) -> None:
+    proxy.inject(r"/tags/list", "status", status=503, times=-1)
+    policy = dataclasses.replace(registry_policy("ci", proxy.url), retry=Retry(attempts=2))
+    client = open_client(policy, retry=None)  # what the policy says, not the tests' fast default
+    with pytest.raises(RegistryError, match=r"list tags: HTTP 503; gave up after 2 attempts"):
+        client.tags(tagged)
+    assert len(proxy.requests) == 2
+    once = open_client(dataclasses.replace(policy, retry=Retry(attempts=1)), retry=None)
+    with pytest.raises(RegistryError, match=r"gave up after 1 attempts"):
+        once.tags(tagged)
+    assert len(proxy.requests) == 3
 
 
 def test_resets_until_the_budget_is_spent(proxy: FaultProxy, tagged: str, open_client: OpenClient) -> None:
