@@ -62,15 +62,16 @@ def open_registry(registry: Registry, resolver: SecretResolver | None, *, cache_
                               upload_chunk_size=upload_chunk_size)
 
 
-def observe_repository(client: RegistryClient, repository: str) -> RepositoryState:
+def observe_repository(client: RegistryClient, repository: str, *, workers: int | None = None) -> RepositoryState:
     """Every tag of ``repository`` and what it points at, the images (tagged digests and their
     index children) and the referrers of each of those images.
 
-    Tags are resolved with concurrent HEADs; manifests and configs come from the cache when seen
-    before, so an unchanged repository costs its tag list and one HEAD per tag.
+    Tags are resolved with concurrent HEADs (``workers`` at once, default the client's
+    concurrency); manifests and configs come from the cache when seen before, so an unchanged
+    repository costs its tag list and one HEAD per tag.
     """
     names = client.tags(repository)
-    with ThreadPoolExecutor(max_workers=client.concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=workers or client.concurrency) as pool:
         resolved = pool.map(lambda tag: (tag, client.resolve(repository, tag)), names)
         # A tag deleted between listing and resolving is simply not there any more.
         tags = {tag: found for tag, found in resolved if found is not None}
@@ -106,8 +107,11 @@ def observe_repositories(client: RegistryClient, repositories: Sequence[str]) ->
     flight. The first failure is raised, once the others have stopped."""
     if len(repositories) <= 1:
         return tuple(observe_repository(client, name) for name in repositories)
-    with ThreadPoolExecutor(max_workers=min(client.concurrency, len(repositories))) as pool:
-        return tuple(pool.map(lambda name: observe_repository(client, name), repositories))
+    width = min(client.concurrency, len(repositories))
+    # The client's concurrency shared out: as many threads as requests may be in flight, no more.
+    each = max(client.concurrency // width, 1)
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        return tuple(pool.map(lambda name: observe_repository(client, name, workers=each), repositories))
 
 
 def _image(client: RegistryClient, repository: str, digest: str) -> Image | None:

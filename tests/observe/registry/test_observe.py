@@ -4,6 +4,7 @@ cost of observing again (tag list and HEADs only: manifests and configs come fro
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from reconcile.observe.registry import observe_repositories, observe_repository
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
 from tests.observe.registry.faults import FaultProxy
-from tests.observe.registry.oci import Layout, push
+from tests.observe.registry.oci import Layout, push, put_tag
 from tests.observe.registry.test_read import COSIGN_SIG, Published, publish
 
 
@@ -89,4 +90,39 @@ def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
     assert [sorted(s.tags) for s in states] == [[f"v{n}"] for n in range(4)]
     assert proxy.max_in_flight == 2  # side by side, and never more than the client's concurrency
     assert len([r for r in seen if r.method == "DELETE"]) == 1  # the tag-deletion probe: once per registry
+
+
+def test_repositories_side_by_side_share_the_concurrency_out_rather_than_multiply_it(
+        plain_registry: RunningRegistry, proxy_factory: Callable[..., FaultProxy], open_client: OpenClient,
+        tmp_path: Path) -> None:
+    """Two repositories of four tags, concurrency 2: one thread per repository resolving its tags,
+    not two each waiting on the client's two request slots."""
+    layout = Layout(tmp_path / "layout")
+    names = [f"share-{secrets.token_hex(3)}/app-{n}" for n in range(2)]
+    for name in names:
+        image = layout.image(created="2026-11-01T00:00:00Z")
+        layout.tag(image, "a")
+        push(layout, "a", plain_registry.host, name)
+        for tag in ("b", "c", "d"):
+            put_tag(plain_registry.url, name, tag, image)
+    proxy = proxy_factory(plain_registry.url)
+    proxy.inject(r"/manifests/[abcd]$", "delay", delay=0.2, times=-1)
+    client = open_client(replace(registry_policy("ci", proxy.url), concurrency=2))
+    lock, inside, peak = threading.Lock(), [0], [0]
+    resolve = client.resolve
+
+    def counted(repository: str, reference: str) -> object:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        try:
+            return resolve(repository, reference)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    client.resolve = counted  # type: ignore[method-assign]
+    states = observe_repositories(client, names)
+    assert [sorted(s.tags) for s in states] == [["a", "b", "c", "d"]] * 2
+    assert peak[0] == 2
     assert observe_repositories(client, names[:1]) == states[:1]
