@@ -67,7 +67,7 @@ def rollback_command(settings: Settings, policy_name: str, to_digest: str | None
 
 def _rollback(settings: Settings, policies: PolicySet, policy: DeployPolicy, connections: Connections,
               to_digest: str | None, revision: int | None, yes: bool) -> None:
-    read = health_reader(connections) if policy.cluster is not None else written_reader(policies)
+    read = health_reader(connections) if policy.cluster is not None else written_reader(connections)
     try:
         current = read(policy).digest
     except (ValueError, SourceError) as e:

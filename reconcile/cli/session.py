@@ -8,6 +8,7 @@ import fcntl
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
 from reconcile.policy.secrets import SecretResolver
+from reconcile.policy.source import Snapshot, read_snapshot
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Connections:
     resolver: SecretResolver = field(default_factory=SecretResolver)
     registries: dict[str, RegistryClient] = field(default_factory=dict)
     clusters: dict[str, ClusterClient] = field(default_factory=dict)
+    _snapshots: dict[tuple[str, str | None], Future[Snapshot]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)  # observe() reads sources side by side
 
     def cluster(self, name: str) -> ClusterClient:
@@ -54,6 +57,21 @@ class Connections:
             if name not in self.registries:
                 self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
             return self.registries[name]
+
+    def snapshot(self, repo: str, ref: str | None) -> Snapshot:
+        """``repo`` at ``ref``, fetched and read once per run however many Clusters and DeployPolicies
+        name it (a manifests repository usually holds every environment)."""
+        with self._lock:
+            pending = self._snapshots.get((repo, ref))
+            reader = pending is None
+            if pending is None:
+                pending = self._snapshots[(repo, ref)] = Future()
+        if reader:
+            try:
+                pending.set_result(read_snapshot(repo, ref))
+            except BaseException as e:  # every reader of this repository sees the same failure
+                pending.set_exception(e)
+        return pending.result()
 
     def close(self) -> None:
         for client in [*self.registries.values(), *self.clusters.values()]:
@@ -86,16 +104,16 @@ def health_reader(connections: Connections) -> HealthReader:
     return read
 
 
-def written_reader(policies: PolicySet) -> WrittenReader:
+def written_reader(connections: Connections) -> WrittenReader:
     """The image a manifests-target DeployPolicy's manifests name now, at its branch: a kustomization
     ``images:`` entry for the stage's repository wins over the workloads' own ``image:`` lines."""
     def read(deploy: DeployPolicy) -> DeployHealth:
         target = deploy.manifests
         assert target is not None
-        stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+        stage = connections.policies.promotion_policies[deploy.promotion].stage(deploy.stage)
         source = Cluster(f"DeployPolicy/{deploy.name}", False, None,
                          manifests=ManifestsSource(target.repo, target.path, target.branch))
-        state = read_manifests_state(source)
+        state = read_manifests_state(source, connections.snapshot)
         wanted = {(w.kind, w.name, w.container) for w in deploy.workloads}
         entries = {ref.digest for ref, usages in state.images.items() for u in usages
                    if u.kind == "Kustomization" and ref.repository == stage.repository}
@@ -112,7 +130,9 @@ def written_reader(policies: PolicySet) -> WrittenReader:
 
 def cluster_reader(connections: Connections) -> ClusterReader:
     def read(cluster: Cluster) -> ClusterState:
-        return read_manifests_state(cluster) if cluster.manifests else connections.cluster(cluster.name).images()
+        if cluster.manifests:
+            return read_manifests_state(cluster, connections.snapshot)
+        return connections.cluster(cluster.name).images()
 
     return read
 
@@ -165,7 +185,7 @@ def observe_and_plan(settings: Settings, policies: PolicySet, only: str | None, 
     now = datetime.now(UTC)
     observation = observe(policies, resolver=connections.resolver, read_cluster=cluster_reader(connections),
                           read_helm=helm_reader(connections), read_health=health_reader(connections),
-                          read_written=written_reader(policies), observed_at=utc_now(),
+                          read_written=written_reader(connections), observed_at=utc_now(),
                           clients=connections.registries)
     deployed, arrivals, holds = history(settings)
     gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}

@@ -5,6 +5,7 @@ running. Read at a ref of the repository, like the repo-of-record, never from a 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from reconcile.observe.cluster.references import parse_image
 from reconcile.observe.state import ClusterState, ImageReference, Usage
 from reconcile.policy.documents import parse_documents
 from reconcile.policy.model import Cluster, ManifestsSource
-from reconcile.policy.source import SourceError, is_remote, read_snapshot
+from reconcile.policy.source import Snapshot, SourceError, is_remote, read_snapshot
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # kind -> where its pod spec lives
@@ -26,12 +27,14 @@ POD_SPECS: dict[str, tuple[str, ...]] = {
 }
 
 
-def read_manifests_state(cluster: Cluster) -> ClusterState:
+def read_manifests_state(cluster: Cluster, read: Callable[[str, str | None], Snapshot] = read_snapshot
+                         ) -> ClusterState:
     """Images in use according to ``cluster.manifests``; SourceError when they cannot be read or
-    parsed (a protecting source that cannot be read must block pruning, not be half-read)."""
+    parsed (a protecting source that cannot be read must block pruning, not be half-read).
+    ``read`` reads a repository at a ref (a run passes one that reads each repository once)."""
     source = cluster.manifests
     assert source is not None
-    snapshot = read_snapshot(*_location(source))
+    snapshot = read(*_location(source))
     images: dict[ImageReference, list[Usage]] = {}
     for policy_file in snapshot.files:
         if source.path.strip("/") and is_remote(source.repo) and not _below(policy_file.path, source.path):

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import git
 import pytest
 
+from reconcile.cli import session
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.state import ImageReference
-from reconcile.policy.model import Cluster, ManifestsSource
+from reconcile.policy.model import (
+    Cluster,
+    DeployPolicy,
+    ManifestsSource,
+    ManifestsTarget,
+    PolicySet,
+    PromotionPolicy,
+    Stage,
+    Workload,
+)
 from reconcile.policy.source import SourceError
 
 DIGEST = "sha256:" + "a" * 64
@@ -95,3 +106,32 @@ def test_an_invalid_image_or_broken_yaml_is_an_error_not_a_partial_answer(tmp_pa
 def test_a_kustomization_file_without_kind_still_pins_images(tmp_path: Path) -> None:
     root = write(tmp_path / "k", {"overlay/kustomization.yaml": f"images: [{{name: web, digest: '{DIGEST}'}}]\n"})
     assert [str(ref) for ref in read_manifests_state(cluster(root)).images] == [f"docker.io/library/web@{DIGEST}"]
+
+
+def test_one_run_fetches_a_manifests_repository_once_however_many_read_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Cluster known by its manifests and two DeployPolicies writing to the same repository: one
+    fetch and one read for the run, side by side as observe() reads them."""
+    seed = git.Repo.init(tmp_path / "seed", initial_branch="main")
+    write(tmp_path / "seed", {"envs/prod/web.yaml": MANIFESTS["web/deployment.yaml"],
+                              "envs/staging/web.yaml": MANIFESTS["web/deployment.yaml"]})
+    seed.index.add(["envs/prod/web.yaml", "envs/staging/web.yaml"])
+    seed.index.commit("manifests", author=git.Actor("t", "t@example.com"))
+    url = (tmp_path / "seed").as_uri()
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    reads: list[tuple[str, str | None]] = []
+    real = session.read_snapshot
+    monkeypatch.setattr(session, "read_snapshot", lambda repo, ref: reads.append((repo, ref)) or real(repo, ref))
+    web = (Workload("Deployment", "web", "web"),)
+    policies = PolicySet(
+        "policies", None, promotion_policies={"web": PromotionPolicy("web", (Stage("prod", "ci", "shop/web"),))},
+        deploy_policies={env: DeployPolicy(env, "web", "prod", web, manifests=ManifestsTarget(url, f"envs/{env}"),
+                                           namespace="shop") for env in ("prod", "staging")})
+    connections = session.Connections(policies)
+    written, in_use = session.written_reader(connections), session.cluster_reader(connections)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        prod, staging = pool.map(written, policies.deploy_policies.values())
+        state = pool.submit(in_use, cluster(url, "envs/prod", "main")).result()  # type: ignore[arg-type]
+    assert prod.digest == staging.digest == DIGEST
+    assert ImageReference("registry.example.com:5000", "shop/web", digest=DIGEST) in state.images
+    assert reads == [(url, "main")]
