@@ -457,24 +457,8 @@ def manifests(running: dict[str, Seeded], staging: Seeded) -> dict[str, str]:
     staging's: web's Deployment."""
     web, api = running["team-a/web"], running["team-a/api"]
     return {
-        "envs/staging/web.yaml": f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: team-a/web:{STAGING_RUNS.removeprefix("build-")}@{staging.digest}
-""",
+        "envs/staging/web.yaml": deployment(
+            "web", 1, f"team-a/web:{STAGING_RUNS.removeprefix('build-')}@{staging.digest}"),
         "envs/prod/kustomization.yaml": f"""\
 # What Argo CD syncs to prod. reconcile reads these files (at branch main) to know which images
 # prod runs; kustomize's `images:` overrides count too.
@@ -486,44 +470,33 @@ images:
     newTag: {RUNNING["team-a/api"]}
     digest: {api.digest}
 """,
-        "envs/prod/web.yaml": f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: web
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: team-a/web:{RUNNING["team-a/web"].removeprefix("build-")}@{web.digest}
-          ports: [{{containerPort: 8080}}]
-""",
-        "envs/prod/api.yaml": f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: api
-  namespace: api
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: api}}
-  template:
-    metadata:
-      labels: {{app: api}}
-    spec:
-      containers:
-        - name: api
-          image: {REGISTRY_HOST}/team-a/api:{RUNNING["team-a/api"]}
-""",
+        "envs/prod/web.yaml": deployment(
+            "web", 3, f"team-a/web:{RUNNING['team-a/web'].removeprefix('build-')}@{web.digest}",
+            "          ports: [{containerPort: 8080}]\n"),
+        "envs/prod/api.yaml": deployment("api", 2, f"{REGISTRY_HOST}/team-a/api:{RUNNING['team-a/api']}"),
     }
+
+
+def deployment(app: str, replicas: int, image: str, more: str = "") -> str:
+    """A Deployment of one container, ``app``, in namespace ``app``; ``more`` ends the container."""
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {app}
+  namespace: {app}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {app}}}
+  template:
+    metadata:
+      labels: {{app: {app}}}
+    spec:
+      containers:
+        - name: {app}
+          image: {image}
+""" + more
 
 
 README = """\

@@ -27,18 +27,15 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def write_policies(root: Path, registry: RunningRegistry, repo: str, kubeconfig: Path, namespace: str) -> Path:
+def write_policies(root: Path, registry: RunningRegistry, repo: str, target: str, *, more: str = "") -> Path:
+    """Registry ci; PromotionPolicy web (build-N -> prod); DeployPolicy prod-web deploying the build
+    stage to ``target`` (its spec lines); ``more`` documents."""
     root.mkdir()
     (root / "deploy.yaml").write_text(f"""\
 apiVersion: reconcile/v1
 kind: Registry
 metadata: {{name: ci}}
 spec: {{url: "{registry.url}"}}
----
-apiVersion: reconcile/v1
-kind: Cluster
-metadata: {{name: prod}}
-spec: {{kubeconfig: {{file: "{kubeconfig}"}}, timeout: 2s}}
 ---
 apiVersion: reconcile/v1
 kind: PromotionPolicy
@@ -53,11 +50,8 @@ kind: DeployPolicy
 metadata: {{name: prod-web}}
 spec:
   stage: web/build
-  cluster: prod
-  namespace: {namespace}
-  workloads: [{{kind: Deployment, name: web, container: web}}]
-  rollout: {{timeout: 5s, autoRollback: true}}
-""")
+{target}  workloads: [{{kind: Deployment, name: web, container: web}}]
+{more}""")
     return root
 
 
@@ -98,7 +92,17 @@ def web_in_prod(tmp_path: Path, registry: RunningRegistry, repo: str, *, builds:
     with running() as api:
         admin = FixtureBackend(api, tmp_path)
         namespace = admin.namespace("web")
-        root = write_policies(tmp_path / "policies", registry, repo, tmp_path / "admin.kubeconfig", namespace)
+        root = write_policies(tmp_path / "policies", registry, repo, f"""\
+  cluster: prod
+  namespace: {namespace}
+  rollout: {{timeout: 5s, autoRollback: true}}
+""", more=f"""\
+---
+apiVersion: reconcile/v1
+kind: Cluster
+metadata: {{name: prod}}
+spec: {{kubeconfig: {{file: "{tmp_path / 'admin.kubeconfig'}"}}, timeout: 2s}}
+""")
         world = WebInProd(layout, built, registry, repo, admin, namespace, root)
         for n in (1, 2):
             world.push(n)
@@ -305,30 +309,10 @@ def test_manifests_write_back_changes_only_the_image_line_and_is_idempotent(
     bare = tmp_path / "manifests.git"
     git(tmp_path, "clone", "--quiet", "--bare", str(seed), str(bare))
     first = git(bare, "rev-parse", "main")
-    root = tmp_path / "policies"
-    root.mkdir()
-    (root / "deploy.yaml").write_text(f"""\
-apiVersion: reconcile/v1
-kind: Registry
-metadata: {{name: ci}}
-spec: {{url: "{plain_registry.url}"}}
----
-apiVersion: reconcile/v1
-kind: PromotionPolicy
-metadata: {{name: web}}
-spec:
-  stages:
-    - {{name: build, registry: ci, repository: "{repo}", track: {{tags: '^build-(?P<version>\\d+)$', order: numeric}}}}
-    - {{name: prod, from: build, registry: ci, repository: "{repo}-prod", tags: [prod, "{{version}}"]}}
----
-apiVersion: reconcile/v1
-kind: DeployPolicy
-metadata: {{name: prod-web}}
-spec:
-  stage: web/build
+    root = write_policies(tmp_path / "policies", plain_registry, repo, f"""\
   manifests: {{repo: "file://{bare}", path: envs/prod, branch: main}}
   namespace: shop
-  workloads: [{{kind: Deployment, name: web, container: web}}]
+""", more=f"""\
 ---
 apiVersion: reconcile/v1
 kind: RetentionPolicy
