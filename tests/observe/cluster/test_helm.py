@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconcile.cli.session import cluster_reader, helm_reader
+from reconcile.cli.session import Connections, cluster_reader, helm_reader
 from reconcile.observe.cluster import ClusterError, ForbiddenError
 from reconcile.observe.cluster.helm import FIELD_SELECTOR, RELEASE_TYPE, decode_release
 from reconcile.observe.state import (
@@ -388,8 +388,9 @@ def test_a_cluster_known_by_its_manifests_has_no_helm_history(tmp_path: Path) ->
     cluster = cluster_policy(manifests=ManifestsSource(repo=str(tmp_path), path="."))
     (tmp_path / "web.yaml").write_text(yaml.safe_dump({"kind": "Pod", "metadata": {"name": "web"},
                                                        "spec": {"containers": [{"name": "w", "image": "w:1"}]}}))
-    resolver = SecretResolver(environ={})
-    assert [str(ref) for ref in cluster_reader(resolver)(cluster).images] == ["docker.io/library/w:1"]
+    connections = Connections(PolicySet("policies", None, clusters={cluster.name: cluster}),
+                              SecretResolver(environ={}))
+    assert [str(ref) for ref in cluster_reader(connections)(cluster).images] == ["docker.io/library/w:1"]
     with pytest.raises(ClusterError, match="cluster prod-eu is known by its manifests; it has no Helm release "
                                            r"history \(name it in protect.inUse instead\)"):
-        helm_reader(resolver)(cluster)
+        helm_reader(connections)(cluster)
