@@ -22,6 +22,9 @@ class Action:
     # a prune: the tags it removes; a promotion: the stage tags it sets or holds; a deploy: the desired
     # digest's version tag
     tags: tuple[str, ...] = field(default=(), compare=False)
+    # a prune of a platform manifest or referrer: the target of the prune it goes with, which must
+    # succeed first (if that one is skipped or fails, so is this)
+    depends_on: str | None = None
 
     @property
     def mutates(self) -> bool:

@@ -1,16 +1,18 @@
 """Retention: which tags a RetentionPolicy prunes, and why every other one stays. Pure.
 
-Order of reasoning, per repository: keep rules select what the policy wants; protections
-(images in use, what DeployPolicies' targets run or pin now, the rollback window, digests shared
-with kept tags, children of kept indexes, referrers of kept images) keep what no rule may remove;
-what is left is pruned by digest, with its referrers. A policy whose protecting sources cannot be
-read prunes nothing.
+Order of reasoning, per repository: keep rules select what the policy wants (a tag a rule's
+order cannot rank is kept by that rule); protections (images in use, what DeployPolicies'
+targets run or pin now, the rollback window) keep what no rule may remove; every digest reachable
+from a kept one (platform manifests of a kept index, referrers of a kept image) is kept too, and
+a kept digest is never deleted, whatever points at it. What is left is pruned by digest, followed
+by its dependants: platform manifests and referrers that nothing keeps. A policy whose
+protecting sources cannot be read prunes nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +20,7 @@ from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Imag
 from reconcile.plan.actions import Action
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import KeepRule, RetentionPolicy
+from reconcile.policy.ordering import by_rank, number, rank_key, version_part, why_unranked
 from reconcile.policy.semver import Version
 
 # cosign's tag schema for signatures, attestations and SBOMs of sha256:<hex>: they follow their subject
@@ -131,40 +134,127 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
             reason = f"protected: its platform manifest {_short(running_children[0])} runs in a protecting cluster"
         if reason:
             why_kept[tag] = reason
-    kept_digests = {candidates[tag].digest for tag in why_kept}
-    # An index keeps its platform manifests: deleting one would break the kept multi-arch image.
-    for digest in list(kept_digests):
-        kept_digests |= {child.digest for child in _children(repo.images.get(digest))}
+    graph = _Graph(repo, referrer_tags)
+    kept = graph.kept(why_kept, candidates, protected)
     actions: list[Action] = []
     doomed: dict[str, list[str]] = {}
     for tag, descriptor in sorted(candidates.items()):
         digest = descriptor.digest
         if tag in why_kept:
             actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, why_kept[tag]))
-        elif digest in kept_digests:
-            sharing = [t for t in repo.tags_of(digest) if t in why_kept]
+        elif digest in kept:
             if repo.can_delete_tags:
                 actions.append(Action(subject, "untag", f"{where}:{tag}", digest, None,
-                                      f"no rule keeps it; its digest stays for {_listed(sharing)}"))
+                                      f"no rule keeps it; its digest stays: {kept[digest]}", (tag,)))
             else:
                 actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, (
-                    f"no rule keeps it, but this registry cannot untag: deleting {_short(digest)} would also "
-                    f"remove {_listed(sharing) or 'a kept index'}")))
+                    f"no rule keeps it, but this registry cannot remove a tag alone and deleting "
+                    f"{_short(digest)} would remove what is kept: {kept[digest]}")))
         else:
             doomed.setdefault(digest, []).append(tag)
-    for digest, tags in sorted(doomed.items()):
-        actions.append(Action(subject, "prune", f"{where}@{digest}", digest, None,
-                              f"no keep rule or protection applies to {_listed(tags)}", tuple(sorted(tags))))
-        for referrer in _referrers(repo, digest, referrer_tags):
-            actions.append(Action(subject, "prune", f"{where}@{referrer.digest}", referrer.digest, None,
-                                  f"referrer ({referrer.artifact_type or 'artifact'}) of pruned {_short(digest)}",
-                                  repo.tags_of(referrer.digest)))
+    scheduled: set[str] = set(doomed)
+    for digest in sorted(doomed):
+        top = Action(subject, "prune", f"{where}@{digest}", digest, None, _prune_reason(
+            repo, digest, doomed[digest], graph, kept), repo.tags_of(digest))
+        actions.append(top)
+        actions += _dependants(subject, where, repo, digest, top.target, graph, kept, scheduled)
     for tag in sorted(referrer_tags):
         digest = repo.tags[tag].digest
         subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
-        if subject_digest not in doomed:  # a doomed subject's referrers were pruned with it above
-            actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest,
-                                  f"referrer of {_short(subject_digest)}, which is not pruned"))
+        if digest in scheduled:
+            continue  # removed with its subject's (or its own) deletion above
+        if digest in kept:
+            why = kept[digest]
+        elif subject_digest not in repo.images:
+            why = (f"its subject {_short(subject_digest)} is not in this repository (signatures may be kept "
+                   "apart from their images), so it is not pruned")
+        else:
+            why = f"referrer of {_short(subject_digest)}, which is not pruned"
+        actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, why))
+    return actions
+
+
+class _Graph:
+    """What refers to what inside one repository: index children and referrers (the OCI 1.1
+    ``subject`` / referrers API, or cosign's ``sha256-<hex>.sig|.att|.sbom`` tags naming it)."""
+
+    def __init__(self, repo: RepositoryState, referrer_tags: set[str]) -> None:
+        self.repo = repo
+        self.referrers: dict[str, dict[str, Descriptor]] = {}
+        for subject_digest, found in repo.referrers.items():
+            for descriptor in found:
+                self.referrers.setdefault(subject_digest, {})[descriptor.digest] = descriptor
+        for digest, image in repo.images.items():
+            if image.subject:
+                self.referrers.setdefault(image.subject, {}).setdefault(
+                    digest, Descriptor(image.media_type, digest, 0, artifact_type=image.artifact_type))
+        for tag in referrer_tags:
+            subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
+            self.referrers.setdefault(subject_digest, {}).setdefault(repo.tags[tag].digest, repo.tags[tag])
+
+    def children(self, digest: str) -> tuple[Descriptor, ...]:
+        return _children(self.repo.images.get(digest))
+
+    def referrers_of(self, digest: str) -> list[Descriptor]:
+        found = self.referrers.get(digest, {})
+        return [found[d] for d in sorted(found)]
+
+    def kept(self, why_kept: Mapping[str, str], candidates: Mapping[str, Descriptor],
+             protected: _Protected) -> dict[str, str]:
+        """Every digest nothing may delete, with why: tagged by a kept tag, protected, or reachable
+        from one of those as a platform manifest or a referrer. A kept digest is never deleted,
+        whatever else points at it."""
+        kept: dict[str, str] = {}
+        for tag in sorted(why_kept):
+            kept.setdefault(candidates[tag].digest, f"tagged {tag}, which is kept")
+        known = {*self.repo.images, *(d.digest for d in self.repo.tags.values())}
+        for digest in sorted(known):
+            if digest not in kept and (why := _digest_protection(digest, protected)):
+                kept[digest] = why
+        pending = sorted(kept)
+        while pending:
+            digest = pending.pop()
+            reached = [(c.digest, f"platform manifest of kept {_short(digest)}") for c in self.children(digest)]
+            reached += [(r.digest, f"referrer of kept {_short(digest)}") for r in self.referrers_of(digest)]
+            for found, why in reached:
+                if found not in kept:
+                    kept[found] = why
+                    pending.append(found)
+        return kept
+
+
+def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph: _Graph,
+                  kept: Mapping[str, str]) -> str:
+    removes = repo.tags_of(digest)
+    reason = f"delete manifest {_short(digest)}, which removes tags {_listed(removes)}: no keep rule or " + (
+        "protection applies to them" if set(removes) == set(tags) else f"protection applies to {_listed(tags)}")
+    staying = [c for c in graph.children(digest) if c.digest in kept]
+    if staying:
+        reason += "; its platform manifests " + ", ".join(
+            f"{_short(c.digest)}{f' ({c.platform})' if c.platform else ''}" for c in staying) + " stay: " + \
+            "; ".join(kept[c.digest] for c in staying)
+    return reason
+
+
+def _dependants(subject: str, where: str, repo: RepositoryState, digest: str, parent: str, graph: _Graph,
+                kept: Mapping[str, str], scheduled: set[str]) -> list[Action]:
+    """What goes with a pruned image: its platform manifests and its referrers, each only if nothing
+    keeps it, and each deleted after (and only after) what it depends on."""
+    actions: list[Action] = []
+    follows = [(c, f"platform manifest{f' ({c.platform})' if c.platform else ''} of pruned {_short(digest)}")
+               for c in graph.children(digest)]
+    follows += [(r, f"referrer ({r.artifact_type or 'artifact'}) of pruned {_short(digest)}")
+                for r in graph.referrers_of(digest)]
+    for descriptor, why in follows:
+        if descriptor.digest in kept or descriptor.digest in scheduled:
+            continue
+        scheduled.add(descriptor.digest)
+        tags = repo.tags_of(descriptor.digest)
+        removes = f", which removes tags {_listed(tags)}" if tags else ""
+        action = Action(subject, "prune", f"{where}@{descriptor.digest}", descriptor.digest, None,
+                        f"delete manifest {_short(descriptor.digest)}{removes}: {why}", tags, depends_on=parent)
+        actions.append(action)
+        actions += _dependants(subject, where, repo, descriptor.digest, action.target, graph, kept, scheduled)
     return actions
 
 
@@ -176,15 +266,23 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
         return [(tag, f"{label}: built from commit {commit[:12]}, among the latest of a live git ref")
                 for tag, d in sorted(tags.items())
                 if (commit := _commit_of(tag, images.get(d.digest), rule, commits))]
-    selected = sorted(tag for tag in tags if _selected(tag, rule))
+    parts = {tag: part for tag in tags if (part := _selected(tag, rule)) is not None}
+    selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
         return [(tag, f"{label}: {_selector(rule)}") for tag in selected]
     by_last: set[str] = set()
+    unranked: dict[str, str] = {}
+    order = ""
     if rule.last is not None:
-        order, key = _ordering(rule, selected, tags, images)
-        # Tags the order cannot rank (no version, no creation time) rank below all others, by name.
-        ranked = sorted(((1, k) if (k := key(tag)) is not None else (0, tag), tag) for tag in selected)
-        by_last = {tag for _, tag in ranked[-rule.last:]}
+        order = _order(rule, parts)
+        def key(tag: str) -> object | None:
+            return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)))
+        ranked, cannot = by_rank(order, key, selected)
+        by_last = set(ranked[-rule.last:])
+        whole = rule.tags is None or not rule.tags.groups
+        pattern_text = rule.tags.pattern if rule.tags is not None else None
+        # Fail closed: a tag the order cannot place might be the newest, so it is kept.
+        unranked = {tag: why_unranked(order, parts[tag], pattern_text, whole) for tag in cannot}
     young: dict[str, str] = {}
     if rule.newer_than is not None:
         for tag in selected:
@@ -196,7 +294,12 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
             elif now - created < rule.newer_than:
                 young[tag] = f"created {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
     kept = []
+    order_name = "creation time" if order == "newest" else order
     for tag in selected:
+        if tag in unranked:
+            kept.append((tag, f"{label}: {_selector(rule)}, kept because {order_name} order cannot rank it: "
+                              f"{unranked[tag]}"))
+            continue
         in_last, is_young = tag in by_last, tag in young
         if rule.last is None:
             keep = is_young
@@ -205,22 +308,26 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
         else:
             keep = (in_last or is_young) if rule.operator == "Or" else (in_last and is_young)
         if keep:
-            parts = []
+            reasons = []
             if in_last:
-                parts.append(f"among the {rule.last} newest by {order}")
+                reasons.append(f"among the {rule.last} newest by {order_name}")
             if is_young:
-                parts.append(young[tag])
-            kept.append((tag, f"{label}: {_selector(rule)}, " + " and ".join(parts)))
+                reasons.append(young[tag])
+            kept.append((tag, f"{label}: {_selector(rule)}, " + " and ".join(reasons)))
     return kept
 
 
-def _selected(tag: str, rule: KeepRule) -> bool:
-    if rule.tags is not None and not rule.tags.search(tag):
-        return False
+def _selected(tag: str, rule: KeepRule) -> str | None:
+    """The tag's version part if the rule selects it (its pattern matches, and that part is in the
+    semver range), else None."""
+    part = version_part(rule.tags, tag)
+    if part is None:
+        return None
     if rule.semver is not None:
-        version = Version.try_parse(tag)
-        return version is not None and rule.semver.contains(version)
-    return True
+        version = Version.try_parse(part)
+        if version is None or not rule.semver.contains(version):
+            return None
+    return part
 
 
 def _selector(rule: KeepRule) -> str:
@@ -232,41 +339,16 @@ def _selector(rule: KeepRule) -> str:
     return " and ".join(parts) or "any tag"
 
 
-def _ordering(rule: KeepRule, selected: Sequence[str], tags: Mapping[str, Descriptor],
-              images: Mapping[str, Image]) -> tuple[str, Callable[[str], object]]:
-    """How 'last' ranks tags: the rule's order, else semver when every selected tag is a version,
-    numeric when every one is a number (or the pattern's group captures one), else creation time."""
-    order = rule.order
-    if order is None:
-        if selected and all(Version.try_parse(tag) for tag in selected):
-            order = "semver"
-        elif selected and all(_number(tag, rule) is not None for tag in selected):
-            order = "numeric"
-        else:
-            order = "newest"
-    if order == "semver":
-        return order, lambda tag: (v.sort_key if (v := Version.try_parse(_part(tag, rule))) else None)
-    if order == "numeric":
-        return order, lambda tag: _number(tag, rule)
-    if order == "alphabetical":
-        return order, lambda tag: tag
-    def newest(tag: str) -> object:
-        created = _created(images.get(tags[tag].digest))
-        return (created, tag) if created else None
-    return "creation time", newest
-
-
-def _part(tag: str, rule: KeepRule) -> str:
-    """The part of a tag that carries its order: the named group 'version', else group 1, else the tag."""
-    match = rule.tags.search(tag) if rule.tags is not None else None
-    if match is None or not match.re.groups:
-        return tag
-    return match.groupdict().get("version") or match.group(1) or tag
-
-
-def _number(tag: str, rule: KeepRule) -> int | None:
-    part = _part(tag, rule)
-    return int(part) if part.isdigit() else None
+def _order(rule: KeepRule, parts: Mapping[str, str]) -> str:
+    """The rule's order, else semver when every selected tag's part is a version (always, with a
+    semver range), numeric when every one is a number, else creation time."""
+    if rule.order is not None:
+        return rule.order
+    if parts and all(Version.try_parse(part) for part in parts.values()):
+        return "semver"
+    if parts and all(number(part) is not None for part in parts.values()):
+        return "numeric"
+    return "newest"
 
 
 def _created(image: Image | None) -> datetime | None:
@@ -294,24 +376,19 @@ def _commit_of(tag: str, image: Image | None, rule: KeepRule, commits: frozenset
 
 
 def _protection(repository: str, tag: str, digest: str, protected: _Protected) -> str | None:
-    if digest in protected.in_use:
-        return f"protected: {_short(digest)} is running or kept for rollback in a protecting cluster"
     if (repository, tag) in protected.in_use_tags:
         return "protected: a protecting cluster runs this tag"
+    return _digest_protection(digest, protected)
+
+
+def _digest_protection(digest: str, protected: _Protected) -> str | None:
+    if digest in protected.in_use:
+        return f"protected: {_short(digest)} is running or kept for rollback in a protecting cluster"
     if digest in protected.deploy_targets:
         return f"protected: DeployPolicy/{protected.deploy_targets[digest]}'s target runs or pins {_short(digest)} now"
     if digest in protected.deployed:
         return f"protected: among the last digests DeployPolicy/{protected.deployed[digest]} deployed"
     return None
-
-
-def _referrers(repo: RepositoryState, digest: str, referrer_tags: set[str]) -> list[Descriptor]:
-    found = {d.digest: d for d in repo.referrers.get(digest, ())}
-    hex_part = digest.removeprefix("sha256:")
-    for tag in referrer_tags:
-        if REFERRER_TAG.match(tag)["hex"] == hex_part:  # type: ignore[index]
-            found.setdefault(repo.tags[tag].digest, repo.tags[tag])
-    return [found[d] for d in sorted(found)]
 
 
 def _short(digest: str) -> str:

@@ -43,7 +43,8 @@ def to_json(plan: Plan) -> str:
 def _action_json(action: Action) -> dict[str, Any]:
     return {"policy": action.policy, "kind": action.kind, "target": action.target,
             "digestBefore": action.digest_before, "digestAfter": action.digest_after,
-            "reason": action.reason, "tags": list(action.tags), "mutates": action.mutates}
+            "reason": action.reason, "tags": list(action.tags), "mutates": action.mutates,
+            **({"dependsOn": action.depends_on} if action.depends_on else {})}
 
 
 # --- markdown -----------------------------------------------------------------------------------
@@ -121,6 +122,6 @@ def from_json(text: str) -> Plan:
     if not isinstance(document, dict) or document.get("formatVersion") != FORMAT_VERSION:
         raise ValueError(f"not a reconcile plan of format version {FORMAT_VERSION}")
     actions = tuple(Action(a["policy"], a["kind"], a["target"], a["digestBefore"], a["digestAfter"], a["reason"],
-                           tuple(a["tags"])) for a in document["actions"])
+                           tuple(a["tags"]), a.get("dependsOn")) for a in document["actions"])
     return Plan(document["repo"], document["commit"], document["observedAt"], actions, tuple(document["errors"]),
                 document["fingerprint"])

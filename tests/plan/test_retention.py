@@ -125,7 +125,8 @@ def test_reasons_say_which_rule_and_why() -> None:
     actions = run(policy(rule(r"^build-(\d+)$", last=1)), repo({"build-1": 1, "build-2": 2}))
     assert [(a.kind, a.reason) for a in actions] == [
         ("keep", r"keep[0]: matches '^build-(\d+)$', among the 1 newest by numeric"),
-        ("prune", "no keep rule or protection applies to build-1"),
+        ("prune", "delete manifest sha256:000000000000, which removes tags build-1: no keep rule or protection "
+                  "applies to them"),
     ]
     assert actions[1].tags == ("build-1",) and actions[1].digest_before == digest(1)
 
@@ -200,14 +201,14 @@ def test_an_unreadable_audit_trail_prunes_nothing_when_history_protects() -> Non
 def test_a_digest_shared_with_a_kept_tag_is_untagged_where_the_registry_can() -> None:
     actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}, can_delete_tags=True))
     assert outcome(actions) == {"keep": [":v1"], "untag": [":build-7"]}
-    assert actions[0].reason == "no rule keeps it; its digest stays for v1"
+    assert actions[0].reason == "no rule keeps it; its digest stays: tagged v1, which is kept"
 
 
 def test_a_digest_shared_with_a_kept_tag_stays_where_the_registry_cannot_untag() -> None:
     actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}))
     assert outcome(actions) == {"keep": [":build-7", ":v1"]}
-    assert actions[0].reason == (f"no rule keeps it, but this registry cannot untag: deleting {digest(1)[:19]} "
-                                 "would also remove v1")
+    assert actions[0].reason == ("no rule keeps it, but this registry cannot remove a tag alone and deleting "
+                                 f"{digest(1)[:19]} would remove what is kept: tagged v1, which is kept")
 
 
 def test_a_kept_index_keeps_its_platform_manifests() -> None:
@@ -219,7 +220,9 @@ def test_referrers_follow_their_subject() -> None:
     sig_of = {n: f"sha256-{digest(n)[7:]}.sig" for n in (1, 2)}
     actions = run(policy(rule("^v")), repo({"v1": 1, "old": 2, sig_of[1]: 11, sig_of[2]: 12}))
     assert outcome(actions) == {"keep": [":v1", f":{sig_of[1]}"], "prune": [f"@{digest(2)}", f"@{digest(12)}"]}
-    assert actions[2].reason == f"referrer (artifact) of pruned {digest(2)[:19]}"
+    assert actions[2].reason == (f"delete manifest {digest(12)[:19]}, which removes tags {sig_of[2]}: "
+                                 f"referrer (artifact) of pruned {digest(2)[:19]}")
+    assert actions[2].depends_on == actions[1].target
 
 
 def test_over_max_deletions_nothing_is_deleted() -> None:
@@ -271,14 +274,14 @@ MORE = [
     pytest.param(policy(rule(r"^\d+$", last=2)), repo({"9": 1, "10": 2, "100": 3}),
                  {"keep": [":10", ":100"], "prune": [f"@{digest(1)}"]}, id="numeric tags without a group"),
     pytest.param(policy(rule(".", last=1, order="semver")), repo({"v1.0.0": 1, "nightly": 2}),
-                 {"keep": [":v1.0.0"], "prune": [f"@{digest(2)}"]}, id="tags that are not versions are never newest"),
+                 {"keep": [":nightly", ":v1.0.0"]}, id="a tag the order cannot rank is kept (fail closed)"),
     pytest.param(policy(rule("^v", last=10)), repo({"v1": 1, "v2": 2}),
                  {"keep": [":v1", ":v2"]}, id="last N over fewer tags keeps them all"),
     pytest.param(policy(rule("^v", newer_than=timedelta(days=1))), repo({"v1": 1}, age_days={1: -2}),
                  {"keep": [":v1"]}, id="a creation time in the future is young"),
     pytest.param(policy(rule("^v")), repo({}), {}, id="an empty repository plans nothing"),
     pytest.param(policy(rule("^b-", last=1, order="newest")), repo({"b-x": 1, "b-y": 2}, age_days={2: 3}),
-                 {"keep": [":b-y"], "prune": [f"@{digest(1)}"]}, id="unknown creation time ranks last"),
+                 {"keep": [":b-x", ":b-y"]}, id="unknown creation time cannot be ranked: kept"),
     pytest.param(policy(rule("^v"), rule("^v1$", last=1)), repo({"v1": 1, "v2": 2}),
                  {"keep": [":v1", ":v2"]}, id="overlapping rules keep once"),
     pytest.param(policy(rule("(?i)^RELEASE-")), repo({"release-1": 1, "Release-2": 2, "rc-3": 3}),
