@@ -21,7 +21,8 @@ def validate(settings: Settings, output: str) -> None:
     """Check the repo-of-record: schemas, references, pipelines, patterns, hostile YAML.
 
     Exit status 0 when valid, 1 when anything is wrong (all problems are listed, not just the
-    first).
+    first). Warnings (such as a keep rule whose order can rank none of the tags its pattern
+    selects) are listed too but do not fail validation.
     """
     try:
         result = validate_repo(settings.repo, settings.ref)
@@ -34,24 +35,26 @@ def validate(settings: Settings, output: str) -> None:
     if output == "json":
         click.echo(json.dumps({
             "valid": result.ok, "commit": snapshot.commit, "documents": result.documents,
-            "problems": [{"path": p.path, "line": p.line, "subject": p.subject,
+            "problems": [{"path": p.path, "line": p.line, "subject": p.subject, "severity": p.severity,
                           "message": p.message} for p in result.problems]}, indent=2))
     elif output == "github":
         for p in result.problems:
             text = f"{p.subject}: {p.message}" if p.subject else p.message
-            click.echo(f"::error file={p.path},line={p.line}::{_escape(text)}")
+            click.echo(f"::{p.severity} file={p.path},line={p.line}::{_escape(text)}")
     else:
         for problem in result.problems:
             click.echo(str(problem))
     at = f" at commit {snapshot.commit[:12]}" if snapshot.commit else ""
+    warned = f"; {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}" if result.warnings else ""
     if not result.ok:
-        files = len({p.path for p in result.problems})
-        click.echo(f"{len(result.problems)} problem{'s' * (len(result.problems) != 1)} in "
+        errors = result.errors
+        files = len({p.path for p in errors})
+        click.echo(f"{len(errors)} problem{'s' * (len(errors) != 1)}{warned} in "
                    f"{files} file{'s' * (files != 1)}{at}", err=True)
         sys.exit(1)
     counts = ", ".join(f"{n} {kind}" for kind, n in result.policies.counts().items() if n)
     ignored = f"; {result.ignored} other YAML documents ignored" if result.ignored else ""
-    click.echo(f"valid: {result.documents} documents ({counts or 'none'}){at}{ignored}", err=True)
+    click.echo(f"valid: {result.documents} documents ({counts or 'none'}){at}{ignored}{warned}", err=True)
 
 
 def _escape(text: str) -> str:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconcile.policy import patterns
 from reconcile.policy.documents import Document
+from reconcile.policy.ordering import unrankable_pattern
 from reconcile.policy.problems import Problem
 from reconcile.policy.schema import KINDS
 
@@ -78,7 +79,7 @@ def check_documents(documents: list[Document]) -> list[Problem]:
     """Every cross-document and semantic problem of the repo-of-record."""
     index = _Index(documents)
     problems = list(_duplicates(documents, index))
-    checks: dict[str, Callable[[Document, _Index], Iterator[tuple[str, str]]]] = {
+    checks: dict[str, Callable[[Document, _Index], Iterator[tuple[str, ...]]]] = {  # pointer, message[, severity]
         "Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
         "PromotionPolicy": _promotion, "DeployPolicy": _deploy,
     }
@@ -86,9 +87,9 @@ def check_documents(documents: list[Document]) -> list[Problem]:
         check = checks.get(document.kind or "")
         if check is None or not isinstance(document.body, dict):
             continue
-        for pointer, message in check(document, index):
+        for pointer, message, *severity in check(document, index):
             problems.append(Problem(document.path, document.line_of(pointer),
-                                    f"{pointer}: {message}", document.subject))
+                                    f"{pointer}: {message}", document.subject, *severity))
     return problems
 
 
@@ -160,7 +161,7 @@ def _cluster(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
         yield "/spec/context", "context applies only with kubeconfig"
 
 
-def _retention(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+def _retention(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:
     spec = document.body.get("spec")
     if (problem := index.unknown("Registry", dig(spec, "registry"))) is not None:
         yield "/spec/registry", problem
@@ -176,7 +177,7 @@ def _retention(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
             yield from _keep_rule(f"/spec/keep/{i}", rule)
 
 
-def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, ...]]:
     git_refs = rule.get("gitRefs")
     if git_refs is not None:
         others = sorted(k for k in rule if k != "gitRefs")
@@ -190,6 +191,19 @@ def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield pointer + "/operator", "operator combines last and newerThan; set both or drop it"
     if "order" in rule and "last" not in rule:
         yield pointer + "/order", "order applies only with last"
+    elif "last" in rule and isinstance(rule.get("tags"), str):
+        yield from _rankable(pointer, rule)
+
+
+def _rankable(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """A warning, not an error: the policy still runs, and keeps every tag its order cannot rank."""
+    try:
+        compiled = patterns.compile_pattern(rule["tags"])
+    except ValueError:
+        return  # the schema's format check already reported it
+    order = rule.get("order") or ("semver" if "semver" in rule else None)
+    if (problem := unrankable_pattern(compiled, order)) is not None:
+        yield pointer + "/tags", problem, "warning"
 
 
 def _git_refs(pointer: str, git_refs: dict[str, Any]) -> Iterator[tuple[str, str]]:

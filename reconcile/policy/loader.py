@@ -24,7 +24,15 @@ class Validation:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.is_error)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if not p.is_error)
 
 
 def is_policy_document(document: Document) -> bool:
@@ -58,7 +66,8 @@ def validate_snapshot(snapshot: Snapshot) -> Validation:
         problems += check_document(document)
     problems += check_documents(documents)
     problems.sort(key=lambda p: (p.path, p.line, p.message))
-    policies = None if problems else build_policy_set(snapshot.source, snapshot.commit, documents)
+    errors = any(p.is_error for p in problems)  # warnings leave the policies usable
+    policies = None if errors else build_policy_set(snapshot.source, snapshot.commit, documents)
     return Validation(snapshot, tuple(problems), policies, len(documents), ignored)
 
 
@@ -71,5 +80,5 @@ def load_policies(repo: str, ref: str | None = None) -> PolicySet:
     """The typed policies of ``repo`` at ``ref``; raises PolicyError listing every problem."""
     validation = validate_repo(repo, ref)
     if validation.policies is None:
-        raise PolicyError(list(validation.problems))
+        raise PolicyError(list(validation.errors))
     return validation.policies

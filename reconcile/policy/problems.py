@@ -11,9 +11,16 @@ class Problem:
     line: int
     message: str
     subject: str | None = None  # "Kind/name" once the document says what it is
+    severity: str = "error"  # or "warning": reported, but the policies still load and run
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}"
+        if self.severity != "error":
+            where += f": {self.severity}"
         return f"{where}: {self.subject}: {self.message}" if self.subject else f"{where}: {self.message}"
 
 

@@ -384,7 +384,7 @@ spec:
     - tags: '^v\\d+\\.\\d+\\.\\d+$'
       last: 3
     # Builds: the last three, or anything from the past week.
-    - tags: '^build-\\d+$'
+    - tags: '^build-(\\d+)$'   # the group is what 'numeric' compares
       last: 3
       order: numeric
       newerThan: 168h
