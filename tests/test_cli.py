@@ -290,7 +290,8 @@ def test_json_output(invalid: Path, valid: Path) -> None:
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
         "valid": False, "commit": None, "documents": 4,
-        "problems": [{"path": f"{invalid}/{path}", "line": line, "subject": subject, "message": message}
+        "problems": [{"path": f"{invalid}/{path}", "line": line, "subject": subject, "severity": "error",
+                      "message": message}
                      for path, line, subject, message in INVALID_PROBLEMS]}
     assert result.stderr == "3 problems in 2 files\n"
 
@@ -325,7 +326,8 @@ def test_problems_without_a_subject(tmp_path: Path) -> None:
     github = run(["validate", "--repo", str(root), "--format", "github"])
     assert github.stdout == f"::error file={root}/evil.yaml,line=1::{message}\n"
     as_json = json.loads(run(["validate", "--repo", str(root), "--format", "json"]).stdout)
-    assert as_json["problems"] == [{"path": f"{root}/evil.yaml", "line": 1, "subject": None, "message": message}]
+    assert as_json["problems"] == [{"path": f"{root}/evil.yaml", "line": 1, "subject": None,
+                                   "severity": "error", "message": message}]
 
 
 def test_an_unknown_format_is_a_usage_error(valid: Path) -> None:

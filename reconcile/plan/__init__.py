@@ -15,7 +15,7 @@ from reconcile.plan.actions import Action
 from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
-from reconcile.plan.retention import RetentionInputs, plan_retention
+from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
 from reconcile.policy.model import Approval, PolicySet
 
 __all__ = ["Action", "Plan", "build_plan", "fingerprint"]
@@ -35,6 +35,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
     """
     actions: list[Action] = []
     errors: list[str] = []
+    warnings: list[str] = []
     for name, policy in policies.retention_policies.items():
         if only and only != f"RetentionPolicy/{name}":
             continue
@@ -49,6 +50,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                                  clusters, deployed, seen.git_commits, _deploy_targets(policies, observation,
                                                                                        policy.registry))
         policy_actions = plan_retention(policy, inputs, now)
+        warnings += rank_warnings(policy, seen.repositories)
         errors += [a.reason for a in policy_actions if a.kind == "blocked"]
         actions += policy_actions
     for name, promotion in policies.promotion_policies.items():
@@ -76,7 +78,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
             errors.append(action.reason)
         actions.append(action)
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,
-                     fingerprint(observation, deployed))
+                     fingerprint(observation, deployed), warnings)
 
 
 def _deploy_targets(policies: PolicySet, observation: Observation, registry: str) -> dict[str, DeployHealth | str]:

@@ -20,6 +20,7 @@ class Plan:
     actions: tuple[Action, ...] = ()
     errors: tuple[str, ...] = field(default=())  # sources that could not be read, and what that blocked
     fingerprint: str = ""  # of everything observed: a saved plan applies only to the same world
+    warnings: tuple[str, ...] = ()  # decided, but a reader should know (a keep rule that ranks nothing)
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -47,7 +48,8 @@ def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
 
 
 def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],
-              errors: list[str] | None = None, fingerprint: str = "") -> Plan:
+              errors: list[str] | None = None, fingerprint: str = "", warnings: list[str] | None = None) -> Plan:
     """Actions in their canonical order: by policy, then mutating before explanatory, then target."""
     ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, a.target))
-    return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())), fingerprint)
+    return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())), fingerprint,
+                tuple(sorted(set(warnings or ()))))

@@ -63,6 +63,27 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
     return actions
 
 
+def rank_warnings(policy: RetentionPolicy, repositories: Sequence[RepositoryState]) -> list[str]:
+    """Keep rules whose order could rank none of the tags they select in a repository: all of those
+    are kept (fail closed), which is rarely what the rule's author meant."""
+    warnings = []
+    for index, rule in enumerate(policy.keep):
+        if rule.last is None or rule.git_refs is not None:
+            continue
+        for repo in repositories:
+            parts = {tag: part for tag in repo.tags if (part := _selected(tag, rule)) is not None}
+            order = _order(rule, parts)
+            if not parts or order in ("alphabetical", "newest"):
+                continue  # creation times missing is the registry's doing, reported per tag
+            if all(rank_key(order, part, None) is None for part in parts.values()):
+                example = min(parts)
+                why = why_unranked(order, parts[example], rule.tags.pattern if rule.tags is not None else None,
+                                   rule.tags is None or not rule.tags.groups)
+                warnings.append(f"RetentionPolicy/{policy.name} keep[{index}]: order {order} can rank none of the "
+                                f"{len(parts)} tags it selects in {repo.repository}, so all are kept: {why}")
+    return warnings
+
+
 def _unreadable_sources(policy: RetentionPolicy, inputs: RetentionInputs) -> list[str]:
     """Fail closed: a protection we cannot evaluate means we cannot know what is safe to delete."""
     problems = []

@@ -36,7 +36,8 @@ def to_json(plan: Plan) -> str:
     document = {
         "formatVersion": FORMAT_VERSION, "repo": plan.repo, "commit": plan.commit,
         "observedAt": plan.observed_at, "fingerprint": plan.fingerprint, "summary": plan.counts(),
-        "hasChanges": plan.has_changes, "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions]}
+        "hasChanges": plan.has_changes, "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions],
+        **({"warnings": list(plan.warnings)} if plan.warnings else {})}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
@@ -55,6 +56,8 @@ def to_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     lines = [f"### reconcile plan: {summary_line(plan)}", ""]
     if plan.errors:
         lines += ["**Could not be decided:**", ""] + [f"- ⚠️ {_md(e)}" for e in plan.errors] + [""]
+    if plan.warnings:
+        lines += ["**Warnings:**", ""] + [f"- {_md(w)}" for w in plan.warnings] + [""]
     called_out = [a for a in plan.actions if a.kind in ("prune", "untag", "rollback", "blocked")]
     sections: list[list[str]] = []
     if called_out:
@@ -102,6 +105,8 @@ def to_rich(plan: Plan) -> RenderableType:
     parts: list[RenderableType] = [Text(summary_line(plan), style="bold")]
     for error in plan.errors:
         parts.append(Text(f"could not be decided: {error}", style="bold yellow"))
+    for warning in plan.warnings:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
     for policy, actions in plan.by_policy().items():
         table = Table(title=policy, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
         table.add_column("action", no_wrap=True)
@@ -124,4 +129,4 @@ def from_json(text: str) -> Plan:
     actions = tuple(Action(a["policy"], a["kind"], a["target"], a["digestBefore"], a["digestAfter"], a["reason"],
                            tuple(a["tags"]), a.get("dependsOn")) for a in document["actions"])
     return Plan(document["repo"], document["commit"], document["observedAt"], actions, tuple(document["errors"]),
-                document["fingerprint"])
+                document["fingerprint"], tuple(document.get("warnings", ())))

@@ -175,3 +175,14 @@ def test_a_platform_manifest_in_use_stays() -> None:
     actions = run(policy(rule("^v"), protect=Protection(in_use=("prod",))), state, clusters={"prod": cluster})
     assert digest(22) not in deleted(actions)
     assert digest(2) not in deleted(actions)  # the index of what runs stays too
+
+
+def test_a_rule_that_ranks_no_observed_tag_is_a_plan_warning() -> None:
+    from reconcile.plan.retention import rank_warnings
+    assert rank_warnings(policy(rule(r"^build-\d+$", last=5, order="numeric")), [builds(3)]) == [
+        "RetentionPolicy/ci-cleanup keep[0]: order numeric can rank none of the 3 tags it selects in team-a/web, so "
+        "all are kept: 'build-1' is not a number (without a capture group the whole tag is compared): add a capture "
+        r"group: '^build-(\d+)$'"]
+    assert rank_warnings(policy(rule(r"^build-(\d+)$", last=5, order="numeric")), [builds(3)]) == []
+    assert rank_warnings(policy(rule(r"^rel-(.+)$", last=1, order="numeric")),
+                         [repo({"rel-x": 1, "rel-y": 2})])[0].endswith("'x' is not a number")
