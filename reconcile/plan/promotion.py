@@ -17,6 +17,7 @@ from reconcile.observe.state import DeployHealth, Image, RepositoryState
 from reconcile.plan.actions import Action
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import Approval, DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
+from reconcile.policy.ordering import number
 from reconcile.policy.semver import Version
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -60,7 +61,7 @@ def _order_key(order: str, version: str, image: Image | None) -> object | None:
         parsed = Version.try_parse(version)  # strict: a short all-digit SHA is no version
         return parsed.sort_key if parsed else None
     if order == "numeric":
-        return int(version) if version.isdigit() else None
+        return number(version)  # integers and decimals, by value
     if order == "alphabetical":
         return version
     return image.created if image is not None and image.created is not None else None

@@ -48,6 +48,8 @@ SELECTION = [
     pytest.param(track(), {"1.2": 1, "1.1.0": 2}, "1.1.0", id="strict: 1.2 is no version"),
     pytest.param(track(), {"01.2.3": 1, "1.0.0": 2}, "1.0.0", id="leading zeros are no version"),
     pytest.param(track(r"^build-(\d+)$", "numeric"), {"build-9": 1, "build-10": 2}, "build-10", id="numeric"),
+    pytest.param(track(r"^rel-(.+)$", "numeric"), {"rel-1.5": 1, "rel-1.10": 2}, "rel-1.5",
+                 id="numeric takes decimals, by value"),
     pytest.param(track(r"^build-(\d+)$", "alphabetical"), {"build-9": 1, "build-10": 2}, "build-9", id="alphabetical"),
     pytest.param(track(r"^main-", "newest"), {"main-a": 1, "main-b": 2}, "main-a", id="newest by creation time"),
     pytest.param(track(allow=r"^v?\d+\.\d+\.\d+$"), {"1.0.0": 1, "2.0.0-rc.1": 2}, "1.0.0",
