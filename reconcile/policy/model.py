@@ -5,7 +5,6 @@ Built only from documents that passed every check, so constructors here trust th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 
 from reconcile.policy.documents import Document
 from reconcile.policy.durations import parse_duration
-from reconcile.policy.patterns import compile_pattern
+from reconcile.policy.patterns import Pattern, compile_pattern
 from reconcile.policy.secrets import SecretRef
 from reconcile.policy.semver import SemverRange
 
@@ -132,10 +131,10 @@ class Cluster:
 @dataclass(frozen=True)
 class GitRefs:
     repo: str
-    branches: re.Pattern[str] | None
-    tags: re.Pattern[str] | None
+    branches: Pattern | None
+    tags: Pattern | None
     commits_per_branch: int = 1
-    tag_commit: re.Pattern[str] | None = None
+    tag_commit: Pattern | None = None
     revision_label: bool = False
 
 
@@ -143,7 +142,7 @@ class GitRefs:
 class KeepRule:
     """Selectors (tags, semver) choose tags; limits (last, newer_than) keep some of them."""
 
-    tags: re.Pattern[str] | None = None
+    tags: Pattern | None = None
     semver: SemverRange | None = None
     last: int | None = None
     order: TagOrder | None = None  # None: semver if every selected tag is a version, else newest
@@ -172,10 +171,10 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class Track:
-    tags: re.Pattern[str]
+    tags: Pattern
     order: TagOrder = "semver"
-    allow: re.Pattern[str] | None = None
-    ignore: re.Pattern[str] | None = None
+    allow: Pattern | None = None
+    ignore: Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +304,7 @@ def _duration(value: str | None, default: timedelta | None = None) -> timedelta 
     return parse_duration(value) if value is not None else default
 
 
-def _pattern(value: str | None) -> re.Pattern[str] | None:
+def _pattern(value: str | None) -> Pattern | None:
     return compile_pattern(value) if value is not None else None
 
 

@@ -1,240 +1,264 @@
+"""Policy patterns are RE2 (Go regexp syntax): what compiles, what is refused and why, and that
+matching stays linear in the tag's length whatever the pattern."""
+
+from __future__ import annotations
+
+import json
+import pickle
 import re
+import string
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconcile.policy.patterns import MAX_PATTERN_LENGTH, compile_pattern
+from reconcile.cli import cli
+from reconcile.policy.patterns import MAX_PATTERN_LENGTH, RE2_ONLY, Pattern, compile_pattern
 
-SAFE = [
+ACCEPTED = [
+    # this repository's own examples
     (r"^v\d+\.\d+\.\d+$", "v1.22.3", True),
+    (r"^v\d+\.\d+\.\d+$", "v1.22", False),
     (r"^build-(\d+)$", "build-42", True),
+    (r"^build-(?P<version>\d+)$", "build-42", True),
     (r"^sha-(?P<commit>[0-9a-f]{7,40})$", "sha-5114f85", True),
     (r"^(main|release-.*)$", "release-2024.1", True),
     (r".*", "anything", True),
     (r"^v?(?P<version>\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?)$", "v1.2.3-rc.1", True),
-    (r"^(staging|prod)-\d+$", "prod-7", True),
-    (r"(foo|bar)+", "xxfoobarxx", True),
-    (r"[a-z]+-[0-9]+", "web-12", True),
-    (r"(ab){2,5}", "abab", True),
-    (r"^(\d{1,3}\.){3}\d{1,3}$", "10.0.0.1", True),
-    (r"^v\d+$", "latest", False),
-    (r"[\d\w]+", "a1", True),  # a character class is one choice per character
     (r"(?i)^(dev|stage)-[a-f0-9]+$", "DEV-ab12", True),
-    (r"(x|[|])+", "x|x", True),  # '|' inside a class is not an alternation
-    (r"(?#a|a)(a|b)+", "ab", True),  # nor inside a comment
-    # possessive repeats and atomic groups do not backtrack once matched (their insides are
-    # still checked: see the hang test for '(?>(a+)+b)')
-    (r"^(a++)+$", "aaa", True),
-    (r"^(?>a+)+$", "aaa", True),
-    (r"^(\w++\s?)+$", "hello world", True),
-    (r"^(a|a)*+$", "aa", True),
-    # a repeat inside a repeat is fine when a mandatory one-character separator that nothing else
-    # in the repetition can match begins or ends each repetition: the repetitions are then told apart
-    (r"^\d+(\.\d+)*$", "1.22.333", True),
-    (r"^v?\d+(\.\d+)*(-[0-9a-z]+(\.[0-9a-z]+)*)?$", "v1.2.3-rc.1", True),
-    (r"(\w+[-.])*", "web-1.", True),
-    (r"((ab)*c)+", "ababcc", True),
-    (r"^([a-z0-9]+-)*[a-z0-9]+$", "my-app-2", True),
-    (r"^(release|hotfix)/([0-9]+\.)*[0-9]+$", "hotfix/1.2.3", True),
-    (r"^(release|hotfix)/([0-9]+\.)*[0-9]+$", "hotfix/1..3", False),
-    (r"^[0-9]+(\.[0-9]+){2}(-rc\.[0-9]+)?$", "1.2.3-rc.4", True),
-    (r"^(\d+\.){3}\d+$", "10.0.0.1", True),
-    (r"^(?:x+y)*$", "xxyxy", True),
-    (r"^v\d+([.-]\d+)*$", "v1-2.3", True),  # the separator may be a class
-    (r"^v\d+((?:-|\.)\d+)*$", "v1-2.3", True),  # or an alternation of single characters
-    (r"^(?:/[^/]+)+$", "/a/b c/d", True),  # '[^/]' cannot match the '/'
-    (r"^(\.\d+\.\d+)*$", ".1.2.3.4", True),  # a second, mandatory '.' keeps the count fixed
-    (r"^(\.\d\d?)+$", ".1.22", True),
-    (r"^((\.\d+)*x)+$", ".1.2x.3x", True),
-    (r"^(X[a-z]+)*$", "XabXcd", True),  # without (?i), '[a-z]' cannot match 'X'
-    (r"(?i)^v\d+(\.\d+)*$", "V1.2", True),
-    (r"^(ab?)+$", "abaab", True),  # an optional part that cannot start a repetition
-    (r"^(-?\d)+$", "-1-2", True),  # an optional part at the start, a separator at the end
-    (r"^([a-z]-?)+$", "a-b-c", True),
+    (r"latest", "not-the-latest-one", True),  # unanchored: matched anywhere, as with re.search
+    # Flux ImagePolicy filterTags.pattern and its examples
+    (r"^main-[a-f0-9]+-(?P<ts>[0-9]+)", "main-5114f85-1700000000", True),
+    (r"^main-[a-fA-F0-9]+-(?P<ts>.*)", "main-5114F85-1700000000", True),
+    (r"^[0-9]+\.[0-9]+\.[0-9]+$", "1.22.3", True),
+    (r"^[0-9]+\.[0-9]+\.[0-9]+$", "1.22.3-rc.1", False),
+    (r"^v(?P<version>.*)", "v1.2.3", True),
+    # Argo CD Image Updater allow-tags: regexp:<body>
+    (r"^[0-9a-f]{7}$", "5114f85", True),
+    (r"^[0-9a-f]{7}$", "5114f85a", False),
+    (r"^1\.10\.[0-9]+$", "1.10.4", True),
+    # Kargo allowTags / ignoreTags
+    (r"^v1\.\d+\.\d+$", "v1.4.0", True),
+    (r"^nightly-\d{8}$", "nightly-20240101", True),
+    (r"^(?:v)?\d+\.\d+\.\d+(?:-rc\.\d+)?$", "2.0.0-rc.3", True),
+    # Go syntax that Python's re spells differently or lacks
+    (r"^(?<version>\d+)$", "42", True),
+    (r"^v\d+\z", "v1", True),
+    (r"^[[:digit:]]+$", "2024", True),
+    (r"^\pL+-\d+$", "web-12", True),
+    (r"^\Q1.2\E$", "1.2", True),
+    (r"^\Q1.2\E$", "102", False),
+    (r"(?U)^a+", "aaa", True),
+    (r"\x{41}", "A", True),
+    (r"(a)\12", "a\n", True),  # octal, as in Go: a backreference needs a lone digit
+    # nested and ambiguous repeats, which backtracking engines are slow on: RE2 is not
+    (r"(a+)+$", "aaa", True),
+    (r"^(\w+\s?)*$", "hello world", True),
+    (r"(a|ab)*c", "ababc", True),
+    (r"^\d*\d*\d*\d*\d*\d*\d*x$", "123x", True),
+    ("(" * 499 + "a" + ")" * 499, "a", True),  # deep, but within the length limit
 ]
 
 
-@pytest.mark.parametrize(("pattern", "subject", "matches"), SAFE)
-def test_safe_patterns_compile(pattern: str, subject: str, matches: bool) -> None:
+@pytest.mark.parametrize(("pattern", "subject", "matches"), ACCEPTED)
+def test_accepted_patterns(pattern: str, subject: str, matches: bool) -> None:
     compiled = compile_pattern(pattern)
-    assert isinstance(compiled, re.Pattern)
+    assert isinstance(compiled, Pattern)
     assert compiled.pattern == pattern
     assert (compiled.search(subject) is not None) is matches
 
 
-DANGEROUS = [
-    # nested quantifiers (star height > 1)
-    (
-        r"(a+)+$",
-        "'(a+)+$' can backtrack catastrophically: quantifier '+' applied to '(a+)', which "
-        "contains the repeat 'a+' (nested quantifier); rewrite without nesting, e.g. 'a+'",
-    ),
-    (r"(a*)*", "quantifier '*' applied to '(a*)', which contains the repeat 'a*'"),
-    (r"(a|b+)*", "quantifier '*' applied to '(a|b+)', which contains the repeat 'b+'"),
-    (r"(\w+\s?)+", "contains the repeat '\\w+' (nested quantifier)"),
-    (r"(\w+\s?)+", "make the inner repeat possessive, e.g. '\\w++'"),
-    (r"(?:a+)+", "quantifier '+' applied to '(?:a+)'"),
-    (r"([a-z]+)*", "rewrite without nesting, e.g. '[a-z]*'"),
-    (r"((\.\d+)*)+", "rewrite without nesting, e.g. '(\\.\\d+)*'"),
-    (r"(a{1,2})+", "contains the repeat 'a{1,2}' (nested quantifier)"),
-    (r"(a{1,50}){2}", "contains the repeat 'a{1,50}'"),
-    (r"(a+){2}", "quantifier '{2}' applied to '(a+)'"),
-    (r"(a+?)+", "contains the repeat 'a+?'"),
-    (r"(?=(a+)+)b", "quantifier '+' applied to '(a+)'"),
-    # overlapping alternatives under an unbounded repeat
-    (r"(a|a)*", "alternatives 'a' and 'a' can both start with 'a' (overlapping alternatives)"),
-    (r"(a|ab)+", "whose alternatives 'a' and 'ab' can both start with 'a'"),
-    (r"(\d|\w)+", "alternatives '\\d' and '\\w' can both start with '0'"),
-    (r"(\d|\w)+", "use one character class instead, e.g. '[\\d\\w]'"),
-    (r"(.|x)*", "alternatives '.' and 'x' can both start with 'x'"),
-    (r"(?i)(a|A)+", "alternatives 'a' and 'A' can both start with 'a'"),
-    (r"((?i:b|B))+", "alternatives 'b' and 'B' can both start with 'b'"),
-    (r"(?P<name>foo|fa)+", "applied to '(?P<name>foo|fa)', whose alternatives 'foo' and 'fa'"),
-    (r"(x|[a-z]y)*$", "alternatives 'x' and '[a-z]y' can both start with 'x'"),
-    (r"([^a]|[^b])+", "alternatives '[^a]' and '[^b]' can both start with"),
-    (r"(|a|)*", "alternatives '' and '' can both match the empty string"),
-    (r"(a|a){1,50}", "quantifier '{1,50}' applied to '(a|a)'"),
-    (r"(x)(?(1)(a|a)*|b)", "quantifier '*' applied to '(a|a)'"),
+NOT_SUPPORTED = f"is not supported: {RE2_ONLY}"
+REFUSED = [
+    (r"^(\d+)-\1$", rf"backreference \1 in '^(\d+)-\1$' {NOT_SUPPORTED}"),
+    (r"\9", rf"backreference \9 in '\9' {NOT_SUPPORTED}"),
+    (r"(?P<n>a)(?P=n)", f"named backreference (?P=name) in '(?P<n>a)(?P=n)' {NOT_SUPPORTED}"),
+    (r"(?<n>a)\k<n>", rf"named backreference \k<name> in '(?<n>a)\k<n>' {NOT_SUPPORTED}"),
+    (r"^v(?=\d)", rf"lookahead (?=...) in '^v(?=\d)' {NOT_SUPPORTED}"),
+    (r"^(?!.*-rc).*$", f"negative lookahead (?!...) in '^(?!.*-rc).*$' {NOT_SUPPORTED}"),
+    (r"(?<=v)\d+", rf"lookbehind (?<=...) in '(?<=v)\d+' {NOT_SUPPORTED}"),
+    (r"(?<!rc)\d+$", rf"negative lookbehind (?<!...) in '(?<!rc)\d+$' {NOT_SUPPORTED}"),
+    (r"^a++$", f"possessive quantifier '++' in '^a++$' {NOT_SUPPORTED}; drop the last '+': RE2 never "
+     "backtracks, so it is not needed"),
+    (r"\d*+x", rf"possessive quantifier '*+' in '\d*+x' {NOT_SUPPORTED}; drop the last '+'"),
+    (r"\d{2,}+", rf"possessive quantifier '{{2,}}+' in '\d{{2,}}+' {NOT_SUPPORTED}; drop the last '+'"),
+    (r"(?>a+)b", f"atomic group (?>...) in '(?>a+)b' {NOT_SUPPORTED}; write (?:...) instead: RE2 never "
+     "backtracks, so it is not needed"),
+    (r"(a)?(?(1)b|c)", f"conditional (?(...)...) in '(a)?(?(1)b|c)' {NOT_SUPPORTED}"),
+    (r"(a(?R)?b)", f"recursion (?R) in '(a(?R)?b)' {NOT_SUPPORTED}"),
+    (r"(a(?1)?b)", f"recursion or subroutine call (?N) in '(a(?1)?b)' {NOT_SUPPORTED}"),
+    (r"^v\d+\Z", rf"\Z in '^v\d+\Z' {NOT_SUPPORTED}; write \z (or $) for the end of the text"),
+    (r"(?#build)\d+", rf"comment (?#...) in '(?#build)\d+' {NOT_SUPPORTED}"),
+    (r"(?x) \d+", rf"flag 'x' of '(?x)' in '(?x) \d+' {NOT_SUPPORTED}; RE2's flags are i, m, s and U"),
+    (r"(?a)\w+", rf"flag 'a' of '(?a)' in '(?a)\w+' {NOT_SUPPORTED}; RE2's flags are i, m, s and U"),
+    (r"\Gx", rf"\G (end of the previous match) in '\Gx' {NOT_SUPPORTED}"),
+    (r"a\Cb", rf"\C (any single byte) in 'a\Cb' {NOT_SUPPORTED}; write . for any character"),
+    (r"^sha-(?P<commit>[0-9a-f]+)$|^git-(?P<commit>[0-9a-f]+)$",
+     "group name 'commit' is used twice in '^sha-(?P<commit>[0-9a-f]+)$|^git-(?P<commit>[0-9a-f]+)$'; give "
+     "each group a name of its own (only the first group of a name would ever be reported)"),
+    # the first construct named, even where RE2 stops earlier or later
+    (r"\Q(?=\E(?!x)", rf"negative lookahead (?!...) in '\Q(?=\E(?!x)' {NOT_SUPPORTED}"),
+    # what is not a named construct gets RE2's own reason
+    ("a)", "'a)' is not a valid RE2 (Go regexp syntax) pattern: unexpected ): a)"),
+    ("(a", "'(a' is not a valid RE2 (Go regexp syntax) pattern: missing ): (a"),
+    ("[a-", "'[a-' is not a valid RE2 (Go regexp syntax) pattern: missing ]: [a-"),
+    ("*", "'*' is not a valid RE2 (Go regexp syntax) pattern: no argument for repetition operator: *"),
+    (r"[\1]", r"'[\1]' is not a valid RE2 (Go regexp syntax) pattern: invalid escape sequence: \1"),
+    (r"\e", r"'\e' is not a valid RE2 (Go regexp syntax) pattern: invalid escape sequence: \e"),
+    ("(?P<a-b>x)", "'(?P<a-b>x)' is not a valid RE2 (Go regexp syntax) pattern: invalid named capture group: "
+     "(?P<a-b>"),
+    ("a{2,1}", "'a{2,1}' is not a valid RE2 (Go regexp syntax) pattern: invalid repetition size: {2,1}; counts go "
+     "up to 1000 (nested counts multiply) and the minimum comes first"),
+    ("a{1001}", "'a{1001}' is not a valid RE2 (Go regexp syntax) pattern: invalid repetition size: {1001}; "
+     "counts go up to 1000 (nested counts multiply) and the minimum comes first"),
+    ("(a{100}){100}", "'(a{100}){100}' is not a valid RE2 (Go regexp syntax) pattern: invalid repetition size: "
+     "{100}; counts go up to 1000 (nested counts multiply) and the minimum comes first"),
+    ("", "empty pattern matches everything; write '.*' if that is what you mean"),
+    ("a" * (MAX_PATTERN_LENGTH + 1), "pattern is 1001 characters long; the maximum is 1000"),
+    (None, "None is not a pattern: expected a string"),
 ]
 
 
-# Nested repeats that no separator tells apart, or whose repetitions can each be split in
-# several ways: all still refused.
-UNSEPARATED = [
-    # an optional separator does not count
-    (r"(\w+\s?)+$", "no mandatory separator telling repetitions apart"),
-    (r"(\d+\.?)+", "applied to '(\\d+\\.?)', which contains the repeat '\\d+' (nested quantifier) and no "
-     "mandatory separator"),
-    (r"([a-z]+-?)*", "make the inner repeat possessive, e.g. '[a-z]++'"),
-    # a separator in the middle does not count: the a+ of one repetition meets the a+ of the next
-    (r"(a+ba+)*", "contains the repeat 'a+' (nested quantifier) and no mandatory separator"),
-    # the separator must be something the inner repeat cannot match
-    (r"(-[a-z0-9-]+)*", "each repetition begins with '-', but '[a-z0-9\\-]+' can also match '-', so "
-     "repetitions cannot be told apart"),
-    (r"(\.[0-9a-z.-]+)*$", "each repetition begins with '\\.', but '[0-9a-z.\\-]+' can also match '.'"),
-    (r"(.+/)*", "each repetition ends with '/', but '.+' can also match '/'"),
-    (r"(\S+\.)*", "each repetition ends with '\\.', but '\\S+' can also match '.'"),
-    (r"(?i)(X[a-z]+)*", "each repetition begins with 'X', but '[a-z]+' can also match 'X'"),
-    (r"((?i:x)[a-z]+)*", "but '[a-z]+' can also match 'x'"),
-    # ... nor anything else in the repetition: '.1.1' is one repetition or two
-    (r"(\.\d+\.?\d*)*$", "each repetition begins with '\\.', but '\\.?' can also match '.'"),
-    (r"(x)(\.\d+\1)*$", "each repetition begins with '\\.', but '\\1' can also match"),  # unknown: anything
-    # even separated, a repetition that can be split in several ways multiplies
-    (r"(\.\d+\d+)*", "in which the neighbouring variable-length parts '\\d+' and '\\d+' can both match '0', "
-     "so each repetition can be split between them in several ways (ambiguous repeats)"),
-    (r"(\.\d+x?\d+)*", "the neighbouring variable-length parts '\\d+' and '\\d+'"),
-    (r"(\.\d+0\d+)*", "parts '\\d+' and '\\d+' can both match '0'"),
-    (r"(\.(\d+)?\d+)*", "parts '(\\d+)?' and '\\d+' can both match '0'"),
-    (r"(ab?b?)+", "parts 'b?' and 'b?' can both match 'b'"),
-    (r"([.-]([0-9a-z]{0,12})?)+$", "'([0-9a-z]{0,12})?' can match the empty string in two ways"),
-    (r"((a?)?x)*", "'(a?)?' can match the empty string in two ways"),
-    (r"(\.(\d{1,2}){1,3})*$", "the repeat '(\\d{1,2}){1,3}' can divide what it matches into repetitions in "
-     "several ways (ambiguous repeats)"),
-    (r"(\.(a?){2})*$", "the repeat '(a?){2}' can divide what it matches"),
-    # an optional part that can start the next repetition makes (a{1,2})+ in disguise
-    (r"(\d\d?)+$", "contains the repeat '\\d?' (nested quantifier); each repetition begins with '\\d'"),
-    (r"(\d?\d?)+$", "contains the repeat '\\d?' (nested quantifier)"),
-    (r"(a?a)+", "each repetition ends with 'a', but 'a?' can also match 'a'"),
-    # overlapping alternatives are unaffected by the separator rule
-    (r"(x|x)*", "alternatives 'x' and 'x' can both start with 'x'"),
-    (r"(\.(1|1)\d+)*", "alternatives '1' and '1' can both start with '1'"),
-]
-
-
-@pytest.mark.parametrize(("pattern", "fragment"), DANGEROUS + UNSEPARATED)
-def test_dangerous_patterns_are_refused(pattern: str, fragment: str) -> None:
+@pytest.mark.parametrize(("pattern", "message"), REFUSED)
+def test_refused_patterns(pattern: str, message: str, capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError) as excinfo:
         compile_pattern(pattern)
-    message = str(excinfo.value)
-    assert message.startswith(f"'{pattern}' can backtrack catastrophically: ")
-    assert fragment in message
-
-
-@pytest.mark.parametrize(
-    ("pattern", "message"),
-    [
-        ("a)", "'a)' does not compile: unbalanced parenthesis at position 1"),
-        ("(a", "'(a' does not compile: missing ), unterminated subpattern at position 0"),
-        ("[a-", "'[a-' does not compile: unterminated character set at position 0"),
-        ("*", "'*' does not compile: nothing to repeat at position 0"),
-        ("a{2,1}", "'a{2,1}' does not compile: min repeat greater than max repeat at position 2"),
-        ("(?P<1>a)", "'(?P<1>a)' does not compile: bad character in group name '1' at position 4"),
-        (r"\1(a)", "'\\1(a)' does not compile: invalid group reference 1 at position 1"),
-        ("(?<=a+)b", "'(?<=a+)b' does not compile: look-behind requires fixed-width pattern"),
-    ],
-)
-def test_compile_errors(pattern: str, message: str) -> None:
-    with pytest.raises(ValueError) as excinfo:
-        compile_pattern(pattern)
-    assert str(excinfo.value) == message
-
-
-@pytest.mark.parametrize(
-    ("pattern", "fragment"),
-    [
-        ("", "empty pattern matches everything"),
-        ("a" * (MAX_PATTERN_LENGTH + 1), "pattern is 1001 characters long; the maximum is 1000"),
-        ("(" * 499 + "a" + ")" * 499, "nests groups too deeply"),
-        (None, "is not a pattern: expected a string"),
-    ],
-)
-def test_other_refusals(pattern: str, fragment: str) -> None:
-    with pytest.raises(ValueError) as excinfo:
-        compile_pattern(pattern)
-    assert fragment in str(excinfo.value)
+    assert str(excinfo.value).startswith(message)
+    assert capfd.readouterr() == ("", "")  # RE2 logs nothing of its own
 
 
 def test_longest_allowed_pattern_compiles() -> None:
     assert compile_pattern("a" * MAX_PATTERN_LENGTH).search("a" * MAX_PATTERN_LENGTH)
 
 
-@pytest.mark.parametrize(
-    ("pattern", "subject"),
-    [
-        (r"(a+)+$", "a" * 30 + "!"),
-        (r"(a|a)*$", "a" * 30 + "!"),
-        (r"(\d+\.?)+$", "1" * 30 + "!"),  # an optional separator does not separate
-        (r"([a-z]+-?)*$", "a" * 30 + "!"),
-        (r"^(?>(a+)+b)", "a" * 30),  # atomic, but it backtracks before its first match
-        (r"^((a+)+b)++", "a" * 30),
-    ],
-)
-def test_refused_patterns_really_hang_plain_re(pattern: str, subject: str) -> None:
-    """The guard matters: these patterns take far longer than 2s in plain re on ~30 chars."""
-    with pytest.raises(ValueError, match="can backtrack catastrophically"):
-        compile_pattern(pattern)
-    code = f"import re; re.search({pattern!r}, {subject!r})"
-    with pytest.raises(subprocess.TimeoutExpired):
-        subprocess.run([sys.executable, "-c", code], timeout=2, check=False)
+# --- what the planner calls ----------------------------------------------------------------------
 
 
-def test_safe_rewrite_finishes_quickly_on_the_same_input() -> None:
-    """Control for the test above: the timeout comes from backtracking, not process start-up."""
-    pattern = r"a++$"
-    compile_pattern(pattern)
-    code = f"import re; re.search({pattern!r}, {'a' * 30 + '!'!r})"
-    subprocess.run([sys.executable, "-c", code], timeout=2, check=True)
+def test_the_interface_the_planner_uses() -> None:
+    commit = compile_pattern(r"^sha-(?P<commit>[0-9a-f]{7,40})$")
+    assert commit.groups == 1 and commit.groupindex == {"commit": 1}
+    match = commit.search("sha-5114F85".lower())
+    assert match.group("commit") == "5114f85" and match.group(1) == "5114f85" and match.group() == "sha-5114f85"
+    assert match.groupdict() == {"commit": "5114f85"} and match.re.groups == 1
+    assert commit.search("sha-xyz") is None
+    version = compile_pattern(r"^build-(?P<version>\d+)(-(?P<suffix>\w+))?$").search("build-7")
+    assert version.groupdict() == {"version": "7", "suffix": None} and version.groups() == ("7", None, None)
+    plain = compile_pattern(r"^v\d+$")
+    assert plain.groups == 0 and plain.groupindex == {} and not plain.search("v1").re.groups
+    assert compile_pattern("b+").match("abb") is None and compile_pattern("b+").search("abb").span() == (1, 3)
+    assert compile_pattern("ab").fullmatch("ab") and compile_pattern("a").fullmatch("ab") is None
 
 
-@pytest.mark.parametrize(
-    ("pattern", "subject"),
-    [
-        (r"^\d+(\.\d+)*$", "1" + ".1" * 5000 + "x"),
-        (r"^\d+(\.\d+)*$", "1" + ".11" * 3000 + "x"),
-        (r"^v?\d+(\.\d+)*(-[0-9a-z]+(\.[0-9a-z]+)*)?$", "1.2.3-" + "a." * 3000 + "!"),
-        (r"^([a-z0-9]+-)*[a-z0-9]+$", "a-" * 5000 + "!"),
-        (r"^(release|hotfix)/([0-9]+\.)*[0-9]+$", "release/" + "1." * 5000 + "x"),
-        (r"^(\w+[-.])*$", "a-" * 3000 + "!"),
-        (r"^((ab)*c)+$", "abc" * 3000 + "!"),
-    ],
-)
-def test_separated_nesting_finishes_quickly_on_adversarial_input(pattern: str, subject: str) -> None:
-    """Accepted nested repeats stay linear on the inputs that make their unseparated twins hang.
+def test_dollar_is_the_very_end_unlike_python() -> None:
+    """Go's and RE2's '$' does not match before a final newline, Python's does; tags have none."""
+    assert re.search(r"^v1$", "v1\n") is not None
+    assert compile_pattern(r"^v1$").search("v1\n") is None
+    assert compile_pattern(r"^v1$").search("v1") is not None
 
-    Thousands of repetitions would take astronomically long if backtracking were exponential;
-    they take milliseconds, so the 2s limit only guards against a machine that is very busy.
-    """
-    compile_pattern(pattern)
-    code = f"import re; assert re.search({pattern!r}, {subject!r}) is None"
-    subprocess.run([sys.executable, "-c", code], timeout=2, check=True)
+
+def test_perl_classes_are_ascii_as_in_go() -> None:
+    assert compile_pattern(r"^\d+$").search("\u0663") is None  # ARABIC-INDIC DIGIT THREE
+    assert compile_pattern(r"^\pN+$").search("\u0663") is not None
+    assert compile_pattern("(?i)^café$").search("CAFÉ") is not None
+
+
+def test_patterns_compare_hash_print_and_pickle_by_their_text() -> None:
+    a, b = compile_pattern(r"^v\d+$"), compile_pattern(r"^v\d+$")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != compile_pattern(r"^v\d*$") and a != r"^v\d+$" and a != re.compile(r"^v\d+$")
+    assert repr(a) == "Pattern('^v\\\\d+$')"
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        clone = pickle.loads(pickle.dumps(a, protocol=protocol))
+        assert clone == a and clone.search("v12")
+
+
+# --- the same answers as Python's re where the two agree on syntax -------------------------------
+
+TAG_ALPHABET = string.ascii_letters + string.digits + "_.-"
+COMMON = [r"^v\d+\.\d+\.\d+$", r"^build-(?P<version>\d+)$", r"^sha-(?P<commit>[0-9a-f]{7,40})$",
+          r"^(main|release-.*)$", r"(?i)^(dev|stage)-[a-f0-9]+$", r"^[0-9]+\.[0-9]+\.[0-9]+(-rc\.[0-9]+)?$",
+          r"^main-[a-f0-9]+-(?P<ts>[0-9]+)", r"rc", r"^(\w+[-.])*\w+$", r"^(a|ab)*c$"]
+
+
+@st.composite
+def pattern_and_tag(draw: st.DrawFn) -> tuple[str, str]:
+    pattern = draw(st.sampled_from(COMMON))
+    matching = st.from_regex(re.compile(pattern, re.ASCII), fullmatch=True, alphabet=TAG_ALPHABET)
+    matching = matching.filter(lambda t: len(t) <= 128 and "\n" not in t)  # tags have no newline
+    return pattern, draw(st.one_of(st.text(TAG_ALPHABET, max_size=128), matching))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern_and_tag())
+def test_same_answers_as_python_re_on_tags(case: tuple[str, str]) -> None:
+    pattern, tag = case
+    ours, theirs = compile_pattern(pattern).search(tag), re.search(pattern, tag, re.ASCII)
+    assert (ours is None) == (theirs is None)
+    if ours is not None:
+        assert ours.span() == theirs.span() and ours.groups() == theirs.groups()
+        assert ours.groupdict() == theirs.groupdict()
+
+
+# --- linear time -------------------------------------------------------------------------------
+
+LINEAR = [
+    # (pattern, a non-matching subject of each length, a matching one)
+    (r"^\d*\d*\d*\d*\d*\d*\d*x$", lambda n: "1" * n, lambda n: "1" * (n - 1) + "x"),  # polynomial for re
+    (r"^(a+)+$", lambda n: "a" * (n - 1) + "!", lambda n: "a" * n),  # exponential for re
+    (r"(x+x+)+y", lambda n: "x" * n, lambda n: "x" * (n - 1) + "y"),  # exponential for re
+    (r"^(\w+\s?)*$", lambda n: "ab " * (n // 3) + "!", lambda n: "ab " * (n // 3)),
+    (r"(.*a){12}", lambda n: "a" * 11 + "b" * (n - 11), lambda n: "a" * n),
+]
+
+
+def test_backtracking_patterns_are_accepted_and_linear_on_long_tags() -> None:
+    """Patterns that hang a backtracking engine on tags of a few dozen characters answer correctly on
+    128 and 10,000 characters. The subprocess and its 30s timeout only keep a regression from hanging
+    the suite; nothing is timed."""
+    cases = [(pattern, n, bad(n), good(n)) for pattern, bad, good in LINEAR for n in (128, 10_000)]
+    code = textwrap.dedent("""\
+        import json, sys
+        from reconcile.policy.patterns import compile_pattern
+        results = []
+        for pattern, n, bad, good in json.load(sys.stdin):
+            compiled = compile_pattern(pattern)
+            results.append([compiled.search(bad) is None, compiled.search(good) is not None])
+        print(json.dumps(results))
+        """)
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(cases), capture_output=True, text=True,
+                          timeout=30, check=True)
+    assert json.loads(done.stdout) == [[True, True]] * len(cases)
+
+
+# --- through validate ------------------------------------------------------------------------------
+
+REGISTRY = "apiVersion: reconcile/v1\nkind: Registry\nmetadata: {name: ci}\nspec: {url: 'https://ci.example.com'}\n"
+RETENTION = """\
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {name: r}
+spec:
+  registry: ci
+  repositories: ["a/*"]
+  keep:
+    - tags: '^(\\d+)-\\1$'
+    - tags: '^v(?=\\d)'
+    - tags: '^(a+)+$'
+"""
+
+
+def test_validate_names_the_construct_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "registry.yaml").write_text(REGISTRY)
+    (tmp_path / "retention.yaml").write_text(RETENTION)
+    result = CliRunner().invoke(cli, ["validate", "--repo", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    where = f"{tmp_path}/retention.yaml"
+    assert result.stdout.splitlines() == [
+        f"{where}:8: RetentionPolicy/r: /spec/keep/0/tags: backreference \\1 in '^(\\d+)-\\1$' {NOT_SUPPORTED}",
+        f"{where}:9: RetentionPolicy/r: /spec/keep/1/tags: lookahead (?=...) in '^v(?=\\d)' {NOT_SUPPORTED}",
+    ]
