@@ -75,7 +75,9 @@ class RepositoryState:
     tags: Mapping[str, Descriptor]
     images: Mapping[str, Image]  # digest -> Image, for every tagged digest and index child
     referrers: Mapping[str, tuple[Descriptor, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    can_delete_tags: bool = False  # OCI 1.1 DELETE of a tag; else only a digest can be deleted
+    # How the registry deletes, from its Registry policy's ``deletion`` (declared, never probed):
+    can_delete_tags: bool = False  # deletion: tag (OCI 1.1 DELETE of a tag); else only a digest can go
+    can_delete: bool = True  # False for deletion: none: nothing can be deleted, not even a digest
 
     def tags_of(self, digest: str) -> tuple[str, ...]:
         """Every tag on ``digest``: deleting the digest removes all of them."""

@@ -140,7 +140,8 @@ def _observe_stage(registry: Registry, repository: str, resolver: SecretResolver
         return observe_repository(_client(registry, resolver, cache_dir, clients), repository)
     except (RegistryError, SecretError) as e:
         if getattr(e, "status", None) == 404:  # a stage nothing was promoted to yet is empty, not broken
-            return RepositoryState(registry.name, repository, {}, {})
+            return RepositoryState(registry.name, repository, {}, {}, can_delete_tags=registry.deletion_mode == "tag",
+                                   can_delete=registry.deletion_mode != "none")
         return f"registry {registry.name} could not be read: {e}"
 
 

@@ -19,6 +19,9 @@ from reconcile.policy.secrets import SecretRef
 from reconcile.policy.semver import SemverRange
 
 TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
+# How a registry deletes (Registry spec.deletion): by manifest digest only (every tag on it goes
+# too), also a tag on its own (OCI 1.1), or not at all.
+Deletion = Literal["manifest", "tag", "none"]
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -68,10 +71,19 @@ class Registry:
     timeout: timedelta = timedelta(seconds=30)
     origin: Origin | None = field(default=None, compare=False)
     retry: Retry = Retry()
+    deletion: Deletion | None = None  # spec.deletion as written; None: the default, see deletion_mode
 
     @property
     def is_layout(self) -> bool:
         return self.url.startswith("oci-layout:")
+
+    @property
+    def deletion_mode(self) -> Deletion:
+        """How this registry deletes, as declared (never probed): ``spec.deletion``, else ``tag``
+        for an OCI layout (reconcile edits its index.json itself) and ``manifest`` otherwise."""
+        if self.deletion is not None:
+            return self.deletion
+        return "tag" if self.is_layout else "manifest"
 
     @property
     def layout_path(self) -> str | None:
@@ -334,7 +346,8 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
         concurrency=spec.get("concurrency", 8),
         rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", 1)) if rate else None,
         timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin,
-        retry=Retry(retry.get("attempts", 5), _duration(retry.get("budget"), timedelta(seconds=60))))
+        retry=Retry(retry.get("attempts", 5), _duration(retry.get("budget"), timedelta(seconds=60))),
+        deletion=spec.get("deletion"))
 
 
 def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:

@@ -30,6 +30,7 @@ def test_registries_hold_references_not_values(policies) -> None:
     assert policies.registries["prod"].retry == Retry()  # 5 attempts, 60s of waiting
     assert policies.registries["staging"].credentials.docker_config.path == "/etc/reconcile/docker/config.json"
     assert policies.registries["prod"].credentials.username == "reconcile-bot"
+    assert [policies.registries[n].deletion_mode for n in ("ci", "staging", "prod")] == ["manifest", "tag", "manifest"]
 
 
 def test_objects_are_immutable(policies) -> None:
@@ -107,3 +108,27 @@ def test_allowed_hosts_default_to_the_registry_itself(tmp_path: Path) -> None:
     assert registry.allowed_hosts == ("127.0.0.1:5001",)
     assert registry.may_receive_credentials("http://127.0.0.1:5001/v2/_catalog")
     assert not registry.may_receive_credentials("http://127.0.0.1:5002/v2/_catalog")
+
+
+def test_how_a_registry_deletes_is_declared_with_a_default_per_kind(tmp_path: Path) -> None:
+    documents = [("plain", "https://r.example.com", ""), ("untags", "https://h.example.com", ", deletion: tag"),
+                 ("mirror", "https://m.example.com", ", deletion: none"), ("layout", "oci-layout:/srv/oci", ""),
+                 ("archive", "oci-layout:/srv/archive", ", deletion: none")]
+    (tmp_path / "r.yaml").write_text("---\n".join(
+        f"apiVersion: reconcile/v1\nkind: Registry\nmetadata: {{name: {name}}}\nspec: {{url: '{url}'{extra}}}\n"
+        for name, url, extra in documents))
+    registries = load_policies(str(tmp_path)).registries
+    assert {name: (r.deletion, r.deletion_mode) for name, r in registries.items()} == {
+        "plain": (None, "manifest"), "untags": ("tag", "tag"), "mirror": ("none", "none"),
+        "layout": (None, "tag"), "archive": ("none", "none")}
+    assert Registry(name="r", url="https://r.example.com", credentials=None, allowed_hosts=()).deletion_mode == \
+        "manifest"
+
+
+def test_an_unknown_deletion_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("apiVersion: reconcile/v1\nkind: Registry\nmetadata: {name: r}\n"
+                                     "spec: {url: 'https://r.example.com', deletion: tags}\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policies(str(tmp_path))
+    (problem,) = raised.value.problems
+    assert (problem.line, problem.message) == (4, "/spec/deletion: 'tags' is not one of: manifest, tag, none")

@@ -68,7 +68,8 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
 
     Tags are resolved with concurrent HEADs (``workers`` at once, default the client's
     concurrency); manifests and configs come from the cache when seen before, so an unchanged
-    repository costs its tag list and one HEAD per tag.
+    repository costs its tag list and one HEAD per tag. Only GETs and HEADs: how the registry
+    deletes comes from its Registry policy (``deletion``), not from trying.
     """
     names = client.tags(repository)
     with ThreadPoolExecutor(max_workers=workers or client.concurrency) as pool:
@@ -98,7 +99,7 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     return RepositoryState(
         registry=client.name, repository=repository, tags=MappingProxyType(dict(sorted(tags.items()))),
         images=MappingProxyType(images), referrers=MappingProxyType(referrers),
-        can_delete_tags=client.can_delete_tags(repository))
+        can_delete_tags=client.can_delete_tags(repository), can_delete=client.deletion != "none")
 
 
 def observe_repositories(client: RegistryClient, repositories: Sequence[str]) -> tuple[RepositoryState, ...]:

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from reconcile.observe.registry.content import Manifest
 from reconcile.observe.state import Descriptor, Image
+from reconcile.policy.model import Deletion
 
 
 @runtime_checkable
@@ -18,6 +19,7 @@ class RegistryClient(Protocol):
     name: str  # the Registry policy's name, for messages and RepositoryState
     endpoint: str  # equal endpoints share storage: blobs can be mounted across repositories
     concurrency: int  # how many requests observation may have in flight
+    deletion: Deletion  # how the Registry policy declares it deletes (Registry.deletion_mode)
 
     def ping(self) -> None:
         """Check that the registry answers and the credentials work (raises otherwise)."""
@@ -64,11 +66,14 @@ class RegistryClient(Protocol):
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete a manifest by digest, which removes every tag on it. ``False`` if it was
-        already gone."""
+        already gone; :class:`DeletionDisabled` if the registry (or its declaration) refuses."""
 
     def delete_tag(self, repository: str, tag: str) -> None:
-        """Remove one tag, leaving the manifest; :class:`CannotUntag` where impossible."""
+        """Remove one tag, leaving the manifest; :class:`CannotUntag` where impossible (declared
+        ``deletion: manifest``, or refused by the registry, which the client then remembers)."""
 
-    def can_delete_tags(self, repository: str) -> bool: ...
+    def can_delete_tags(self, repository: str) -> bool:
+        """Whether a tag can be deleted alone: from the declaration (and what an earlier DELETE
+        taught the client), never from a request: observing must not write."""
 
     def close(self) -> None: ...

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,17 @@ from reconcile.observe.registry.content import (
     verified_chunks,
     verify,
 )
-from reconcile.observe.registry.errors import CannotUntag, DigestMismatch, RegistryError, error_codes
+from reconcile.observe.registry.errors import (
+    CannotUntag,
+    DeletionDisabled,
+    DigestMismatch,
+    RegistryError,
+    declared_manifest_hint,
+    declared_no_deletion,
+    deletion_disabled_message,
+    error_codes,
+    refused_untag_hint,
+)
 from reconcile.observe.registry.images import load_image
 from reconcile.observe.registry.transport import TRANSIENT, RetryPolicy, Transport, describe_failure
 from reconcile.observe.state import OCI_INDEX, Descriptor, Image
@@ -116,6 +125,7 @@ class DistributionClient:
         self.name = registry.name
         self.endpoint = registry.url.rstrip("/")
         self.concurrency = max(registry.concurrency, 1)
+        self.deletion = registry.deletion_mode  # declared on the Registry; never probed
         self.page_size = page_size
         # None: each blob is one streamed PUT; else PATCH chunks of this size (registries or
         # proxies that limit request bodies).
@@ -125,9 +135,10 @@ class DistributionClient:
         self._cache = cache
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
-        self._deletion_probe_lock = threading.Lock()
         self._referrers_api: bool | None = None  # learnt from the first answer
-        self._tag_deletion: bool | None = None
+        # Learnt at apply time from a DELETE's answer, so later ones fail fast with the same error:
+        self._untag_refused: str | None = None  # why a tag cannot be deleted alone after all
+        self._deletion_disabled: bool = False  # a manifest DELETE answered 405
 
     def __repr__(self) -> str:
         return f"DistributionClient({self.name!r}, {self.endpoint!r})"
@@ -404,51 +415,59 @@ class DistributionClient:
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         check_repository(repository)
-        response = self._request("DELETE", f"/v2/{repository}/manifests/{check_digest(digest)}",
-                                 f"delete manifest {digest}", repository, _delete(repository),
-                                 expect=(200, 202, 204, 404))
+        operation = f"delete manifest {check_digest(digest)}"
+        self._may_delete(repository, operation)
+        try:
+            response = self._request("DELETE", f"/v2/{repository}/manifests/{digest}", operation, repository,
+                                     _delete(repository), expect=(200, 202, 204, 404))
+        except DeletionDisabled:
+            with self._lock:
+                self._deletion_disabled = True
+            raise
         response.close()
         return response.status_code != 404
 
-    def can_delete_tags(self, repository: str) -> bool:
-        """Whether DELETE of a tag removes just the tag (OCI 1.1), probed once per registry by
-        deleting a tag that does not exist: distribution 2.x refuses a tag there (400
-        DIGEST_INVALID), registries that can untag answer 404."""
-        with self._deletion_probe_lock:  # repositories observed side by side wait for one probe
-            return self._probe_tag_deletion(repository)
+    def _may_delete(self, repository: str, operation: str) -> None:
+        """Refuse, without a request, what the declaration or an earlier answer already rules out."""
+        if self.deletion == "none":
+            raise declared_no_deletion(self.name, repository, operation)
+        with self._lock:
+            disabled = self._deletion_disabled
+        if disabled:
+            raise DeletionDisabled(self.name, repository, operation, deletion_disabled_message(self.name), 405)
 
-    def _probe_tag_deletion(self, repository: str) -> bool:
+    def can_delete_tags(self, repository: str) -> bool:
+        """Whether a tag can be deleted alone, leaving its digest: what the Registry declares
+        (``deletion: tag``), unless the registry has refused a tag DELETE since. No request."""
         with self._lock:
-            if self._tag_deletion is not None:
-                return self._tag_deletion
-        probe = f"reconcile-probe-{secrets.token_hex(8)}"
-        try:
-            response = self._request("DELETE", f"/v2/{check_repository(repository)}/manifests/{probe}",
-                                     "probe tag deletion", repository, _delete(repository),
-                                     expect=(200, 202, 204, 400, 401, 403, 404, 405))
-        except RegistryError:
-            return False
-        response.close()
-        codes = error_codes(response)
-        if response.status_code == 404 and "NAME_UNKNOWN" in codes:
-            return False  # no such repository: nothing to untag, and no conclusion for others
-        # 404 for the missing tag: it could have been deleted. 400/405: it cannot. 401/403: these
-        # credentials may not delete at all, which is the same for the planner.
-        answer = response.status_code in (200, 202, 204, 404)
-        with self._lock:
-            self._tag_deletion = answer
-        return answer
+            return self.deletion == "tag" and self._untag_refused is None
 
     def delete_tag(self, repository: str, tag: str) -> None:
         check_repository(repository)
         if not TAG.match(tag):
             raise ValueError(f"not a valid tag: {tag!r}")
-        if self.can_delete_tags(repository):
-            response = self._request("DELETE", f"/v2/{repository}/manifests/{tag}", f"delete tag {tag}",
-                                     repository, _delete(repository), expect=(200, 202, 204, 400, 404))
+        operation = f"delete tag {tag}"
+        self._may_delete(repository, operation)
+        with self._lock:
+            hint = self._untag_refused if self.deletion == "tag" else declared_manifest_hint(self.name)
+        if hint is None:
+            # OCI 1.1: DELETE of a tag reference removes the tag alone. distribution 2.x answers
+            # 400 (DIGEST_INVALID); others 405 or UNSUPPORTED.
+            response = self._request("DELETE", f"/v2/{repository}/manifests/{tag}", operation, repository,
+                                     _delete(repository), expect=(200, 202, 204, 400, 404, 405))
             response.close()
-            if response.status_code != 400:
+            status, codes = response.status_code, error_codes(response)
+            if status in (200, 202, 204):
                 return
+            if status == 404:
+                if self.resolve(repository, tag) is None:
+                    return  # already gone
+                hint = refused_untag_hint(self.name, status, codes, still_tagged=True)
+            else:
+                hint = refused_untag_hint(self.name, status, codes)
+            with self._lock:
+                self._untag_refused = hint
+            log.warning("registry %s: %s; later untags fail without a request", self.name, hint)
         target = self.resolve(repository, tag)
         if target is None:
             return  # already gone
@@ -456,5 +475,4 @@ class DistributionClient:
             names = self.tags(repository)
             resolved = pool.map(lambda t: (t, self.resolve(repository, t)), names)
             same = [t for t, d in resolved if d is not None and d.digest == target.digest]
-        raise CannotUntag(self.name, repository, tag, target.digest, same)
-
+        raise CannotUntag(self.name, repository, tag, target.digest, same, hint)

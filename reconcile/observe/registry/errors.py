@@ -43,21 +43,50 @@ class DigestMismatch(RegistryError):
 
 
 class DeletionDisabled(RegistryError):
-    """The registry refuses every DELETE (distribution: ``storage.delete.enabled`` is false)."""
+    """The registry refuses every DELETE (distribution: ``storage.delete.enabled`` is false), or
+    its Registry policy declares ``deletion: none``. The message says which setting to change."""
+
+
+def deletion_disabled_message(registry: str) -> str:
+    """What a registry that answered a manifest DELETE with 405 (UNSUPPORTED) needs."""
+    return (f"registry {registry} has deletion disabled: enable it (distribution: storage.delete.enabled: "
+            f"true), or declare deletion: none on Registry {registry} so that nothing is planned to be deleted")
+
+
+def declared_no_deletion(registry: str, repository: str | None, operation: str) -> DeletionDisabled:
+    return DeletionDisabled(registry, repository, operation,
+                            f"Registry {registry} declares deletion: none, so nothing is deleted on it")
 
 
 class CannotUntag(RegistryError):
     """The registry cannot delete a tag on its own (no OCI 1.1 tag deletion): the only way to
     remove ``tag`` is to delete ``digest``, which removes every tag in ``tags``. Data for the
-    planner, which decides."""
+    planner, which decides. ``hint`` says what the Registry declares and what to change."""
 
-    def __init__(self, registry: str, repository: str, tag: str, digest: str, tags: Sequence[str]) -> None:
+    def __init__(self, registry: str, repository: str, tag: str, digest: str, tags: Sequence[str],
+                 hint: str | None = None) -> None:
         self.tag = tag
         self.digest = digest
         self.tags = tuple(sorted(tags))
+        self.hint = hint
         super().__init__(registry, repository, f"delete tag {tag}",
                          f"this registry cannot untag; deleting digest {digest} would also remove "
-                         f"tags [{', '.join(self.tags)}]")
+                         f"tags [{', '.join(self.tags)}]" + (f" ({hint})" if hint else ""))
+
+
+def declared_manifest_hint(registry: str) -> str:
+    return (f"Registry {registry} declares deletion: manifest; if it can delete a tag alone (OCI 1.1), "
+            f"declare deletion: tag")
+
+
+def refused_untag_hint(registry: str, status: int, codes: Sequence[str], *, still_tagged: bool = False) -> str:
+    """Why a registry declared ``deletion: tag`` is now known not to untag, and what to declare."""
+    answer = f"HTTP {status}" + (f" ({', '.join(codes)})" if codes else "")
+    if still_tagged:
+        answer += ", and the tag is still there,"
+    disabled = " (or deletion: none if it deletes nothing at all)" if status == 405 else ""
+    return (f"Registry {registry} declares deletion: tag, but the registry answered {answer} to deleting a tag "
+            f"alone: declare deletion: manifest on Registry {registry}{disabled}")
 
 
 def error_codes(response: requests.Response) -> list[str]:
@@ -88,9 +117,7 @@ def status_error(registry: str, repository: str | None, operation: str, response
     elif status == 404:
         message = f"not found{detail}"
     elif status == 405 and operation.startswith("delete") and ("UNSUPPORTED" in codes or not codes):
-        return DeletionDisabled(registry, repository, operation,
-                                f"registry {registry} has deletion disabled "
-                                f"(distribution: storage.delete.enabled: true)", status)
+        return DeletionDisabled(registry, repository, operation, deletion_disabled_message(registry), status)
     elif status == 429:
         message = f"rate limited (HTTP 429){detail}"
     else:

@@ -40,7 +40,12 @@ from reconcile.observe.registry.content import (
     verify,
 )
 from reconcile.observe.registry.distribution import check_reference, check_repository
-from reconcile.observe.registry.errors import RegistryError
+from reconcile.observe.registry.errors import (
+    CannotUntag,
+    RegistryError,
+    declared_manifest_hint,
+    declared_no_deletion,
+)
 from reconcile.observe.registry.images import load_image
 from reconcile.observe.state import INDEX_TYPES, OCI_INDEX, Descriptor, Image
 from reconcile.policy.model import Registry
@@ -96,6 +101,7 @@ class LayoutClient:
         self.root = Path(root if root is not None else registry.layout_path or "").absolute()
         self.endpoint = f"oci-layout:{self.root}"
         self.concurrency = max(registry.concurrency, 1)
+        self.deletion = registry.deletion_mode  # tag unless the Registry declares otherwise
         self._subject_cache: dict[str, tuple[tuple[object, ...], dict[str, list[Descriptor]]]] = {}
 
     def __repr__(self) -> str:
@@ -306,6 +312,8 @@ class LayoutClient:
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         check_digest(digest)
+        if self.deletion == "none":
+            raise declared_no_deletion(self.name, repository, f"delete manifest {digest}")
         with self._locked(repository) as entries:
             remaining = [e for e in entries if e.get("digest") != digest]
             removed = len(remaining) != len(entries)
@@ -319,11 +327,20 @@ class LayoutClient:
     def delete_tag(self, repository: str, tag: str) -> None:
         if not TAG.match(tag):
             raise ValueError(f"not a valid tag: {tag!r}")
+        if self.deletion == "none":
+            raise declared_no_deletion(self.name, repository, f"delete tag {tag}")
+        if self.deletion == "manifest":  # a layout could, but the Registry says tags are not removed alone
+            target = self.resolve(repository, tag)
+            if target is None:
+                return
+            same = [t for t in self.tags(repository)
+                    if (found := self.resolve(repository, t)) is not None and found.digest == target.digest]
+            raise CannotUntag(self.name, repository, tag, target.digest, same, declared_manifest_hint(self.name))
         with self._locked(repository) as entries:
             entries[:] = [e for e in entries if _tag_of(e) != tag]
 
     def can_delete_tags(self, repository: str) -> bool:
-        return True
+        return self.deletion == "tag"
 
     def _reachable(self, repository: str, roots: Iterable[Mapping[str, Any]], *, manifests_only: bool = False
                    ) -> set[str]:

@@ -4,6 +4,8 @@ Faults: a status (429 with ``Retry-After``, 503...), a connection reset, a redir
 host, a corrupted body (a lying registry), a rewritten ``Link`` header. It can also paginate tag
 lists, which distribution 2.8 does not do itself (it ignores ``n``), the way registries that do
 (distribution 3, Harbor, GHCR) answer: ``n``/``last`` and a ``Link: <...>; rel="next"`` header.
+And it can emulate OCI 1.1 tag deletion (``DELETE /v2/<name>/manifests/<tag>`` removes that tag
+alone), which distribution 2.8 refuses with 400, by removing the tag from the registry's storage.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import struct
 import threading
@@ -19,12 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate"}
 
 ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN", 429: "TOOMANYREQUESTS"}
+TAG_DELETE = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$")
 
 
 @dataclass
@@ -51,11 +56,14 @@ class Recorded:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, *, paginate_tags: bool = False, inject_auth: str | None = None) -> None:
+    def __init__(self, upstream: str, *, paginate_tags: bool = False, inject_auth: str | None = None,
+                 untag_storage: Path | None = None) -> None:
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.paginate_tags = paginate_tags
+        # The upstream distribution 2.8's storage.filesystem.rootdirectory: tag DELETEs are done there.
+        self.untag_storage = untag_storage
         self.inject_auth = inject_auth  # an Authorization this proxy adds itself (presigned storage)
         self.faults: list[Fault] = []
         self.requests: list[Recorded] = []
@@ -170,6 +178,10 @@ class FaultProxy:
                     return
                 if fault is not None and fault.action == "delay":
                     time.sleep(fault.delay)
+                untag = TAG_DELETE.match(urlsplit(path).path) if method == "DELETE" else None
+                if untag is not None and proxy.untag_storage is not None:
+                    self._untag(untag["name"], untag["tag"])
+                    return
                 status, headers, payload = self._forward(method, path, body)
                 if fault is not None and fault.action == "corrupt" and payload:
                     middle = len(payload) // 2
@@ -177,6 +189,17 @@ class FaultProxy:
                 if fault is not None and fault.action == "link":
                     headers["Link"] = f'<{fault.target}{path}>; rel="next"'
                 self._send(status, headers, payload)
+
+            def _untag(self, name: str, tag: str) -> None:
+                """OCI 1.1: 202 and the tag is gone, its manifest stays; 404 if there was no such tag."""
+                assert proxy.untag_storage is not None
+                tags = proxy.untag_storage / "docker/registry/v2/repositories" / name / "_manifests/tags"
+                if not (tags / tag).is_dir():
+                    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown tag"}]}).encode()
+                    self._send(404, {"Content-Type": "application/json"}, body)
+                    return
+                shutil.rmtree(tags / tag)
+                self._send(202, {})
 
             def _forward(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 parts = urlsplit(path)

@@ -88,7 +88,7 @@ def test_bearer_tokens_are_fetched_per_scope_cached_and_refreshed(
     image = pushed(tmp_path, token_registry, repo)
     client = open_client(_token_policy(token_registry, token_server), {ENV: token_registry.password})
     del token_server.issued[:]
-    state = observe_repository(client, repo)  # tag list, HEADs, manifest, config, probes: one scope
+    state = observe_repository(client, repo)  # tag list, HEADs, manifest, config, referrers: one scope
     assert state.tags["v1"].digest == image.digest
     pulls = [i for i in token_server.issued if i["scopes"] == [f"repository:{repo}:pull"]]
     assert len(pulls) == 1 and pulls[0]["user"] == USER

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from reconcile.observe.registry import DigestMismatch, LayoutClient, copy_image, observe_repository, open_registry
+from reconcile.observe.registry import (
+    CannotUntag,
+    DeletionDisabled,
+    DigestMismatch,
+    LayoutClient,
+    copy_image,
+    observe_repository,
+    open_registry,
+)
 from reconcile.observe.state import OCI_INDEX
 from reconcile.policy.model import Registry
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
@@ -72,7 +80,7 @@ def test_a_layout_reads_like_a_registry(offline: Offline) -> None:
     assert {(r.digest, r.artifact_type) for r in state.referrers[offline.index.digest]} == {
         (offline.signature.digest, COSIGN_SIG), (offline.sbom.digest, SBOM)}
     assert state.images[offline.sbom.digest].subject == offline.index.digest
-    assert state.can_delete_tags is True
+    assert (state.can_delete_tags, state.can_delete) == (True, True)  # a layout's default: deletion: tag
 
 
 def test_layout_to_registry_and_back(offline: Offline, plain_registry: RunningRegistry, open_client: OpenClient,
@@ -116,6 +124,21 @@ def test_deleting_in_a_layout(offline: Offline) -> None:
     assert isinstance(client, LayoutClient)
     assert client.garbage_collect("team/web") == 2  # the signature's config and payload
     assert raw_digest(f"oci:{offline.root / 'team' / 'web'}:v2") == offline.index.digest  # still a valid layout
+
+
+def test_a_layout_honours_a_declared_deletion(offline: Offline) -> None:
+    by_digest = open_registry(replace(layout_policy(offline.root), deletion="manifest"), None)
+    assert observe_repository(by_digest, "team/web").can_delete_tags is False
+    with pytest.raises(CannotUntag) as untag:
+        by_digest.delete_tag("team/web", "stable")
+    assert untag.value.tags == ("stable", "v2") and untag.value.digest == offline.index.digest
+    frozen = open_registry(replace(layout_policy(offline.root), deletion="none"), None)
+    assert observe_repository(frozen, "team/web").can_delete is False
+    with pytest.raises(DeletionDisabled, match="Registry offline declares deletion: none"):
+        frozen.delete_manifest("team/web", offline.signature.digest)
+    with pytest.raises(DeletionDisabled):
+        frozen.delete_tag("team/web", "stable")
+    assert sorted(frozen.tags("team/web")) == sorted(["stable", "v2", offline.index.digest.replace(":", "-") + ".sig"])
 
 
 def test_damaged_content_in_a_layout_is_an_error(offline: Offline, tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def test_a_repository_is_observed_whole(plain_registry: RunningRegistry, app: Pu
     (signature,) = state.referrers[app.index.digest]
     assert (signature.digest, signature.artifact_type) == (app.signature.digest, COSIGN_SIG)
     assert set(state.referrers) == {app.index.digest}
-    # distribution 2.8 cannot delete a tag alone: the planner must delete digests.
-    assert state.can_delete_tags is False
+    # Declared (deletion: manifest, the default: distribution 2.8 cannot delete a tag alone), not
+    # probed: the planner must delete digests.
+    assert (state.can_delete_tags, state.can_delete) == (False, True)
     assert state.tags_of(app.build.digest) == ("build-1", "build-2")
 
 
@@ -62,12 +63,26 @@ def test_observing_again_costs_only_the_tag_list_and_heads(
         [("GET", "tags")] + [("HEAD", "manifests")] * len(before.tags))
 
     # A new process (new client, same cache directory) also reads nothing it has seen: it only
-    # repeats the two one-off capability probes (referrers API, tag deletion).
+    # repeats the one-off referrers API probe (a GET).
     with proxy.recording() as fresh:
         assert observe_repository(open_client(policy, cache_dir=tmp_path / "shared"), app.repository) == before
     gets = [r.path for r in fresh if r.method == "GET"]
     assert not [p for p in gets if "/manifests/" in p or "/blobs/" in p]
-    assert len(fresh) == len(again) + 2
+    assert len(fresh) == len(again) + 1
+    assert {r.method for r in first + again + fresh} == {"GET", "HEAD"}  # observing never writes
+
+
+@pytest.mark.parametrize(("deletion", "expected"), [(None, (False, True)), ("manifest", (False, True)),
+                                                     ("tag", (True, True)), ("none", (False, False))])
+def test_how_a_registry_deletes_comes_from_its_declaration_not_from_a_request(
+        plain_registry: RunningRegistry, app: Published, proxy_factory: Callable[..., FaultProxy],
+        open_client: OpenClient, deletion: str | None, expected: tuple[bool, bool]) -> None:
+    proxy = proxy_factory(plain_registry.url)
+    client = open_client(replace(registry_policy("ci", proxy.url), deletion=deletion))
+    with proxy.recording() as seen:
+        state = observe_repository(client, app.repository)
+    assert (state.can_delete_tags, state.can_delete) == expected
+    assert {r.method for r in seen} == {"GET", "HEAD"}
 
 
 def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
@@ -89,7 +104,7 @@ def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
     assert [s.repository for s in states] == names  # in the order asked
     assert [sorted(s.tags) for s in states] == [[f"v{n}"] for n in range(4)]
     assert proxy.max_in_flight == 2  # side by side, and never more than the client's concurrency
-    assert len([r for r in seen if r.method == "DELETE"]) == 1  # the tag-deletion probe: once per registry
+    assert {r.method for r in seen} == {"GET", "HEAD"}  # no probing DELETE, however many repositories
 
 
 def test_repositories_side_by_side_share_the_concurrency_out_rather_than_multiply_it(
