@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconcile.apply.verify import DeleteCheck, InUseReader, StateChanged
 from reconcile.audit import Run
 from reconcile.observe.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
 from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
@@ -38,6 +39,9 @@ class DeployContext:
 class ApplyResult:
     succeeded: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
+    # deletions not made because the registry or a cluster changed since the plan (or what they
+    # depend on was not deleted): the next run re-plans them
+    skipped: list[tuple[Action, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -68,10 +72,16 @@ def promotion_sources(policies: PolicySet) -> dict[str, tuple[str, str]]:
 
 def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
                sources: Mapping[str, tuple[str, str]] | None = None,
-               deploys: DeployContext | None = None) -> ApplyResult:
+               deploys: DeployContext | None = None, in_use: InUseReader | None = None) -> ApplyResult:
     """Every change, in plan order. A failed action is recorded and the rest still run: each
-    deletion was decided on its own, and stopping half-way would not undo the earlier ones."""
+    deletion was decided on its own, and stopping half-way would not undo the earlier ones.
+
+    Each delete is re-verified against the registry (and, with ``in_use``, what protecting
+    clusters use now) just before it happens; one whose world moved is skipped and audited so.
+    The prune of a platform manifest or referrer runs only once the prune it depends on succeeded."""
     result = ApplyResult()
+    check = DeleteCheck(plan.actions, clients, parse_target, in_use)
+    done: set[str] = set()
     for action in plan.changes:
         try:
             if action.policy.startswith("DeployPolicy/"):
@@ -79,31 +89,59 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
                     raise ValueError(f"no deploy context to carry out {action.kind} on {action.target}")
                 _deploy(action, deploys, run)
             else:
-                _apply(action, clients, run, sources or {})
+                _apply(action, clients, run, sources or {}, check, done)
+        except StateChanged as e:
+            result.skipped.append((action, str(e)))
         except (RegistryError, CannotUntag, ClusterError, WriteBackError, RolloutFailed) as e:
             result.failed.append((action, str(e)))
         else:
             result.succeeded.append(action)
+            done.add(action.target)
     return result
 
 
 def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
-           sources: Mapping[str, tuple[str, str]]) -> None:
-    registry, repository, tag, digest = parse_target(action.target)
+           sources: Mapping[str, tuple[str, str]], check: DeleteCheck, done: set[str]) -> None:
+    registry, repository, _, digest = parse_target(action.target)
     client = clients[registry]
+    if action.kind in ("prune", "untag"):
+        _verified_delete(action, client, run, check, done)
+        return
     with run.mutation(action.kind, action.target, policy=action.policy, reason=action.reason,  # type: ignore[arg-type]
-                      digest_before=action.digest_before, digest_after=action.digest_after) as outcome:
-        if action.kind == "prune" and digest is not None:
-            if not client.delete_manifest(repository, digest):
-                outcome.status, outcome.reason = "skipped", "already gone"
-        elif action.kind == "untag" and tag is not None:
-            client.delete_tag(repository, tag)
-        elif action.kind == "promote" and digest is not None:
+                      digest_before=action.digest_before, digest_after=action.digest_after,
+                      tags=action.tags):
+        if action.kind == "promote" and digest is not None:
             # The same digest, every platform, blob and referrer; copy_image verifies it on arrival.
             source_registry, source_repository = sources[f"{registry}/{repository}"]
             copy_image(clients[source_registry], source_repository, digest, client, repository, action.tags)
         else:
             raise ValueError(f"the executor cannot carry out {action.kind} on {action.target} yet")
+
+
+def _verified_delete(action: Action, client: RegistryClient, run: Run, check: DeleteCheck, done: set[str]) -> None:
+    """A prune or untag, re-verified inside its audited mutation (the intent is on disk first)."""
+    registry, repository, tag, digest = parse_target(action.target)
+    skipped: StateChanged | None = None
+    with run.mutation(action.kind, action.target, policy=action.policy, reason=action.reason,  # type: ignore[arg-type]
+                      digest_before=action.digest_before, digest_after=action.digest_after,
+                      tags=action.tags or ((tag,) if tag else ())) as outcome:
+        try:
+            if action.depends_on is not None and action.depends_on not in done:
+                raise StateChanged(f"it goes with {action.depends_on}, which was not deleted")
+            if action.kind == "prune" and digest is not None:
+                check.prune(action, registry, repository, digest)
+                if client.delete_manifest(repository, digest):
+                    check.deleted(registry, repository, digest)
+                else:
+                    outcome.status, outcome.reason = "skipped", "already gone"
+            elif action.kind == "untag" and tag is not None:
+                check.untag(action, registry, repository, tag)
+                client.delete_tag(repository, tag)
+        except StateChanged as e:
+            skipped = e
+            outcome.status, outcome.reason = "skipped", f"state changed since plan: {e}; nothing deleted"
+    if skipped is not None:
+        raise skipped
 
 
 def _deploy(action: Action, context: DeployContext, run: Run) -> None:

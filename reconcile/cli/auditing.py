@@ -17,7 +17,8 @@ from reconcile.render.audit import unfinished_warnings
 @contextmanager
 def audited_run(settings: Settings, mode: RunMode, *, repo_url: str | None = None,
                 repo_commit: str | None = None, dry_run: bool = False) -> Iterator[Run]:
-    """A recorded run. Its outcome is ``failed`` if the body raises or any action failed.
+    """A recorded run. Its outcome is ``failed`` if the body raises or any action failed, else
+    ``incomplete`` if the body left changes for the next run (``run.incomplete``), else ``succeeded``.
 
     The final chain head goes to stderr so it can be anchored outside the file
     (``reconcile audit verify --expect-head HEAD`` then catches a truncated trail).
@@ -35,7 +36,8 @@ def audited_run(settings: Settings, mode: RunMode, *, repo_url: str | None = Non
         except BaseException:
             _finish(run, "failed")
             raise
-        _finish(run, "failed" if any(key.endswith(".failed") for key in run.counts) else "succeeded")
+        failed = any(key.endswith(".failed") for key in run.counts)
+        _finish(run, "failed" if failed else "incomplete" if run.incomplete else "succeeded")
 
 
 def _finish(run: Run, outcome: str) -> None:

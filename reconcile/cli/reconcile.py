@@ -17,7 +17,14 @@ from reconcile.apply.executor import DeployContext, apply_plan, promotion_source
 from reconcile.audit import Run
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import audited_run
-from reconcile.cli.session import command_lock, connections_for, interactive, load_checked, observe_and_plan
+from reconcile.cli.session import (
+    command_lock,
+    connections_for,
+    in_use_reader,
+    interactive,
+    load_checked,
+    observe_and_plan,
+)
 from reconcile.plan import Plan
 from reconcile.policy.source import default_cache_dir
 from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
@@ -94,11 +101,18 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
             err.print(f"blocked: {error}", style="yellow")
         _record_blocked(run, plan)
         result = apply_plan(plan, connections.registries, run, promotion_sources(policies),
-                            DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit))
+                            DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit),
+                            in_use_reader(policies, connections))
         for action, error in result.failed:
             err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
+        for action, why in result.skipped:
+            err.print(f"skipped: {action.kind} {action.target}: state changed since plan: {why}", style="yellow")
         err.print(f"applied {len(result.succeeded)} of {len(plan.changes)} changes")
-    if plan.errors or not result.ok:
+        if result.skipped:
+            err.print(f"{len(result.skipped)} deletion{'s' * (len(result.skipped) != 1)} skipped: state changed "
+                      "since plan; re-run to re-plan", style="bold yellow")
+            run.incomplete = True
+    if plan.errors or not result.ok or result.skipped:
         sys.exit(1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fcntl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +144,32 @@ def helm_reader(connections: Connections) -> ClusterReader:
             raise ClusterError(cluster.name, f"cluster {cluster.name} is known by its manifests; it has no Helm "
                                              "release history (name it in protect.inUse instead)")
         return connections.cluster(cluster.name).helm_release_images()
+
+    return read
+
+
+def in_use_reader(policies: PolicySet, connections: Connections) -> Callable[[str], frozenset[str]]:
+    """What a RetentionPolicy's protecting clusters use now, read again at apply time just before its
+    first delete: a digest deployed since the plan is then not deleted. Raises when a cluster
+    cannot be read (the executor then deletes nothing of that policy)."""
+    read_cluster, read_helm, read_health = cluster_reader(connections), helm_reader(connections), \
+        health_reader(connections)
+
+    def read(name: str) -> frozenset[str]:
+        protect = policies.retention_policies[name].protect
+        digests: set[str] = set()
+        for cluster in sorted(protect.in_use):
+            digests |= read_cluster(policies.clusters[cluster]).digests()
+        for cluster in sorted(protect.helm_releases):
+            digests |= read_helm(policies.clusters[cluster]).digests()
+        registry = policies.retention_policies[name].registry
+        for deploy in sorted(policies.deploy_policies.values(), key=lambda d: d.name):
+            stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+            # what its workloads run now (a manifests target's pins change only by reconcile's own commits)
+            if stage.registry == registry and deploy.cluster is not None and (
+                    digest := read_health(deploy).digest) is not None:
+                digests.add(digest)
+        return frozenset(digests)
 
     return read
 

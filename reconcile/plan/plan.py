@@ -49,7 +49,16 @@ def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
 
 def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],
               errors: list[str] | None = None, fingerprint: str = "", warnings: list[str] | None = None) -> Plan:
-    """Actions in their canonical order: by policy, then mutating before explanatory, then target."""
-    ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, a.target))
+    """Actions in their canonical order: by policy, then mutating before explanatory, then target;
+    a prune that depends on another comes right after it (and after its siblings)."""
+    parents = {a.target: a.depends_on for a in actions if a.depends_on}
+
+    def lineage(target: str) -> tuple[str, ...]:
+        chain = [target]
+        while (parent := parents.get(chain[-1])) is not None and parent not in chain:
+            chain.append(parent)
+        return tuple(reversed(chain))
+
+    ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, lineage(a.target)))
     return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())), fingerprint,
                 tuple(sorted(set(warnings or ()))))

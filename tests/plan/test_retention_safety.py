@@ -186,3 +186,15 @@ def test_a_rule_that_ranks_no_observed_tag_is_a_plan_warning() -> None:
     assert rank_warnings(policy(rule(r"^build-(\d+)$", last=5, order="numeric")), [builds(3)]) == []
     assert rank_warnings(policy(rule(r"^rel-(.+)$", last=1, order="numeric")),
                          [repo({"rel-x": 1, "rel-y": 2})])[0].endswith("'x' is not a number")
+
+
+def test_the_canonical_order_puts_each_dependant_right_after_what_it_goes_with() -> None:
+    from reconcile.plan.plan import make_plan
+    # digest 90's index sorts after its platform manifests' digests: the plan order must not follow the digests
+    state = index_repo({"v1": 1, "old": 90, sig_tag(3): 95}, {90: [3, 4]})
+    plan = make_plan("repo", None, "now", run(policy(rule("^v")), state))
+    assert [a.digest_before for a in plan.changes] == [digest(90), digest(3), digest(95), digest(4)]
+    seen: set[str] = set()
+    for action in plan.changes:
+        assert action.depends_on is None or action.depends_on in seen
+        seen.add(action.target)

@@ -1,0 +1,173 @@
+"""Every delete is re-verified against a real registry immediately before it happens: if a tag moved,
+a new tag or image points at the digest, or the digest is now in use, that delete is skipped,
+audited as skipped with the reason, and the run ends non-zero. What did not move still goes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconcile.apply.executor import apply_plan
+from reconcile.audit import AuditStore
+from reconcile.cli import cli
+from reconcile.cli import reconcile as commands
+from reconcile.observe.registry import RegistryClient, observe_repository
+from reconcile.plan.plan import Plan, make_plan
+from reconcile.plan.retention import RetentionInputs, plan_retention
+from reconcile.policy.model import KeepRule, Protection, RetentionPolicy
+from reconcile.policy.patterns import compile_pattern
+from tests.apply.test_retention_end_to_end import policies, tags
+from tests.conftest import RunningRegistry, registry_policy
+from tests.observe.registry.oci import Built, Layout, push, put_tag
+
+KEEP_V = RetentionPolicy("ci-cleanup", "ci", ("x",), (KeepRule(tags=compile_pattern(r"^v\d+$")),), Protection(), 100)
+
+
+@pytest.fixture
+def built(tmp_path: Path, plain_registry: RunningRegistry, repo: str) -> dict[str, Built]:
+    """v1 kept; build-1 and build-3 pruned; an index 'multi' (two platforms) pruned with its children."""
+    layout = Layout(tmp_path / "layout")
+    images = {name: layout.image(created=f"2026-11-0{i}T00:00:00Z", arch="amd64" if i != 4 else "arm64")
+              for i, name in enumerate(["v1", "b1", "b3", "arm"], 1)}
+    images["multi"] = layout.index([(images["b3"], "amd64"), (images["arm"], "arm64")])
+    for tag, name in (("v1", "v1"), ("build-1", "b1"), ("build-3", "b3"), ("multi", "multi")):
+        layout.tag(images[name], tag)
+        push(layout, tag, plain_registry.host, repo)
+    return images
+
+
+def planned(client: RegistryClient, repo: str, policy: RetentionPolicy = KEEP_V) -> Plan:
+    state = observe_repository(client, repo)
+    actions = plan_retention(policy, RetentionInputs(client.endpoint, (state,)), datetime.now(UTC))
+    return make_plan("test", None, "now", actions)
+
+
+def apply(tmp_path: Path, plan: Plan, client: RegistryClient,
+          in_use: Callable[[str], frozenset[str]] | None = None) -> tuple:
+    with AuditStore.open(str(tmp_path / "audit.db")) as store:
+        run = store.start_run("apply")
+        result = apply_plan(plan, {"ci": client}, run, in_use=in_use)
+        run.finish("done")
+        rows = [dict(r) for r in store.conn.execute(
+            "SELECT kind, status, target, reason FROM actions WHERE status != 'intent' ORDER BY seq")]
+    return result, rows
+
+
+@pytest.fixture
+def client(open_client: Callable[..., RegistryClient], plain_registry: RunningRegistry) -> RegistryClient:
+    return open_client(registry_policy("ci", plain_registry.url, username=None))
+
+
+def test_a_kept_tag_repushed_onto_a_doomed_digest_stops_that_delete(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    assert {a.digest_before for a in plan.changes} >= {built["b1"].digest, built["b3"].digest}
+    put_tag(plain_registry.url, repo, "v1", built["b1"])  # someone moves the kept tag onto build-1's image
+    result, rows = apply(tmp_path, plan, client)
+    skipped = {a.digest_before: why for a, why in result.skipped}
+    assert skipped[built["b1"].digest] == f"tag v1 now points at {built['b1'].digest[:19]}"
+    assert "v1" in tags(plain_registry, repo) and "build-1" in tags(plain_registry, repo)
+    assert "build-3" not in tags(plain_registry, repo)  # unaffected deletes still happen
+    (row,) = [r for r in rows if r["target"].endswith(built["b1"].digest)]
+    assert row["status"] == "skipped" and row["reason"].startswith("state changed since plan: ")
+
+
+def test_a_new_tag_on_a_doomed_digest_stops_that_delete(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    put_tag(plain_registry.url, repo, "release-candidate", built["b1"])
+    result, _ = apply(tmp_path, plan, client)
+    assert [why for a, why in result.skipped if a.digest_before == built["b1"].digest] == [
+        f"new tag release-candidate now points at {built['b1'].digest[:19]}"]
+    assert "release-candidate" in tags(plain_registry, repo)
+
+
+def test_a_doomed_tag_that_moved_to_another_image_stops_the_delete(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    put_tag(plain_registry.url, repo, "build-1", built["v1"])
+    result, _ = apply(tmp_path, plan, client)
+    assert any(why.startswith("tag build-1 now points at") for _, why in result.skipped)
+    assert "v1" in tags(plain_registry, repo)
+
+
+def test_a_new_index_including_a_doomed_platform_manifest_keeps_it(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    children = [a for a in plan.changes if a.depends_on]
+    assert {a.digest_before for a in children} == {built["arm"].digest}  # b3 is tagged: a prune of its own
+    layout = Layout(tmp_path / "layout")  # the same blobs: the arm64 image is byte for byte the doomed one
+    arm = built["arm"]
+    other = layout.image(created="2026-11-09T00:00:00Z")
+    layout.tag(layout.index([(other, "amd64"), (arm, "arm64")]), "v2-multi")
+    push(layout, "v2-multi", plain_registry.host, repo)
+    result, _ = apply(tmp_path, plan, client)
+    assert any("an index that now includes" in why for a, why in result.skipped if a.digest_before == arm.digest)
+    assert client.resolve(repo, arm.digest) is not None
+
+
+def test_a_digest_now_in_use_or_unknown_use_is_not_deleted(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    result, _ = apply(tmp_path / "a", plan, client, in_use=lambda name: frozenset({built["b1"].digest}))
+    assert [(a.digest_before, why) for a, why in result.skipped if not a.depends_on] == [
+        (built["b1"].digest, f"{built['b1'].digest[:19]} is now in use or protected")]
+    assert "build-1" in tags(plain_registry, repo)
+
+    def unreadable(name: str) -> frozenset[str]:
+        raise RuntimeError("cluster prod: connection refused")
+
+    (tmp_path / "b").mkdir()
+    result, _ = apply(tmp_path / "b", planned(client, repo), client, in_use=unreadable)
+    assert result.succeeded == [] and {why for _, why in result.skipped} >= {
+        "what is in use could not be read again: cluster prod: connection refused"}
+    assert "build-1" in tags(plain_registry, repo)
+
+
+def test_dependants_are_skipped_with_what_they_go_with(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    put_tag(plain_registry.url, repo, "keep-me", built["multi"])
+    result, _ = apply(tmp_path, plan, client)
+    index_target = next(a.target for a in plan.changes if a.digest_before == built["multi"].digest)
+    assert (next(why for a, why in result.skipped if a.digest_before == built["arm"].digest)
+            == f"it goes with {index_target}, which was not deleted")
+    assert client.resolve(repo, built["arm"].digest) is not None
+
+
+def test_nothing_moved_everything_goes_and_plan_again_is_empty(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    result, _ = apply(tmp_path, planned(client, repo), client)
+    assert result.skipped == [] and result.failed == []
+    assert tags(plain_registry, repo) == ["v1"]
+    assert client.resolve(repo, built["arm"].digest) is None  # the index's untagged platform went with it
+    assert not planned(client, repo).changes
+
+
+def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_incomplete(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root, db = policies(tmp_path, plain_registry, repo), str(tmp_path / "audit.db")
+    # Between this run's plan and its deletes, build-1's image starts running somewhere protected.
+    monkeypatch.setattr(commands, "in_use_reader", lambda policies, connections: (
+        lambda name: frozenset({built["b1"].digest})))
+    result = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(root), "--audit-db", db])
+    assert result.exit_code == 1, result.output
+    assert "1 deletion skipped: state changed since plan; re-run to re-plan" in result.stderr
+    assert "build-1" in tags(plain_registry, repo) and "build-3" not in tags(plain_registry, repo)
+    with AuditStore.open(db, read_only=True) as store:
+        assert store.runs()[0].outcome == "incomplete"
+        assert json.loads(json.dumps(store.runs()[0].summary))["prune.skipped"] == 1
