@@ -52,7 +52,15 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
     protected = _protected_digests(policy, inputs)
     actions: list[Action] = []
     for repository in sorted(inputs.repositories, key=lambda r: r.repository):
-        actions += _plan_repository(policy, subject, repository, inputs, protected, now)
+        planned = _plan_repository(policy, subject, repository, inputs, protected, now)
+        changes = [a for a in planned if a.mutates]
+        if changes and not repository.can_delete:
+            where = f"{repository.registry}/{repository.repository}"
+            planned = [Action(subject, "blocked", where, reason=(
+                f"Registry {policy.registry} declares deletion: none, so the {len(changes)} deletions this policy "
+                "asks for cannot be made; nothing is pruned (enable deletion on the registry and set "
+                "spec.deletion, or drop the policy)"))] + [a for a in planned if not a.mutates]
+        actions += planned
     deletions = sum(len(a.tags) or 1 for a in actions if a.kind == "prune") + sum(
         1 for a in actions if a.kind == "untag")
     if deletions > policy.max_deletions:

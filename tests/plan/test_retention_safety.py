@@ -198,3 +198,12 @@ def test_the_canonical_order_puts_each_dependant_right_after_what_it_goes_with()
     for action in plan.changes:
         assert action.depends_on is None or action.depends_on in seen
         seen.add(action.target)
+
+
+def test_a_registry_that_declares_it_cannot_delete_blocks_the_policy() -> None:
+    base = repo({"v1": 1, "old": 2})
+    state = RepositoryState(base.registry, base.repository, base.tags, base.images, can_delete=False)
+    actions = run(policy(rule("^v")), state)
+    assert [a.kind for a in actions] == ["blocked", "keep"]
+    assert actions[0].reason.startswith("Registry ci declares deletion: none, so the 1 deletions")
+    assert run(policy(rule(".")), state)[0].kind == "keep"  # nothing to delete: nothing to block
