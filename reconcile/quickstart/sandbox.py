@@ -76,7 +76,8 @@ class Seed:
 # What CI pushed over the past weeks. With the sandbox's RetentionPolicy (releases: the 3 highest;
 # builds: the 3 newest, or younger than 7 days; latest) and prod running web build-124 and api
 # build-58, a plan prunes web v1.0.0 (and its signature), v1.1.0, build-118, build-119, build-120
-# (two tags, one digest), build-121 and build-122, and api v2.3.0 and build-57; it keeps the rest,
+# (two tags, one digest), build-121 and build-122 (with the platform manifests of the two multi-arch
+# ones among them), and api v2.3.0 and build-57; it keeps the rest,
 # build-58 only because prod runs it, and v1.3.0's signature with it; build-126's sha- tag is
 # untagged (its digest stays for build-126: layouts can delete a tag alone). The pipeline promotes
 # web build-126 (the highest build number) to staging and prod; api is not in it, so build-58 stays

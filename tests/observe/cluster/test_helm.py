@@ -330,7 +330,8 @@ def test_a_digest_only_in_an_old_helm_revision_is_kept_with_the_protection_reaso
         "web:3.0": ("keep", r"keep[0]: matches '^\d+\.\d+$'"),
         "web:build-2": ("keep", f"protected: {digest('2')[:19]} is running or kept for rollback in a protecting "
                                 "cluster"),
-        f"web@{digest('1')}": ("prune", "no keep rule or protection applies to build-1"),
+        f"web@{digest('1')}": ("prune", f"delete manifest {digest('1')[:19]}, which removes tags build-1: no keep rule "
+                                        "or protection applies to them"),
     }
 
 
