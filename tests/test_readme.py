@@ -60,7 +60,7 @@ def test_quickstart_command_works_on_a_fresh_clone(tmp_path: Path) -> None:
            f"at commit {policies[:12]}" in out
     applied = re.findall(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) succeeded; chain head ([0-9a-f]{64})$",
                          out, re.M)
-    assert [(run[0], run[1]) for run in applied] == [("12", "12"), ("2", "2"), ("1", "1")], out
+    assert [(run[0], run[1]) for run in applied] == [("16", "16"), ("2", "2"), ("1", "1")], out
     rolled_back = re.search(r"^audit: run (\S+) succeeded; chain head ([0-9a-f]{64})\nrolled prod-web back from 126 "
                             r"\(sha256:\w+\) to 124 \(sha256:\w+\): committed \w+ to main; ", out, re.M)
     assert rolled_back, out
