@@ -169,7 +169,7 @@ def make_peer_table(path: Path) -> None:
     conn.execute("CREATE TABLE actions_plain (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, "
                  "run_id TEXT NOT NULL, timestamp TEXT NOT NULL, kind TEXT NOT NULL, target TEXT, "
                  "digest_before TEXT, digest_after TEXT, policy TEXT, reason TEXT, status TEXT NOT NULL, "
-                 "error TEXT, duration FLOAT, dry_run INTEGER, intent_id TEXT)")
+                 "error TEXT, duration FLOAT, dry_run INTEGER, intent_id TEXT, repository TEXT, tags TEXT)")
     conn.execute(f"INSERT INTO actions_plain ({columns}) SELECT {columns} FROM actions")
     for name, cols, unique in (("event_id", "event_id", True), ("run_id", "run_id", False),
                                ("timestamp", "timestamp", False), ("kind_timestamp", "kind, timestamp", False),

@@ -1,11 +1,14 @@
 """Which plan actions `reconcile explain IMAGE_REF` shows: ``explains`` on retention, promotion and
-deploy actions, for digests, tags, ``[registry/]repository:tag`` and policy references."""
+deploy actions, for digests, tags, ``[registry/]repository:tag`` and policy references; and
+``removed``: what it says from the audit trail about a tag or digest that is gone."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from reconcile.cli.explain import deploy_images, explains
+from reconcile.cli.explain import deploy_images, explains, removed
 from reconcile.plan.actions import Action
 from reconcile.policy.model import DeployPolicy, PolicySet, PromotionPolicy, Stage, Workload
 
@@ -109,3 +112,65 @@ def test_deploy_images_names_each_deploys_stage_repository() -> None:
                                           "ci-web": DeployPolicy("ci-web", "web", "build", workloads, "ci"),
                                           "lost": DeployPolicy("lost", "gone", "build", workloads, "ci")})
     assert deploy_images(policies) == {"DeployPolicy/prod-web": STAGING, "DeployPolicy/ci-web": BUILD}
+
+
+# --- what the audit trail says about a tag or digest that is gone -------------------------------
+
+RUN = {"run_id": "run-20261121T080000-0a1b2c3d", "run_mode": "apply", "run_actor": "cronjob",
+       "run_commit": "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d", "timestamp": "2026-11-21T08:00:03.123456Z",
+       "status": "succeeded", "dry_run": 0}
+PRUNED = {**RUN, "kind": "prune", "target": f"ci/team/web@{D2}", "digest_before": D2, "digest_after": None,
+          "policy": "RetentionPolicy/ci-cleanup", "reason": "no keep rule or protection applies to build-9, build-10",
+          "repository": "ci/team/web", "tags": '["build-10","build-9"]'}
+UNTAGGED = {**RUN, "kind": "untag", "target": "ci/team/web:build-3", "digest_before": D1, "digest_after": None,
+            "policy": "RetentionPolicy/ci-cleanup", "reason": "no rule keeps it; its digest stays for v1",
+            "repository": "ci/team/web", "tags": '["build-3"]'}
+OLD_PRUNE = {k: v for k, v in PRUNED.items() if k not in ("repository", "tags")}  # before schema version 2
+WHEN = ("at 2026-11-21 08:00:03 UTC in run run-20261121T080000-0a1b2c3d (apply by cronjob at policy commit "
+        "1a2b3c4d5e6f)")
+WHY = "RetentionPolicy/ci-cleanup: no keep rule or protection applies to build-9, build-10"
+TAG_GONE = f"ci/team/web:build-10: pruned {WHEN} — {WHY}; it pointed at {D2}"
+DIGEST_GONE = f"ci/team/web@{D2} (tags: build-10, build-9): pruned {WHEN} — {WHY}"
+UNTAG_GONE = f"ci/team/web:build-3: untagged {WHEN} — RetentionPolicy/ci-cleanup: no rule keeps it; its digest " \
+             f"stays for v1; it pointed at {D1}"
+
+HISTORY_CASES = [
+    # (id, history, reference, lines)
+    ("tag", [PRUNED], "build-10", [TAG_GONE]),
+    ("repository-tag", [PRUNED], "team/web:build-10", [TAG_GONE]),
+    ("registry-repository-tag", [PRUNED], "ci/team/web:build-10", [TAG_GONE]),
+    ("last-path-component", [PRUNED], "web:build-10", [TAG_GONE]),
+    ("other-tag-of-the-digest", [PRUNED], "build-9", [TAG_GONE.replace("build-10:", "build-9:")]),
+    ("not-a-prefix-of-a-tag", [PRUNED], "build-1", []),
+    ("other-repository", [PRUNED], "team/api:build-10", []),
+    ("not-any-suffix", [PRUNED], "eb:build-10", []),
+    ("other-registry", [PRUNED], "prod/team/web:build-10", []),
+    ("digest", [PRUNED], D2, [DIGEST_GONE]),
+    ("repository-at-digest", [PRUNED], f"team/web@{D2}", [DIGEST_GONE]),
+    ("other-digest", [PRUNED], D3, []),
+    ("untag-by-tag", [UNTAGGED], "team/web:build-3", [UNTAG_GONE]),
+    ("untag-by-digest", [UNTAGGED], D1, [f"ci/team/web:build-3: untagged {WHEN} — RetentionPolicy/ci-cleanup: "
+                                         "no rule keeps it; its digest stays for v1"]),
+    ("both-in-chain-order", [UNTAGGED, PRUNED], "build-3", [UNTAG_GONE]),
+    ("pruned-twice", [PRUNED, {**PRUNED, "run_id": "run-2"}], "build-10",
+     [TAG_GONE, TAG_GONE.replace("run-20261121T080000-0a1b2c3d", "run-2")]),
+    ("a-row-from-before-tags-were-recorded", [OLD_PRUNE], "build-10", []),
+    ("...-is-found-by-its-digest", [OLD_PRUNE], D2, [f"ci/team/web@{D2}: pruned {WHEN} — {WHY}"]),
+    ("the-intent-is-not-the-deletion", [{**PRUNED, "status": "intent"}], "build-10", []),
+    ("a-failed-prune-deleted-nothing", [{**PRUNED, "status": "failed"}], "build-10", []),
+    ("skipped-already-gone", [{**PRUNED, "status": "skipped"}], "build-10", []),
+    ("a-dry-run-deleted-nothing", [{**PRUNED, "dry_run": 1}], "build-10", []),
+    ("a-promotion-is-no-removal", [{**PRUNED, "kind": "promote"}], "build-10", []),
+    ("a-policy-reference", [PRUNED], "RetentionPolicy/ci-cleanup", []),
+    ("no-commit-no-actor", [{**PRUNED, "run_commit": None, "run_actor": None}], "build-10",
+     [TAG_GONE.replace(" by cronjob at policy commit 1a2b3c4d5e6f", "")]),
+    ("no-run-start", [{**PRUNED, "run_commit": None, "run_actor": None, "run_mode": None}], "build-10",
+     [TAG_GONE.replace(" (apply by cronjob at policy commit 1a2b3c4d5e6f)", "")]),
+]
+
+
+@pytest.mark.parametrize(("history", "reference", "expected"), [case[1:] for case in HISTORY_CASES],
+                         ids=[case[0] for case in HISTORY_CASES])
+def test_removed_says_when_and_why_a_tag_or_digest_went(history: list[dict[str, Any]], reference: str,
+                                                        expected: list[str]) -> None:
+    assert removed(history, reference) == expected

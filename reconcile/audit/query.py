@@ -1,8 +1,7 @@
 """Reading the audit trail for review: a filter, the SQL it becomes, and time arguments.
 
-Pure apart from ``list_actions``/``find_outcome``, which run the SQL on an open store. Results
-are always in chain order (``seq``), never by timestamp: clocks skew between hosts, the chain
-does not.
+Pure apart from the functions taking a store, which run the SQL on it. Results are always in
+chain order (``seq``), never by timestamp: clocks skew between hosts, the chain does not.
 """
 
 from __future__ import annotations
@@ -30,7 +29,9 @@ class ActionFilter:
     until: datetime | None = None  # exclusive, so ``--until 2026-11-21`` means "before that day"
     actions: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
-    target: str | None = None  # SQLite GLOB: case-sensitive, * and ?
+    # SQLite GLOB (case-sensitive, * and ?) on the target, on registry/repository:TAG of each tag the
+    # action removed or set, and on its digests
+    target: str | None = None
     policy: str | None = None  # exact Kind/name, or a GLOB when it holds * ? [
     run: str | None = None
     commit: str | None = None  # prefix of the run's repo_commit
@@ -48,8 +49,12 @@ def timestamp_text(when: datetime) -> str:
     return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def build_query(flt: ActionFilter) -> tuple[str, tuple[Any, ...]]:
-    """The parameterised SQL (and its parameters) selecting ``flt``'s actions in ``seq`` order."""
+def build_query(flt: ActionFilter, *, refs: bool = True) -> tuple[str, tuple[Any, ...]]:
+    """The parameterised SQL (and its parameters) selecting ``flt``'s actions in ``seq`` order.
+
+    ``refs``: the trail has ``action_refs`` (schema version 2); one from before, opened read-only
+    and so not migrated, is searched by target and digests only.
+    """
     where: list[str] = []
     params: list[Any] = []
     if flt.since is not None:
@@ -62,8 +67,14 @@ def build_query(flt: ActionFilter) -> tuple[str, tuple[Any, ...]]:
         where.append(f"a.kind IN ({', '.join('?' * len(flt.actions))})")
         params.extend(flt.actions)
     if flt.target is not None:
-        where.append("a.target GLOB ?")
-        params.append(flt.target)
+        # Each side of the OR has an index (target; action_refs' primary key), so a pattern with a
+        # literal prefix is a range search on both.
+        if refs:
+            where.append("(a.target GLOB ? OR a.seq IN (SELECT r.seq FROM action_refs r WHERE r.ref GLOB ?))")
+            params.extend((flt.target, flt.target))
+        else:
+            where.append("(a.target GLOB ? OR a.digest_before GLOB ? OR a.digest_after GLOB ?)")
+            params.extend((flt.target,) * 3)
     if flt.run is not None:
         where.append("a.run_id = ?")
         params.append(flt.run)
@@ -89,8 +100,41 @@ def build_query(flt: ActionFilter) -> tuple[str, tuple[Any, ...]]:
 
 def list_actions(store: AuditStore, flt: ActionFilter) -> list[dict[str, Any]]:
     """The actions matching ``flt``, oldest first by chain sequence."""
-    sql, params = build_query(flt)
+    sql, params = build_query(flt, refs=store.has_refs)
     return [dict(row) for row in store.conn.execute(sql, params)]
+
+
+def glob_literal(text: str) -> str:
+    """``text`` as a GLOB pattern matching only itself."""
+    return "".join(f"[{c}]" if c in _GLOB_CHARS else c for c in text)
+
+
+def removals(store: AuditStore, *, tag: str | None = None, digest: str | None = None) -> list[dict[str, Any]]:
+    """Prunes and untags that succeeded outside a dry run and removed ``tag`` (in any repository) or
+    ``digest``, oldest first, each with its run's ``run_mode``, ``run_actor`` and ``run_commit``:
+    how a tag or digest that registries no longer hold went (``reconcile explain``). Actions from
+    before schema version 2 carry no tags: of them, only untags are found by tag (by their target).
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if tag is not None:
+        # an untag's target names its tag, also in rows from before the tags column
+        where.append("(a.kind = 'untag' AND substr(a.target, -?) = ?)")
+        params.extend((len(tag) + 1, f":{tag}"))
+        if store.has_refs:
+            where.append("a.seq IN (SELECT r.seq FROM action_refs r WHERE r.ref GLOB ?)")
+            params.append(f"*:{glob_literal(tag)}")
+    if digest is not None:
+        where.append("a.seq IN (SELECT r.seq FROM action_refs r WHERE r.ref = ?)" if store.has_refs
+                     else "a.digest_before = ?")
+        params.append(digest)
+    if not where:
+        return []
+    rows = store.conn.execute(
+        "SELECT a.*, s.mode AS run_mode, s.actor AS run_actor, s.repo_commit AS run_commit FROM actions a "
+        "LEFT JOIN run_starts s ON s.run_id = a.run_id WHERE a.kind IN ('prune', 'untag') AND a.status = 'succeeded' "
+        f"AND a.dry_run = 0 AND ({' OR '.join(where)}) ORDER BY a.seq", params)
+    return [dict(row) for row in rows]
 
 
 def find_outcome(store: AuditStore, intent_event_id: str) -> dict[str, Any] | None:

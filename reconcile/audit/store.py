@@ -1,10 +1,11 @@
 """The audit store: one SQLite file of append-only, hash-chained entries.
 
 Physical tables ``run_starts``, ``actions`` and ``run_ends`` share one chain (a global ``seq``);
-the ``runs`` view joins a run's start and end, so no row is ever updated. Triggers refuse UPDATE
-and DELETE on every table. Writers append in ``BEGIN IMMEDIATE`` transactions, so concurrent
-processes serialise on SQLite's lock and extend one chain; review commands open the file
-read-only.
+the ``runs`` view joins a run's start and end, so no row is ever updated. ``action_refs`` indexes
+each action by the ``registry/repository:TAG`` of every tag it removed or set and by its digests
+(filled by a trigger, checked by ``verify``). Triggers refuse UPDATE and DELETE on every table.
+Writers append in ``BEGIN IMMEDIATE`` transactions, so concurrent processes serialise on SQLite's
+lock and extend one chain; review commands open the file read-only (and do not migrate it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,8 +93,42 @@ def _migration_1(db: sqlite_utils.Database) -> None:
           AND NOT EXISTS (SELECT 1 FROM actions o WHERE o.intent_id = i.event_id)""")
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Actions carry the image they concern as data: ``repository`` (``registry/repository``) and
+    ``tags`` (a JSON array: the tags a prune removes, a promotion sets, an untag removes), and
+    ``action_refs`` finds them by every name besides their target (``audit list --target``,
+    ``explain``): ``registry/repository:TAG`` of each tag and each digest. A trigger files a new
+    action's refs as it is inserted; earlier actions get their digests'. Rows written before have
+    NULL in both columns, which ``chain.canonical`` leaves out: their hashes do not change."""
+    db.execute("ALTER TABLE actions ADD COLUMN repository TEXT")
+    db.execute("ALTER TABLE actions ADD COLUMN tags TEXT")
+    db.execute("CREATE TABLE action_refs (ref TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (ref, seq)) "
+               "WITHOUT ROWID")
+    db.execute("""INSERT INTO action_refs (ref, seq)
+        SELECT digest_before, seq FROM actions WHERE digest_before IS NOT NULL
+        UNION SELECT digest_after, seq FROM actions WHERE digest_after IS NOT NULL""")
+    db.execute("""CREATE TRIGGER actions_refs AFTER INSERT ON actions BEGIN
+        INSERT INTO action_refs (ref, seq)
+            SELECT NEW.repository || ':' || t.value, NEW.seq FROM json_each(NEW.tags) t
+                WHERE NEW.repository IS NOT NULL
+            UNION SELECT NEW.digest_before, NEW.seq WHERE NEW.digest_before IS NOT NULL
+            UNION SELECT NEW.digest_after, NEW.seq WHERE NEW.digest_after IS NOT NULL;
+        END""")
+    for verb in ("UPDATE", "DELETE"):
+        message = f"the audit trail is append-only: {verb} on action_refs refused"
+        db.execute(f"CREATE TRIGGER action_refs_no_{verb.lower()} BEFORE {verb} ON action_refs "
+                   f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+
+
+# The refs (``action_refs``) every action should have, as the trigger files them: what ``verify`` checks.
+EXPECTED_REFS = """SELECT a.repository || ':' || t.value AS ref, a.seq AS seq FROM actions a, json_each(a.tags) t
+        WHERE a.repository IS NOT NULL
+    UNION SELECT a.digest_before, a.seq FROM actions a WHERE a.digest_before IS NOT NULL
+    UNION SELECT a.digest_after, a.seq FROM actions a WHERE a.digest_after IS NOT NULL"""
+
+
 # (version, migration), oldest first; a released migration is never edited, only followed by a new one.
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _migration_1),)
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _migration_1), (2, _migration_2))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -157,7 +192,32 @@ class RunRecord:
 
 ACTION_FIELDS = ("seq", "event_id", "run_id", "timestamp", "kind", "target", "digest_before",
                  "digest_after", "policy", "reason", "status", "error", "duration", "dry_run",
-                 "intent_id")
+                 "intent_id", "repository", "tags")
+# Kinds whose target is ``registry/repository@digest`` or ``registry/repository:tag``.
+IMAGE_KINDS = frozenset({"prune", "untag", "promote"})
+
+
+def repository_of(kind: str, target: str) -> str | None:
+    """``registry/repository`` a prune, untag or promotion target names; None for other kinds."""
+    if kind not in IMAGE_KINDS:
+        return None
+    name = target.split("@", 1)[0] if "@" in target else target.rpartition(":")[0]
+    return name if "/" in name else None
+
+
+def encode_tags(tags: Sequence[str]) -> str | None:
+    """The ``tags`` column: a compact JSON array, NULL when there are none."""
+    if isinstance(tags, str):
+        raise AuditError(f"tags must be a sequence of tags, not the string {tags!r}")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise AuditError(f"cannot store a {type(tag).__name__} value as a tag")
+    return json.dumps([_safe("tags", tag) for tag in tags], separators=(",", ":")) if tags else None
+
+
+def decode_tags(value: str | None) -> tuple[str, ...]:
+    """The tags a ``tags`` column holds (none for NULL, or a row from before migration 2)."""
+    return tuple(json.loads(value)) if value else ()
 
 
 @dataclass
@@ -167,6 +227,7 @@ class Outcome:
     digest_after: str | None = None
     status: Literal["succeeded", "skipped"] = "succeeded"
     reason: str | None = None
+    tags: Sequence[str] | None = None  # None: the tags the mutation was started with
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -181,6 +242,13 @@ class AuditStore:
         self.read_only = read_only
         self.clock = clock
         self.db = sqlite_utils.Database(conn)
+        # A trail opened read-only is not migrated: readers ask what it has.
+        self.schema_version: int = conn.execute("SELECT COALESCE(MAX(version), 1) FROM schema_versions").fetchone()[0]
+
+    @property
+    def has_refs(self) -> bool:
+        """Actions carry ``repository`` and ``tags`` and are indexed in ``action_refs`` (migration 2)."""
+        return self.schema_version >= 2
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, read_only: bool = False,
@@ -205,9 +273,9 @@ class AuditStore:
                 _migrate(conn)
             elif not conn.execute("SELECT 1 FROM sqlite_master WHERE name='actions'").fetchone():
                 raise AuditError(f"{path} is not a reconcile audit trail")
+            return cls(conn, path, read_only=read_only, clock=clock)
         except sqlite3.Error as e:
             raise AuditError(f"cannot open the audit trail {path}: {e}") from None
-        return cls(conn, path, read_only=read_only, clock=clock)
 
     def close(self) -> None:
         self.conn.close()
@@ -308,7 +376,22 @@ class AuditStore:
             yield table, row["seq"], prev_hash, digest, {"table": table, **row}
 
     def verify(self, expect_head: str | None = None) -> chain.Verification:
-        return chain.verify(self.chain_entries(), expect_head)
+        """The chain, then (when it holds) that ``action_refs`` indexes each chained action by exactly
+        the names its row gives: an edited index could hide an action from ``audit list --target``.
+        Refs of actions no longer in the trail find nothing; a removed tail is ``expect_head``'s."""
+        result = chain.verify(self.chain_entries(), expect_head)
+        if not result.ok or not self.has_refs:
+            return result
+        expected = f"SELECT ref, seq FROM ({EXPECTED_REFS})"  # one operand, whatever compounds it holds
+        indexed = "SELECT r.ref, r.seq FROM action_refs r WHERE r.seq IN (SELECT seq FROM actions)"
+        mismatch = self.conn.execute(
+            f"SELECT seq, ref, 'lacks' FROM ({expected} EXCEPT {indexed}) UNION ALL "
+            f"SELECT seq, ref, 'holds' FROM ({indexed} EXCEPT {expected}) ORDER BY seq LIMIT 1").fetchone()
+        if mismatch is None:
+            return result
+        seq, ref, how = mismatch
+        reason = f"the search index {how} {ref!r} for this action (edited outside reconcile)"
+        return chain.Verification(result.entries, result.head, chain.Break("action_refs", seq, reason))
 
 
 def default_actor() -> str:
@@ -348,20 +431,28 @@ class Run:
     id: str
     dry_run: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    incomplete: bool = False  # some planned changes were left for the next run (state changed since the plan)
 
     def append(self, kind: ActionKind, target: str, *, status: ActionStatus, policy: str | None = None,
                reason: str | None = None, digest_before: str | None = None, digest_after: str | None = None,
                error: str | None = None, duration: float | None = None,
-               intent_id: str | None = None) -> dict[str, Any]:
+               intent_id: str | None = None, tags: Sequence[str] = (),
+               repository: str | None = None) -> dict[str, Any]:
+        """One action. ``tags``: the tags a prune removes, a promotion sets, an untag removes;
+        ``repository`` (``registry/repository``) defaults to the one a prune, untag or promotion
+        target names. Both are chained and make the action findable by ``registry/repository:TAG``."""
         if kind not in KINDS:
             raise ValueError(f"unknown action kind {kind!r}")
         if status not in STATUSES:
             raise ValueError(f"unknown action status {status!r}")
+        if repository is None and isinstance(target, str):
+            repository = repository_of(kind, target)
         row = self.store._append("actions", {
             "event_id": new_id("evt"), "run_id": self.id, "timestamp": self.store.clock(), "kind": kind,
             "target": target, "digest_before": digest_before, "digest_after": digest_after,
             "policy": policy, "reason": reason, "status": status, "error": error, "duration": duration,
-            "dry_run": int(self.dry_run), "intent_id": intent_id})
+            "dry_run": int(self.dry_run), "intent_id": intent_id, "repository": repository,
+            "tags": encode_tags(tags)})
         if status != "intent":
             key = f"{kind}.{status}"
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -369,14 +460,16 @@ class Run:
 
     @contextmanager
     def mutation(self, kind: ActionKind, target: str, *, policy: str | None = None, reason: str | None = None,
-                 digest_before: str | None = None, digest_after: str | None = None) -> Iterator[Outcome]:
+                 digest_before: str | None = None, digest_after: str | None = None,
+                 tags: Sequence[str] = ()) -> Iterator[Outcome]:
         """Write-ahead: the intent is on disk before the body runs, the outcome after it.
 
-        If the intent cannot be written, AuditError propagates and the body never runs.
+        If the intent cannot be written, AuditError propagates and the body never runs. ``tags``
+        go on both rows; the body may report others on the outcome (``outcome.tags``).
         """
         common = {"policy": policy, "digest_before": digest_before}
         intent = self.append(kind, target, status="intent", reason=reason, digest_after=digest_after,
-                             **common)
+                             tags=tags, **common)
         outcome = Outcome(digest_after=digest_after)
         started = time.monotonic()
         try:
@@ -384,11 +477,12 @@ class Run:
         except BaseException as e:
             self.append(kind, target, status="failed", reason=reason, digest_after=outcome.digest_after,
                         error=f"{type(e).__name__}: {e}", duration=time.monotonic() - started,
-                        intent_id=intent["event_id"], **common)
+                        intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags,
+                        **common)
             raise
         self.append(kind, target, status=outcome.status, reason=outcome.reason or reason,
                     digest_after=outcome.digest_after, duration=time.monotonic() - started,
-                    intent_id=intent["event_id"], **common)
+                    intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags, **common)
 
     def finish(self, outcome: str) -> str:
         """Close the run; returns the chain head to print."""

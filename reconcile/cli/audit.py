@@ -98,7 +98,9 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
                      help="Only this status (repeatable)."),
         click.option("--target", metavar="GLOB",
-                     help="Targets matching GLOB (case-sensitive; * and ?), e.g. 'registry.example.com/web:*'."),
+                     help="Actions whose target, REGISTRY/REPOSITORY:TAG of a tag they removed or set, or digest "
+                          "matches GLOB (case-sensitive; * and ?): 'ci/team-a/web:*', '*build-10*' (the prune "
+                          "that removed build-10), '*sha256:4f2a*'."),
         click.option("--policy", metavar="KIND/NAME", help="Actions caused by this policy (exact, or a GLOB)."),
         click.option("--run", metavar="RUN_ID", help="Actions of this run."),
         click.option("--commit", metavar="SHA", help="Actions of runs at a policy commit starting with SHA."),
@@ -136,8 +138,13 @@ def _terminal_limit(console: Console, given: int | None) -> int | None:
 def list_command(settings: Settings, **filters: Any) -> None:
     """List actions in chain order (oldest first), newest 100 on a terminal, all when piped.
 
+    A prune is listed with the tags it removed, a promotion with those it set, an untag with its
+    tag (under the target on a terminal, in the last column when piped); --target finds them by
+    those tags too.
+
     \b
-    reconcile audit list --since 2h --action prune --target 'registry.example.com/team-a/*'
+    reconcile audit list --since 2h --action prune --target 'ci/team-a/*'
+    reconcile audit list --target '*build-10*'
     reconcile audit list --commit 1a2b3c --status failed | cut -f1,7,12
     """
     console = _console()
@@ -219,7 +226,12 @@ def _mutation_of(store: AuditStore, event: dict[str, Any]) -> tuple[dict[str, An
                    '"run" or "action"; csv: actions only, with a header row.')
 @filter_options
 def export(settings: Settings, output: str, **filters: Any) -> None:
-    """Export actions and runs for other tools; with filters, only the runs of the exported actions."""
+    """Export actions and runs for other tools; with filters, only the runs of the exported actions.
+
+    Each action has its repository (REGISTRY/REPOSITORY) and tags (those a prune removed, a
+    promotion set, an untag removed): an array in json and jsonl (null when none were recorded),
+    comma-separated in csv.
+    """
     flt = _filter(filters)
     with _reading(settings) as store:
         actions = [_exported_action(row) for row in list_actions(store, flt)]
@@ -238,7 +250,11 @@ def export(settings: Settings, output: str, **filters: Any) -> None:
 
 
 def _exported_action(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "dry_run": bool(row["dry_run"]) if row["dry_run"] is not None else None}
+    """The row, ``dry_run`` a boolean and ``tags`` an array (null when none were recorded); a trail
+    from before schema version 2 gets the newer columns as null."""
+    tags = render.tags_of(row)
+    return {**row, "repository": row.get("repository"), "tags": list(tags) if tags else None,
+            "dry_run": bool(row["dry_run"]) if row["dry_run"] is not None else None}
 
 
 def _csv(actions: Sequence[dict[str, Any]]) -> str:
@@ -247,7 +263,8 @@ def _csv(actions: Sequence[dict[str, Any]]) -> str:
     columns = [*render.ACTION_COLUMNS, "prev_hash", "hash"]
     writer.writerow(columns)
     for action in actions:
-        writer.writerow([render.tsv_value(action[c]) if isinstance(action[c], bool) else action[c] for c in columns])
+        values = [render.tags_text(action) if c == "tags" else action.get(c) for c in columns]
+        writer.writerow([render.tsv_value(v) if isinstance(v, bool) else v for v in values])
     return buffer.getvalue()
 
 

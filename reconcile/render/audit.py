@@ -18,12 +18,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reconcile.audit.store import RunRecord
+from reconcile.audit.store import RunRecord, decode_tags
 
 STATUS_STYLES = {"intent": "yellow", "succeeded": "green", "failed": "bold red", "skipped": "dim"}
 OUTCOME_STYLES = {"succeeded": "green", "failed": "bold red", "unfinished": "bold yellow reverse"}
+# New columns go last: scripts cut fields by position.
 ACTION_COLUMNS = ("seq", "timestamp", "event_id", "run_id", "kind", "status", "target", "policy", "digest_before",
-                  "digest_after", "reason", "error", "duration", "dry_run", "intent_id")
+                  "digest_after", "reason", "error", "duration", "dry_run", "intent_id", "repository", "tags")
 RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "mode", "dry_run", "actor", "host", "pid", "repo_url",
                "repo_commit", "summary", "chain_head")
 EVENT_FIELDS = (*ACTION_COLUMNS, "prev_hash", "hash")
@@ -87,6 +88,18 @@ def digest_change(before: str | None, after: str | None) -> str:
     return f"{short_digest(before) or '—'} → {short_digest(after) or '—'}"
 
 
+def tags_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tags an action removed or set (none recorded before schema version 2), from the column's
+    JSON or from an exported row's list."""
+    value = row.get("tags")
+    return tuple(value) if isinstance(value, list | tuple) else decode_tags(value)
+
+
+def tags_text(row: Mapping[str, Any], separator: str = ",") -> str | None:
+    """The tags as one field (tags hold no commas), None when there are none."""
+    return separator.join(tags_of(row)) or None
+
+
 def summary_text(summary: Mapping[str, int] | None) -> str:
     return ", ".join(f"{key} {count}" for key, count in (summary or {}).items())
 
@@ -109,6 +122,20 @@ def _run_outcome(run: RunRecord) -> Text:
     text = outcome_text(run.outcome)
     if run.outcome == "unfinished" and run.is_running():
         text.append(f" (pid {run.pid} still running)", style="dim")
+    return text
+
+
+def _target(row: Mapping[str, Any]) -> Text:
+    """The target, a digest in it as short as in the digest column (``show`` and TSV have it all),
+    and under it, in the same cell, the tags the action removed or set (unless the target names
+    its one tag, as an untag's does)."""
+    target = row["target"] or ""
+    where, at, digest = target.partition("@")
+    text = _text(f"{where}@{short_digest(digest)}" if at and digest.startswith("sha256:") else target)
+    tags = tags_of(row)
+    if tags and not (len(tags) == 1 and target.endswith(f":{tags[0]}")):
+        text.append("\n")
+        text.append(_text(f"tags: {', '.join(tags)}", "cyan"))
     return text
 
 
@@ -150,7 +177,7 @@ def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: st
         ids = [] if one_run else [_text(row["event_id"] if by_event else row["run_id"])]
         table.add_row(
             _text(row["seq"]), _text(relative_time(row["timestamp"], now)), _text(absolute_time(row["timestamp"])),
-            *ids, _text(row["kind"]), status_text(row["status"]), _text(row["target"]), _text(row["policy"]),
+            *ids, _text(row["kind"]), status_text(row["status"]), _target(row), _text(row["policy"]),
             _text(digest_change(row["digest_before"], row["digest_after"])), _reason(row))
     return table
 
@@ -237,7 +264,8 @@ def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, out
     return Group(*parts)
 
 
-_COMPARED = frozenset({"kind", "target", "policy", "status", "digest_before", "digest_after", "reason", "error"})
+_COMPARED = frozenset({"kind", "target", "policy", "status", "digest_before", "digest_after", "reason", "error",
+                       "tags"})
 
 
 def _digests(before: str | None, after: str | None) -> Table:
@@ -256,6 +284,8 @@ def _event_value(name: str, value: Any, now: datetime) -> Text:
         return _when(value, now)
     if name == "dry_run" and value is not None:
         return _text("true" if value else "false")
+    if name == "tags":
+        return _text(tags_text({"tags": value}, ", "))
     return _text(value)
 
 
@@ -288,7 +318,7 @@ def _run_row(run: RunRecord) -> list[Any]:
 
 
 def _action_row(row: Mapping[str, Any]) -> list[Any]:
-    return [bool(row[c]) if c == "dry_run" and row[c] is not None else row[c] for c in ACTION_COLUMNS]
+    return [_plain(c, row.get(c)) for c in ACTION_COLUMNS]
 
 
 def actions_tsv(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -314,6 +344,8 @@ def event_detail_tsv(event: Mapping[str, Any], intent: Mapping[str, Any] | None,
 
 
 def _plain(name: str, value: Any) -> Any:
+    if name == "tags":
+        return tags_text({"tags": value})
     return bool(value) if name == "dry_run" and value is not None else value
 
 

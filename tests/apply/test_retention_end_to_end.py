@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import git
 import pytest
 from click.testing import CliRunner, Result
 
@@ -270,3 +271,67 @@ def test_a_run_builds_one_client_per_cluster_and_closes_it(tmp_path: Path) -> No
         first = connections.cluster("prod")
         assert connections.cluster("prod") is first  # readers, health and deploys share it
     assert connections.clusters == {"prod": first}
+
+
+def test_a_pruned_tag_is_found_in_the_audit_trail_and_explained_after_it_is_gone(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build-10 is pruned by a real apply (policies committed to a real git repo-of-record); then
+    `audit list --target '*build-10*'` lists that prune (not build-1's), by its digest too, and
+    `explain` of the tag and of the digest, both gone, say when, which run and commit, which policy
+    and rule, why, and what the tag pointed at."""
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECONCILE_ACTOR", "cronjob")
+    layout = Layout(tmp_path / "layout")
+    built = {tag: layout.image(created=f"2026-11-0{day}T00:00:00Z") for day, tag in
+             enumerate(["v1", "build-1", "build-10"], 1)}
+    for tag, image in built.items():
+        layout.tag(image, tag)
+        push(layout, tag, plain_registry.host, repo)
+    root = policies(tmp_path, plain_registry, repo)
+    record = git.Repo.init(root)
+    with record.config_writer() as config:
+        config.set_value("user", "name", "Policy Author")
+        config.set_value("user", "email", "author@example.com")
+    record.index.add(["ci.yaml"])
+    commit = record.index.commit("ci-cleanup").hexsha
+    db = str(tmp_path / "audit.db")
+    common = ["--repo", str(root), "--audit-db", db]
+
+    applied = invoke("apply", *common, "--yes")
+    assert applied.exit_code == 0, applied.output
+    assert tags(plain_registry, repo) == ["v1"]
+    digest = built["build-10"].digest
+    with AuditStore.open(db, read_only=True) as store:
+        (pruned,) = store.conn.execute("SELECT * FROM actions WHERE target = ? AND status = 'succeeded'",
+                                       (f"ci/{repo}@{digest}",)).fetchall()
+        assert (pruned["repository"], pruned["tags"]) == (f"ci/{repo}", '["build-10"]')
+        assert store.verify().ok
+
+    def listed(pattern: str) -> list[tuple[str, ...]]:
+        result = invoke("audit", "list", "--audit-db", db, "--target", pattern)
+        assert result.exit_code == 0, result.output
+        header, *rows = (line.split("\t") for line in result.stdout.splitlines())
+        return [tuple(dict(zip(header, row, strict=True))[c] for c in ("kind", "status", "target", "tags"))
+                for row in rows]
+
+    expected = [("prune", status, f"ci/{repo}@{digest}", "build-10") for status in ("intent", "succeeded")]
+    assert listed("*build-10*") == expected
+    assert listed(f"ci/{repo}:build-10") == expected
+    assert listed(f"*{digest[7:19]}*") == expected
+    assert len(listed(f"ci/{repo}:build-1*")) == 4  # build-1 and build-10
+    exported = json.loads(invoke("audit", "export", "--audit-db", db, "--target", "*build-10*").stdout)
+    assert [a["tags"] for a in exported["actions"]] == [["build-10"], ["build-10"]]
+
+    assert "no keep rule or protection applies" in pruned["reason"]  # the planner's words, as recorded
+    why = f"RetentionPolicy/ci-cleanup: {pruned['reason']}"
+    when = f"pruned at {pruned['timestamp'][:10]} {pruned['timestamp'][11:19]} UTC in run {pruned['run_id']} " \
+           f"(apply by cronjob at policy commit {commit[:12]})"
+    for reference in (f"{repo}:build-10", f"ci/{repo}:build-10", "build-10"):
+        explained = invoke("explain", *common, reference)
+        assert explained.exit_code == 0, explained.output
+        assert explained.stdout == f"ci/{repo}:build-10: {when} — {why}; it pointed at {digest}\n", reference
+    by_digest = invoke("explain", *common, digest)
+    assert (by_digest.exit_code, by_digest.stdout) == (0, f"ci/{repo}@{digest} (tags: build-10): {when} — {why}\n")
+    never = invoke("explain", *common, f"{repo}:build-11")
+    assert never.exit_code == 0
+    assert never.stdout.startswith("no policy decides anything about") and "records no prune" in never.stdout

@@ -437,3 +437,70 @@ def test_numbers_the_store_cannot_keep_exactly_are_refused(tmp_path: Path, value
             run.append("prune", "web:1", status="succeeded", duration=value)
         assert store.conn.execute("SELECT COUNT(*) FROM actions").fetchone()[0] == 0
         assert store.verify().ok
+
+
+# --- the columns of migration 2: repository and tags, and the action_refs index ------------------
+
+def tagged_trail(path: Path) -> dict[str, int]:
+    """A prune, an untag and a promotion as the executor records them: seq of each outcome."""
+    digest = "sha256:" + "f" * 64
+    with AuditStore.open(path) as store:
+        run = store.start_run("apply")
+        seqs = {}
+        for kind, target, tags in (("prune", f"ci/team-a/web@{digest}", ("build-9", "build-10")),
+                                   ("untag", "ci/team-a/web:build-11", ("build-11",)),
+                                   ("promote", f"prod/team-a/web@{digest}", ("prod", "126"))):
+            with run.mutation(kind, target, digest_before=digest, tags=tags):  # type: ignore[arg-type]
+                pass
+            seqs[kind] = store.conn.execute("SELECT MAX(seq) FROM actions").fetchone()[0]
+        run.finish("succeeded")
+        assert store.verify().ok
+    return seqs
+
+
+TAMPERED_COLUMNS = [
+    ("prune", "tags", '["build-9"]'),  # a tag it removed, left out
+    ("prune", "tags", '["build-10","build-9"]'),  # the same tags in another order
+    ("prune", "tags", None),
+    ("untag", "tags", '["build-12"]'),
+    ("promote", "tags", '["prod","127"]'),
+    ("prune", "repository", "ci/team-b/web"),
+    ("promote", "repository", None),
+]
+
+
+@pytest.mark.parametrize(("kind", "column", "value"), TAMPERED_COLUMNS,
+                         ids=[f"{k}-{c}-{v}" for k, c, v in TAMPERED_COLUMNS])
+def test_editing_the_tags_or_repository_of_a_new_row_breaks_the_chain(tmp_path: Path, kind: str, column: str,
+                                                                       value: str | None) -> None:
+    path = tmp_path / "audit.db"
+    seq = tagged_trail(path)[kind]
+    with raw(path) as conn:
+        conn.execute("DROP TRIGGER actions_no_update")
+        conn.execute(f"UPDATE actions SET {column} = ? WHERE seq = ?", (value, seq))
+    assert_break(verify(path), "actions", seq, CONTENT_REASON)
+
+
+def test_giving_an_old_row_tags_breaks_the_chain(trail: Trail) -> None:
+    """Rows from before the columns existed hash without them; filling them in later is an edit."""
+    seq = nth_action(trail.path, 4)
+    with raw(trail.path) as conn:
+        conn.execute("DROP TRIGGER actions_no_update")
+        conn.execute("UPDATE actions SET tags = '[\"build-10\"]' WHERE seq = ?", (seq,))
+    assert_break(verify(trail.path), "actions", seq, CONTENT_REASON)
+
+
+@pytest.mark.parametrize("edit", [
+    "DELETE FROM action_refs WHERE ref = 'ci/team-a/web:build-10'",  # hides the prune from --target '*build-10*'
+    "INSERT INTO action_refs VALUES ('ci/team-a/web:v1', {prune})",  # lists it under a tag it never removed
+    "UPDATE action_refs SET ref = 'ci/team-a/web:v1' WHERE ref = 'ci/team-a/web:build-10'",
+])
+def test_an_edited_search_index_is_named(tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "audit.db"
+    seqs = tagged_trail(path)
+    with raw(path) as conn:
+        conn.executescript("DROP TRIGGER action_refs_no_update; DROP TRIGGER action_refs_no_delete;")
+        conn.execute(edit.format(prune=seqs["prune"]))
+    intent = seqs["prune"] - 1  # the intent carries the same tags: the first action whose index no longer matches
+    expected = seqs["prune"] if "INSERT" in edit else intent
+    assert_break(verify(path), "action_refs", expected, "the search index")

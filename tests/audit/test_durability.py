@@ -264,6 +264,43 @@ def test_a_succeeding_body_records_what_it_reports(tmp_path: Path) -> None:
         assert store.pending_intents() == [] and store.verify().ok
 
 
+def test_a_mutation_records_its_tags_and_repository_on_the_intent_and_the_outcome(tmp_path: Path) -> None:
+    digest = "sha256:" + "a" * 64
+    with AuditStore.open(tmp_path / "audit.db") as store:
+        run = store.start_run("apply")
+        with run.mutation("prune", f"ci/team-a/web@{digest}", digest_before=digest, tags=("build-1", "build-10")):
+            pass
+        with pytest.raises(ConnectionError), run.mutation("untag", "ci/team-a/web:build-3", tags=["build-3"]):
+            raise ConnectionError("registry returned 503")
+        with run.mutation("promote", f"prod/team-a/web@{digest}", digest_after=digest, tags=("prod",)) as outcome:
+            outcome.tags = ("prod", "126")  # what the body found out it set
+        with run.mutation("deploy", "prod/shop/Deployment/web", tags=("126",)):  # no image in its target
+            pass
+        run.append("skip", "ci", status="skipped")
+        rows = [(r["kind"], r["status"], r["repository"], r["tags"])
+                for r in store.conn.execute("SELECT * FROM actions ORDER BY seq")]
+        assert rows == [
+            ("prune", "intent", "ci/team-a/web", '["build-1","build-10"]'),
+            ("prune", "succeeded", "ci/team-a/web", '["build-1","build-10"]'),
+            ("untag", "intent", "ci/team-a/web", '["build-3"]'),
+            ("untag", "failed", "ci/team-a/web", '["build-3"]'),
+            ("promote", "intent", "prod/team-a/web", '["prod"]'),
+            ("promote", "succeeded", "prod/team-a/web", '["prod","126"]'),
+            ("deploy", "intent", None, '["126"]'),
+            ("deploy", "succeeded", None, '["126"]'),
+            ("skip", "skipped", None, None),
+        ]
+        run.append("skip", "ci", status="skipped", repository="ci/team-a/web", tags=("v1",))  # given, not derived
+        assert tuple(store.conn.execute("SELECT repository, tags FROM actions ORDER BY seq DESC").fetchone()) == (
+            "ci/team-a/web", '["v1"]')
+        with pytest.raises(AuditError, match="not the string"):
+            run.append("prune", "ci/team-a/web:build-1", status="succeeded", tags="build-1")
+        with pytest.raises(AuditError, match="int"):
+            run.append("prune", "ci/team-a/web:build-1", status="succeeded", tags=(1,))  # type: ignore[arg-type]
+        run.finish("succeeded")
+        assert store.verify().ok
+
+
 # --- (f) secrets at the store's boundary ---------------------------------------------------------
 
 def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
@@ -283,7 +320,8 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
         run.append("error", f"registry.example.com/{revealed}/web", status="failed",
                    reason=f"token {revealed} was refused", error=f"401 Unauthorized: bad token {revealed}",
                    policy=secret, digest_before=Secret(revealed))
-        with pytest.raises(PermissionError), run.mutation("prune", "registry.example.com/team-a/web:build-1"):
+        with pytest.raises(PermissionError), run.mutation("prune", "registry.example.com/team-a/web:build-1",
+                                                          tags=(f"build-{revealed}",)):
             raise PermissionError(f"DELETE refused for Bearer {revealed}")
         with pytest.raises(AuditError, match="dict"):
             run.append("prune", "web:1", status="succeeded", reason={"token": "x"})  # type: ignore[arg-type]
@@ -299,8 +337,8 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
         assert row["reason"] == "token *** was refused"
         assert row["error"] == "401 Unauthorized: bad token ***"
         assert row["policy"] == "***" and row["digest_before"] == "***"
-        failed = store.conn.execute("SELECT error FROM actions WHERE status = 'failed' AND kind = 'prune'").fetchone()
-        assert failed[0] == "PermissionError: DELETE refused for Bearer ***"
+        failed = store.conn.execute("SELECT error, tags FROM actions WHERE status = 'failed' AND kind = 'prune'")
+        assert tuple(failed.fetchone()) == ("PermissionError: DELETE refused for Bearer ***", '["build-***"]')
         assert store.run(run.id).repo_url == "https://user:***@git.example.com/policies.git"
         assert store.conn.execute("SELECT COUNT(*) FROM actions").fetchone()[0] == 3  # refused ones not written
         run.finish("failed")

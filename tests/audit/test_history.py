@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.audit import AuditStore
-from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds
+from reconcile.audit.query import HOLD_RELEASED, deploy_history, deploy_holds, removals
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -78,3 +78,29 @@ HOLD_CASES = [
 @pytest.mark.parametrize(("steps", "expected"), [c[1:] for c in HOLD_CASES], ids=[c[0] for c in HOLD_CASES])
 def test_deploy_holds(tmp_path: Path, steps: list, expected: dict[str, str]) -> None:
     assert _holds(tmp_path, steps) == expected
+
+
+def test_removals_are_the_succeeded_prunes_and_untags_of_a_tag_or_digest(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "a.db") as store:
+        run = store.start_run("apply", repo_commit="c" * 40, actor="cronjob")
+        run.append("prune", f"ci/web@{A}", status="succeeded", digest_before=A, tags=("build-1", "build-10"))
+        run.append("prune", f"ci/web@{B}", status="failed", digest_before=B, tags=("build-10",))
+        run.append("prune", f"ci/api@{B}", status="intent", digest_before=B, tags=("build-10",))
+        run.append("untag", "ci/web:build-10", status="succeeded", digest_before=C)  # no tags recorded: by target
+        run.append("promote", f"prod/web@{C}", status="succeeded", digest_after=C, tags=("build-10",))
+        run.append("prune", f"ci/web@{C}", status="succeeded", digest_before=C, tags=("build-100",))
+        run.finish("succeeded")
+        dry = store.start_run("apply", dry_run=True)
+        dry.append("prune", f"ci/web@{B}", status="succeeded", digest_before=B, tags=("build-10",))
+        dry.finish("succeeded")
+
+        def found(**which: str) -> list[tuple[str, str, str]]:
+            return [(r["kind"], r["target"], r["run_commit"]) for r in removals(store, **which)]
+
+        assert found(tag="build-10") == [("prune", f"ci/web@{A}", "c" * 40), ("untag", "ci/web:build-10", "c" * 40)]
+        assert found(tag="build-1") == [("prune", f"ci/web@{A}", "c" * 40)]
+        assert found(tag="build-*") == []  # a tag is no pattern
+        assert found(digest=C) == [("untag", "ci/web:build-10", "c" * 40), ("prune", f"ci/web@{C}", "c" * 40)]
+        assert found(digest=B) == []
+        assert {r["run_actor"] for r in removals(store, digest=A)} == {"cronjob"}
+        assert removals(store) == []

@@ -210,7 +210,7 @@ def test_filters_are_parameters_never_sql(trail: Trail) -> None:
     sql, params = build_query(ActionFilter(target=hostile, policy=hostile, run=hostile, commit=hostile,
                                            actions=(hostile,), statuses=(hostile,)))
     assert hostile not in sql and "'" not in sql
-    assert params.count(hostile) == 5
+    assert params.count(hostile) == 6  # the target twice: actions' targets, action_refs' names
     with open_ro(trail) as store:
         assert list_actions(store, ActionFilter(target=hostile)) == []
 
@@ -433,13 +433,14 @@ def test_piped_list_is_tsv_with_absolute_times(trail: Trail) -> None:
     a = trail.run_a
     assert result.stdout.splitlines() == [
         "seq\ttimestamp\tevent_id\trun_id\tkind\tstatus\ttarget\tpolicy\tdigest_before\tdigest_after\treason\terror"
-        "\tduration\tdry_run\tintent_id",
+        "\tduration\tdry_run\tintent_id\trepository\ttags",
         f"2\t2026-11-10T08:00:01.000000Z\t{e[2]['event_id']}\t{a}\tprune\tintent\t{T_WEB1}\t"
-        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t\tfalse\t",
+        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t\tfalse\t\tci/team-a/web\t",
         f"3\t2026-11-10T08:00:02.000000Z\t{e[3]['event_id']}\t{a}\tprune\tsucceeded\t{T_WEB1}\t"
-        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t{e[3]['duration']}\tfalse\t{e[2]['event_id']}",
+        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t{e[3]['duration']}\tfalse\t{e[2]['event_id']}"
+        "\tci/team-a/web\t",
         f"4\t2026-11-10T08:00:03.000000Z\t{e[4]['event_id']}\t{a}\tskip\tskipped\t{T_WEB2}\t"
-        f"RetentionPolicy/ci-cleanup\t{D_B}\t\tprotected: running in prod-eu\t\t\tfalse\t",
+        f"RetentionPolicy/ci-cleanup\t{D_B}\t\tprotected: running in prod-eu\t\t\tfalse\t\t\t",
     ]
     assert "\x1b" not in result.stdout
 
@@ -769,3 +770,104 @@ def test_reconcile_main_registers_audit() -> None:
                                timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     assert re.search(r"^\s+audit\s", completed.stdout, re.M)
+
+
+# --- tags: found by --target, shown and exported ----------------------------------------------
+
+D_1, D_10, D_V = (f"sha256:{c * 64}" for c in "123")
+
+
+@pytest.fixture
+def tagged(tmp_path: Path) -> tuple[Path, str]:
+    """One run: prunes of build-1 and of build-10 (with build-10-rc, one digest), an untag of
+    build-2, a promotion setting prod and 126; a skip with no tags. Seqs 2-9 and 10."""
+    path = tmp_path / "t.db"
+    with AuditStore.open(path, clock=clock(*STAMPS)) as store:
+        run = store.start_run("apply", actor="alice")
+        for kind, target, before, after, tags in (
+                ("prune", f"ci/team-a/web@{D_1}", D_1, None, ("build-1",)),
+                ("prune", f"ci/team-a/web@{D_10}", D_10, None, ("build-10", "build-10-rc")),
+                ("untag", "ci/team-a/web:build-2", D_V, None, ("build-2",)),
+                ("promote", f"prod/team-a/web@{D_V}", None, D_V, ("prod", "126"))):
+            with run.mutation(kind, target, policy="RetentionPolicy/ci-cleanup", digest_before=before,  # type: ignore[arg-type]
+                              digest_after=after, tags=tags):
+                pass
+        run.append("skip", "ci", status="skipped", reason="registry ci could not be read")
+    return path, run.id
+
+
+TAG_TARGETS = [
+    # (pattern, seqs)
+    ("*build-10*", [4, 5]),
+    ("ci/team-a/web:build-10", [4, 5]),
+    ("*:build-1", [2, 3]),  # not build-10
+    ("ci/team-a/web:build-1*", [2, 3, 4, 5]),
+    ("ci/team-a/web:build-2", [6, 7]),  # the untag's own target
+    ("ci/team-a/*", [2, 3, 4, 5, 6, 7]),
+    ("prod/team-a/web:126", [8, 9]),
+    ("*:prod", [8, 9]),
+    ("*sha256:2222*", [4, 5]),  # a digest
+    (D_V, [6, 7, 8, 9]),  # the untag's digest stays; the promotion set it
+    ("sha256:*", [2, 3, 4, 5, 6, 7, 8, 9]),
+    ("ci", [10]),
+    ("team-a/web:build-10", []),  # a GLOB matches the whole name: registry first
+    ("*BUILD-10*", []),
+]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), TAG_TARGETS, ids=[case[0][:30] for case in TAG_TARGETS])
+def test_target_matches_the_tags_an_action_removed_or_set_and_its_digests(tagged: tuple[Path, str], pattern: str,
+                                                                          expected: list[int]) -> None:
+    with AuditStore.open(tagged[0], read_only=True) as store:
+        assert seqs(list_actions(store, ActionFilter(target=pattern))) == expected
+    listed = audit("list", "--audit-db", str(tagged[0]), "--target", pattern)
+    assert tsv_seqs(listed.stdout) == expected
+
+
+def test_a_target_prefix_searches_both_indexes(tagged: tuple[Path, str]) -> None:
+    sql, params = build_query(ActionFilter(target="ci/team-a/*", limit=101))
+    with AuditStore.open(tagged[0], read_only=True) as store:
+        plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    assert any("USING INDEX idx_actions_target (target>? AND target<?)" in step for step in plan), plan
+    assert any(step.startswith("SEARCH r USING PRIMARY KEY (ref>? AND ref<?)") for step in plan), plan
+
+
+def test_tags_are_shown_and_exported(tagged: tuple[Path, str]) -> None:
+    path, run_id = tagged
+    piped = audit("list", "--audit-db", str(path), "--target", "*build-10*")
+    header, *lines = (line.split("\t") for line in piped.stdout.splitlines())
+    assert header[-2:] == ["repository", "tags"]
+    assert [line[-2:] for line in lines] == [["ci/team-a/web", "build-10,build-10-rc"]] * 2
+
+    shown = audit("show", run_id, "--audit-db", str(path)).stdout.split("\n\n")[1]
+    assert [line.split("\t")[-1] for line in shown.splitlines()] == [
+        "tags", "build-1", "build-1", "build-10,build-10-rc", "build-10,build-10-rc", "build-2", "build-2",
+        "prod,126", "prod,126", ""]
+    terminal = strip_ansi(audit("show", run_id, "--audit-db", str(path), env=on_terminal(NO_COLOR="1")).stdout)
+    assert "tags: build-10, build-10-rc" in terminal and "tags: prod, 126" in terminal
+    assert "tags: build-2" not in terminal  # the untag's target names it already
+    event = audit("show", list_event(path, 5), "--audit-db", str(path)).stdout.splitlines()
+    assert "tags\tbuild-10,build-10-rc\tbuild-10,build-10-rc" in event
+
+    exported = json.loads(audit("export", "--audit-db", str(path)).stdout)["actions"]
+    assert [(a["repository"], a["tags"]) for a in exported][2:4] == [("ci/team-a/web", ["build-10", "build-10-rc"])] * 2
+    assert (exported[-1]["repository"], exported[-1]["tags"]) == (None, None)
+    jsonl = audit("export", "--format", "jsonl", "--audit-db", str(path)).stdout.splitlines()
+    assert json.loads(jsonl[-2])["tags"] == ["prod", "126"]
+    rows = list(csv.DictReader(io.StringIO(audit("export", "--format", "csv", "--audit-db", str(path)).stdout)))
+    assert [(r["repository"], r["tags"]) for r in rows][6:] == [("prod/team-a/web", "prod,126")] * 2 + [("", "")]
+
+
+def list_event(path: Path, seq: int) -> str:
+    with AuditStore.open(path, read_only=True) as store:
+        return store.conn.execute("SELECT event_id FROM actions WHERE seq = ?", (seq,)).fetchone()[0]
+
+
+def test_the_table_shows_tags_under_the_target_and_a_digest_target_short(tagged: tuple[Path, str]) -> None:
+    with AuditStore.open(tagged[0], read_only=True) as store:
+        rows = list_actions(store, ActionFilter())
+    cells = table_rows(recorded(render.actions_table(rows, NOW)).export_text())
+    assert cells[4]["target"] == "ci/team-a/web@sha256:222222222222tags:build-10,build-10-rc"
+    assert cells[6]["target"] == "ci/team-a/web:build-2"
+    assert cells[8]["target"] == "prod/team-a/web@sha256:333333333333tags:prod,126"
+    assert cells[10]["target"] == "ci"
