@@ -206,8 +206,9 @@ def test_explain_says_which_rule_or_protection_decides(tmp_path: Path, plain_reg
     common = ["--repo", str(policies(tmp_path, plain_registry, repo)), "--audit-db", str(tmp_path / "a.db")]
     assert invoke("explain", *common, "v1").stdout == (
         f"ci/{repo}:v1: keep — RetentionPolicy/ci-cleanup: keep[0]: matches '^v\\d+$'\n")
-    pruned = f"ci/{repo}@{images['b12']} (tags: build-1, build-2): prune — RetentionPolicy/ci-cleanup: no keep rule " \
-             "or protection applies to build-1, build-2\n"
+    pruned = f"ci/{repo}@{images['b12']} (tags: build-1, build-2): prune — RetentionPolicy/ci-cleanup: delete " \
+             f"manifest {images['b12'][:19]}, which removes tags build-1, build-2: no keep rule or protection " \
+             "applies to them\n"
     assert invoke("explain", *common, f"{repo}:build-2").stdout == pruned
     assert invoke("explain", *common, images["b12"]).stdout == pruned
     assert invoke("explain", *common, "other/repo:v1").stdout.startswith("no policy decides anything about")
