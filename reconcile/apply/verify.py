@@ -13,18 +13,20 @@ from reconcile.observe.registry import RegistryClient, RegistryError
 from reconcile.observe.state import Descriptor
 from reconcile.plan.actions import Action
 
-InUseReader = Callable[[str], frozenset[str]]  # RetentionPolicy name -> digests protected now; raises if unknown
+
+@dataclass(frozen=True)
+class InUse:
+    """What a RetentionPolicy's protecting sources use now."""
+
+    digests: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()  # "repository:tag" referenced by tag only, on the policy's registry
+
+
+InUseReader = Callable[[str], InUse]  # RetentionPolicy name -> what is protected now; raises if unknown
 
 
 class StateChanged(Exception):
     """The registry or a cluster changed since the plan: this delete is skipped, not failed."""
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """What the plan saw of one repository: every tag and its digest."""
-
-    tags: Mapping[str, str]
 
 
 def planned_tags(actions: Iterable[Action], parse: Callable[[str], tuple[str, str, str | None, str | None]]
@@ -57,13 +59,13 @@ class DeleteCheck:
         self._clients = clients
         self._in_use = in_use
         self._now: dict[tuple[str, str], dict[str, str]] = {}
-        self._protected: dict[str, frozenset[str] | str] = {}
+        self._protected: dict[str, InUse | str] = {}
 
     def prune(self, action: Action, registry: str, repository: str, digest: str) -> None:
         """Raises StateChanged, naming what moved, unless deleting ``digest`` removes exactly what
         the plan said it removes."""
         client = self._clients[registry]
-        self._not_in_use(action, digest)
+        self._not_in_use(action, repository, digest, action.tags)
         now = self._tags_now(client, registry, repository)
         planned = self._planned.get((registry, repository), {})
         for tag in action.tags:
@@ -85,11 +87,12 @@ class DeleteCheck:
                 raise StateChanged(f"tag {tag} moved to {on[:19]}, an index that now includes {digest[:19]}")
 
     def untag(self, action: Action, registry: str, repository: str, tag: str) -> None:
+        self._not_in_use(action, repository, None, (tag,))
         current = self._clients[registry].resolve(repository, tag)
         if current is not None and current.digest != action.digest_before:
             raise StateChanged(f"tag {tag} now points at {current.digest[:19]}, not {str(action.digest_before)[:19]}")
 
-    def _not_in_use(self, action: Action, digest: str) -> None:
+    def _not_in_use(self, action: Action, repository: str, digest: str | None, tags: Iterable[str]) -> None:
         if self._in_use is None:
             return
         name = action.policy.removeprefix("RetentionPolicy/")
@@ -101,8 +104,11 @@ class DeleteCheck:
         protected = self._protected[name]
         if isinstance(protected, str):
             raise StateChanged(f"what is in use could not be read again: {protected}")
-        if digest in protected:
+        if digest is not None and digest in protected.digests:
             raise StateChanged(f"{digest[:19]} is now in use or protected")
+        for tag in tags:
+            if f"{repository}:{tag}" in protected.tags:
+                raise StateChanged(f"a protecting cluster now runs {repository}:{tag} by tag")
 
     def _tags_now(self, client: RegistryClient, registry: str, repository: str) -> dict[str, str]:
         key = (registry, repository)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from reconcile.apply.verify import InUse
 from reconcile.audit import AuditError, AuditStore
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import utc_now
@@ -24,7 +25,7 @@ from reconcile.observe.cluster import ClusterClient, ClusterError, connect, pars
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient, open_registry
 from reconcile.observe.state import ClusterState, DeployHealth
-from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
+from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe, registry_host
 from reconcile.plan import Plan, build_plan
 from reconcile.plan.deploy import Hold
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
@@ -148,28 +149,33 @@ def helm_reader(connections: Connections) -> ClusterReader:
     return read
 
 
-def in_use_reader(policies: PolicySet, connections: Connections) -> Callable[[str], frozenset[str]]:
+def in_use_reader(policies: PolicySet, connections: Connections) -> Callable[[str], InUse]:
     """What a RetentionPolicy's protecting clusters use now, read again at apply time just before its
     first delete: a digest deployed since the plan is then not deleted. Raises when a cluster
     cannot be read (the executor then deletes nothing of that policy)."""
     read_cluster, read_helm, read_health = cluster_reader(connections), helm_reader(connections), \
         health_reader(connections)
 
-    def read(name: str) -> frozenset[str]:
-        protect = policies.retention_policies[name].protect
+    def read(name: str) -> InUse:
+        protect, registry = policies.retention_policies[name].protect, policies.retention_policies[name].registry
+        host = registry_host(policies.registries[registry])
         digests: set[str] = set()
-        for cluster in sorted(protect.in_use):
-            digests |= read_cluster(policies.clusters[cluster]).digests()
-        for cluster in sorted(protect.helm_releases):
-            digests |= read_helm(policies.clusters[cluster]).digests()
-        registry = policies.retention_policies[name].registry
+        tags: set[str] = set()
+        states = [read_cluster(policies.clusters[cluster]) for cluster in sorted(protect.in_use)]
+        states += [read_helm(policies.clusters[cluster]) for cluster in sorted(protect.helm_releases)]
+        for state in states:
+            for ref in state.images:
+                if ref.digest:
+                    digests.add(ref.digest)
+                elif ref.tag and ref.registry == host:
+                    tags.add(f"{ref.repository}:{ref.tag}")
         for deploy in sorted(policies.deploy_policies.values(), key=lambda d: d.name):
             stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
             # what its workloads run now (a manifests target's pins change only by reconcile's own commits)
             if stage.registry == registry and deploy.cluster is not None and (
                     digest := read_health(deploy).digest) is not None:
                 digests.add(digest)
-        return frozenset(digests)
+        return InUse(frozenset(digests), frozenset(tags))
 
     return read
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.apply.executor import apply_plan
+from reconcile.apply.verify import InUse
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.cli import reconcile as commands
@@ -48,7 +49,7 @@ def planned(client: RegistryClient, repo: str, policy: RetentionPolicy = KEEP_V)
 
 
 def apply(tmp_path: Path, plan: Plan, client: RegistryClient,
-          in_use: Callable[[str], frozenset[str]] | None = None) -> tuple:
+          in_use: Callable[[str], InUse] | None = None) -> tuple:
     with AuditStore.open(str(tmp_path / "audit.db")) as store:
         run = store.start_run("apply")
         result = apply_plan(plan, {"ci": client}, run, in_use=in_use)
@@ -119,12 +120,12 @@ def test_a_digest_now_in_use_or_unknown_use_is_not_deleted(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
         client: RegistryClient) -> None:
     plan = planned(client, repo)
-    result, _ = apply(tmp_path / "a", plan, client, in_use=lambda name: frozenset({built["b1"].digest}))
+    result, _ = apply(tmp_path / "a", plan, client, in_use=lambda name: InUse(frozenset({built["b1"].digest})))
     assert [(a.digest_before, why) for a, why in result.skipped if not a.depends_on] == [
         (built["b1"].digest, f"{built['b1'].digest[:19]} is now in use or protected")]
     assert "build-1" in tags(plain_registry, repo)
 
-    def unreadable(name: str) -> frozenset[str]:
+    def unreadable(name: str) -> InUse:
         raise RuntimeError("cluster prod: connection refused")
 
     (tmp_path / "b").mkdir()
@@ -163,7 +164,7 @@ def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_incomplet
     root, db = policies(tmp_path, plain_registry, repo), str(tmp_path / "audit.db")
     # Between this run's plan and its deletes, build-1's image starts running somewhere protected.
     monkeypatch.setattr(commands, "in_use_reader", lambda policies, connections: (
-        lambda name: frozenset({built["b1"].digest})))
+        lambda name: InUse(frozenset({built["b1"].digest}))))
     result = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(root), "--audit-db", db])
     assert result.exit_code == 1, result.output
     assert "1 deletion skipped: state changed since plan; re-run to re-plan" in result.stderr
@@ -171,3 +172,48 @@ def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_incomplet
     with AuditStore.open(db, read_only=True) as store:
         assert store.runs()[0].outcome == "incomplete"
         assert json.loads(json.dumps(store.runs()[0].summary))["prune.skipped"] == 1
+
+
+def test_a_tag_a_cluster_now_runs_by_tag_is_neither_untagged_nor_pruned(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
+        client: RegistryClient) -> None:
+    plan = planned(client, repo)
+    result, _ = apply(tmp_path, plan, client, in_use=lambda name: InUse(tags=frozenset({f"{repo}:build-1"})))
+    assert [why for a, why in result.skipped if a.digest_before == built["b1"].digest] == [
+        f"a protecting cluster now runs {repo}:build-1 by tag"]
+    assert "build-1" in tags(plain_registry, repo)
+
+
+def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluster_and_kept(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconcile.cli import session
+    from tests.apply.test_retention_end_to_end import protected_policies
+    from tests.kube import running
+    from tests.observe.cluster.backends import FixtureBackend
+
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    layout = Layout(tmp_path / "layout")
+    b1 = layout.image(created="2026-11-01T00:00:00Z")
+    for tag, image in (("v1", layout.image(created="2026-11-02T00:00:00Z")), ("build-1", b1)):
+        layout.tag(image, tag)
+        push(layout, tag, plain_registry.host, repo)
+    with running() as api:
+        admin = FixtureBackend(api, tmp_path)
+        namespace = admin.namespace("web")
+        real_plan = session.observe_and_plan
+
+        def plan_then_deploy(*args: object, **kwargs: object) -> Plan:
+            plan = real_plan(*args, **kwargs)  # type: ignore[arg-type]
+            # A deploy lands after the plan was made, before its deletes: the real cluster read again sees it.
+            image = f"{plain_registry.host}/{repo}@{b1.digest}"
+            admin.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": namespace},
+                          "spec": {"containers": [{"name": "web", "image": image}]}})
+            return plan
+
+        monkeypatch.setattr(commands, "observe_and_plan", plan_then_deploy)
+        root = protected_policies(tmp_path, plain_registry, repo, tmp_path / "admin.kubeconfig")
+        result = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(root), "--audit-db", str(tmp_path / "a.db")])
+        admin.close()
+    assert result.exit_code == 1, result.output
+    assert f"{b1.digest[:19]} is now in use or protected" in result.stderr
+    assert tags(plain_registry, repo) == ["build-1", "v1"]
