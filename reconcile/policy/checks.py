@@ -165,6 +165,10 @@ def _retention(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:
     spec = document.body.get("spec")
     if (problem := index.unknown("Registry", dig(spec, "registry"))) is not None:
         yield "/spec/registry", problem
+    elif (registry := index.by_kind["Registry"].get(dig(spec, "registry"))) is not None and dig(
+            registry.body, "spec", "deletion") == "none":
+        yield "/spec/registry", (f"Registry {dig(spec, 'registry')!r} declares deletion: none, so this policy "
+                                 "prunes nothing (every plan reports it blocked)"), "warning"
     for field in ("inUse", "helmReleases"):
         for i, name in items(dig(spec, "protect", field)):
             if (problem := index.unknown("Cluster", name)) is not None:

@@ -84,3 +84,15 @@ def test_the_key_is_group_version_else_group_1_else_the_tag() -> None:
     assert version_part(re.compile(r"^b-\d+$"), "c-1") is None
     assert version_part(None, "c-1") == "c-1"
     assert unrankable_pattern(re.compile(r"^b-(\d+)$"), "numeric") is None  # a group: checked at plan time
+
+
+def test_retention_on_a_registry_that_cannot_delete_is_a_warning(tmp_path: Path) -> None:
+    base = BASE.replace('spec: {url: "https://registry.example.com"}',
+                        'spec: {url: "https://registry.example.com", deletion: none}')
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "case.yaml").write_text(retention("- {tags: '^v'}"))
+    result = validate_repo(str(tmp_path))
+    assert result.ok
+    assert [p.message for p in result.warnings] == [
+        "/spec/registry: Registry 'ci' declares deletion: none, so this policy prunes nothing (every plan reports "
+        "it blocked)"]
