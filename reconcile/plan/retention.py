@@ -23,8 +23,9 @@ from reconcile.policy.model import KeepRule, RetentionPolicy
 from reconcile.policy.ordering import by_rank, number, rank_key, version_part, why_unranked
 from reconcile.policy.semver import Version
 
-# cosign's tag schema for signatures, attestations and SBOMs of sha256:<hex>: they follow their subject
-REFERRER_TAG = re.compile(r"^sha256-(?P<hex>[0-9a-f]{64})\.(sig|att|sbom)$")
+# Tags that name their subject sha256:<hex>: cosign's signatures, attestations and SBOMs, and the OCI 1.1
+# referrers tag schema (an index of the referrers, for registries without the referrers API)
+REFERRER_TAG = re.compile(r"^sha256-(?P<hex>[0-9a-f]{64})(\.(sig|att|sbom))?$")
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,9 @@ def rank_warnings(policy: RetentionPolicy, repositories: Sequence[RepositoryStat
             continue
         for repo in repositories:
             parts = {tag: part for tag in repo.tags if (part := _selected(tag, rule)) is not None}
-            order = _order(rule, parts)
+            order = rule.order or ("semver" if rule.semver is not None else "newest")
             if not parts or order in ("alphabetical", "newest"):
-                continue  # creation times missing is the registry's doing, reported per tag
+                continue  # an inferred order ranks each kind; missing creation times are reported per tag
             if all(rank_key(order, part, None) is None for part in parts.values()):
                 example = min(parts)
                 why = why_unranked(order, parts[example], rule.tags.pattern if rule.tags is not None else None,
@@ -165,6 +166,11 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
             why_kept[tag] = reason
     graph = _Graph(repo, referrer_tags)
     kept = graph.kept(why_kept, candidates, protected)
+    # Keeping an orphaned signature can keep what its subject's deletion would have taken: repeat
+    # until nothing new is kept (kept only grows, so this ends).
+    while graph.keep_orphans(referrer_tags, {d.digest for t, d in candidates.items()
+                                             if t not in why_kept and d.digest not in kept}, kept):
+        pass
     actions: list[Action] = []
     doomed: dict[str, list[str]] = {}
     for tag, descriptor in sorted(candidates.items()):
@@ -192,13 +198,7 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
         if digest in scheduled:
             continue  # removed with its subject's (or its own) deletion above
-        if digest in kept:
-            why = kept[digest]
-        elif subject_digest not in repo.images:
-            why = (f"its subject {_short(subject_digest)} is not in this repository (signatures may be kept "
-                   "apart from their images), so it is not pruned")
-        else:
-            why = f"referrer of {_short(subject_digest)}, which is not pruned"
+        why = kept.get(digest, f"referrer of {_short(subject_digest)}, which is not pruned")
         actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, why))
     return actions
 
@@ -236,10 +236,17 @@ class _Graph:
         kept: dict[str, str] = {}
         for tag in sorted(why_kept):
             kept.setdefault(candidates[tag].digest, f"tagged {tag}, which is kept")
-        known = {*self.repo.images, *(d.digest for d in self.repo.tags.values())}
-        for digest in sorted(known):
+        for tag, descriptor in sorted(self.repo.tags.items()):  # referrer tags too: a cluster may run any tag
+            if (self.repo.repository, tag) in protected.in_use_tags:
+                kept.setdefault(descriptor.digest, f"protected: a protecting cluster runs {tag}")
+        # Protected digests count whether or not this repository's observation holds them: an
+        # untagged image running in a cluster still keeps its SBOM.
+        for digest in sorted({*protected.in_use, *protected.deploy_targets, *protected.deployed}):
             if digest not in kept and (why := _digest_protection(digest, protected)):
                 kept[digest] = why
+        return self._closure(kept)
+
+    def _closure(self, kept: dict[str, str]) -> dict[str, str]:
         pending = sorted(kept)
         while pending:
             digest = pending.pop()
@@ -250,6 +257,40 @@ class _Graph:
                     kept[found] = why
                     pending.append(found)
         return kept
+
+    def deletable(self, doomed: set[str], kept: Mapping[str, str]) -> set[str]:
+        """What pruning ``doomed`` would delete: those digests and, transitively, their platform
+        manifests and referrers that nothing keeps."""
+        found: set[str] = set()
+        pending = sorted(doomed - kept.keys())
+        while pending:
+            digest = pending.pop()
+            if digest in found:
+                continue
+            found.add(digest)
+            pending += [d.digest for d in (*self.children(digest), *self.referrers_of(digest))
+                        if d.digest not in kept and d.digest not in found]
+        return found
+
+    def keep_orphans(self, referrer_tags: set[str], doomed: set[str], kept: dict[str, str]) -> bool:
+        """A referrer tag whose subject is not being deleted stays, and so does all it reaches (a
+        signature's own signature, an index's referrers). True when that kept something new."""
+        deleting = self.deletable(doomed, kept)
+        grew = False
+        for tag in sorted(referrer_tags):
+            digest = self.repo.tags[tag].digest
+            subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
+            if subject_digest in deleting or digest in kept:
+                continue
+            known = subject_digest in self.repo.images or any(
+                d.digest == subject_digest for d in self.repo.tags.values())
+            kept[digest] = (f"{tag} names {_short(subject_digest)}, which is not pruned" if known else
+                            f"{tag} names {_short(subject_digest)}, which is not in this repository (signatures "
+                            "may be kept apart from their images)")
+            grew = True
+        if grew:
+            self._closure(kept)
+        return grew
 
 
 def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph: _Graph,
@@ -299,19 +340,19 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
     selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
         return [(tag, f"{label}: {_selector(rule)}") for tag in selected]
-    by_last: set[str] = set()
-    unranked: dict[str, str] = {}
-    order = ""
+    by_last: dict[str, str] = {}  # tag -> the order that placed it among the newest
+    unranked: dict[str, tuple[str, str]] = {}  # tag -> (order, why it cannot rank it)
+    orders = _orders(rule, parts) if rule.last is not None else []
     if rule.last is not None:
-        order = _order(rule, parts)
-        def key(tag: str) -> object | None:
-            return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)))
-        ranked, cannot = by_rank(order, key, selected)
-        by_last = set(ranked[-rule.last:])
         whole = rule.tags is None or not rule.tags.groups
         pattern_text = rule.tags.pattern if rule.tags is not None else None
-        # Fail closed: a tag the order cannot place might be the newest, so it is kept.
-        unranked = {tag: why_unranked(order, parts[tag], pattern_text, whole) for tag in cannot}
+        for order, group in orders:
+            def key(tag: str, order: str = order) -> object | None:
+                return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)))
+            ranked, cannot = by_rank(order, key, group)
+            by_last.update((tag, order) for tag in ranked[-rule.last:])
+            # Fail closed: a tag the order cannot place might be the newest, so it is kept.
+            unranked.update((tag, (order, why_unranked(order, parts[tag], pattern_text, whole))) for tag in cannot)
     young: dict[str, str] = {}
     if rule.newer_than is not None:
         for tag in selected:
@@ -323,11 +364,11 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
             elif now - created < rule.newer_than:
                 young[tag] = f"created {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
     kept = []
-    order_name = "creation time" if order == "newest" else order
     for tag in selected:
         if tag in unranked:
-            kept.append((tag, f"{label}: {_selector(rule)}, kept because {order_name} order cannot rank it: "
-                              f"{unranked[tag]}"))
+            order, why = unranked[tag]
+            kept.append((tag, f"{label}: {_selector(rule)}, kept because {_order_name(order)} order cannot rank "
+                              f"it: {why}"))
             continue
         in_last, is_young = tag in by_last, tag in young
         if rule.last is None:
@@ -339,7 +380,10 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
         if keep:
             reasons = []
             if in_last:
-                reasons.append(f"among the {rule.last} newest by {order_name}")
+                kind = "" if len(orders) == 1 else {
+                    "semver": " of the versions", "numeric": " of the numbers", "newest": " of the other tags"}[
+                    by_last[tag]]
+                reasons.append(f"among the {rule.last} newest{kind} by {_order_name(by_last[tag])}")
             if is_young:
                 reasons.append(young[tag])
             kept.append((tag, f"{label}: {_selector(rule)}, " + " and ".join(reasons)))
@@ -368,16 +412,22 @@ def _selector(rule: KeepRule) -> str:
     return " and ".join(parts) or "any tag"
 
 
-def _order(rule: KeepRule, parts: Mapping[str, str]) -> str:
-    """The rule's order, else semver when every selected tag's part is a version (always, with a
-    semver range), numeric when every one is a number, else creation time."""
-    if rule.order is not None:
-        return rule.order
-    if parts and all(Version.try_parse(part) for part in parts.values()):
-        return "semver"
-    if parts and all(number(part) is not None for part in parts.values()):
-        return "numeric"
-    return "newest"
+def _orders(rule: KeepRule, parts: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    """How 'last' ranks the selected tags: all by the rule's order (semver with a semver range);
+    without one, each kind among its own kind, last N of each: versions by semver, numbers by
+    value, the other tags by creation time. A tag's kind is its own, not inferred from the others,
+    so pruning some never changes how the rest rank (the next plan agrees with this one)."""
+    if rule.order is not None or rule.semver is not None:
+        return [(rule.order or "semver", sorted(parts))]
+    groups: dict[str, list[str]] = {"semver": [], "numeric": [], "newest": []}
+    for tag, part in sorted(parts.items()):
+        kind = "semver" if Version.try_parse(part) else "numeric" if number(part) is not None else "newest"
+        groups[kind].append(tag)
+    return [(order, group) for order, group in groups.items() if group]
+
+
+def _order_name(order: str) -> str:
+    return "creation time" if order == "newest" else order
 
 
 def _created(image: Image | None) -> datetime | None:

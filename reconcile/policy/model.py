@@ -157,7 +157,7 @@ class KeepRule:
     tags: Pattern | None = None
     semver: SemverRange | None = None
     last: int | None = None
-    order: TagOrder | None = None  # None: semver if every selected tag is a version, else newest
+    order: TagOrder | None = None  # None: each kind (versions, numbers, other tags) ranks among its own
     newer_than: timedelta | None = None
     operator: Literal["And", "Or"] = "And"
     git_refs: GitRefs | None = None

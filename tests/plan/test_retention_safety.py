@@ -207,3 +207,67 @@ def test_a_registry_that_declares_it_cannot_delete_blocks_the_policy() -> None:
     assert [a.kind for a in actions] == ["blocked", "keep"]
     assert actions[0].reason.startswith("Registry ci declares deletion: none, so the 1 deletions")
     assert run(policy(rule(".")), state)[0].kind == "keep"  # nothing to delete: nothing to block
+
+
+# --- found by the generated cases (tests/properties) --------------------------------------------
+
+def test_without_an_order_each_kind_ranks_among_its_own_and_a_second_plan_agrees() -> None:
+    # Mixed tags: the last 1 version, the last 1 number and the newest other tag are kept. An
+    # order inferred from all the tags together would flip once the others were pruned.
+    state = repo({"1.0.0": 1, "2.0.0": 2, "7": 3, "9": 4, "nightly-a": 5, "nightly-b": 6},
+                 age_days={5: 2, 6: 1})
+    actions = run(policy(rule(".", last=1)), state)
+    assert kept_tags(actions) == ["2.0.0", "9", "nightly-b"]
+    reason = next(a.reason for a in actions if a.target.endswith(":2.0.0"))
+    assert "among the 1 newest of the versions by semver" in reason
+    after = repo({"2.0.0": 2, "9": 4, "nightly-b": 6}, age_days={6: 1})
+    assert deleted(run(policy(rule(".", last=1)), after)) == set()
+
+
+def test_an_orphaned_signatures_own_referrers_stay() -> None:
+    # sha256-<99>.sig names an image not in the repository; its digest 30 is also a referrer of the
+    # pruned build: 30 is kept (the orphan's signature), and so is what refers to 30.
+    signature = Descriptor(OCI_MANIFEST, digest(30), 10, artifact_type=SIGNATURE)
+    base = repo({"v1": 1, "old": 2, sig_tag(99): 30, sig_tag(30): 31})
+    state = with_images(base, referrers={digest(2): (signature,)})
+    actions = run(policy(rule("^v")), state)
+    assert deleted(actions) == {digest(2)}
+
+
+def test_a_referrer_tag_a_cluster_runs_by_name_is_kept() -> None:
+    from reconcile.observe.state import ClusterState, ImageReference, Usage
+    state = repo({"v1": 1, "old": 2, sig_tag(2): 12})
+    ref = ImageReference("registry.ci.example.com", "team-a/web", tag=sig_tag(2))
+    cluster = ClusterState("prod", {ref: (Usage("prod", "web", "Pod", "p", "c", "running"),)})
+    actions = run(policy(rule("^v"), protect=Protection(in_use=("prod",))), state, clusters={"prod": cluster})
+    assert deleted(actions) == {digest(2)}  # the image goes; the signature a cluster pulls by name stays
+
+
+def test_an_untagged_running_image_keeps_its_tagged_sbom() -> None:
+    from reconcile.observe.state import ClusterState, ImageReference, Usage
+    sbom = Image(digest(40), OCI_MANIFEST, None, subject=digest(7), artifact_type="application/spdx+json")
+    state = with_images(repo({"v1": 1, "sbom-7": 40}), sbom)
+    ref = ImageReference("registry.ci.example.com", "team-a/web", digest=digest(7))
+    cluster = ClusterState("prod", {ref: (Usage("prod", "web", "Pod", "p", "c", "running"),)})
+    actions = run(policy(rule("^v"), protect=Protection(in_use=("prod",))), state, clusters={"prod": cluster})
+    assert deleted(actions) == set()
+
+
+def test_a_protected_referrer_whose_manifest_was_not_read_is_not_deleted() -> None:
+    from reconcile.observe.state import ClusterState, ImageReference, Usage
+    listed = Descriptor(OCI_MANIFEST, digest(50), 10, artifact_type=SIGNATURE)  # manifest answered 404
+    state = with_images(repo({"v1": 1, "old": 2}), referrers={digest(2): (listed,)})
+    ref = ImageReference("registry.ci.example.com", "team-a/web", digest=digest(50))
+    cluster = ClusterState("prod", {ref: (Usage("prod", "web", "Pod", "p", "c", "running"),)})
+    actions = run(policy(rule("^v"), protect=Protection(in_use=("prod",))), state, clusters={"prod": cluster})
+    assert deleted(actions) == {digest(2)}
+
+
+def test_the_oci_referrers_tag_schema_follows_its_subject() -> None:
+    # sha256-<hex> (no suffix): an index of the subject's referrers, for registries without the API.
+    fallback = f"sha256-{digest(1)[7:]}"
+    pruned_fallback = f"sha256-{digest(2)[7:]}"
+    state = index_repo({"v1": 1, "old": 2, fallback: 60, pruned_fallback: 70}, {60: [61], 70: [71]})
+    actions = run(policy(rule("^v")), state)
+    assert deleted(actions) == {digest(2), digest(70), digest(71)}
+    assert next(a for a in actions if a.target.endswith(fallback)).kind == "keep"
