@@ -12,12 +12,11 @@ from reconcile.apply.verify import DeleteCheck, InUseReader, StateChanged
 from reconcile.audit import Run
 from reconcile.observe.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
 from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
-from reconcile.observe.world import registry_host
 from reconcile.observe.writeback import WriteBackError, write_back
 from reconcile.plan.actions import Action
 from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan
-from reconcile.policy.model import DeployPolicy, PolicySet
+from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
 
 
 class RolloutFailed(Exception):

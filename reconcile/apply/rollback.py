@@ -15,11 +15,10 @@ from __future__ import annotations
 from reconcile.apply.executor import DeployContext, RolloutFailed, write_back_message
 from reconcile.audit import Run
 from reconcile.observe.cluster import parse_image
-from reconcile.observe.world import registry_host
 from reconcile.observe.writeback import write_back
 from reconcile.plan.deploy import deploy_target, image_ref
 from reconcile.plan.rollback import RollbackChoice
-from reconcile.policy.model import DeployPolicy
+from reconcile.policy.model import DeployPolicy, registry_host
 
 
 def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None, context: DeployContext, run: Run,

@@ -22,15 +22,16 @@ from reconcile.audit.query import deploy_history, deploy_holds, promotion_arriva
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings
 from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
+from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
 from reconcile.observe.manifests import read_manifests_state
 from reconcile.observe.registry import RegistryClient, open_registry
 from reconcile.observe.state import ClusterState, DeployHealth
-from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe, registry_host
+from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
 from reconcile.plan import Plan, build_plan
 from reconcile.plan.deploy import Hold
 from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
 from reconcile.policy.approvals import read_approvals
-from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource
+from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource, registry_host
 from reconcile.policy.secrets import SecretResolver
 from reconcile.policy.source import Snapshot, read_snapshot
 
@@ -41,7 +42,7 @@ class Connections:
     connections, one token per scope, and a cluster config reloaded at most once on a 401."""
 
     policies: PolicySet
-    resolver: SecretResolver = field(default_factory=SecretResolver)
+    resolver: SecretResolver = field(default_factory=lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret))
     registries: dict[str, RegistryClient] = field(default_factory=dict)
     clusters: dict[str, ClusterClient] = field(default_factory=dict)
     _snapshots: dict[tuple[str, str | None], Future[Snapshot]] = field(default_factory=dict)

@@ -136,3 +136,23 @@ class DeployHealth:
     digest: str | None
     healthy: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class RetentionObservation:
+    """What one RetentionPolicy's decision needs, each part either observed or why not."""
+
+    repositories: tuple[RepositoryState, ...] | str
+    git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a plan is decided on, as observed: each source either read or why not."""
+
+    observed_at: str
+    clusters: Mapping[str, ClusterState | str]
+    retention: Mapping[str, RetentionObservation]
+    promotion: Mapping[str, Mapping[str, RepositoryState | str]] = field(default_factory=dict)  # policy -> stage
+    health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
+    written: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # manifests DeployPolicy -> image

@@ -4,12 +4,10 @@ reason rather than an exception: the planner then blocks exactly what depended o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 from reconcile.observe.cluster import ClusterError
 from reconcile.observe.git_refs import live_commits
@@ -20,7 +18,15 @@ from reconcile.observe.registry import (
     observe_repository,
     open_registry,
 )
-from reconcile.observe.state import ClusterState, DeployHealth, ImageReference, RepositoryState, Usage
+from reconcile.observe.state import (
+    ClusterState,
+    DeployHealth,
+    ImageReference,
+    Observation,
+    RepositoryState,
+    RetentionObservation,
+    Usage,
+)
 from reconcile.policy.model import Cluster, DeployPolicy, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
 from reconcile.policy.source import SourceError
@@ -31,29 +37,6 @@ _CLIENTS_LOCK = threading.Lock()
 ClusterReader = Callable[[Cluster], ClusterState]
 HealthReader = Callable[[DeployPolicy], DeployHealth]
 WrittenReader = Callable[[DeployPolicy], DeployHealth]
-
-
-@dataclass(frozen=True)
-class RetentionObservation:
-    """What one RetentionPolicy's decision needs, each part either observed or why not."""
-
-    repositories: tuple[RepositoryState, ...] | str
-    git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Observation:
-    observed_at: str
-    clusters: Mapping[str, ClusterState | str]
-    retention: Mapping[str, RetentionObservation]
-    promotion: Mapping[str, Mapping[str, RepositoryState | str]] = field(default_factory=dict)  # policy -> stage
-    health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
-    written: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # manifests DeployPolicy -> image
-
-
-def registry_host(registry: Registry) -> str:
-    """host[:port] as image references in clusters name it ('' for a layout directory)."""
-    return urlsplit(registry.url).netloc.lower() if not registry.is_layout else ""
 
 
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,

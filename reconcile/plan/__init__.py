@@ -9,14 +9,13 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from reconcile.observe.state import ClusterState, DeployHealth
-from reconcile.observe.world import Observation, registry_host
+from reconcile.observe.state import ClusterState, DeployHealth, Observation
 from reconcile.plan.actions import Action
 from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
 from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
-from reconcile.policy.model import Approval, PolicySet
+from reconcile.policy.model import Approval, PolicySet, registry_host
 
 __all__ = ["Action", "Plan", "build_plan", "fingerprint"]
 

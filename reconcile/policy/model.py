@@ -442,3 +442,8 @@ _BUILDERS = {"Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _ret
 _ATTRIBUTES = {"Registry": "registries", "Cluster": "clusters",
                "RetentionPolicy": "retention_policies", "PromotionPolicy": "promotion_policies",
                "DeployPolicy": "deploy_policies"}
+
+
+def registry_host(registry: Registry) -> str:
+    """host[:port] as image references in clusters name it ('' for a layout directory)."""
+    return urlsplit(registry.url).netloc.lower() if not registry.is_layout else ""

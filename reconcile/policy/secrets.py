@@ -505,10 +505,8 @@ class SecretResolver:
 
 
 def _default_kubernetes_reader(namespace: str, name: str, key: str) -> bytes:
-    # The network lives in the adapters; imported late, as the client is heavy.
-    from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
-
-    return read_kubernetes_secret(namespace, name, key)
+    # The network lives in the adapters, which pass their reader in (policy imports no adapter).
+    raise SecretError("no Kubernetes secret reader is configured for this resolver")
 
 
 def _masked_file(path: Path) -> Secret | SecretProblem:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from reconcile.observe.state import OCI_MANIFEST, ClusterState, Descriptor, ImageReference, RepositoryState, Usage
-from reconcile.observe.world import Observation, RetentionObservation
+from reconcile.observe.state import (
+    OCI_MANIFEST,
+    ClusterState,
+    Descriptor,
+    ImageReference,
+    Observation,
+    RepositoryState,
+    RetentionObservation,
+    Usage,
+)
 from reconcile.plan import fingerprint
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import make_plan

@@ -850,7 +850,7 @@ def test_default_reader_resolves_through_kubernetes_client(
 ) -> None:
     fake_kube.secrets[("ci", "registry")] = {"password": canary.encode() + b"\n", "user": b"u"}
     caplog.set_level(logging.DEBUG)
-    resolver = SecretResolver()
+    resolver = SecretResolver(kubernetes_reader=read_kubernetes_secret)
     value = resolver.resolve(K8S_REF, purpose=PURPOSE)
     assert value.reveal() == canary
     assert resolver.resolve(K8S_REF, purpose=PURPOSE) is value
@@ -860,7 +860,7 @@ def test_default_reader_resolves_through_kubernetes_client(
 
 
 def test_default_reader_not_found(fake_kube: FakeKubeAPI, canary: str) -> None:
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "secret ci/registry not found" in str(err)
     assert PURPOSE in str(err)
     assert "kubernetes:ci/registry#password" in str(err)
@@ -870,14 +870,14 @@ def test_default_reader_not_found(fake_kube: FakeKubeAPI, canary: str) -> None:
 def test_default_reader_forbidden(fake_kube: FakeKubeAPI, canary: str) -> None:
     fake_kube.secrets[("ci", "registry")] = {"password": canary.encode()}
     fake_kube.forbidden.add("ci")
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "forbidden: the service account needs `get` on `secrets` in namespace ci" in str(err)
     assert_clean_error(err, canary)
 
 
 def test_default_reader_missing_key(fake_kube: FakeKubeAPI, canary: str) -> None:
     fake_kube.secrets[("ci", "registry")] = {"token": canary.encode(), "user": canary.encode()}
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "secret ci/registry has no key 'password'" in str(err)
     assert_clean_error(err, canary)
 
@@ -894,7 +894,7 @@ def test_default_reader_unauthorized(
 ) -> None:
     wrong = write_kubeconfig(tmp_path / "wrong", fake_kube.url, "not-the-token")
     monkeypatch.setenv("KUBECONFIG", str(wrong))
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "unauthorized" in str(err)
     assert_clean_error(err, canary)
 
@@ -906,7 +906,7 @@ def test_default_reader_unreachable_api(tmp_path: Path, monkeypatch: pytest.Monk
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}", "t")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "cannot reach the Kubernetes API" in str(err)
 
 
@@ -916,7 +916,7 @@ def test_default_reader_bad_kubeconfig(
     kubeconfig = write(tmp_path / "kubeconfig", f"users: [{{token: {canary}\n")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "kubeconfig" in str(err)
     assert_clean_error(err, canary)
 
@@ -929,7 +929,7 @@ def test_default_reader_uses_in_cluster_config_when_in_a_pod(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
     monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "no-token"))
-    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "in-cluster" in str(err)
     assert "token file does not exist" in str(err)
 
@@ -944,3 +944,10 @@ def test_secret_error_pickles_and_keeps_fields() -> None:
     assert str(clone) == str(err)
     assert clone.ref == err.ref
     assert clone.problem == "is empty"
+
+
+def test_without_a_reader_a_kubernetes_reference_is_a_clear_error(canary: str) -> None:
+    # The policy layer imports no adapter: the CLI's resolver is given the Kubernetes reader.
+    err = catch(lambda: SecretResolver().resolve(K8S_REF, purpose=PURPOSE))
+    assert "no Kubernetes secret reader is configured" in str(err)
+    assert_clean_error(err, canary)
