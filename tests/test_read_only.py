@@ -309,6 +309,7 @@ def test_a_plan_made_with_read_only_credentials_is_the_plan_apply_carries_out(wo
 
     first, second = json.loads(writable.stdout), json.loads(read_only.stdout)
     assert first.pop("observedAt") and second.pop("observedAt")
+    assert first.pop("contentHash") != second.pop("contentHash")  # it covers observedAt too
     assert second == first  # the fingerprint included: the same world, seen the same way
     assert ("untag", f"ci/{world.repo}/build:sha-d") in mutations(second)  # as declared: deletion: tag
     assert registry_writes(seen) == []  # the refusals were never even met

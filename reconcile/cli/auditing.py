@@ -14,10 +14,16 @@ from reconcile.cli import Settings
 from reconcile.render.audit import unfinished_warnings
 
 
+class Refused(click.ClickException):
+    """The command refused to act (a saved plan that is no longer the plan): the run's outcome is
+    ``refused``, exit status 1."""
+
+
 @contextmanager
 def audited_run(settings: Settings, mode: RunMode, *, repo_url: str | None = None,
                 repo_commit: str | None = None, dry_run: bool = False) -> Iterator[Run]:
-    """A recorded run. Its outcome is ``failed`` if the body raises or any action failed, else
+    """A recorded run. Its outcome is ``refused`` if the body raises Refused, ``failed`` if it raises
+    anything else or any action failed, else
     ``incomplete`` if the body left changes for the next run (``run.incomplete``), else ``succeeded``.
 
     The final chain head goes to stderr so it can be anchored outside the file
@@ -33,6 +39,9 @@ def audited_run(settings: Settings, mode: RunMode, *, repo_url: str | None = Non
             click.echo(f"warning: {warning}", err=True)
         try:
             yield run
+        except Refused:
+            _finish(run, "refused")
+            raise
         except BaseException:
             _finish(run, "failed")
             raise

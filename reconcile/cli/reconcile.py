@@ -7,6 +7,7 @@ run it on pull requests with no write access anywhere.
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.console import Console
 from reconcile.apply.executor import DeployContext, apply_plan, promotion_sources
 from reconcile.audit import Run
 from reconcile.cli import Settings, cli, common_options
-from reconcile.cli.auditing import audited_run
+from reconcile.cli.auditing import Refused, audited_run
 from reconcile.cli.session import (
     command_lock,
     connections_for,
@@ -26,8 +27,20 @@ from reconcile.cli.session import (
     observe_and_plan,
 )
 from reconcile.plan import Plan
+from reconcile.plan.compare import PlanDiff, compare, first_difference
+from reconcile.policy.durations import format_duration, parse_duration
 from reconcile.policy.source import default_cache_dir
-from reconcile.render.plan import from_json, summary_line, to_json, to_markdown, to_rich
+from reconcile.render.plan import (
+    MAX_PLAN_BYTES,
+    PlanFileError,
+    SavedPlan,
+    plan_document,
+    read_saved,
+    summary_line,
+    to_json,
+    to_markdown,
+    to_rich,
+)
 
 
 def only_option(command: Any) -> Any:
@@ -67,31 +80,93 @@ def plan_command(settings: Settings, only: str | None, output: str, out: str | N
         sys.exit(2)
 
 
-def _saved_plan(saved_path: str, fresh: Plan) -> Plan:
-    """The saved plan, if the world is still the one it was made for (Terraform's stale-plan
-    check): same policy commit, and observing again gives the same fingerprint. Then exactly
-    what was reviewed is applied."""
+MAX_PLAN_AGE = "1h"
+CLOCK_SKEW = timedelta(minutes=5)  # a plan saved on another machine may seem to come from the near future
+
+
+class PlanAge(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta | None:
+        if isinstance(value, timedelta) or value is None:
+            return value
+        if value == "0":
+            return None  # no limit
+        try:
+            age = parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        return age or None
+
+
+def _read_saved(path: str) -> SavedPlan:
     try:
-        saved = from_json(Path(saved_path).read_text())
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise click.ClickException(f"cannot read the saved plan {saved_path}: {e}") from None
-    if saved.commit != fresh.commit:
-        raise click.ClickException(f"the saved plan was made at commit {saved.commit}, the policies are now "
-                                   f"at {fresh.commit}; plan again")
-    if saved.fingerprint != fresh.fingerprint:
-        raise click.ClickException("registries or clusters changed since the plan was saved; nothing was applied "
-                                   "(plan again and review)")
-    return saved
+        if Path(path).stat().st_size > MAX_PLAN_BYTES:
+            raise PlanFileError(f"it is over {MAX_PLAN_BYTES // (1024 * 1024)} MiB")
+        return read_saved(Path(path).read_text(encoding="utf-8"))
+    except PlanFileError as e:
+        raise Refused(f"saved plan {path} refused: {e}; nothing was applied") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Refused(f"saved plan {path} refused: cannot read it: {e}; nothing was applied") from None
 
 
-def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False) -> None:
+def _saved_plan(path: str, saved: SavedPlan, fresh: Plan, max_age: timedelta | None) -> Plan:
+    """The plan made now, if it is the saved plan (Terraform's saved plan, stricter): the file is
+    intact (content hash), made at the same policy commit, not older than ``max_age``, for a world
+    with the same fingerprint, and planning again now gives the same actions, blocks and errors.
+    Otherwise Refused, saying why."""
+    def refuse(why: str, diff: PlanDiff | None = None) -> Refused:
+        lines = diff.lines() if diff else []
+        legend = ["the saved plan (-) and the plan made now (+) differ:"] if lines else []
+        return Refused("\n".join([f"saved plan {path} refused: {why}; nothing was applied (plan again and review)",
+                                   *legend, *lines]))
+
+    plan, diff = saved.plan, compare(saved.plan, fresh)
+    if not saved.intact:
+        field = first_difference(saved.document, plan_document(fresh), skip=frozenset({"observedAt"}))
+        where = f"; it differs from planning again now first at {field}" if field else ""
+        raise refuse(f"the plan file was edited after it was saved (content hash mismatch){where}", diff)
+    if plan.commit != fresh.commit:
+        raise refuse(f"it was made at commit {plan.commit}, the policies are now at {fresh.commit}")
+    if max_age is not None:
+        try:
+            age = _time(fresh.observed_at) - _time(plan.observed_at)
+        except ValueError:
+            raise refuse(f"its observedAt {plan.observed_at[:40]!r} is not an RFC 3339 time") from None
+        if age > max_age:
+            raise refuse(f"it is {format_duration(age)} old (observed at {plan.observed_at}), over --max-plan-age "
+                         f"{format_duration(max_age)}")
+        if -age > CLOCK_SKEW:
+            raise refuse(f"it was observed at {plan.observed_at}, {format_duration(-age)} after now; check the "
+                         "clocks")
+    if plan.fingerprint != fresh.fingerprint:
+        raise refuse("registries or clusters changed since the plan was saved", diff)
+    if diff:
+        raise refuse("planning again now gives other actions than the saved plan", diff)
+    return fresh  # equal to the saved plan; its digests were observed just now
+
+
+def _time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment
+
+
+def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
+             max_plan_age: timedelta | None = None) -> None:
     policies = load_checked(settings, only)
     err = Console(stderr=True, highlight=False)
     with connections_for(policies) as connections, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
                                                             repo_commit=policies.commit) as run:
-        plan = observe_and_plan(settings, policies, only, connections)
-        if saved:
-            plan = _saved_plan(saved, plan)
+        try:
+            reviewed = _read_saved(saved) if saved else None
+            plan = observe_and_plan(settings, policies, only, connections)
+            if saved is not None and reviewed is not None:
+                plan = _saved_plan(saved, reviewed, plan, max_plan_age)
+        except Refused as refused:  # in the trail too: what was not done, and why
+            run.append("skip", saved or "", status="skipped", reason=refused.message)
+            raise
         if confirm and plan.has_changes:
             err.print(to_rich(plan))
             if not click.confirm(f"Apply these {len(plan.changes)} changes?", err=True):
@@ -128,16 +203,24 @@ def _record_blocked(run: Run, plan: Plan) -> None:
 @common_options
 @only_option
 @click.option("--plan", "saved", type=click.Path(exists=True, dir_okay=False),
-              help="Apply a plan saved by `plan --out`, after checking the world has not changed since.")
+              help="Apply a plan saved by `plan --out`, exactly or not at all: refused if the file was edited, "
+                   "the policies moved to another commit, it is older than --max-plan-age, or planning again now "
+                   "gives other actions, blocks or errors (a gate that closed since, maxDeletions).")
+@click.option("--max-plan-age", type=PlanAge(), default=MAX_PLAN_AGE, show_default=True,
+              envvar="RECONCILE_MAX_PLAN_AGE",
+              help="With --plan: refuse a saved plan observed longer ago than this (0: no limit). "
+                   "[env: RECONCILE_MAX_PLAN_AGE]")
 @click.option("--yes", "-y", is_flag=True, envvar="RECONCILE_YES",
               help="Do not ask for confirmation on a terminal (a saved plan, or no terminal, never asks).")
-def apply_command(settings: Settings, only: str | None, saved: str | None, yes: bool) -> None:
+def apply_command(settings: Settings, only: str | None, saved: str | None, max_plan_age: timedelta | None,
+                  yes: bool) -> None:
     """Plan and carry out the changes, recording each in the audit trail (exit 1 if any failed).
 
     On a terminal, the plan is shown and confirmation asked first unless --yes.
     """
     with command_lock(settings, wait=True):
-        _execute(settings, "apply", only, saved, confirm=not yes and not saved and interactive())
+        _execute(settings, "apply", only, saved, confirm=not yes and not saved and interactive(),
+                 max_plan_age=max_plan_age)
 
 
 @cli.command("run")

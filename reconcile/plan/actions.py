@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 ActionKind = Literal["prune", "untag", "keep", "promote", "deploy", "rollback", "blocked"]
@@ -21,7 +21,7 @@ class Action:
     reason: str = ""
     # a prune: the tags it removes; a promotion: the stage tags it sets or holds; a deploy: the desired
     # digest's version tag
-    tags: tuple[str, ...] = field(default=(), compare=False)
+    tags: tuple[str, ...] = ()
     # a prune of a platform manifest or referrer: the target of the prune it goes with, which must
     # succeed first (if that one is skipped or fails, so is this)
     depends_on: str | None = None

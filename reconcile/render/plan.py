@@ -3,7 +3,10 @@ machines (schema: schemas/plan.schema.json). A plan holds no secret, so none can
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
@@ -31,14 +34,38 @@ def summary_line(plan: Plan) -> str:
 
 # --- JSON ---------------------------------------------------------------------------------------
 
+CONTENT_HASH = "contentHash"
+MAX_NESTING = 16  # a plan nests 4 deep (document, actions, action, tags)
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+_PLAN_FIELDS = {"formatVersion", "repo", "commit", "observedAt", "fingerprint", "summary", "hasChanges", "errors",
+                "actions", "warnings", CONTENT_HASH}
+_ACTION_FIELDS = {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags", "mutates", "dependsOn"}
+_KINDS = ("prune", "untag", "keep", "promote", "deploy", "rollback", "blocked")
+
+
 def to_json(plan: Plan) -> str:
-    """Deterministic: same plan, same bytes."""
-    document = {
+    """Deterministic: same plan, same bytes. ``contentHash`` covers everything else in it, so
+    ``apply --plan`` can tell a saved plan that was edited."""
+    document = plan_document(plan)
+    document[CONTENT_HASH] = content_hash(document)
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The JSON document of a plan, without its content hash."""
+    return {
         "formatVersion": FORMAT_VERSION, "repo": plan.repo, "commit": plan.commit,
         "observedAt": plan.observed_at, "fingerprint": plan.fingerprint, "summary": plan.counts(),
         "hasChanges": plan.has_changes, "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions],
         **({"warnings": list(plan.warnings)} if plan.warnings else {})}
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def content_hash(document: dict[str, Any]) -> str:
+    """``sha256:`` of the canonical JSON (sorted keys, no whitespace, UTF-8) of ``document``
+    without its ``contentHash``."""
+    canonical = json.dumps({k: v for k, v in document.items() if k != CONTENT_HASH}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _action_json(action: Action) -> dict[str, Any]:
@@ -121,12 +148,123 @@ def to_rich(plan: Plan) -> RenderableType:
     return Group(*parts)
 
 
+class PlanFileError(ValueError):
+    """Not a plan this version can apply; the message says why, without a traceback."""
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    plan: Plan
+    document: dict[str, Any]  # as read, without its content hash
+    claimed_hash: str  # the contentHash the file carries
+    actual_hash: str  # the one its content has
+
+    @property
+    def intact(self) -> bool:
+        return self.claimed_hash == self.actual_hash
+
+
 def from_json(text: str) -> Plan:
-    """A plan saved by ``to_json``; ValueError when it is not one this version can apply."""
-    document = json.loads(text)
-    if not isinstance(document, dict) or document.get("formatVersion") != FORMAT_VERSION:
-        raise ValueError(f"not a reconcile plan of format version {FORMAT_VERSION}")
-    actions = tuple(Action(a["policy"], a["kind"], a["target"], a["digestBefore"], a["digestAfter"], a["reason"],
-                           tuple(a["tags"]), a.get("dependsOn")) for a in document["actions"])
-    return Plan(document["repo"], document["commit"], document["observedAt"], actions, tuple(document["errors"]),
-                document["fingerprint"], tuple(document.get("warnings", ())))
+    """A plan saved by ``to_json``; ValueError when it is not one this version can apply. The
+    content hash is not checked here (``read_saved`` does)."""
+    return _plan(_parse(text))
+
+
+def read_saved(text: str) -> SavedPlan:
+    """A saved plan for ``apply --plan``: well formed, of this format version, with a content hash
+    (PlanFileError otherwise). Whether the hash matches is for the caller to act on (``intact``)."""
+    document = _parse(text)
+    claimed = document.get(CONTENT_HASH)
+    if claimed is None:
+        raise PlanFileError("it has no contentHash, so it cannot be checked for edits (it was not saved by this "
+                            "version of `reconcile plan --out`)")
+    if not isinstance(claimed, str):
+        raise PlanFileError("contentHash is not a string")
+    plan = _plan(document)
+    rest = {k: v for k, v in document.items() if k != CONTENT_HASH}
+    return SavedPlan(plan, rest, claimed, content_hash(rest))
+
+
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _parse(text: str) -> dict[str, Any]:
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanFileError(f"it is over {MAX_PLAN_BYTES // (1024 * 1024)} MiB")
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):  # before json.loads, which recurses
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise PlanFileError(f"it nests deeper than {MAX_NESTING} levels; a plan nests 4")
+        elif token in "]}":
+            depth -= 1
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise PlanFileError(f"it is not JSON: {e}") from None
+    if not isinstance(document, dict) or "formatVersion" not in document:
+        raise PlanFileError("it is not a reconcile plan (a JSON object with formatVersion, as `plan --out` saves)")
+    if type(document["formatVersion"]) is not int or document["formatVersion"] != FORMAT_VERSION:
+        raise PlanFileError(f"not a reconcile plan of format version {FORMAT_VERSION} "
+                            f"(formatVersion {json.dumps(document['formatVersion'])[:40]})")
+    return document
+
+
+def _no_constant(name: str) -> None:
+    raise PlanFileError(f"it is not a reconcile plan: {name} is not a JSON value")
+
+
+def _plan(document: dict[str, Any]) -> Plan:
+    _fields(document, _PLAN_FIELDS, {"repo", "commit", "observedAt", "fingerprint", "errors", "actions"}, "the plan")
+    _typed(document, "repo", str)
+    _typed(document, "commit", (str, type(None)))
+    _typed(document, "observedAt", str)
+    _typed(document, "fingerprint", str)
+    errors = _strings(document, "errors")
+    warnings = _strings(document, "warnings") if "warnings" in document else ()
+    if not isinstance(document["actions"], list):
+        raise PlanFileError("actions is not a list")
+    actions = tuple(_action(a, i) for i, a in enumerate(document["actions"]))
+    return Plan(document["repo"], document["commit"], document["observedAt"], actions, errors,
+                document["fingerprint"], warnings)
+
+
+def _action(raw: Any, index: int) -> Action:
+    where = f"actions[{index}]"
+    if not isinstance(raw, dict):
+        raise PlanFileError(f"{where} is not an object")
+    _fields(raw, _ACTION_FIELDS, {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags"}, where)
+    if raw["kind"] not in _KINDS:
+        raise PlanFileError(f"{where}: unknown action kind {json.dumps(raw['kind'])[:40]} "
+                            f"(known: {', '.join(_KINDS)})")
+    for name, types in (("policy", str), ("target", str), ("digestBefore", (str, type(None))),
+                        ("digestAfter", (str, type(None))), ("reason", str), ("dependsOn", (str, type(None))),
+                        ("mutates", bool)):
+        if name in raw:
+            _typed(raw, name, types, where)
+    action = Action(raw["policy"], raw["kind"], raw["target"], raw["digestBefore"], raw["digestAfter"], raw["reason"],
+                    _strings(raw, "tags", where), raw.get("dependsOn"))
+    if "mutates" in raw and raw["mutates"] != action.mutates:
+        raise PlanFileError(f"{where}: mutates is {json.dumps(raw['mutates'])} for a {action.kind}")
+    return action
+
+
+def _fields(raw: dict[str, Any], known: set[str], required: set[str], where: str) -> None:
+    if unknown := sorted(set(raw) - known):
+        raise PlanFileError(f"{where} has unknown field {json.dumps(unknown[0])[:60]}")
+    if missing := sorted(required - set(raw)):
+        raise PlanFileError(f"{where} has no {missing[0]}")
+
+
+def _typed(raw: dict[str, Any], name: str, types: type | tuple[type, ...], where: str = "the plan") -> None:
+    if not isinstance(raw[name], types):
+        raise PlanFileError(f"{where}: {name} is a {type(raw[name]).__name__}, not what a plan holds there")
+
+
+def _strings(raw: dict[str, Any], name: str, where: str = "the plan") -> tuple[str, ...]:
+    value = raw[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PlanFileError(f"{where}: {name} is not a list of strings")
+    return tuple(value)
