@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from reconcile.observe.state import ClusterState, DeployHealth, Observation
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Block
 from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
@@ -42,7 +42,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         if isinstance(seen.repositories, str):
             errors.append(seen.repositories)
             actions.append(Action(f"RetentionPolicy/{name}", "blocked", policy.registry,
-                                  reason=f"{seen.repositories}; nothing is pruned"))
+                                  reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE))
             continue
         clusters: dict[str, ClusterState | str] = dict(observation.clusters)
         inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
@@ -50,7 +50,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                                                                                        policy.registry))
         policy_actions = plan_retention(policy, inputs, now)
         warnings += rank_warnings(policy, seen.repositories)
-        errors += [a.reason for a in policy_actions if a.kind == "blocked"]
+        errors += [a.reason for a in policy_actions if a.is_error]
         actions += policy_actions
     for name, promotion in policies.promotion_policies.items():
         if only and only != f"PromotionPolicy/{name}":
@@ -61,7 +61,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                           if where == f"{stage.registry}/{stage.repository}"}
         inputs = PromotionInputs(stages, stage_arrivals, observation.health, approvals or {})
         promotion_actions = plan_promotion(promotion, inputs, now)
-        errors += [a.reason for a in promotion_actions if a.kind == "blocked" and "could not be read" in a.reason]
+        errors += [a.reason for a in promotion_actions if a.is_error]
         actions += promotion_actions
     for name, deploy in policies.deploy_policies.items():
         if only and only != f"DeployPolicy/{name}":
@@ -73,7 +73,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         hold = holds if isinstance(holds, str) else (holds or {}).get(name)
         inputs = DeployInputs(registry_host(policies.registries[stage.registry]), seen, current, hold)
         action = plan_deploy(deploy, stage, inputs)
-        if action.kind == "blocked" and ("could not be read" in action.reason or isinstance(hold, str)):
+        if action.is_error:
             errors.append(action.reason)
         actions.append(action)
     return make_plan(policies.source, policies.commit, observation.observed_at, actions, errors,

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 ActionKind = Literal["prune", "untag", "keep", "promote", "deploy", "rollback", "blocked"]
 MUTATING: frozenset[str] = frozenset({"prune", "untag", "promote", "deploy", "rollback"})
+
+
+class Block(StrEnum):
+    """Why a ``blocked`` action is blocked, as data: exit codes and run outcomes are decided from
+    this, never from the reason's words."""
+
+    UNREADABLE = "unreadable"  # a source (registry, cluster, git, audit trail) could not be read
+    OVER_LIMIT = "over-limit"  # more deletions than the policy's maxDeletions
+    CANNOT_DELETE = "cannot-delete"  # the registry declares deletion: none
+    GATE = "gate"  # a promotion gate is closed: soak, approval, healthyIn, freeze window
+    HELD = "held"  # a rollback holds this digest back
+    WAITING = "waiting"  # nothing to act on yet: no candidate, nothing in the stage before
+    CONFLICT = "conflict"  # an immutable tag already names another digest
+
+
+# Blocks that mean the job could not do what the policies ask: `plan` and `apply` exit 1. The others
+# are the policies working as written (a gate waits, a hold holds).
+ERROR_BLOCKS: frozenset[Block] = frozenset({Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE})
 
 
 @dataclass(frozen=True, order=True)
@@ -25,7 +44,13 @@ class Action:
     # a prune of a platform manifest or referrer: the target of the prune it goes with, which must
     # succeed first (if that one is skipped or fails, so is this)
     depends_on: str | None = None
+    block: Block | None = None  # a blocked action: why, as data
 
     @property
     def mutates(self) -> bool:
         return self.kind in MUTATING
+
+    @property
+    def is_error(self) -> bool:
+        """A block that means a source or a limit stopped the policy (not a gate or hold doing its job)."""
+        return self.block in ERROR_BLOCKS

@@ -12,14 +12,14 @@ from typing import Any
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import Plan
 
-Effect = tuple[str, str, str, str | None, str | None, tuple[str, ...], str | None]
+Effect = tuple[str, str, str, str | None, str | None, tuple[str, ...], str | None, str | None]
 DIFF_LINES = 20  # lines of a refusal's diff shown; the rest are counted
 
 
 def effect(action: Action) -> Effect:
     """What an action does, without why."""
     return (action.policy, action.kind, action.target, action.digest_before, action.digest_after, action.tags,
-            action.depends_on)
+            action.depends_on, action.block)
 
 
 def _counted(plan: Plan) -> tuple[Counter[Effect], dict[Effect, Action]]:

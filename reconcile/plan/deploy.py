@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from reconcile.observe.state import DeployHealth, RepositoryState
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Block
 from reconcile.plan.promotion import select_candidate, stage_digest
 from reconcile.policy.model import DeployPolicy, Stage
 
@@ -75,17 +75,19 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
     before = current.digest if isinstance(current, DeployHealth) else None
     if not isinstance(inputs.stage, RepositoryState):
         return Action(subject, "blocked", target, before, before,
-                      f"stage {where} could not be read: {inputs.stage}; nothing is deployed")
+                      f"stage {where} could not be read: {inputs.stage}; nothing is deployed", block=Block.UNREADABLE)
     desired = stage_digest(stage, inputs.stage)
     if desired is None:
-        return Action(subject, "blocked", target, before, before, f"stage {where} holds no digest to deploy yet")
+        return Action(subject, "blocked", target, before, before, f"stage {where} holds no digest to deploy yet",
+                      block=Block.WAITING)
     tag = version_tag(stage, inputs.stage, desired)
     shown = f"{tag} ({_short(desired)})" if tag else _short(desired)
     tags = (tag,) if tag else ()
     if isinstance(current, str):
         if policy.cluster is not None:  # a cluster that cannot be read is not deployed to blindly
             return Action(subject, "blocked", target, None, desired,
-                          f"cluster {policy.cluster} could not be read: {current}; {shown} is not deployed", tags)
+                          f"cluster {policy.cluster} could not be read: {current}; {shown} is not deployed", tags,
+                          block=Block.UNREADABLE)
         before = None
     if before == desired:
         note = f" (rollout not complete: {current.detail})" if isinstance(current, DeployHealth) and not (
@@ -94,11 +96,11 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
     hold = inputs.hold
     if isinstance(hold, str):  # a rollback may hold this very digest: do not deploy blind
         return Action(subject, "blocked", target, before, desired,
-                      f"holds unknown: {hold}; {shown} is not deployed", tags)
+                      f"holds unknown: {hold}; {shown} is not deployed", tags, block=Block.UNREADABLE)
     if hold is not None and hold.digest == desired:
         return Action(subject, "blocked", target, before, desired, (
             f"held: {_short(desired)} {hold.reason}; not deployed again until {where} holds a newer candidate "
-            f"or `reconcile release-hold {policy.name}`"), tags)
+            f"or `reconcile release-hold {policy.name}`"), tags, block=Block.HELD)
     released = f"; hold on {_short(hold.digest)} released by this newer candidate" if hold is not None else ""
     was = _short(before) if before else ("unknown" if isinstance(current, str) else "nothing")
     unknown = f" (the current image could not be read: {current})" if isinstance(current, str) else ""

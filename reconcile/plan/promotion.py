@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reconcile.observe.state import DeployHealth, Image, RepositoryState
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Block
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import Approval, DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
 from reconcile.policy.ordering import number
@@ -84,11 +84,12 @@ def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: dateti
     observed = inputs.stages.get(source.name)
     if not isinstance(observed, RepositoryState):
         return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
-                       reason=f"stage {source.name} could not be read: {observed or 'not observed'}")]
+                       reason=f"stage {source.name} could not be read: {observed or 'not observed'}",
+                       block=Block.UNREADABLE)]
     candidate = select_candidate(source.track, observed)
     if candidate is None:
         return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
-                       reason=f"no tag matches the track '{source.track.tags.pattern}'")]
+                       reason=f"no tag matches the track '{source.track.tags.pattern}'", block=Block.WAITING)]
     # Each stage receives what its 'from' stage holds as observed, not as this plan would leave it:
     # one stage per run, so every hop is observed (and soaked, and checked) before the next.
     current: dict[str, str | None] = {source.name: candidate.digest}
@@ -104,17 +105,17 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
     repo = inputs.stages.get(stage.name)
     if not isinstance(repo, RepositoryState):
         return Action(subject, "blocked", where, reason=f"stage {stage.name} could not be read: "
-                                                        f"{repo or 'not observed'}")
+                                                        f"{repo or 'not observed'}", block=Block.UNREADABLE)
     held = current[stage.name]
     digest = current.get(stage.source or "")
     if digest is None:
         return Action(subject, "blocked", where, held, held,
-                      f"stage {stage.source} holds no digest to promote yet")
+                      f"stage {stage.source} holds no digest to promote yet", block=Block.WAITING)
     version = _version_of(digest, candidate, source_repo, policy.stages[0].track)  # type: ignore[arg-type]
     if version is None:
         return Action(subject, "blocked", where, held, held, (
             f"cannot tell the version of {_short(digest)} held by {stage.source}: no tag of the source stage "
-            "names it any more"))
+            "names it any more"), block=Block.WAITING)
     tags = render_tags(stage, version, digest)
     if all(tag in repo.tags and repo.tags[tag].digest == digest for tag in tags):
         return Action(subject, "keep", f"{where}@{digest}", digest, digest,
@@ -124,14 +125,17 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
     if conflicts:
         taken = ", ".join(f"{tag} -> {_short(repo.tags[tag].digest)}" for tag in conflicts)
         return Action(subject, "blocked", f"{where}@{digest}", held, digest, (
-            f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"), tuple(tags))
+            f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"), tuple(tags),
+            block=Block.CONFLICT)
     gates = _gates(stage, digest, version, inputs, now)
     states = "; ".join(state for _, state in gates) or "no gates"
     if all(is_open for is_open, _ in gates):
         return Action(subject, "promote", f"{where}@{digest}", held, digest,
                       f"{version.version} from {stage.source} to {stage.name}: {states}", tuple(tags))
+    unknown = any(state is _UNREADABLE for state, _ in gates)  # a gate whose input could not be read
     return Action(subject, "blocked", f"{where}@{digest}", held, digest,
-                  f"{version.version} waits to enter {stage.name}: {states}", tuple(tags))
+                  f"{version.version} waits to enter {stage.name}: {states}", tuple(tags),
+                  block=Block.UNREADABLE if unknown else Block.GATE)
 
 
 def stage_digest(stage: Stage, repository: RepositoryState) -> str | None:
@@ -157,10 +161,22 @@ def _version_of(digest: str, candidate: Candidate, source_repo: RepositoryState,
     return None
 
 
+class _Unreadable:
+    """A closed gate whose input (deploy health, approval file) could not be read: falsy like a
+    closed gate, and known apart from one."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+_UNREADABLE = _Unreadable()
+
+
 def _gates(stage: Stage, digest: str, version: Candidate, inputs: PromotionInputs,
-           now: datetime) -> list[tuple[bool, str]]:
+           now: datetime) -> list[tuple[bool | _Unreadable, str]]:
+    """Each gate: open (True), closed (False) or closed because its input could not be read."""
     gates = stage.gates
-    states: list[tuple[bool, str]] = []
+    states: list[tuple[bool | _Unreadable, str]] = []
     if gates.soak is not None:
         arrived = inputs.arrivals.get((stage.source or "", digest))
         if arrived is None:
@@ -173,7 +189,7 @@ def _gates(stage: Stage, digest: str, version: Candidate, inputs: PromotionInput
     for deploy in gates.healthy_in:
         health = inputs.health.get(deploy)
         if not isinstance(health, DeployHealth):
-            states.append((False, f"healthyIn {deploy} blocked: could not be read ({health or 'not observed'})"))
+            states.append((_UNREADABLE, f"healthyIn {deploy} blocked: could not be read ({health or 'not observed'})"))
         elif health.digest != digest:
             runs = _short(health.digest) if health.digest else "nothing"
             states.append((False, f"healthyIn {deploy} blocked: it runs {runs}, not {_short(digest)}"))
@@ -185,6 +201,7 @@ def _gates(stage: Stage, digest: str, version: Candidate, inputs: PromotionInput
     if gates.approval is not None:
         entries = inputs.approvals.get(gates.approval)
         if not isinstance(entries, tuple):
+            # missing or malformed: the approval is not given (a closed gate), not a source that failed
             states.append((False, f"approval blocked: {gates.approval} {entries or 'does not exist'}"))
         else:
             by = [e.approved_by for e in entries if e.digest == digest or (e.version and e.version == version.version)]

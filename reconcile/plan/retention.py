@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Image, RepositoryState
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Block
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import KeepRule, RetentionPolicy
 from reconcile.policy.ordering import by_rank, number, rank_key, version_part, why_unranked
@@ -48,8 +48,8 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
     subject = f"RetentionPolicy/{policy.name}"
     blocked = _unreadable_sources(policy, inputs)
     if blocked:
-        return [Action(subject, "blocked", f"{policy.registry}", reason=f"{why}; nothing is pruned")
-                for why in blocked]
+        return [Action(subject, "blocked", f"{policy.registry}", reason=f"{why}; nothing is pruned",
+                       block=Block.UNREADABLE) for why in blocked]
     protected = _protected_digests(policy, inputs)
     actions: list[Action] = []
     for repository in sorted(inputs.repositories, key=lambda r: r.repository):
@@ -60,14 +60,15 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
             planned = [Action(subject, "blocked", where, reason=(
                 f"Registry {policy.registry} declares deletion: none, so the {len(changes)} deletions this policy "
                 "asks for cannot be made; nothing is pruned (enable deletion on the registry and set "
-                "spec.deletion, or drop the policy)"))] + [a for a in planned if not a.mutates]
+                "spec.deletion, or drop the policy)"), block=Block.CANNOT_DELETE)] + [
+                    a for a in planned if not a.mutates]
         actions += planned
     deletions = sum(len(a.tags) or 1 for a in actions if a.kind == "prune") + sum(
         1 for a in actions if a.kind == "untag")
     if deletions > policy.max_deletions:
         return [Action(subject, "blocked", policy.registry, reason=(
             f"would delete {deletions} tags, over maxDeletions {policy.max_deletions}; nothing is pruned "
-            "(raise maxDeletions or narrow the policy if this is intended)"))] + [
+            "(raise maxDeletions or narrow the policy if this is intended)"), block=Block.OVER_LIMIT)] + [
             a for a in actions if not a.mutates]
     return actions
 

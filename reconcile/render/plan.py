@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Block
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
 
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
@@ -39,7 +39,8 @@ MAX_NESTING = 16  # a plan nests 4 deep (document, actions, action, tags)
 MAX_PLAN_BYTES = 64 * 1024 * 1024
 _PLAN_FIELDS = {"formatVersion", "repo", "commit", "observedAt", "fingerprint", "summary", "hasChanges", "errors",
                 "actions", "warnings", CONTENT_HASH}
-_ACTION_FIELDS = {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags", "mutates", "dependsOn"}
+_ACTION_FIELDS = {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags", "mutates", "dependsOn",
+                  "block"}
 _KINDS = ("prune", "untag", "keep", "promote", "deploy", "rollback", "blocked")
 
 
@@ -72,7 +73,8 @@ def _action_json(action: Action) -> dict[str, Any]:
     return {"policy": action.policy, "kind": action.kind, "target": action.target,
             "digestBefore": action.digest_before, "digestAfter": action.digest_after,
             "reason": action.reason, "tags": list(action.tags), "mutates": action.mutates,
-            **({"dependsOn": action.depends_on} if action.depends_on else {})}
+            **({"dependsOn": action.depends_on} if action.depends_on else {}),
+            **({"block": str(action.block)} if action.block else {})}
 
 
 # --- markdown -----------------------------------------------------------------------------------
@@ -244,8 +246,12 @@ def _action(raw: Any, index: int) -> Action:
                         ("mutates", bool)):
         if name in raw:
             _typed(raw, name, types, where)
+    if "block" in raw and raw["block"] not in {str(b) for b in Block}:
+        raise PlanFileError(f"{where}: unknown block {json.dumps(raw['block'])[:40]} "
+                            f"(known: {', '.join(str(b) for b in Block)})")
     action = Action(raw["policy"], raw["kind"], raw["target"], raw["digestBefore"], raw["digestAfter"], raw["reason"],
-                    _strings(raw, "tags", where), raw.get("dependsOn"))
+                    _strings(raw, "tags", where), raw.get("dependsOn"),
+                    Block(raw["block"]) if "block" in raw else None)
     if "mutates" in raw and raw["mutates"] != action.mutates:
         raise PlanFileError(f"{where}: mutates is {json.dumps(raw['mutates'])} for a {action.kind}")
     return action
