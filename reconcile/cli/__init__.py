@@ -19,6 +19,8 @@ class Settings:
     repo: str = "."
     ref: str | None = None
     audit_db: str = "reconcile-audit.db"
+    trusted_ref: str | None = None  # where Registries and Clusters come from; None: the default branch
+    trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
 
 
 _COMMON = {
@@ -33,6 +35,15 @@ _COMMON = {
                      show_default=True,
                      help="SQLite audit trail (never on a network filesystem). "
                           "[env: RECONCILE_AUDIT_DB]"),
+    "trusted_ref": dict(metavar="REF", envvar="RECONCILE_TRUSTED_REF",
+                        help="Git ref whose Registry and Cluster documents (urls, allowedHosts, credentials, "
+                             "kubeconfigs) are used when --ref names another commit, as a pull request's does; "
+                             "default: the repo's default branch (origin/HEAD, else main). A setting of the job, "
+                             "never read from the repo. [env: RECONCILE_TRUSTED_REF]"),
+    "trust_ref_connections": dict(is_flag=True, envvar="RECONCILE_TRUST_REF_CONNECTIONS", default=False,
+                                  help="DANGEROUS: connect with the Registries and Clusters of --ref itself, so its "
+                                       "author chooses where credentials go. Only for refs as trusted as the "
+                                       "default branch. [env: RECONCILE_TRUST_REF_CONNECTIONS]"),
 }
 
 
@@ -44,13 +55,14 @@ def _option(name: str, *, on_group: bool) -> Callable[[Any], Any]:
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept --repo/--ref/--audit-db after the command name too (``reconcile validate --repo x``)."""
+    """Accept the common options after the command name too (``reconcile validate --repo x``)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None,
-                **kwargs: Any) -> Any:
+    def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None, trusted_ref: str | None,
+                trust_ref_connections: bool, **kwargs: Any) -> Any:
         settings = click.get_current_context().find_object(Settings) or Settings()
-        for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db)):
+        for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db), ("trusted_ref", trusted_ref),
+                            ("trust_ref_connections", trust_ref_connections or None)):
             if value is not None:
                 setattr(settings, name, value)
         return command(settings, *args, **kwargs)
@@ -65,8 +77,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_option("repo", on_group=True)
 @_option("ref", on_group=True)
 @_option("audit_db", on_group=True)
+@_option("trusted_ref", on_group=True)
+@_option("trust_ref_connections", on_group=True)
 @click.pass_context
-def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
+def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_ref: str | None,
+        trust_ref_connections: bool) -> None:
     """Declarative GitOps reconciliation for container images.
 
     Reads retention, promotion and deploy policies from a git repo-of-record, compares them with
@@ -75,7 +90,8 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str) -> None:
 
     Every option also reads from a RECONCILE_* environment variable (for the CronJob).
     """
-    ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db)
+    ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
+                       trust_ref_connections=trust_ref_connections)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from reconcile.apply.executor import DeployContext, apply_plan, promotion_source
 from reconcile.audit import Run
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import Refused, audited_run
+from reconcile.cli.pullrequest import plan_json, plan_markdown, print_review
 from reconcile.cli.session import (
     command_lock,
     connections_for,
@@ -38,7 +39,6 @@ from reconcile.render.plan import (
     read_saved,
     summary_line,
     to_json,
-    to_markdown,
     to_rich,
 )
 
@@ -69,14 +69,16 @@ def plan_command(settings: Settings, only: str | None, output: str, out: str | N
     if out:
         Path(out).write_text(to_json(plan))
     if output == "json":
-        click.echo(to_json(plan), nl=False)
+        click.echo(plan_json(plan, policies), nl=False)
     elif output == "markdown":
-        click.echo(to_markdown(plan), nl=False)
+        click.echo(plan_markdown(plan, policies), nl=False)
     else:
-        Console(highlight=False).print(to_rich(plan))
+        console = Console(highlight=False)
+        console.print(to_rich(plan))
+        print_review(console, policies)
     if plan.errors:
         sys.exit(1)
-    if detailed_exitcode and plan.has_changes:
+    if detailed_exitcode and (plan.has_changes or policies.connection_changes):  # changed connections: review
         sys.exit(2)
 
 

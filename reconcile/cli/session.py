@@ -21,6 +21,7 @@ from reconcile.audit import AuditError, AuditStore
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings
+from reconcile.cli.pullrequest import load_policies_for, refuse_cluster, refuse_registry, refused_registries
 from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
 from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
 from reconcile.observe.manifests import read_manifests_state
@@ -29,7 +30,7 @@ from reconcile.observe.state import ClusterState, DeployHealth
 from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
 from reconcile.plan import Plan, build_plan
 from reconcile.plan.deploy import Hold
-from reconcile.policy import PolicyError, PolicySet, SourceError, load_policies
+from reconcile.policy import PolicyError, PolicySet, SourceError
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.model import Cluster, DeployPolicy, ManifestsSource, registry_host
 from reconcile.policy.secrets import SecretResolver
@@ -49,12 +50,14 @@ class Connections:
     _lock: threading.Lock = field(default_factory=threading.Lock)  # observe() reads sources side by side
 
     def cluster(self, name: str) -> ClusterClient:
+        refuse_cluster(self.policies, name)  # only the ref read defines it: never connected to
         with self._lock:
             if name not in self.clusters:
                 self.clusters[name] = connect(self.policies.clusters[name], self.resolver)
             return self.clusters[name]
 
     def registry(self, name: str) -> RegistryClient:
+        refuse_registry(self.policies, name)
         with self._lock:
             if name not in self.registries:
                 self.registries[name] = open_registry(self.policies.registries[name], self.resolver)
@@ -83,6 +86,7 @@ class Connections:
 @contextmanager
 def connections_for(policies: PolicySet) -> Iterator[Connections]:
     connections = Connections(policies)
+    connections.registries.update(refused_registries(policies))  # observe() opens what is not in there
     try:
         yield connections
     finally:
@@ -183,7 +187,7 @@ def in_use_reader(policies: PolicySet, connections: Connections) -> Callable[[st
 
 def load_checked(settings: Settings, only: str | None) -> PolicySet:
     try:
-        policies = load_policies(settings.repo, settings.ref)
+        policies = load_policies_for(settings)  # connections from the trusted ref
     except PolicyError as e:
         for problem in e.problems:
             click.echo(str(problem), err=True)

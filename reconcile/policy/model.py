@@ -281,6 +281,19 @@ class DeployPolicy:
 
 
 @dataclass(frozen=True)
+class ConnectionChange:
+    """A Registry or Cluster the ref read defines otherwise than the trusted ref does: shown for
+    review, never connected with (see reconcile.policy.trust). ``details`` name secret references,
+    never a secret."""
+
+    kind: Literal["Registry", "Cluster"]
+    name: str
+    change: Literal["added", "removed", "changed"]
+    details: tuple[str, ...]
+    used: str  # what reconcile connects with instead, or that it does not connect at all
+
+
+@dataclass(frozen=True)
 class PolicySet:
     """Everything the repo-of-record says, as of one commit."""
 
@@ -291,6 +304,11 @@ class PolicySet:
     retention_policies: Mapping[str, RetentionPolicy] = field(default_factory=dict)
     promotion_policies: Mapping[str, PromotionPolicy] = field(default_factory=dict)
     deploy_policies: Mapping[str, DeployPolicy] = field(default_factory=dict)
+    # Set when the connections (Registry, Cluster) come from another commit than the policies:
+    trusted_ref: str | None = None  # the ref they come from, and its commit
+    trusted_commit: str | None = None
+    connection_changes: tuple[ConnectionChange, ...] = ()
+    unconnectable: Mapping[str, str] = field(default_factory=dict)  # "Registry/x" -> why it is not connected to
 
     def counts(self) -> dict[str, int]:
         return {"Registry": len(self.registries), "Cluster": len(self.clusters),

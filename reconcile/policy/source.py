@@ -45,16 +45,18 @@ class Snapshot:
     uncommitted_changes: bool = False  # a git work tree that differs from the commit read
 
 
-def read_snapshot(repo: str, ref: str | None = None, *, cache_dir: Path | None = None) -> Snapshot:
+def read_snapshot(repo: str, ref: str | None = None, *, cache_dir: Path | None = None,
+                  fetch: bool = True) -> Snapshot:
     """Read every ``*.yaml``/``*.yml`` below ``repo`` at ``ref`` (default ``HEAD``).
 
     ``repo`` may be a git work tree or a directory inside one (only that directory is read, at the
     commit), a plain directory (read from disk; ``ref`` is then an error), or a git URL (mirrored
-    into ``cache_dir`` and fetched on every read).
+    into ``cache_dir`` and fetched on every read, unless ``fetch`` is False: a second ref of a
+    remote this run already fetched, read at the same state of the remote).
     """
     ref = ref or None  # an empty --ref means the default, as an unset one does
     if is_remote(repo):
-        return _read_remote(repo, ref, cache_dir or default_cache_dir() / "repos")
+        return _read_remote(repo, ref, cache_dir or default_cache_dir() / "repos", fetch=fetch)
     root = Path(repo)
     if not root.exists():
         raise SourceError(f"repo-of-record {repo!r} does not exist")
@@ -90,16 +92,60 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reconcile"
 
 
-def _read_remote(url: str, ref: str | None, cache: Path) -> Snapshot:
+def _read_remote(url: str, ref: str | None, cache: Path, *, fetch: bool = True) -> Snapshot:
     """Mirror the remote into the cache (clone once, then fetch every time) and read the commit.
 
     A failed fetch is an error, not a reason to act on the cached copy: stale policies may
     protect less than the current ones do.
     """
     shown = redact_url(url)
-    repository = mirror(url, cache)
+    repository = mirror(url, cache, fetch=fetch)
     with repository:
         return _read_commit(shown, "", Path(repository.git_dir), repository, ref)
+
+
+def default_branch(repo: str, *, cache_dir: Path | None = None) -> str | None:
+    """The ref that stands for the repo-of-record's default branch, as a full ref name: what
+    ``refs/remotes/origin/HEAD`` points at; for a bare repository or a git URL (mirrored, as
+    :func:`read_snapshot` left it), the branch its ``HEAD`` names; else ``refs/heads/main``;
+    else, in a repository with no remote at all (nobody's pull request can be in it), the branch
+    checked out. None when none of these exists (a detached HEAD, or a remote without
+    ``origin/HEAD`` and no ``main``, as a CI checkout of one commit): the caller must then be
+    told which ref to trust, it never guesses. A plain directory also gives None."""
+    if is_remote(repo):
+        repository = mirror(repo, cache_dir or default_cache_dir() / "repos", fetch=False)
+    else:
+        try:
+            repository = git.Repo(repo, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return None
+    with repository:
+        if repository.bare:
+            return _symbolic(repository, "HEAD")
+        remote_head = _symbolic(repository, "refs/remotes/origin/HEAD")
+        if remote_head is not None:
+            return remote_head
+        if _exists(repository, "refs/heads/main"):
+            return "refs/heads/main"
+        if not repository.remotes:
+            return _symbolic(repository, "HEAD")
+        return None
+
+
+def _symbolic(repository: git.Repo, name: str) -> str | None:
+    try:
+        target = repository.git.symbolic_ref("--quiet", name).strip()
+    except git.GitCommandError:
+        return None
+    return target if target and _exists(repository, target) else None
+
+
+def _exists(repository: git.Repo, full_ref: str) -> bool:
+    try:
+        repository.git.show_ref("--verify", "--quiet", full_ref)
+    except git.GitCommandError:
+        return False
+    return True
 
 
 def mirror(url: str, cache: Path, what: str = "the repo-of-record", *, fetch: bool = True) -> git.Repo:

@@ -1,0 +1,207 @@
+"""Pull-request mode: the policies of the ref read, the connections of the trusted ref.
+
+A ref other than the trusted one (a pull request's branch) may change retention, promotion and
+deploy policies: that is what its plan is for. It may not change where reconcile connects or with
+which credentials: every Registry and Cluster document (url, allowedHosts, credentials and every
+secret reference, TLS, kubeconfig, context, inCluster, manifests...) comes from the trusted ref,
+by default the repository's default branch (``source.default_branch``), else ``--trusted-ref``.
+What the ref read changes there is kept as :class:`ConnectionChange` entries for review; a
+Registry or Cluster only the ref read defines is not connected to at all (not even anonymously),
+so the policies that use it are blocked as for any source that cannot be read.
+
+Secret references appear in Registry and Cluster documents only (the schemas' ``secretRef``), so
+taking those two kinds from the trusted ref is what keeps a pull request from naming a secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from reconcile.policy.loader import validate_repo, validate_snapshot
+from reconcile.policy.model import (
+    Cluster,
+    ConnectionChange,
+    Credentials,
+    ManifestsSource,
+    PolicySet,
+    RateLimit,
+    Registry,
+    Retry,
+)
+from reconcile.policy.problems import PolicyError
+from reconcile.policy.secrets import SecretRef
+from reconcile.policy.source import SourceError, default_branch, read_snapshot, redact_url
+
+__all__ = ["compose", "connection_changes", "load_with_trusted_connections", "short_ref"]
+
+
+def short_ref(full: str) -> str:
+    """``refs/heads/main`` -> ``main``, ``refs/remotes/origin/main`` -> ``origin/main``."""
+    for prefix in ("refs/heads/", "refs/remotes/"):
+        if full.startswith(prefix):
+            return full[len(prefix):]
+    return full
+
+
+def load_with_trusted_connections(repo: str, ref: str | None, trusted_ref: str | None) -> PolicySet:
+    """The policies of ``repo`` at ``ref``, with the Registries and Clusters of ``trusted_ref``
+    (None: the default branch). Raises PolicyError when the ref read is invalid, SourceError when
+    the trusted ref cannot be told, read or used."""
+    validation = validate_repo(repo, ref)
+    if validation.policies is None:
+        raise PolicyError(list(validation.errors))
+    proposed = validation.policies
+    if proposed.commit is None:  # a plain directory: one version, nothing to compare
+        if trusted_ref:
+            raise SourceError(f"--trusted-ref {trusted_ref!r} given, but {repo!r} is not a git repository")
+        return proposed
+    name = trusted_ref or default_branch(repo)
+    if not name:
+        raise SourceError(f"cannot tell which ref of {repo!r} is trusted for connections: it has no "
+                          "origin/HEAD and no main branch; pass --trusted-ref REF (the default branch, "
+                          "e.g. origin/main) or set RECONCILE_TRUSTED_REF")
+    shown = short_ref(name)
+    try:
+        snapshot = read_snapshot(repo, name, fetch=False)  # the remote as the read above fetched it
+    except SourceError as e:
+        raise SourceError(f"the trusted ref {shown!r} cannot be read: {e}") from None
+    if snapshot.commit == proposed.commit:
+        return proposed
+    trusted = validate_snapshot(snapshot)
+    if trusted.policies is None:
+        first = trusted.errors[0]
+        raise SourceError(f"the trusted ref {shown} (commit {snapshot.commit[:12]}), where connections come "
+                          f"from, is invalid ({len(trusted.errors)} problems, the first: {first}); nothing "
+                          "is connected to")
+    return compose(trusted.policies, proposed, shown)
+
+
+def compose(trusted: PolicySet, proposed: PolicySet, trusted_ref: str) -> PolicySet:
+    """``proposed``'s retention, promotion and deploy policies with ``trusted``'s Registries and
+    Clusters. One only ``proposed`` defines is kept by name, stripped of every credential and
+    listed in ``unconnectable``; one only ``trusted`` defines stays (no policy of ``proposed`` can
+    name it: validation refuses unknown names)."""
+    at = f"{trusted_ref} (commit {trusted.commit[:12] if trusted.commit else '-'})"
+    unconnectable: dict[str, str] = {}
+    registries = dict(trusted.registries)
+    for name, registry in proposed.registries.items():
+        if name not in registries:
+            registries[name] = dataclasses.replace(registry, credentials=None, allowed_hosts=(), ca_file=None,
+                                                   insecure_skip_verify=False)
+            unconnectable[f"Registry/{name}"] = _not_trusted("Registry", name, at)
+    clusters = dict(trusted.clusters)
+    for name, cluster in proposed.clusters.items():
+        if name not in clusters:
+            clusters[name] = dataclasses.replace(cluster, in_cluster=False, kubeconfig=None, context=None,
+                                                 manifests=None)
+            unconnectable[f"Cluster/{name}"] = _not_trusted("Cluster", name, at)
+    return dataclasses.replace(
+        proposed, registries=MappingProxyType(dict(sorted(registries.items()))),
+        clusters=MappingProxyType(dict(sorted(clusters.items()))), trusted_ref=trusted_ref,
+        trusted_commit=trusted.commit, connection_changes=connection_changes(trusted, proposed, at),
+        unconnectable=MappingProxyType(unconnectable))
+
+
+def _not_trusted(kind: str, name: str, at: str) -> str:
+    return (f"{kind}/{name} is defined only at the ref read, not at the trusted ref {at}; reconcile does not "
+            "connect to it (connections come from the trusted ref) until it is merged")
+
+
+def connection_changes(trusted: PolicySet, proposed: PolicySet, at: str) -> tuple[ConnectionChange, ...]:
+    changes = []
+    for kind, old_all, new_all in (("Registry", trusted.registries, proposed.registries),
+                                   ("Cluster", trusted.clusters, proposed.clusters)):
+        for name in sorted(set(old_all) | set(new_all)):
+            old, new = old_all.get(name), new_all.get(name)
+            if new is None:
+                changes.append(ConnectionChange(kind, name, "removed", (), "removed by the ref read; no policy there "  # type: ignore[arg-type]
+                                                "names it, so nothing connects to it"))
+            elif old is None:
+                changes.append(ConnectionChange(kind, name, "added", _described(new), "not connected to (not even "  # type: ignore[arg-type]
+                                                f"anonymously): it is not defined at the trusted ref {at}; the "
+                                                "policies that use it are blocked until it is merged"))
+            elif old != new:
+                changes.append(ConnectionChange(kind, name, "changed", _differences(old, new),  # type: ignore[arg-type]
+                                                f"not used by this plan: the definition at the trusted ref {at} "
+                                                "is, until the change is merged"))
+    return tuple(changes)
+
+
+_LABELS = {"url": "url", "allowed_hosts": "allowedHosts", "credentials": "credentials",
+           "ca_file": "tls.caFile", "insecure_skip_verify": "tls.insecureSkipVerify", "concurrency": "concurrency",
+           "rate_limit": "rateLimit", "timeout": "timeout", "retry": "retry", "deletion": "deletion",
+           "in_cluster": "inCluster", "kubeconfig": "kubeconfig", "context": "context", "manifests": "manifests",
+           "include_namespaces": "namespaces.include", "exclude_namespaces": "namespaces.exclude",
+           "username": "credentials.username", "password": "credentials.password", "token": "credentials.token",
+           "docker_config": "credentials.dockerConfig"}
+_SKIPPED = {"name", "origin"}
+
+
+def _fields(value: Any) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _SKIPPED]
+
+
+def _differences(old: Registry | Cluster, new: Registry | Cluster) -> tuple[str, ...]:
+    found = []
+    for (attribute, before), (_, after) in zip(_fields(old), _fields(new), strict=True):
+        if before == after:
+            continue
+        if isinstance(before, Credentials) and isinstance(after, Credentials):
+            found += [f"{_LABELS[a]} {_show(a, b)} → {_show(a, c)}" for (a, b), (_, c)
+                      in zip(_fields(before), _fields(after), strict=True) if b != c]
+        else:
+            found.append(f"{_LABELS[attribute]} {_show(attribute, before)} → {_show(attribute, after)}")
+    return tuple(found)
+
+
+def _described(new: Registry | Cluster) -> tuple[str, ...]:
+    """What an added Registry or Cluster says (its references by name), for review."""
+    found = []
+    for attribute, value in _fields(new):
+        if isinstance(value, Credentials):
+            found += [f"{_LABELS[a]} {_show(a, v)}" for a, v in _fields(value) if v is not None]
+        elif value not in (None, (), False):
+            found.append(f"{_LABELS[attribute]} {_show(attribute, value)}")
+    return tuple(found)
+
+
+def _show(attribute: str, value: Any) -> str:
+    """A value as a reviewer may see it: secret references by what they name, never a secret;
+    a plain user name is not shown either (it is half of a credential)."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, SecretRef):
+        return "{" + value.describe().replace(":", ": ", 1) + "}"
+    if attribute == "username":
+        return "(a user name)"
+    if isinstance(value, Credentials):
+        parts = [f"{_LABELS[a].removeprefix('credentials.')} {_show(a, v)}" for a, v in _fields(value) if v is not None]
+        return "{" + ", ".join(parts) + "}"
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) if value else "(none)"
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, RateLimit):
+        return f"{value.requests_per_second:g}/s, burst {value.burst}"
+    if isinstance(value, Retry):
+        return f"{value.attempts} attempts, {value.budget.total_seconds():g}s budget"
+    if isinstance(value, ManifestsSource):
+        return f"{redact_url(value.repo)} {value.path}" + (f" (branch {value.branch})" if value.branch else "")
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def described_changes(changes: tuple[ConnectionChange, ...]) -> list[dict[str, Any]]:
+    """The JSON form (the plan's ``connectionChanges``)."""
+    return [{"kind": c.kind, "name": c.name, "change": c.change, "details": list(c.details), "used": c.used}
+            for c in changes]
+
+
+def unconnectable_reason(policies: PolicySet, kind: str, name: str) -> str | None:
+    reasons: Mapping[str, str] = policies.unconnectable
+    return reasons.get(f"{kind}/{name}")
