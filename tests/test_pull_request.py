@@ -20,7 +20,11 @@ from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconcile.cli import cli
+from reconcile.cli.session import connections_for
+from reconcile.observe.cluster import ClusterError
+from reconcile.observe.registry import RegistryError
 from reconcile.policy.secrets import SecretResolver
+from reconcile.policy.trust import load_with_trusted_connections
 from reconcile.render.plan import content_hash
 from tests.conftest import USER, RunningRegistry
 from tests.observe.registry.oci import Layout, push
@@ -269,3 +273,25 @@ def test_the_trusted_ref_is_never_guessed(world: dict[str, Any], tmp_path: Path)
     (plain / "policies.yaml").write_text((world["root"] / "policies.yaml").read_text())
     directory = invoke("plan", "--repo", str(plain), "--trusted-ref", "main", "--audit-db", str(tmp_path / "a.db"))
     assert directory.exit_code == 1 and "is not a git repository" in directory.stderr
+
+
+def test_connections_refuse_what_only_the_pull_request_defines(world: dict[str, Any], recorder: Recorder) -> None:
+    """Every path to a client (observe's, apply's, a deploy's, a health gate's) goes through these."""
+    pr_commit(world, {"more.yaml": registry_doc("new", recorder.url) + """\
+---
+apiVersion: reconcile/v1
+kind: Cluster
+metadata: {name: new}
+spec:
+  kubeconfig: {file: /root/.kube/config}
+"""})
+    policies = load_with_trusted_connections(str(world["root"]), "pr", None)
+    with connections_for(policies) as connections:
+        with pytest.raises(RegistryError, match="Registry/new is defined only at the ref read"):
+            connections.registry("new")
+        with pytest.raises(RegistryError, match="Registry/new is defined only at the ref read"):
+            connections.registries["new"].tags("team-a/web")  # what observe() finds there
+        with pytest.raises(ClusterError, match="Cluster/new is defined only at the ref read"):
+            connections.cluster("new")
+        assert connections.registry("ci").registry.url == world["registry"].url  # type: ignore[attr-defined]
+    assert recorder.requests == []

@@ -110,8 +110,3 @@ def print_review(console: Console, policies: PolicySet) -> None:
                   markup=False)
     for change in policies.connection_changes:
         console.print(f"  {_line(change)} — {change.used}", style="yellow", markup=False)
-
-
-def review_stderr(policies: PolicySet) -> None:
-    """For apply and run: the same review, on stderr."""
-    print_review(Console(stderr=True, highlight=False), policies)

@@ -132,6 +132,28 @@ def default_branch(repo: str, *, cache_dir: Path | None = None) -> str | None:
         return None
 
 
+def unambiguous(repo: str, ref: str, *, cache_dir: Path | None = None) -> None:
+    """Raise SourceError when ``ref`` names more than one ref (``origin/main`` as a tag and as a
+    remote-tracking branch: git would take the tag). For a ref that must be the one meant, as the
+    trusted ref; full names (``refs/...``) and commit ids are taken as they are."""
+    if ref.startswith("refs/"):
+        return
+    if is_remote(repo):
+        repository = mirror(repo, cache_dir or default_cache_dir() / "repos", fetch=False)
+    else:
+        try:
+            repository = git.Repo(repo, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return
+    with repository:
+        # git's own order of lookup (git help revisions)
+        found = [full for full in (f"refs/{ref}", f"refs/tags/{ref}", f"refs/heads/{ref}", f"refs/remotes/{ref}",
+                                   f"refs/remotes/{ref}/HEAD") if _exists(repository, full)]
+    if len(found) > 1:
+        raise SourceError(f"ref {ref!r} is ambiguous in {redact_url(repo)!r} ({', '.join(found)}); name the one "
+                          "meant in full")
+
+
 def _symbolic(repository: git.Repo, name: str) -> str | None:
     try:
         target = repository.git.symbolic_ref("--quiet", name).strip()

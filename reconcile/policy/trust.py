@@ -34,7 +34,7 @@ from reconcile.policy.model import (
 )
 from reconcile.policy.problems import PolicyError
 from reconcile.policy.secrets import SecretRef
-from reconcile.policy.source import SourceError, default_branch, read_snapshot, redact_url
+from reconcile.policy.source import SourceError, default_branch, read_snapshot, redact_url, unambiguous
 
 __all__ = ["compose", "connection_changes", "load_with_trusted_connections", "short_ref"]
 
@@ -66,6 +66,7 @@ def load_with_trusted_connections(repo: str, ref: str | None, trusted_ref: str |
                           "e.g. origin/main) or set RECONCILE_TRUSTED_REF")
     shown = short_ref(name)
     try:
+        unambiguous(repo, name)  # a tag 'origin/main' would shadow the branch the job means
         snapshot = read_snapshot(repo, name, fetch=False)  # the remote as the read above fetched it
     except SourceError as e:
         raise SourceError(f"the trusted ref {shown!r} cannot be read: {e}") from None

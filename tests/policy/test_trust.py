@@ -9,7 +9,7 @@ import git
 import pytest
 
 from reconcile.policy.loader import validate_repo
-from reconcile.policy.source import default_branch
+from reconcile.policy.source import SourceError, default_branch
 from reconcile.policy.trust import compose, load_with_trusted_connections
 
 TRUSTED = """\
@@ -146,3 +146,19 @@ def test_a_plain_directory_has_nothing_to_compare(tmp_path: Path) -> None:
     (tmp_path / "policies.yaml").write_text(TRUSTED)
     assert default_branch(str(tmp_path)) is None
     assert load_with_trusted_connections(str(tmp_path), None, None).connection_changes == ()
+
+
+def test_an_ambiguous_trusted_ref_is_refused(tmp_path: Path) -> None:
+    """A tag 'origin/main' would shadow the branch origin/main the job means to trust."""
+    origin = repository(tmp_path / "origin")
+    commit(origin, TRUSTED)
+    clone = git.Repo.clone_from(str(tmp_path / "origin"), tmp_path / "clone")
+    clone.git.checkout("-b", "pr")
+    with clone.config_writer() as config:
+        config.set_value("user", "name", "t").set_value("user", "email", "t@example.com")
+    commit(clone, PROPOSED)
+    clone.git.tag("origin/main")
+    with pytest.raises(SourceError, match=r"ambiguous.*refs/tags/origin/main, refs/remotes/origin/main"):
+        load_with_trusted_connections(str(tmp_path / "clone"), "pr", "origin/main")
+    full = load_with_trusted_connections(str(tmp_path / "clone"), "pr", "refs/remotes/origin/main")
+    assert full.trusted_ref == "origin/main" and full.connection_changes
