@@ -106,7 +106,7 @@ def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
     if action.kind in ("prune", "untag"):
         _verified_delete(action, client, run, check, done)
         return
-    with run.mutation(action.kind, action.target, policy=action.policy, reason=action.reason,  # type: ignore[arg-type]
+    with run.mutation(action.mutation_kind, action.target, policy=action.policy, reason=action.reason,
                       digest_before=action.digest_before, digest_after=action.digest_after,
                       tags=action.tags):
         if action.kind == "promote" and digest is not None:
@@ -121,7 +121,7 @@ def _verified_delete(action: Action, client: RegistryClient, run: Run, check: De
     """A prune or untag, re-verified inside its audited mutation (the intent is on disk first)."""
     registry, repository, tag, digest = parse_target(action.target)
     skipped: StateChanged | None = None
-    with run.mutation(action.kind, action.target, policy=action.policy, reason=action.reason,  # type: ignore[arg-type]
+    with run.mutation(action.mutation_kind, action.target, policy=action.policy, reason=action.reason,
                       digest_before=action.digest_before, digest_after=action.digest_after,
                       tags=action.tags or ((tag,) if tag else ())) as outcome:
         try:

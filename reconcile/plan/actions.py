@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-ActionKind = Literal["prune", "untag", "keep", "promote", "deploy", "rollback", "blocked"]
+# The kinds that change something, each recorded in the audit trail as a mutation (the audit's
+# ActionKind holds these and its own "skip" and "error").
+MutatingKind = Literal["prune", "untag", "promote", "deploy", "rollback"]
+ActionKind = MutatingKind | Literal["keep", "blocked"]
 MUTATING: frozenset[str] = frozenset({"prune", "untag", "promote", "deploy", "rollback"})
 
 
@@ -49,6 +52,13 @@ class Action:
     @property
     def mutates(self) -> bool:
         return self.kind in MUTATING
+
+    @property
+    def mutation_kind(self) -> MutatingKind:
+        """The kind as the audit trail records a mutation; a ``keep`` or ``blocked`` action is none."""
+        if self.kind == "keep" or self.kind == "blocked":
+            raise ValueError(f"a {self.kind} action changes nothing: it is not a mutation")
+        return self.kind
 
     @property
     def is_error(self) -> bool:

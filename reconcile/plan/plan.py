@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, ActionKind
 
 FORMAT_VERSION = 1
 
@@ -43,7 +43,7 @@ class Plan:
 def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
     """Actions by kind, in a fixed order: what a summary line shows."""
     counted = Counter(a.kind for a in actions)
-    order = ("prune", "untag", "promote", "deploy", "rollback", "blocked", "keep")
+    order: tuple[ActionKind, ...] = ("prune", "untag", "promote", "deploy", "rollback", "blocked", "keep")
     return {kind: counted[kind] for kind in order if counted[kind]}
 
 

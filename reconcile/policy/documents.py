@@ -136,6 +136,7 @@ def _check_depth(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
+                assert event.start_mark is not None  # the parser marks every event it emits
                 raise _Refused(event.start_mark.line + 1,
                                f"nesting deeper than {MAX_DEPTH} levels; refusing to read further")
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -147,7 +148,9 @@ def _compose_all(text: str) -> list[Node]:
     try:
         roots = []
         while loader.check_node():
-            roots.append(loader.get_node())
+            node = loader.get_node()
+            if node is not None:  # check_node() said there is one
+                roots.append(node)
         return roots
     finally:
         loader.dispose()

@@ -323,14 +323,24 @@ def build_policy_set(source: str, commit: str | None, documents: list[Document])
     for document in documents:
         origin = Origin(document.path, document.line)
         kind, name, spec = document.kind, document.name, document.body["spec"]
+        if kind is None or name is None:
+            raise ValueError(f"{document.path}:{document.line}: a document without a kind or name passed the checks")
         built[kind][name] = _BUILDERS[kind](name, spec, origin)
+
+    def by_name(kind: str) -> Mapping[str, Any]:
+        return MappingProxyType(dict(sorted(built[kind].items())))
+
     return PolicySet(
-        source=source, commit=commit,
-        **{attribute: MappingProxyType(dict(sorted(built[kind].items())))
-           for kind, attribute in _ATTRIBUTES.items()})
+        source=source, commit=commit, registries=by_name("Registry"), clusters=by_name("Cluster"),
+        retention_policies=by_name("RetentionPolicy"), promotion_policies=by_name("PromotionPolicy"),
+        deploy_policies=by_name("DeployPolicy"))
 
 
-def _duration(value: str | None, default: timedelta | None = None) -> timedelta | None:
+def _duration(value: str | None) -> timedelta | None:
+    return parse_duration(value) if value is not None else None
+
+
+def _duration_or(value: str | None, default: timedelta) -> timedelta:
     return parse_duration(value) if value is not None else default
 
 
@@ -363,8 +373,8 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
         ca_file=tls.get("caFile"), insecure_skip_verify=tls.get("insecureSkipVerify", False),
         concurrency=spec.get("concurrency", 8),
         rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", 1)) if rate else None,
-        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin,
-        retry=Retry(retry.get("attempts", 5), _duration(retry.get("budget"), timedelta(seconds=60))),
+        timeout=_duration_or(spec.get("timeout"), timedelta(seconds=30)), origin=origin,
+        retry=Retry(retry.get("attempts", 5), _duration_or(retry.get("budget"), timedelta(seconds=60))),
         deletion=spec.get("deletion"))
 
 
@@ -378,7 +388,7 @@ def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
         if manifests else None,
         include_namespaces=tuple(namespaces.get("include", ())),
         exclude_namespaces=tuple(namespaces.get("exclude", ())),
-        timeout=_duration(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
+        timeout=_duration_or(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
 
 
 def _keep_rule(raw: dict[str, Any]) -> KeepRule:
@@ -450,16 +460,13 @@ def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
             repo=manifests["repo"], path=manifests["path"], branch=manifests.get("branch", "main"),
             pull_request=manifests.get("pullRequest", False)),
         namespace=spec.get("namespace"),
-        rollout=Rollout(timeout=_duration(rollout.get("timeout"), timedelta(minutes=10)),
+        rollout=Rollout(timeout=_duration_or(rollout.get("timeout"), timedelta(minutes=10)),
                         auto_rollback=rollout.get("autoRollback", True)),
         origin=origin)
 
 
 _BUILDERS = {"Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
              "PromotionPolicy": _promotion, "DeployPolicy": _deploy}
-_ATTRIBUTES = {"Registry": "registries", "Cluster": "clusters",
-               "RetentionPolicy": "retention_policies", "PromotionPolicy": "promotion_policies",
-               "DeployPolicy": "deploy_policies"}
 
 
 def registry_host(registry: Registry) -> str:

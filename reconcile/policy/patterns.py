@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import re2
 
@@ -80,15 +80,15 @@ class Pattern:
 
     @property
     def pattern(self) -> str:
-        return self._regexp.pattern
+        return cast(str, self._regexp.pattern)  # re2 ships no types
 
     @property
     def groups(self) -> int:
-        return self._regexp.groups
+        return cast(int, self._regexp.groups)
 
     @property
     def groupindex(self) -> dict[str, int]:
-        return self._regexp.groupindex
+        return cast(dict[str, int], self._regexp.groupindex)
 
     def search(self, text: str) -> Any:
         return self._regexp.search(text)

@@ -4,7 +4,7 @@ that point at a line and never echo a value that sits where a secret belongs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -143,8 +143,9 @@ def _matches(pointer: str, patterns_: frozenset[str], *, exact: bool = False) ->
 
 def _explain(kind: str, error: jsonschema.ValidationError) -> tuple[str, str]:
     pointer = _pointer(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}  # a bool schema (or unset) says nothing
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
+        allowed = schema.get("properties", {})
         unexpected = sorted(k for k in error.instance if k not in allowed)
         if unexpected:  # point at the first stray key, and say what would have been accepted
             where = pointer_join(pointer, unexpected[0])
@@ -158,11 +159,11 @@ def _explain(kind: str, error: jsonschema.ValidationError) -> tuple[str, str]:
         return pointer, str(error.cause)
     if error.validator == "const" and pointer == "/apiVersion":
         return pointer, f"unsupported apiVersion {error.instance!r}; this version reads {API_VERSION}"
-    if error.validator == "enum":
+    if error.validator == "enum" and isinstance(error.validator_value, list):
         allowed = ", ".join(str(v) for v in error.validator_value)
         return pointer, f"{error.instance!r} is not one of: {allowed}"
-    if error.validator == "pattern" and error.schema.get("description"):
-        return pointer, f"{error.instance!r} is not valid here: {error.schema['description']}"
+    if error.validator == "pattern" and schema.get("description"):
+        return pointer, f"{error.instance!r} is not valid here: {schema['description']}"
     return pointer, error.message
 
 

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeGuard
 
 __all__ = [
     "MAX_SECRET_BYTES",
@@ -52,6 +52,12 @@ SecretSource = Literal["env", "file", "kubernetes", "dockerConfig"]
 KubernetesReader = Callable[[str, str, str], bytes]
 
 _SOURCES: tuple[SecretSource, ...] = ("env", "file", "kubernetes", "dockerConfig")
+
+
+def _is_source(name: object) -> TypeGuard[SecretSource]:
+    return name in _SOURCES
+
+
 _DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
@@ -84,6 +90,7 @@ class Secret(str):
     """
 
     __slots__ = ("__value",)
+    __value: str
 
     def __new__(cls, value: str) -> Secret:
         if isinstance(value, Secret):
@@ -185,11 +192,12 @@ class SecretRef:
         """
         if not isinstance(data, Mapping):
             raise ValueError("a secret reference must be a mapping")
-        if len(data) != 1 or next(iter(data)) not in _SOURCES:
-            raise ValueError(
-                f"a secret reference must have exactly one key, one of {', '.join(_SOURCES)}"
-            )
+        one_key = f"a secret reference must have exactly one key, one of {', '.join(_SOURCES)}"
+        if len(data) != 1:
+            raise ValueError(one_key)
         ((source, value),) = data.items()
+        if not _is_source(source):
+            raise ValueError(one_key)
         if source == "kubernetes":
             if not isinstance(value, Mapping) or set(value) != {"namespace", "name", "key"}:
                 raise ValueError(

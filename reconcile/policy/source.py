@@ -216,9 +216,13 @@ def _read_commit(repo: str, prefix: str, root: Path, repository: git.Repo, ref: 
         tree = commit.tree / base if base else commit.tree
     except KeyError:
         raise SourceError(f"{repo!r} does not exist at commit {commit.hexsha[:12]}") from None
+    if not isinstance(tree, git.Tree):
+        raise SourceError(f"{repo!r} is not a directory at commit {commit.hexsha[:12]}")
     files = []
-    for item in tree.traverse(prune=lambda i, _d: _hidden(i.path, base)):
-        if item.type != "blob" or not item.path.endswith(SUFFIXES) or _hidden(item.path, base):
+    # (traverse yields (parent, item) pairs only with as_edge=True; GitPython's types allow both)
+    for item in tree.traverse(prune=lambda i, _d: not isinstance(i, tuple) and _hidden(os.fspath(i.path), base)):
+        if not isinstance(item, git.Blob) or not os.fspath(item.path).endswith(SUFFIXES) \
+                or _hidden(os.fspath(item.path), base):
             continue
         files.append(_blob_file(prefix, commit, base, item))
         if len(files) > MAX_FILES:
@@ -236,7 +240,7 @@ def _hidden(path: str, base: str) -> bool:
 
 
 def _blob_file(prefix: str, commit: git.Commit, base: str, blob: git.Blob) -> PolicyFile:
-    shown = _display(prefix, blob.path[len(base):].lstrip("/"))
+    shown = _display(prefix, os.fspath(blob.path)[len(base):].lstrip("/"))
     seen = 0
     while blob.mode == _SYMLINK_MODE:
         seen += 1

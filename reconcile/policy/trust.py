@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from reconcile.policy.loader import validate_repo, validate_snapshot
 from reconcile.policy.model import (
@@ -75,7 +75,7 @@ def load_with_trusted_connections(repo: str, ref: str | None, trusted_ref: str |
     trusted = validate_snapshot(snapshot)
     if trusted.policies is None:
         first = trusted.errors[0]
-        raise SourceError(f"the trusted ref {shown} (commit {snapshot.commit[:12]}), where connections come "
+        raise SourceError(f"the trusted ref {shown} (commit {(snapshot.commit or '-')[:12]}), where connections come "
                           f"from, is invalid ({len(trusted.errors)} problems, the first: {first}); nothing "
                           "is connected to")
     return compose(trusted.policies, proposed, shown)
@@ -114,19 +114,21 @@ def _not_trusted(kind: str, name: str, at: str) -> str:
 
 def connection_changes(trusted: PolicySet, proposed: PolicySet, at: str) -> tuple[ConnectionChange, ...]:
     changes = []
-    for kind, old_all, new_all in (("Registry", trusted.registries, proposed.registries),
-                                   ("Cluster", trusted.clusters, proposed.clusters)):
+    kinds: tuple[tuple[Literal["Registry", "Cluster"], Mapping[str, Registry | Cluster],
+                       Mapping[str, Registry | Cluster]], ...] = (
+        ("Registry", trusted.registries, proposed.registries), ("Cluster", trusted.clusters, proposed.clusters))
+    for kind, old_all, new_all in kinds:
         for name in sorted(set(old_all) | set(new_all)):
             old, new = old_all.get(name), new_all.get(name)
             if new is None:
-                changes.append(ConnectionChange(kind, name, "removed", (), "removed by the ref read; no policy there "  # type: ignore[arg-type]
+                changes.append(ConnectionChange(kind, name, "removed", (), "removed by the ref read; no policy there "
                                                 "names it, so nothing connects to it"))
             elif old is None:
-                changes.append(ConnectionChange(kind, name, "added", _described(new), "not connected to (not even "  # type: ignore[arg-type]
+                changes.append(ConnectionChange(kind, name, "added", _described(new), "not connected to (not even "
                                                 f"anonymously): it is not defined at the trusted ref {at}; the "
                                                 "policies that use it are blocked until it is merged"))
             elif old != new:
-                changes.append(ConnectionChange(kind, name, "changed", _differences(old, new),  # type: ignore[arg-type]
+                changes.append(ConnectionChange(kind, name, "changed", _differences(old, new),
                                                 f"not used by this plan: the definition at the trusted ref {at} "
                                                 "is, until the change is merged"))
     return tuple(changes)
