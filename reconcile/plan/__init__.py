@@ -45,10 +45,10 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                                   reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE))
             continue
         clusters: dict[str, ClusterState | str] = dict(observation.clusters)
-        inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
-                                 clusters, deployed, seen.git_commits, _deploy_targets(policies, observation,
-                                                                                       policy.registry))
-        policy_actions = plan_retention(policy, inputs, now)
+        retention_inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
+                                           clusters, deployed, seen.git_commits,
+                                           _deploy_targets(policies, observation, policy.registry))
+        policy_actions = plan_retention(policy, retention_inputs, now)
         warnings += rank_warnings(policy, seen.repositories)
         errors += [a.reason for a in policy_actions if a.is_error]
         actions += policy_actions
@@ -59,20 +59,20 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         stage_arrivals = {(stage.name, digest): when for stage in promotion.stages
                           for (where, digest), when in (arrivals or {}).items()
                           if where == f"{stage.registry}/{stage.repository}"}
-        inputs = PromotionInputs(stages, stage_arrivals, observation.health, approvals or {})
-        promotion_actions = plan_promotion(promotion, inputs, now)
+        promotion_inputs = PromotionInputs(stages, stage_arrivals, observation.health, approvals or {})
+        promotion_actions = plan_promotion(promotion, promotion_inputs, now)
         errors += [a.reason for a in promotion_actions if a.is_error]
         actions += promotion_actions
     for name, deploy in policies.deploy_policies.items():
         if only and only != f"DeployPolicy/{name}":
             continue
         stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
-        seen = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")
+        stage_state = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")
         current = (observation.health if deploy.cluster is not None else observation.written).get(
             name, "not observed")
         hold = holds if isinstance(holds, str) else (holds or {}).get(name)
-        inputs = DeployInputs(registry_host(policies.registries[stage.registry]), seen, current, hold)
-        action = plan_deploy(deploy, stage, inputs)
+        deploy_inputs = DeployInputs(registry_host(policies.registries[stage.registry]), stage_state, current, hold)
+        action = plan_deploy(deploy, stage, deploy_inputs)
         if action.is_error:
             errors.append(action.reason)
         actions.append(action)
@@ -95,11 +95,12 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
     """SHA-256 of everything a plan was decided on except the time: every tag and the digest it
     points at, what each cluster uses, git commits and the deploy history. Same world, same
     fingerprint, hence the same plan for the same policies."""
+    retention: dict[str, object] = {}
     world: dict[str, object] = {
         "clusters": {name: state if isinstance(state, str) else sorted(str(ref) for ref in state.images)
                      for name, state in sorted(observation.clusters.items())},
         "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
-        "retention": {},
+        "retention": retention,
     }
     world["promotion"] = {name: {stage: state if isinstance(state, str) else sorted(
         (tag, d.digest) for tag, d in state.tags.items()) for stage, state in sorted(stages.items())}
@@ -114,5 +115,5 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
             f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())
             for r in seen.repositories}
         commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
-        world["retention"][name] = {"repositories": repositories, "commits": commits}  # type: ignore[index]
+        retention[name] = {"repositories": repositories, "commits": commits}
     return hashlib.sha256(json.dumps(world, sort_keys=True).encode()).hexdigest()

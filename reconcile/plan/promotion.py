@@ -111,7 +111,9 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
     if digest is None:
         return Action(subject, "blocked", where, held, held,
                       f"stage {stage.source} holds no digest to promote yet", block=Block.WAITING)
-    version = _version_of(digest, candidate, source_repo, policy.stages[0].track)  # type: ignore[arg-type]
+    track = policy.stages[0].track
+    assert track is not None  # the tracking stage has one (plan_promotion checked)
+    version = _version_of(digest, candidate, source_repo, track)
     if version is None:
         return Action(subject, "blocked", where, held, held, (
             f"cannot tell the version of {_short(digest)} held by {stage.source}: no tag of the source stage "

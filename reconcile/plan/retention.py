@@ -158,13 +158,14 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
     for tag, descriptor in sorted(candidates.items()):
         if tag in why_kept:
             continue
-        reason = _protection(repo.repository, tag, descriptor.digest, protected)
+        protection = _protection(repo.repository, tag, descriptor.digest, protected)
         running_children = [c.digest for c in _children(repo.images.get(descriptor.digest))
                             if c.digest in protected.in_use]
-        if reason is None and running_children:  # a cluster runs one platform of this multi-arch image
-            reason = f"protected: its platform manifest {_short(running_children[0])} runs in a protecting cluster"
-        if reason:
-            why_kept[tag] = reason
+        if protection is None and running_children:  # a cluster runs one platform of this multi-arch image
+            protection = (f"protected: its platform manifest {_short(running_children[0])} runs in a "
+                          "protecting cluster")
+        if protection:
+            why_kept[tag] = protection
     graph = _Graph(repo, referrer_tags)
     kept = graph.kept(why_kept, candidates, protected)
     # Keeping an orphaned signature can keep what its subject's deletion would have taken: repeat
@@ -196,7 +197,7 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         actions += _dependants(subject, where, repo, digest, top.target, graph, kept, scheduled)
     for tag in sorted(referrer_tags):
         digest = repo.tags[tag].digest
-        subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
+        subject_digest = _referred_digest(tag)
         if digest in scheduled:
             continue  # removed with its subject's (or its own) deletion above
         why = kept.get(digest, f"referrer of {_short(subject_digest)}, which is not pruned")
@@ -219,7 +220,7 @@ class _Graph:
                 self.referrers.setdefault(image.subject, {}).setdefault(
                     digest, Descriptor(image.media_type, digest, 0, artifact_type=image.artifact_type))
         for tag in referrer_tags:
-            subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
+            subject_digest = _referred_digest(tag)
             self.referrers.setdefault(subject_digest, {}).setdefault(repo.tags[tag].digest, repo.tags[tag])
 
     def children(self, digest: str) -> tuple[Descriptor, ...]:
@@ -280,7 +281,7 @@ class _Graph:
         grew = False
         for tag in sorted(referrer_tags):
             digest = self.repo.tags[tag].digest
-            subject_digest = "sha256:" + REFERRER_TAG.match(tag)["hex"]  # type: ignore[index]
+            subject_digest = _referred_digest(tag)
             if subject_digest in deleting or digest in kept:
                 continue
             known = subject_digest in self.repo.images or any(
@@ -469,6 +470,14 @@ def _digest_protection(digest: str, protected: _Protected) -> str | None:
     if digest in protected.deployed:
         return f"protected: among the last digests DeployPolicy/{protected.deployed[digest]} deployed"
     return None
+
+
+def _referred_digest(tag: str) -> str:
+    """The digest a referrer tag (``sha256-<hex>[.sig|.att|.sbom]``) names."""
+    found = REFERRER_TAG.match(tag)
+    if found is None:
+        raise ValueError(f"{tag!r} is not a referrer tag")
+    return "sha256:" + found["hex"]
 
 
 def _short(digest: str) -> str:
