@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -34,6 +35,30 @@ from reconcile.policy.secrets import redact
 ActionKind = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
 ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
 RunMode = Literal["plan", "apply", "run", "rollback", "release-hold"]
+
+
+class RunOutcome(StrEnum):
+    """How a run ended, recorded truthfully in ``run_ends.outcome``."""
+
+    SUCCEEDED = "succeeded"  # every planned change done, nothing blocked
+    PARTIAL = "partial"  # some changes done, some failed or left for the next run (state changed since the plan)
+    FAILED = "failed"  # the run stopped on an error, or every change it tried failed
+    BLOCKED = "blocked"  # nothing failed, but a policy was blocked (a gate, a hold, a source, a limit)
+    REFUSED = "refused"  # the run refused to act (a saved plan that is no longer the plan)
+
+
+CHANGE_KINDS: frozenset[str] = frozenset({"promote", "prune", "untag", "deploy", "rollback"})
+
+
+def outcome_of(counts: Mapping[str, int], *, partial: bool = False, blocked: bool = False) -> RunOutcome:
+    """The outcome of a run that ran to its end, from what it recorded (``kind.status`` counts)."""
+    failed = any(key.endswith(".failed") for key in counts)
+    done = any(counts.get(f"{kind}.succeeded") for kind in CHANGE_KINDS)
+    if failed:
+        return RunOutcome.PARTIAL if done else RunOutcome.FAILED
+    if partial:
+        return RunOutcome.PARTIAL
+    return RunOutcome.BLOCKED if blocked else RunOutcome.SUCCEEDED
 KINDS: tuple[str, ...] = ("promote", "prune", "untag", "deploy", "rollback", "skip", "error")
 STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
 MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold")
@@ -431,7 +456,8 @@ class Run:
     id: str
     dry_run: bool = False
     counts: dict[str, int] = field(default_factory=dict)
-    incomplete: bool = False  # some planned changes were left for the next run (state changed since the plan)
+    partial: bool = False  # some planned changes were left for the next run (state changed since the plan)
+    blocked: bool = False  # a policy was blocked (recorded as a skip with its reason)
 
     def append(self, kind: ActionKind, target: str, *, status: ActionStatus, policy: str | None = None,
                reason: str | None = None, digest_before: str | None = None, digest_after: str | None = None,

@@ -7,6 +7,7 @@ run it on pull requests with no write access anywhere.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from rich.console import Console
 from reconcile.apply.executor import DeployContext, apply_plan, promotion_sources
 from reconcile.audit import Run
 from reconcile.cli import Settings, cli, common_options
-from reconcile.cli.auditing import Refused, audited_run
+from reconcile.cli.auditing import Refused, audited_failures, audited_run
 from reconcile.cli.pullrequest import plan_json, plan_markdown, print_review
 from reconcile.cli.session import (
     command_lock,
@@ -30,6 +31,7 @@ from reconcile.cli.session import (
 from reconcile.plan import Plan
 from reconcile.plan.compare import PlanDiff, compare, first_difference
 from reconcile.policy.durations import format_duration, parse_duration
+from reconcile.policy.model import PolicySet
 from reconcile.policy.source import default_cache_dir
 from reconcile.render.plan import (
     MAX_PLAN_BYTES,
@@ -58,14 +60,22 @@ def only_option(command: Any) -> Any:
               help="Also save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there is nothing to change, 2 when changes are pending, 1 on error (as Terraform).")
-def plan_command(settings: Settings, only: str | None, output: str, out: str | None, detailed_exitcode: bool) -> None:
+@click.option("--record", is_flag=True, envvar="RECONCILE_RECORD",
+              help="Record this plan in the audit trail as a dry-run `plan` run: what it would change and what "
+                   "is blocked (the only write a plan ever makes, and only when asked). [env: RECONCILE_RECORD]")
+def plan_command(settings: Settings, only: str | None, output: str, out: str | None, detailed_exitcode: bool,
+                 record: bool) -> None:
     """Compare the policies with registries and clusters; change nothing.
 
     Exit status 1 when a source could not be read (the policies depending on it prune nothing).
+    With --record, the plan is also written to the audit trail as a `plan` run (CI plans leave a trail).
     """
-    policies = load_checked(settings, only)
+    with audited_failures(settings, "plan") if record else nullcontext():
+        policies = load_checked(settings, only)
     with connections_for(policies) as connections:
         plan = observe_and_plan(settings, policies, only, connections)
+    if record:
+        _record_plan(settings, policies, plan)
     if out:
         Path(out).write_text(to_json(plan))
     if output == "json":
@@ -157,7 +167,8 @@ def _time(text: str) -> datetime:
 
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
              max_plan_age: timedelta | None = None) -> None:
-    policies = load_checked(settings, only)
+    with audited_failures(settings, mode):  # type: ignore[arg-type]
+        policies = load_checked(settings, only)
     err = Console(stderr=True, highlight=False)
     with connections_for(policies) as connections, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
                                                             repo_commit=policies.commit) as run:
@@ -176,6 +187,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         err.print(summary_line(plan))
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
+        run.counts["changes.planned"] = len(plan.changes)  # a run that had nothing to do says so
         _record_blocked(run, plan)
         result = apply_plan(plan, connections.registries, run, promotion_sources(policies),
                             DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit),
@@ -188,7 +200,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
         if result.skipped:
             err.print(f"{len(result.skipped)} deletion{'s' * (len(result.skipped) != 1)} skipped: state changed "
                       "since plan; re-run to re-plan", style="bold yellow")
-            run.incomplete = True
+            run.partial = True
     if plan.errors or not result.ok or result.skipped:
         sys.exit(1)
 
@@ -197,8 +209,21 @@ def _record_blocked(run: Run, plan: Plan) -> None:
     """What was not done, and why, belongs in the trail as much as what was."""
     for action in plan.actions:
         if action.kind == "blocked":
+            run.blocked = True
             run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason,
-                       digest_before=action.digest_before, digest_after=action.digest_after)
+                       digest_before=action.digest_before, digest_after=action.digest_after, tags=action.tags)
+
+
+def _record_plan(settings: Settings, policies: PolicySet, plan: Plan) -> None:
+    """``plan --record``: a dry-run ``plan`` run, each planned change as a skipped dry-run row and
+    each block as a skip, so CI plans leave a trail (the plan itself still changes nothing)."""
+    with audited_run(settings, "plan", repo_url=policies.source, repo_commit=policies.commit, dry_run=True) as run:
+        run.counts["changes.planned"] = len(plan.changes)
+        for action in plan.changes:
+            run.append(action.kind, action.target, status="skipped", policy=action.policy,
+                       reason=f"planned, not applied: {action.reason}", digest_before=action.digest_before,
+                       digest_after=action.digest_after, tags=action.tags)
+        _record_blocked(run, plan)
 
 
 @cli.command("apply")

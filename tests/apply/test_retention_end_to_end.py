@@ -127,7 +127,7 @@ def test_over_max_deletions_nothing_is_deleted_and_the_run_says_why(
         (row,) = store.conn.execute("SELECT kind, status, reason FROM actions").fetchall()
         assert (row["kind"], row["status"]) == ("skip", "skipped")
         assert row["reason"].startswith("would delete 3 tags, over maxDeletions 2; nothing is pruned")
-        assert store.runs()[0].outcome == "succeeded"  # nothing failed; the exit status reports the block
+        assert store.runs()[0].outcome == "blocked"  # nothing failed, and the run says it was blocked
 
 
 def test_an_unreachable_registry_blocks_its_policy_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

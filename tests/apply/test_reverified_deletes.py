@@ -157,7 +157,7 @@ def test_nothing_moved_everything_goes_and_plan_again_is_empty(
     assert not planned(client, repo).changes
 
 
-def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_incomplete(
+def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_partial(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, built: dict[str, Built],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
@@ -170,7 +170,7 @@ def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_incomplet
     assert "1 deletion skipped: state changed since plan; re-run to re-plan" in result.stderr
     assert "build-1" in tags(plain_registry, repo) and "build-3" not in tags(plain_registry, repo)
     with AuditStore.open(db, read_only=True) as store:
-        assert store.runs()[0].outcome == "incomplete"
+        assert store.runs()[0].outcome == "partial"
         assert json.loads(json.dumps(store.runs()[0].summary))["prune.skipped"] == 1
 
 
