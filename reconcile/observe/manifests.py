@@ -87,7 +87,9 @@ def image_fields(body: dict[str, Any]) -> list[ImageField]:
     """Every image ``body`` (one manifest document) names: the containers and init containers of
     any workload kind's pod spec, and a Kustomization's ``images`` overrides. Unparsed."""
     kind = body.get("kind")
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
     namespace = str(metadata.get("namespace") or "default")
     name = str(metadata.get("name") or "?")
     found: list[ImageField] = []

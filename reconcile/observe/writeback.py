@@ -360,7 +360,9 @@ class _File:
         try:
             roots = []
             while loader.check_node():
-                roots.append(loader.get_node())
+                node = loader.get_node()
+                if node is not None:  # check_node() said there is one
+                    roots.append(node)
         finally:
             loader.dispose()
         return cls(path, text, data.startswith(codecs.BOM_UTF8), documents, roots)
@@ -453,16 +455,16 @@ def _plan_edit(root: Path, path: str, workloads: Sequence[Workload], new: _NewIm
                                  f"{below or '.'}, and no kustomization under {below or '.'} has an images entry "
                                  f"for {current!r}")
         targets = ([(f, d, ("images", i)) for f, d, i, _ in covering] if covering else [(file, document, at)])
-        for f, d, where in targets:
-            if (f.path, d.index, where) in done:
+        for f, d, location in targets:
+            if (f.path, d.index, location) in done:
                 continue
-            done.add((f.path, d.index, where))
+            done.add((f.path, d.index, location))
             if covering:
-                before.append(kustomize_image(_dig(d.body, where)))
-                changes.setdefault(f.path, []).extend(_kustomize_changes(f, d, where, new))
+                before.append(kustomize_image(_dig(d.body, location)))
+                changes.setdefault(f.path, []).extend(_kustomize_changes(f, d, location, new))
             else:
                 before.append(current)
-                changes.setdefault(f.path, []).extend(_set(f, d, where, "image", new.text))
+                changes.setdefault(f.path, []).extend(_set(f, d, location, "image", new.text))
     edit = Edit(tuple(before))
     by_path = {f.path: f for f in files}
     for name, file_changes in changes.items():
@@ -581,7 +583,8 @@ def _mapping_node(file: _File, document: Document, at: Sequence[str | int]) -> M
 def _value_node(node: Node | None, key: str) -> Node | None:
     if not isinstance(node, MappingNode):
         return None
-    for key_node, value_node in node.value:
+    pairs: list[tuple[Node, Node]] = node.value
+    for key_node, value_node in pairs:
         if isinstance(key_node, ScalarNode) and key_node.tag == _STR and key_node.value == key:
             return value_node
     return None
@@ -677,7 +680,8 @@ def _render(value: str, style: str | None) -> str:
     """``value`` as a YAML scalar in ``style`` (plain when it reads back as the same string)."""
     if style == "'":
         return "'" + value.replace("'", "''") + "'"
-    if style is None and _PLAIN.fullmatch(value) and _RESOLVER.resolve(ScalarNode, value, (True, False)) == _STR:
+    if style is None and _PLAIN.fullmatch(value) and _RESOLVER.resolve(  # type: ignore[no-untyped-call]  # types-PyYAML: resolve is unannotated
+            ScalarNode, value, (True, False)) == _STR:
         return value
     return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
 

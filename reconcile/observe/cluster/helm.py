@@ -139,7 +139,9 @@ def _revision(cluster: str, namespace: str, name: str, secret: dict[str, Any],
     except ValueError as e:
         raise ClusterError(cluster, f"{where}: cannot read the release ({e}); its images cannot be protected, "
                                     "so nothing is pruned") from None
-    info = release.get("info") if isinstance(release.get("info"), dict) else {}
+    info = release.get("info")
+    if not isinstance(info, dict):
+        info = {}
     release_namespace = release.get("namespace") if isinstance(release.get("namespace"), str) else ""
     return _Revision(release_namespace or namespace, release_name, version, str(info.get("status") or ""),
                      tuple(images))

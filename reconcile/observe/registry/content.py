@@ -214,7 +214,9 @@ def parse_time(value: object) -> datetime | None:
 def image(manifest: Manifest, config: bytes | None) -> Image:
     """What the planner needs to know about ``manifest`` (and its config, for an image)."""
     document = manifest.json()
-    annotations = document.get("annotations") if isinstance(document.get("annotations"), dict) else {}
+    annotations = document.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = {}
     created = parse_time(annotations.get(CREATED_ANNOTATION))
     labels: dict[str, str] = {}
     if config is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -147,9 +147,13 @@ class DistributionClient:
         self._transport.close()
 
     def _request(self, method: str, target: str, operation: str, repository: str | None,
-                 scopes: Sequence[str], **kwargs: object) -> requests.Response:
+                 scopes: Sequence[str], *, headers: Mapping[str, str] | None = None,
+                 params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+                 data: bytes | Iterable[bytes] | None = None, stream: bool = False,
+                 expect: Collection[int] = (200,)) -> requests.Response:
         return self._transport.request(method, target, operation=operation, repository=repository,
-                                       scopes=scopes, **kwargs)  # type: ignore[arg-type]
+                                       scopes=scopes, headers=headers, params=params, data=data, stream=stream,
+                                       expect=expect)
 
     # -- read ----------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -186,7 +190,8 @@ class DistributionClient:
     def _paginate(self, path: str, key: str, operation: str, repository: str | None,
                   scopes: Sequence[str]) -> Iterator[object]:
         """Items of a paginated list, following ``Link: <...>; rel="next"`` headers."""
-        target, params = path, {"n": str(self.page_size)}
+        target = path
+        params: dict[str, str] | None = {"n": str(self.page_size)}
         seen = {path}
         for _ in range(MAX_PAGES):
             response = self._request("GET", target, operation, repository, scopes, params=params)

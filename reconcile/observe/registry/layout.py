@@ -248,7 +248,9 @@ class LayoutClient:
             document = manifest.json()
             subject = document.get("subject")
             if isinstance(subject, dict) and isinstance(subject.get("digest"), str):
-                config = document.get("config") if isinstance(document.get("config"), dict) else {}
+                config = document.get("config")
+                if not isinstance(config, dict):
+                    config = {}
                 subjects.setdefault(subject["digest"], []).append(Descriptor(
                     manifest.media_type, manifest.digest, len(manifest.data),
                     artifact_type=document.get("artifactType") or config.get("mediaType")))
