@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from typing import cast
 
 from reconcile.policy.secrets import SecretError, SecretProblem
 
@@ -64,9 +65,10 @@ def _fetch_kubernetes_secret(namespace: str, name: str, key: str) -> bytes | Sec
         try:
             # Raw response: the client then never builds a V1Secret (whose repr shows data) and
             # older client versions do not debug-log the body.
-            response = client.CoreV1Api(api_client).read_namespaced_secret(
+            # (The client annotates this as V1Secret whatever _preload_content says: wrongly here.)
+            response = cast(urllib3.BaseHTTPResponse, client.CoreV1Api(api_client).read_namespaced_secret(
                 name, namespace, _preload_content=False, _request_timeout=_KUBERNETES_TIMEOUT
-            )
+            ))
             body = response.data
             response.release_conn()
         except ApiException as exc:

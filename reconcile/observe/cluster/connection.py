@@ -8,6 +8,7 @@ few fields, and plain dicts keep working when a server adds fields the client's 
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -257,12 +258,14 @@ class Connection:
     # The verbs the adapter uses, each one client call.
 
     def get(self, resource: Resource, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any]:
-        return self.call(resource, "get", f"read_namespaced_{resource.method}", namespace=namespace, name=name,
-                         timeout=timeout)
+        found: dict[str, Any] = self.call(resource, "get", f"read_namespaced_{resource.method}", namespace=namespace,
+                                          name=name, timeout=timeout)
+        return found
 
     def patch(self, resource: Resource, namespace: str, name: str, body: Any, content_type: str) -> dict[str, Any]:
-        return self.call(resource, "patch", f"patch_namespaced_{resource.method}", namespace=namespace, name=name,
-                         body=body, _content_type=content_type)
+        patched: dict[str, Any] = self.call(resource, "patch", f"patch_namespaced_{resource.method}",
+                                            namespace=namespace, name=name, body=body, _content_type=content_type)
+        return patched
 
     def list(self, resource: Resource, *, page_size: int, namespace: str | None = None,
              label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
@@ -286,8 +289,9 @@ class Connection:
                 yield from page
 
     def _pages(self, resource: Resource, page_size: int, namespace: str | None, label_selector: str | None,
-               field_selector: str | None) -> Iterator[list[dict[str, Any]]]:
+               field_selector: str | None) -> Iterator[builtins.list[dict[str, Any]]]:  # (list: the method above)
         # https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks
+        scope: dict[str, Any]  # keyword arguments of the client method, through call()'s **arguments
         if namespace is None:
             method, scope = f"list_{resource.method}_for_all_namespaces", {}
         else:

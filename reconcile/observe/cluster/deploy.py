@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -70,11 +71,11 @@ def set_image(connection: Connection, resource: Resource, namespace: str, name: 
         list_name, current = find_container(connection.cluster, resource, obj, container)
         before = current.get("image") or ""
         metadata = obj.get("metadata") or {}
-        common = dict(cluster=connection.cluster, namespace=namespace, kind=resource.kind, name=name,
-                      container=container, before=before, revision_before=revision(obj), cause=cause,
-                      attempts=attempt)
+        result = partial(DeployResult, cluster=connection.cluster, namespace=namespace, kind=resource.kind, name=name,
+                         container=container, before=before, revision_before=revision(obj), cause=cause,
+                         attempts=attempt)
         if at_digest(before, reference):
-            return DeployResult(after=before, changed=False, generation=metadata.get("generation"), **common)
+            return result(after=before, changed=False, generation=metadata.get("generation"))
         body = template_patch(resource, {list_name: [{"name": container, "image": target}]})
         body["metadata"] = {"resourceVersion": metadata.get("resourceVersion"), "annotations": {CHANGE_CAUSE: cause}}
         try:
@@ -84,8 +85,8 @@ def set_image(connection: Connection, resource: Resource, namespace: str, name: 
                      resource.kind, namespace, name)
             continue
         _, after = find_container(connection.cluster, resource, updated, container)
-        return DeployResult(after=after.get("image") or "", changed=True,
-                            generation=(updated.get("metadata") or {}).get("generation"), **common)
+        return result(after=after.get("image") or "", changed=True,
+                      generation=(updated.get("metadata") or {}).get("generation"))
     raise ClusterError(connection.cluster, f"{resource.kind} {namespace}/{name} kept changing: "
                        f"{MAX_ATTEMPTS} attempts ended in 409 Conflict", status=409)
 

@@ -100,7 +100,8 @@ def _state(resource: Resource, obj: dict[str, Any], newest: dict[str, int]) -> U
 def _controller_uid(obj: dict[str, Any]) -> str | None:
     for owner in (obj.get("metadata") or {}).get("ownerReferences") or ():
         if owner.get("controller"):
-            return owner.get("uid")
+            uid: str | None = owner.get("uid")
+            return uid
     return None
 
 

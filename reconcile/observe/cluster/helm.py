@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -103,7 +103,7 @@ def _release_secrets(connection: Connection, cluster: model.Cluster, keep: Calla
     listed on its own, so a Role in each of them is enough; otherwise one cluster-wide list."""
     include = cluster.include_namespaces
     literal = bool(include) and not any(set(glob) & set("*?[") for glob in include)
-    scopes: list[str | None] = sorted({n for n in include if keep(n)}) if literal else [None]
+    scopes: Sequence[str | None] = sorted({n for n in include if keep(n)}) if literal else [None]
     for namespace in scopes:
         try:
             yield from connection.each(SECRET, page_size=page_size, namespace=namespace,

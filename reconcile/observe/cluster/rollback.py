@@ -67,6 +67,7 @@ def revision_history(connection: Connection, namespace: str, kind: str, name: st
     obj = connection.get(resource, namespace, name)
     uid = (obj.get("metadata") or {}).get("uid")
     selector = _selector(connection.cluster, obj)
+    found: list[tuple[int, Mapping[str, str]]]
     if kind == "Deployment":
         owned = _owned(connection.list(REPLICA_SET, namespace=namespace, page_size=page_size,
                                        label_selector=selector), uid)

@@ -82,7 +82,8 @@ def assess(kind: str, obj: dict[str, Any]) -> tuple[RolloutStatus | None, str]:
 
 
 def _deployment(spec: dict[str, Any], status: dict[str, Any]) -> tuple[RolloutStatus | None, str]:
-    progressing = next((c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {})
+    progressing: dict[str, Any] = next(
+        (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {})
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return "failed", f"ProgressDeadlineExceeded: {progressing.get('message') or 'no progress'}"
     if spec.get("paused"):
