@@ -23,7 +23,7 @@ class Settings:
     trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
 
 
-_COMMON = {
+_COMMON: dict[str, dict[str, Any]] = {
     "repo": dict(metavar="PATH|URL", envvar="RECONCILE_REPO", default=".", show_default=True,
                  help="Repo-of-record: a git work tree (or a directory in one), a plain directory, or a "
                       "git URL (mirrored under RECONCILE_CACHE_DIR, fetched on every run). "

@@ -79,7 +79,8 @@ class Connections:
         return pending.result()
 
     def close(self) -> None:
-        for client in [*self.registries.values(), *self.clusters.values()]:
+        clients: list[RegistryClient | ClusterClient] = [*self.registries.values(), *self.clusters.values()]
+        for client in clients:
             client.close()
 
 

@@ -29,7 +29,7 @@ def validate(settings: Settings, output: str) -> None:
     except SourceError as e:
         raise click.ClickException(str(e)) from None
     snapshot = result.snapshot
-    if snapshot.uncommitted_changes:
+    if snapshot.uncommitted_changes and snapshot.commit is not None:  # (only a commit's work tree has any)
         click.echo(f"note: read {settings.repo} at commit {snapshot.commit[:12]}; uncommitted "
                    "changes there are not validated (commit them, or pass --ref)", err=True)
     if output == "json":
@@ -52,6 +52,7 @@ def validate(settings: Settings, output: str) -> None:
         click.echo(f"{len(errors)} problem{'s' * (len(errors) != 1)}{warned} in "
                    f"{files} file{'s' * (files != 1)}{at}", err=True)
         sys.exit(1)
+    assert result.policies is not None  # no errors: the policies were built
     counts = ", ".join(f"{n} {kind}" for kind, n in result.policies.counts().items() if n)
     ignored = f"; {result.ignored} other YAML documents ignored" if result.ignored else ""
     click.echo(f"valid: {result.documents} documents ({counts or 'none'}){at}{ignored}{warned}", err=True)

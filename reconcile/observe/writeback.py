@@ -49,7 +49,7 @@ import os
 import posixpath
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -673,15 +673,15 @@ def _insertion(text: str, mapping: MappingNode, key: str, value: str, after: Seq
     return position, f"{indent}{rendered}{eol}"
 
 
-_RESOLVER = yaml.SafeLoader("")
+# The tag a plain scalar resolves to; typed here because types-PyYAML leaves BaseResolver.resolve unannotated.
+_RESOLVE: Callable[[type[Node], str, tuple[bool, bool]], str] = yaml.SafeLoader("").resolve
 
 
 def _render(value: str, style: str | None) -> str:
     """``value`` as a YAML scalar in ``style`` (plain when it reads back as the same string)."""
     if style == "'":
         return "'" + value.replace("'", "''") + "'"
-    if style is None and _PLAIN.fullmatch(value) and _RESOLVER.resolve(  # type: ignore[no-untyped-call]  # types-PyYAML: resolve is unannotated
-            ScalarNode, value, (True, False)) == _STR:
+    if style is None and _PLAIN.fullmatch(value) and _RESOLVE(ScalarNode, value, (True, False)) == _STR:
         return value
     return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
 
