@@ -58,7 +58,8 @@ def test_quickstart_command_works_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "$ ../.venv/bin/reconcile validate --repo policies\n" \
            "valid: 8 documents (3 Registry, 1 Cluster, 1 RetentionPolicy, 1 PromotionPolicy, 2 DeployPolicy) " \
            f"at commit {policies[:12]}" in out
-    applied = re.findall(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) succeeded; chain head ([0-9a-f]{64})$",
+    applied = re.findall(r"^applied (\d+) of (\d+) changes\naudit: run (\S+) (?:succeeded|blocked); chain head "
+                         r"([0-9a-f]{64})$",
                          out, re.M)
     assert [(run[0], run[1]) for run in applied] == [("16", "16"), ("2", "2"), ("1", "1")], out
     rolled_back = re.search(r"^audit: run (\S+) succeeded; chain head ([0-9a-f]{64})\nrolled prod-web back from 126 "

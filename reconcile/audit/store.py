@@ -84,24 +84,24 @@ def new_id(prefix: str) -> str:
 
 def _migration_1(db: sqlite_utils.Database) -> None:
     chained = {"prev_hash": str, "hash": str}
-    db["run_starts"].create({"seq": int, "run_id": str, "mode": str, "actor": str, "host": str,
+    db.table("run_starts").create({"seq": int, "run_id": str, "mode": str, "actor": str, "host": str,
                              "pid": int, "repo_url": str, "repo_commit": str, "started_at": str,
                              "dry_run": int, **chained}, pk="seq", not_null={"run_id", "started_at"})
-    db["actions"].create({"seq": int, "event_id": str, "run_id": str, "timestamp": str, "kind": str,
+    db.table("actions").create({"seq": int, "event_id": str, "run_id": str, "timestamp": str, "kind": str,
                           "target": str, "digest_before": str, "digest_after": str, "policy": str,
                           "reason": str, "status": str, "error": str, "duration": float,
                           "dry_run": int, "intent_id": str, **chained},
                          pk="seq", not_null={"event_id", "run_id", "timestamp", "kind", "status"})
-    db["run_ends"].create({"seq": int, "run_id": str, "finished_at": str, "outcome": str,
+    db.table("run_ends").create({"seq": int, "run_id": str, "finished_at": str, "outcome": str,
                            "summary": str, **chained}, pk="seq", not_null={"run_id", "finished_at"})
-    db["run_starts"].create_index(["run_id"], unique=True)
-    db["run_ends"].create_index(["run_id"], unique=True)
-    db["actions"].create_index(["event_id"], unique=True)
-    db["actions"].create_index(["run_id"])
-    db["actions"].create_index(["timestamp"])
-    db["actions"].create_index(["kind", "timestamp"])
-    db["actions"].create_index(["target"])
-    db["actions"].create_index(["intent_id"])
+    db.table("run_starts").create_index(["run_id"], unique=True)
+    db.table("run_ends").create_index(["run_id"], unique=True)
+    db.table("actions").create_index(["event_id"], unique=True)
+    db.table("actions").create_index(["run_id"])
+    db.table("actions").create_index(["timestamp"])
+    db.table("actions").create_index(["kind", "timestamp"])
+    db.table("actions").create_index(["target"])
+    db.table("actions").create_index(["intent_id"])
     for table in CHAINED_TABLES:
         for verb in ("UPDATE", "DELETE"):
             message = f"the audit trail is append-only: {verb} on {table} refused"
@@ -493,9 +493,8 @@ class Run:
         If the intent cannot be written, AuditError propagates and the body never runs. ``tags``
         go on both rows; the body may report others on the outcome (``outcome.tags``).
         """
-        common = {"policy": policy, "digest_before": digest_before}
         intent = self.append(kind, target, status="intent", reason=reason, digest_after=digest_after,
-                             tags=tags, **common)
+                             tags=tags, policy=policy, digest_before=digest_before)
         outcome = Outcome(digest_after=digest_after)
         started = time.monotonic()
         try:
@@ -504,15 +503,16 @@ class Run:
             self.append(kind, target, status="failed", reason=reason, digest_after=outcome.digest_after,
                         error=f"{type(e).__name__}: {e}", duration=time.monotonic() - started,
                         intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags,
-                        **common)
+                        policy=policy, digest_before=digest_before)
             raise
         self.append(kind, target, status=outcome.status, reason=outcome.reason or reason,
                     digest_after=outcome.digest_after, duration=time.monotonic() - started,
-                    intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags, **common)
+                    intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags,
+                    policy=policy, digest_before=digest_before)
 
     def finish(self, outcome: str) -> str:
         """Close the run; returns the chain head to print."""
         row = self.store._append("run_ends", {
             "run_id": self.id, "finished_at": self.store.clock(), "outcome": outcome,
             "summary": json.dumps(dict(sorted(self.counts.items())))})
-        return row["hash"]
+        return str(row["hash"])

@@ -10,13 +10,14 @@ import sys
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from reconcile.apply.executor import DeployContext, apply_plan, promotion_sources
 from reconcile.audit import Run
+from reconcile.audit.store import RunMode
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.auditing import Refused, audited_failures, audited_run
 from reconcile.cli.pullrequest import plan_json, plan_markdown, print_review
@@ -96,7 +97,13 @@ MAX_PLAN_AGE = "1h"
 CLOCK_SKEW = timedelta(minutes=5)  # a plan saved on another machine may seem to come from the near future
 
 
-class PlanAge(click.ParamType):
+if TYPE_CHECKING:
+    _DurationParam = click.ParamType[timedelta | None]
+else:  # click before 8.2 has no generic ParamType at run time
+    _DurationParam = click.ParamType
+
+
+class PlanAge(_DurationParam):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta | None:
@@ -165,12 +172,12 @@ def _time(text: str) -> datetime:
     return moment
 
 
-def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
+def _execute(settings: Settings, mode: RunMode, only: str | None, saved: str | None, *, confirm: bool = False,
              max_plan_age: timedelta | None = None) -> None:
-    with audited_failures(settings, mode):  # type: ignore[arg-type]
+    with audited_failures(settings, mode):
         policies = load_checked(settings, only)
     err = Console(stderr=True, highlight=False)
-    with connections_for(policies) as connections, audited_run(settings, mode, repo_url=policies.source,  # type: ignore[arg-type]
+    with connections_for(policies) as connections, audited_run(settings, mode, repo_url=policies.source,
                                                             repo_commit=policies.commit) as run:
         try:
             reviewed = _read_saved(saved) if saved else None
@@ -220,7 +227,7 @@ def _record_plan(settings: Settings, policies: PolicySet, plan: Plan) -> None:
     with audited_run(settings, "plan", repo_url=policies.source, repo_commit=policies.commit, dry_run=True) as run:
         run.counts["changes.planned"] = len(plan.changes)
         for action in plan.changes:
-            run.append(action.kind, action.target, status="skipped", policy=action.policy,
+            run.append(action.mutation_kind, action.target, status="skipped", policy=action.policy,
                        reason=f"planned, not applied: {action.reason}", digest_before=action.digest_before,
                        digest_after=action.digest_after, tags=action.tags)
         _record_blocked(run, plan)
