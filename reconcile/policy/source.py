@@ -104,6 +104,17 @@ def _read_remote(url: str, ref: str | None, cache: Path, *, fetch: bool = True) 
         return _read_commit(shown, "", Path(repository.git_dir), repository, ref)
 
 
+def _local_repository(repo: str, cache_dir: Path | None) -> git.Repo | None:
+    """The repo-of-record as a local git repository (a URL's mirror, as :func:`read_snapshot` left
+    it, not fetched again); None for a plain directory."""
+    if is_remote(repo):
+        return mirror(repo, cache_dir or default_cache_dir() / "repos", fetch=False)
+    try:
+        return git.Repo(repo, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
 def default_branch(repo: str, *, cache_dir: Path | None = None) -> str | None:
     """The ref that stands for the repo-of-record's default branch, as a full ref name: what
     ``refs/remotes/origin/HEAD`` points at; for a bare repository or a git URL (mirrored, as
@@ -112,13 +123,9 @@ def default_branch(repo: str, *, cache_dir: Path | None = None) -> str | None:
     checked out. None when none of these exists (a detached HEAD, or a remote without
     ``origin/HEAD`` and no ``main``, as a CI checkout of one commit): the caller must then be
     told which ref to trust, it never guesses. A plain directory also gives None."""
-    if is_remote(repo):
-        repository = mirror(repo, cache_dir or default_cache_dir() / "repos", fetch=False)
-    else:
-        try:
-            repository = git.Repo(repo, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            return None
+    repository = _local_repository(repo, cache_dir)
+    if repository is None:
+        return None
     with repository:
         if repository.bare:
             return _symbolic(repository, "HEAD")
@@ -138,13 +145,9 @@ def unambiguous(repo: str, ref: str, *, cache_dir: Path | None = None) -> None:
     trusted ref; full names (``refs/...``) and commit ids are taken as they are."""
     if ref.startswith("refs/"):
         return
-    if is_remote(repo):
-        repository = mirror(repo, cache_dir or default_cache_dir() / "repos", fetch=False)
-    else:
-        try:
-            repository = git.Repo(repo, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            return
+    repository = _local_repository(repo, cache_dir)
+    if repository is None:
+        return
     with repository:
         # git's own order of lookup (git help revisions)
         found = [full for full in (f"refs/{ref}", f"refs/tags/{ref}", f"refs/heads/{ref}", f"refs/remotes/{ref}",

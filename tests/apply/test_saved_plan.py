@@ -17,36 +17,16 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli, session
+from tests.apply.test_retention_end_to_end import policies as retention
+from tests.apply.test_retention_end_to_end import tags
 from tests.conftest import RunningRegistry
-from tests.observe.registry.oci import Layout, push, put_tag, skopeo
+from tests.observe.registry.oci import Layout, push, put_tag
 
 KEPT = ["build-1", "build-2", "build-3", "v1", "v2"]
 
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)  # a traceback fails the test
-
-
-def retention(tmp_path: Path, registry: RunningRegistry, repository: str, *, max_deletions: int = 100) -> Path:
-    root = tmp_path / "policies"
-    root.mkdir()
-    (root / "ci.yaml").write_text(f"""\
-apiVersion: reconcile/v1
-kind: Registry
-metadata: {{name: ci}}
-spec: {{url: "{registry.url}"}}
----
-apiVersion: reconcile/v1
-kind: RetentionPolicy
-metadata: {{name: ci-cleanup}}
-spec:
-  registry: ci
-  repositories: ["{repository}"]
-  keep:
-    - tags: '^v\\d+$'
-  maxDeletions: {max_deletions}
-""")
-    return root
 
 
 @pytest.fixture
@@ -62,10 +42,6 @@ def images(tmp_path: Path, plain_registry: RunningRegistry, repo: str,
         push(layout, tag, plain_registry.host, repo)
     put_tag(plain_registry.url, repo, "build-2", built["b12"])
     return {name: b.digest for name, b in built.items()}
-
-
-def tags(registry: RunningRegistry, repository: str) -> list[str]:
-    return sorted(json.loads(skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/{repository}"))["Tags"])
 
 
 def saved_plan(tmp_path: Path, common: list[str]) -> tuple[Path, dict[str, Any]]:
