@@ -13,7 +13,7 @@ from reconcile.audit import Run
 from reconcile.observe.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
 from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
 from reconcile.observe.writeback import WriteBackError, write_back
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, parse_target
 from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan
 from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
@@ -47,17 +47,6 @@ class ApplyResult:
         return not self.failed
 
 
-def parse_target(target: str) -> tuple[str, str, str | None, str | None]:
-    """``registry/repository:tag`` or ``registry/repository@digest`` -> (registry, repository, tag, digest).
-    Unambiguous: repository names hold neither ':' nor '@', tags hold no ':'."""
-    registry, rest = target.split("/", 1)
-    if "@" in rest:
-        repository, digest = rest.split("@", 1)
-        return registry, repository, None, digest
-    repository, tag = rest.rsplit(":", 1)
-    return registry, repository, tag, None
-
-
 def promotion_sources(policies: PolicySet) -> dict[str, tuple[str, str]]:
     """``registry/repository`` of each promoted-to stage -> (registry, repository) it copies from."""
     sources = {}
@@ -79,7 +68,7 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
     clusters use now) just before it happens; one whose world moved is skipped and audited so.
     The prune of a platform manifest or referrer runs only once the prune it depends on succeeded."""
     result = ApplyResult()
-    check = DeleteCheck(plan.actions, clients, parse_target, in_use)
+    check = DeleteCheck(plan.actions, clients, in_use)
     done: set[str] = set()
     for action in plan.changes:
         try:
@@ -123,7 +112,7 @@ def _verified_delete(action: Action, client: RegistryClient, run: Run, check: De
     skipped: StateChanged | None = None
     with run.mutation(action.mutation_kind, action.target, policy=action.policy, reason=action.reason,
                       digest_before=action.digest_before, digest_after=action.digest_after,
-                      tags=action.tags or ((tag,) if tag else ())) as outcome:
+                      tags=action.tags) as outcome:
         try:
             if action.depends_on is not None and action.depends_on not in done:
                 raise StateChanged(f"it goes with {action.depends_on}, which was not deleted")

@@ -9,9 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconcile.observe.registry import RegistryClient, RegistryError
-from reconcile.observe.state import Descriptor
-from reconcile.plan.actions import Action
+from reconcile.observe.registry import RegistryClient, RegistryError, resolve_tags
+from reconcile.plan.actions import Action, parse_target
 
 
 @dataclass(frozen=True)
@@ -29,15 +28,14 @@ class StateChanged(Exception):
     """The registry or a cluster changed since the plan: this delete is skipped, not failed."""
 
 
-def planned_tags(actions: Iterable[Action], parse: Callable[[str], tuple[str, str, str | None, str | None]]
-                 ) -> dict[tuple[str, str], dict[str, str]]:
+def planned_tags(actions: Iterable[Action]) -> dict[tuple[str, str], dict[str, str]]:
     """(registry, repository) -> tag -> digest, as the plan's retention actions saw them. Every tag of
     a pruned repository is in the plan: kept, untagged, or removed with a pruned digest."""
     seen: dict[tuple[str, str], dict[str, str]] = {}
     for action in actions:
         if not action.policy.startswith("RetentionPolicy/") or action.kind not in ("keep", "untag", "prune"):
             continue
-        registry, repository, tag, _ = parse(action.target)
+        registry, repository, tag, _ = parse_target(action.target)
         tags = seen.setdefault((registry, repository), {})
         if tag is not None and action.digest_before:
             tags[tag] = action.digest_before
@@ -53,9 +51,8 @@ class DeleteCheck:
     use is read again once per policy (``in_use``)."""
 
     def __init__(self, actions: Iterable[Action], clients: Mapping[str, RegistryClient],
-                 parse: Callable[[str], tuple[str, str, str | None, str | None]],
                  in_use: InUseReader | None = None) -> None:
-        self._planned = planned_tags(actions, parse)
+        self._planned = planned_tags(actions)
         self._clients = clients
         self._in_use = in_use
         self._now: dict[tuple[str, str], dict[str, str]] = {}
@@ -113,11 +110,8 @@ class DeleteCheck:
     def _tags_now(self, client: RegistryClient, registry: str, repository: str) -> dict[str, str]:
         key = (registry, repository)
         if key not in self._now:
-            names = client.tags(repository)
             with ThreadPoolExecutor(max_workers=max(1, client.concurrency)) as pool:
-                found: list[tuple[str, Descriptor | None]] = list(
-                    pool.map(lambda t: (t, client.resolve(repository, t)), names))
-            self._now[key] = {tag: d.digest for tag, d in found if d is not None}
+                self._now[key] = {tag: d.digest for tag, d in resolve_tags(client, repository, pool).items()}
         return self._now[key]
 
     def deleted(self, registry: str, repository: str, digest: str) -> None:

@@ -64,3 +64,14 @@ class Action:
     def is_error(self) -> bool:
         """A block that means a source or a limit stopped the policy (not a gate or hold doing its job)."""
         return self.block in ERROR_BLOCKS
+
+
+def parse_target(target: str) -> tuple[str, str, str | None, str | None]:
+    """``registry/repository:tag`` or ``registry/repository@digest`` -> (registry, repository, tag, digest).
+    Unambiguous: repository names hold neither ':' nor '@', tags hold no ':'."""
+    registry, rest = target.split("/", 1)
+    if "@" in rest:
+        repository, digest = rest.split("@", 1)
+        return registry, repository, None, digest
+    repository, tag = rest.rsplit(":", 1)
+    return registry, repository, tag, None

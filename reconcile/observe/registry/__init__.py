@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 
@@ -22,7 +22,7 @@ from reconcile.observe.registry.distribution import DEFAULT_PAGE_SIZE, Distribut
 from reconcile.observe.registry.errors import CannotUntag, DeletionDisabled, DigestMismatch, RegistryError
 from reconcile.observe.registry.layout import LayoutClient
 from reconcile.observe.registry.transport import RetryPolicy
-from reconcile.observe.state import Image, RepositoryState
+from reconcile.observe.state import Descriptor, Image, RepositoryState
 from reconcile.policy.model import Registry
 from reconcile.policy.secrets import SecretResolver
 from reconcile.policy.source import default_cache_dir
@@ -42,6 +42,7 @@ __all__ = [
     "observe_repositories",
     "observe_repository",
     "open_registry",
+    "resolve_tags",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,8 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     repository costs its tag list and one HEAD per tag. Only GETs and HEADs: how the registry
     deletes comes from its Registry policy (``deletion``), not from trying.
     """
-    names = client.tags(repository)
     with ThreadPoolExecutor(max_workers=workers or client.concurrency) as pool:
-        resolved = pool.map(lambda tag: (tag, client.resolve(repository, tag)), names)
-        # A tag deleted between listing and resolving is simply not there any more.
-        tags = {tag: found for tag, found in resolved if found is not None}
+        tags = resolve_tags(client, repository, pool)
 
         images: dict[str, Image] = {}
         missing: set[str] = set()
@@ -100,6 +98,13 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
         registry=client.name, repository=repository, tags=MappingProxyType(dict(sorted(tags.items()))),
         images=MappingProxyType(images), referrers=MappingProxyType(referrers),
         can_delete_tags=client.can_delete_tags(repository), can_delete=client.deletion != "none")
+
+
+def resolve_tags(client: RegistryClient, repository: str, pool: Executor) -> dict[str, Descriptor]:
+    """Every tag of ``repository`` and what it points at now, resolved side by side on ``pool``. A
+    tag deleted between listing and resolving is simply not there any more."""
+    resolved = pool.map(lambda tag: (tag, client.resolve(repository, tag)), client.tags(repository))
+    return {tag: found for tag, found in resolved if found is not None}
 
 
 def observe_repositories(client: RegistryClient, repositories: Sequence[str]) -> tuple[RepositoryState, ...]:
