@@ -16,6 +16,7 @@ from reconcile.audit.store import decode_tags
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.session import connections_for, load_checked, observe_and_plan
 from reconcile.plan import Action
+from reconcile.plan.actions import parse_target
 from reconcile.policy import PolicySet
 from reconcile.render.audit import absolute_time
 
@@ -91,9 +92,9 @@ def _removal_line(row: Mapping[str, Any], action: Action, reference: str) -> str
         tags = f" (tags: {', '.join(action.tags)})" if action.tags and action.kind == "prune" else ""
         return f"{action.target}{tags}: {line}"
     tag = reference.rpartition(":")[2]
-    repository = action.target.split("@")[0] if "@" in action.target else action.target.rpartition(":")[0]
+    registry, repository, _, _ = parse_target(action.target)
     pointed = f"; it pointed at {action.digest_before}" if action.digest_before else ""
-    return f"{repository}:{tag}: {line}{pointed}"
+    return f"{registry}/{repository}:{tag}: {line}{pointed}"
 
 
 def deploy_images(policies: PolicySet) -> dict[str, str]:
