@@ -60,10 +60,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconcile.observe.registry import copy_image, observe_repositories, observe_repository, open_registry
+from reconcile.adapters.registry import copy_image, open_registry
+from reconcile.observe.repositories import observe_repositories, observe_repository
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, RepositoryState
 from reconcile.policy.model import Registry
-from tests.observe.registry.oci import OCI_LAYER, REVISION, Built, Layout, push, put_tag, sha256
+from tests.adapters.registry.oci import OCI_LAYER, REVISION, Built, Layout, push, put_tag, sha256
 
 REPOSITORY = "team-a/web"
 BIG_SOURCE = "bench/big"

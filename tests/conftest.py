@@ -24,10 +24,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from reconcile.observe.registry import RegistryClient, RetryPolicy, open_registry
+from reconcile.adapters.registry import RegistryClient, RetryPolicy, open_registry
 from reconcile.policy.model import Credentials, RateLimit, Registry
 from reconcile.policy.secrets import SecretRef, SecretResolver
-from tests.observe.registry.faults import FaultProxy
+from tests.adapters.registry.faults import FaultProxy
 
 BINARIES = {"docker-registry": "docker-registry", "skopeo": "skopeo", "htpasswd": "apache2-utils",
             "openssl": "openssl"}

@@ -21,7 +21,7 @@ def test_import_contracts_are_kept() -> None:
 
 def test_the_planner_loads_no_adapter_network_or_git_library() -> None:
     code = ("import sys, reconcile.plan; print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('requests', 'kubernetes', 'git', 'urllib3') or m.startswith(('reconcile.observe.registry', "
-            "'reconcile.observe.cluster', 'reconcile.policy.source'))))")
+            "('requests', 'kubernetes', 'git', 'urllib3') or m.startswith(('reconcile.adapters.registry', "
+            "'reconcile.adapters.cluster', 'reconcile.policy.source'))))")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

@@ -23,12 +23,12 @@ import pytest
 import requests
 
 from reconcile.audit import AuditStore
+from tests.adapters.cluster.backends import RBAC_MANIFEST, SERVICE_ACCOUNT, FixtureBackend
+from tests.adapters.cluster.scenarios import deployment
+from tests.adapters.registry.faults import FaultProxy, Recorded
+from tests.adapters.registry.oci import Layout, push, put_tag
 from tests.conftest import RunningRegistry
 from tests.kube import ApiServer, Identity, Request, Rule, manifest_rules, running
-from tests.observe.cluster.backends import RBAC_MANIFEST, SERVICE_ACCOUNT, FixtureBackend
-from tests.observe.cluster.scenarios import deployment
-from tests.observe.registry.faults import FaultProxy, Recorded
-from tests.observe.registry.oci import Layout, push, put_tag
 
 REGISTRY_READS = {"GET", "HEAD"}
 CLUSTER_READS = {"GET"}  # get, list and watch are all GETs; everything else writes

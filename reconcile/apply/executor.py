@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconcile.adapters.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
+from reconcile.adapters.git.writeback import WriteBackError, write_back
+from reconcile.adapters.registry import CannotUntag, RegistryClient, RegistryError, copy_image
 from reconcile.apply.verify import DeleteCheck, InUseReader, StateChanged
 from reconcile.audit import Run
-from reconcile.observe.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
-from reconcile.observe.registry import CannotUntag, RegistryClient, RegistryError, copy_image
-from reconcile.observe.writeback import WriteBackError, write_back
 from reconcile.plan.actions import Action, parse_target
 from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan

@@ -12,10 +12,10 @@ the rollback failed half-way, since the person asked not to run it.
 
 from __future__ import annotations
 
+from reconcile.adapters.cluster import parse_image
+from reconcile.adapters.git.writeback import write_back
 from reconcile.apply.executor import DeployContext, RolloutFailed, write_back_message
 from reconcile.audit import Run
-from reconcile.observe.cluster import parse_image
-from reconcile.observe.writeback import write_back
 from reconcile.plan.deploy import deploy_target, image_ref
 from reconcile.plan.rollback import RollbackChoice
 from reconcile.policy.model import DeployPolicy, registry_host

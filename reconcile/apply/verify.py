@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconcile.observe.registry import RegistryClient, RegistryError, resolve_tags
+from reconcile.adapters.registry import RegistryClient, RegistryError
+from reconcile.observe.repositories import resolve_tags
 from reconcile.plan.actions import Action, parse_target
 
 

@@ -10,9 +10,9 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
+from reconcile.adapters.cluster import ClusterError
+from reconcile.adapters.registry import RegistryError
 from reconcile.cli import Settings
-from reconcile.observe.cluster import ClusterError
-from reconcile.observe.registry import RegistryError
 from reconcile.plan import Plan
 from reconcile.policy.loader import load_policies
 from reconcile.policy.model import ConnectionChange, PolicySet

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import click
 
+from reconcile.adapters.cluster import ClusterError, parse_image
+from reconcile.adapters.git.writeback import WriteBackError
+from reconcile.adapters.registry import RegistryClient, RegistryError
 from reconcile.apply.executor import DeployContext, RolloutFailed
 from reconcile.apply.rollback import roll_back
 from reconcile.audit.query import HOLD_RELEASED
@@ -20,10 +23,8 @@ from reconcile.cli.session import (
     load_checked,
     written_reader,
 )
-from reconcile.observe.cluster import ClusterError, parse_image
-from reconcile.observe.registry import RegistryClient, RegistryError, observe_repository
+from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import RepositoryState
-from reconcile.observe.writeback import WriteBackError
 from reconcile.plan.deploy import deploy_target, version_tag
 from reconcile.plan.rollback import RollbackRefused, choose_rollback
 from reconcile.policy import PolicySet, SourceError

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import click
 
+from reconcile.adapters.cluster import ClusterClient, ClusterError, connect, parse_image
+from reconcile.adapters.cluster.secrets import read_kubernetes_secret
+from reconcile.adapters.git.manifests import read_manifests_state
+from reconcile.adapters.registry import RegistryClient, open_registry
 from reconcile.apply.verify import InUse
 from reconcile.audit import AuditError, AuditStore
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import utc_now
 from reconcile.cli import Settings
 from reconcile.cli.pullrequest import load_policies_for, refuse_cluster, refuse_registry, refused_registries
-from reconcile.observe.cluster import ClusterClient, ClusterError, connect, parse_image
-from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
-from reconcile.observe.manifests import read_manifests_state
-from reconcile.observe.registry import RegistryClient, open_registry
 from reconcile.observe.state import ClusterState, DeployHealth
 from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader, observe
 from reconcile.plan import Plan, build_plan

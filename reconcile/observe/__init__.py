@@ -1,5 +1,3 @@
-"""Adapters that read the world: registries (OCI Distribution API, OCI image layouts) and
-clusters (Kubernetes API). The only code that talks to the network.
-
-Filled by the registry and cluster issues.
-"""
+"""The observed world as data: ``state`` (what a registry, cluster or git ref holds), built by
+``repositories`` and ``world`` from the adapters in ``reconcile.adapters``. The planner reads only
+``state``."""

@@ -9,15 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 
-from reconcile.observe.cluster import ClusterError
-from reconcile.observe.git_refs import live_commits
-from reconcile.observe.registry import (
-    RegistryClient,
-    RegistryError,
-    observe_repositories,
-    observe_repository,
-    open_registry,
-)
+from reconcile.adapters.cluster import ClusterError
+from reconcile.adapters.git.refs import live_commits
+from reconcile.adapters.registry import RegistryClient, RegistryError, open_registry
+from reconcile.observe.repositories import observe_repositories, observe_repository
 from reconcile.observe.state import (
     ClusterState,
     DeployHealth,

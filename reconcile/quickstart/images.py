@@ -5,7 +5,7 @@ image of a platform, an application layer per build), an image config with ``cre
 history and OCI labels (``org.opencontainers.image.revision`` among them), multi-platform
 indexes, and cosign-style signatures tagged ``sha256-<hex>.sig``. The same seed gives the same
 bytes, hence the same digests; nothing here touches a registry except through
-:class:`~reconcile.observe.registry.RegistryClient` (``put_blob``, ``put_manifest``).
+:class:`~reconcile.adapters.registry.RegistryClient` (``put_blob``, ``put_manifest``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcile.observe.registry import Manifest, RegistryClient
-from reconcile.observe.registry.content import cosign_tag, digest_of
+from reconcile.adapters.registry import Manifest, RegistryClient
+from reconcile.adapters.registry.content import cosign_tag, digest_of
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, REVISION_LABEL, Platform
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

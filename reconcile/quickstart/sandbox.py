@@ -33,8 +33,8 @@ from pathlib import Path
 
 import git
 
-from reconcile.observe.registry import RegistryError, copy_image, open_registry
-from reconcile.observe.registry.content import cosign_tag
+from reconcile.adapters.registry import RegistryError, copy_image, open_registry
+from reconcile.adapters.registry.content import cosign_tag
 from reconcile.policy.model import Registry
 from reconcile.quickstart.images import ImageSpec, ImageWriter, revision_of, rfc3339
 

@@ -16,11 +16,11 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
+from tests.adapters.cluster.backends import FixtureBackend
+from tests.adapters.cluster.scenarios import deployment
+from tests.adapters.registry.oci import Layout, push
 from tests.conftest import RunningRegistry
 from tests.kube import running
-from tests.observe.cluster.backends import FixtureBackend
-from tests.observe.cluster.scenarios import deployment
-from tests.observe.registry.oci import Layout, push
 
 
 def invoke(*args: str) -> Result:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconcile.adapters.registry import copy_image, open_registry
 from reconcile.apply.executor import apply_plan, parse_target
 from reconcile.audit import AuditStore
-from reconcile.observe.registry import copy_image, open_registry
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import make_plan
 from reconcile.policy.secrets import SecretResolver
+from tests.adapters.registry.oci import Layout, push
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
-from tests.observe.registry.oci import Layout, push
 
 
 def test_a_failed_action_is_recorded_and_the_others_still_run(

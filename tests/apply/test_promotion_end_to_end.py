@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
+from tests.adapters.registry.oci import Layout, push, put_tag, raw_digest
 from tests.conftest import RunningRegistry
-from tests.observe.registry.oci import Layout, push, put_tag, raw_digest
 
 
 def invoke(*args: str) -> Result:

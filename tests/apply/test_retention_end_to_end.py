@@ -15,10 +15,10 @@ from reconcile.cli import cli
 from reconcile.cli import reconcile as plan_commands
 from reconcile.cli.session import connections_for
 from reconcile.policy import load_policies
+from tests.adapters.cluster.backends import FixtureBackend
+from tests.adapters.registry.oci import Layout, push, put_tag, skopeo
 from tests.conftest import RunningRegistry
 from tests.kube import running, write_kubeconfig
-from tests.observe.cluster.backends import FixtureBackend
-from tests.observe.registry.oci import Layout, push, put_tag, skopeo
 
 
 def policies(tmp_path: Path, registry: RunningRegistry, repository: str, *, max_deletions: int = 100) -> Path:

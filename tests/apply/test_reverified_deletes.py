@@ -12,19 +12,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconcile.adapters.registry import RegistryClient
 from reconcile.apply.executor import apply_plan
 from reconcile.apply.verify import InUse
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.cli import reconcile as commands
-from reconcile.observe.registry import RegistryClient, observe_repository
+from reconcile.observe.repositories import observe_repository
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import KeepRule, Protection, RetentionPolicy
 from reconcile.policy.patterns import compile_pattern
+from tests.adapters.registry.oci import Built, Layout, push, put_tag
 from tests.apply.test_retention_end_to_end import policies, tags
 from tests.conftest import RunningRegistry, registry_policy
-from tests.observe.registry.oci import Built, Layout, push, put_tag
 
 KEEP_V = RetentionPolicy("ci-cleanup", "ci", ("x",), (KeepRule(tags=compile_pattern(r"^v\d+$")),), Protection(), 100)
 
@@ -187,9 +188,9 @@ def test_a_tag_a_cluster_now_runs_by_tag_is_neither_untagged_nor_pruned(
 def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluster_and_kept(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from reconcile.cli import session
+    from tests.adapters.cluster.backends import FixtureBackend
     from tests.apply.test_retention_end_to_end import protected_policies
     from tests.kube import running
-    from tests.observe.cluster.backends import FixtureBackend
 
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
     layout = Layout(tmp_path / "layout")

@@ -17,10 +17,10 @@ from click.testing import CliRunner, Result
 
 from reconcile.audit import AuditStore
 from reconcile.cli import cli, session
+from tests.adapters.registry.oci import Layout, push, put_tag
 from tests.apply.test_retention_end_to_end import policies as retention
 from tests.apply.test_retention_end_to_end import tags
 from tests.conftest import RunningRegistry
-from tests.observe.registry.oci import Layout, push, put_tag
 
 KEPT = ["build-1", "build-2", "build-3", "v1", "v2"]
 

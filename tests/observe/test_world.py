@@ -10,9 +10,9 @@ from pathlib import Path
 from reconcile.observe.world import observe
 from reconcile.policy import load_policies
 from reconcile.policy.secrets import SecretResolver
+from tests.adapters.registry.faults import FaultProxy
+from tests.adapters.registry.oci import Layout, push
 from tests.conftest import RunningRegistry
-from tests.observe.registry.faults import FaultProxy
-from tests.observe.registry.oci import Layout, push
 
 
 def test_independent_sources_are_read_side_by_side(tmp_path: Path, plain_registry: RunningRegistry,

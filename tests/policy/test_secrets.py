@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from reconcile.observe.kubernetes_secrets import read_kubernetes_secret
+from reconcile.adapters.cluster.secrets import read_kubernetes_secret
 from reconcile.policy.secrets import (
     MAX_SECRET_BYTES,
     BasicCredentials,

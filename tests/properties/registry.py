@@ -1,5 +1,5 @@
 """A generated :class:`Blueprint` built for real: OCI images, indexes, cosign-style signatures and
-OCI 1.1 artifacts written to an image layout by ``tests/observe/registry/oci.py`` (not by the code
+OCI 1.1 artifacts written to an image layout by ``tests/adapters/registry/oci.py`` (not by the code
 under test) and pushed to a registry: a tagged manifest with skopeo, its other tags with a plain
 PUT, an untagged one (and an index skopeo does not copy: nested, or of artifacts) blob by blob, by
 digest."""
@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from tests.observe.registry.oci import (
+from tests.adapters.registry.oci import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,

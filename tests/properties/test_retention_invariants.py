@@ -29,9 +29,10 @@ from types import MappingProxyType
 from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 
+from reconcile.adapters.registry import open_registry
 from reconcile.apply.executor import apply_plan
 from reconcile.audit import AuditStore
-from reconcile.observe.registry import observe_repository, open_registry
+from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -48,8 +49,8 @@ from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import KeepRule, Protection, RetentionPolicy
 from reconcile.policy.patterns import compile_pattern
 from reconcile.policy.secrets import SecretResolver
+from tests.adapters.registry.oci import Layout
 from tests.conftest import FAST_RETRY, RunningRegistry, registry_policy
-from tests.observe.registry.oci import Layout
 from tests.properties import oracle
 from tests.properties.conftest import PROFILE
 from tests.properties.registry import build, push_all

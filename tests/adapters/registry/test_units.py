@@ -1,0 +1,88 @@
+"""The adapter's pure parts: challenges, globs, verified streams, the cache, the rate limiter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from reconcile.adapters.registry import DigestMismatch
+from reconcile.adapters.registry.auth import parse_challenge
+from reconcile.adapters.registry.cache import ContentCache
+from reconcile.adapters.registry.content import digest_of, glob_pattern, verified_chunks
+from reconcile.adapters.registry.transport import TokenBucket
+from reconcile.policy.source import default_cache_dir
+
+
+def test_bearer_challenges_are_parsed() -> None:
+    challenge = parse_challenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",'
+                                'scope="repository:team-a/web:pull,push"')
+    assert challenge is not None and challenge.scheme == "bearer"
+    assert challenge.params == {"realm": "https://auth.example.com/token", "service": "registry.example.com",
+                                "scope": "repository:team-a/web:pull,push"}
+    basic = parse_challenge('Basic realm="basic-realm"')
+    assert basic is not None and (basic.scheme, basic.params) == ("basic", {"realm": "basic-realm"})
+    assert parse_challenge("") is None
+
+
+@pytest.mark.parametrize(("pattern", "name", "matches"), [
+    ("team-a/*", "team-a/web", True),
+    ("team-a/*", "team-a/web/cache", False),
+    ("team-a/**", "team-a/web/cache", True),
+    ("**/web", "web", True),
+    ("**/web", "x/y/web", True),
+    ("team-?/web", "team-b/web", True),
+    ("team.a/web", "teamXa/web", False),  # literal characters are literal
+])
+def test_repository_globs(pattern: str, name: str, matches: bool) -> None:
+    assert bool(glob_pattern([pattern]).match(name)) is matches
+
+
+def test_a_verified_stream_withholds_its_last_chunk_until_the_digest_matches() -> None:
+    chunks = [b"a" * 10, b"b" * 10, b"c" * 10]
+    good = digest_of(b"".join(chunks))
+    assert list(verified_chunks(chunks, good, 30, registry="r", repository="x", operation="get")) == chunks
+    handed: list[bytes] = []
+    with pytest.raises(DigestMismatch):
+        for chunk in verified_chunks(chunks, digest_of(b"other"), 30, registry="r", repository="x", operation="get"):
+            handed.append(chunk)
+    assert handed == chunks[:2]  # a consumer uploading as it reads never completes the upload
+    with pytest.raises(DigestMismatch, match="more than the 25 bytes"):
+        list(verified_chunks(chunks, good, 25, registry="r", repository="x", operation="get"))
+
+
+def test_the_cache_verifies_what_it_reads(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path)
+    data = b'{"schemaVersion": 2}'
+    digest = digest_of(data)
+    cache.put(digest, data)
+    assert cache.get(digest) == data
+    (path,) = (tmp_path / "blobs" / "sha256").rglob(digest.split(":")[1])
+    path.write_bytes(b'{"schemaVersion": 3}')  # damaged or tampered with
+    assert cache.get(digest) is None and not path.exists()
+    cache.put(digest, b"not the content")  # refused: it would poison the cache
+    assert cache.get(digest) is None
+    assert cache.get("sha256:../../etc/passwd") is None
+
+
+def test_the_default_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("RECONCILE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "reconcile"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "reconcile"
+
+
+def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=50, burst=5)
+    started = time.monotonic()
+    for _ in range(5):
+        bucket.acquire()
+    assert time.monotonic() - started < 0.05
+    for _ in range(10):
+        bucket.acquire()
+    assert time.monotonic() - started >= 10 / 50 - 0.02
