@@ -34,7 +34,7 @@ from reconcile.adapters.cluster.kinds import SECRET
 from reconcile.adapters.cluster.references import parse_image
 
 # A module, not its names: manifests imports this package's references (a cycle at import time).
-from reconcile.observe import manifests
+from reconcile.adapters.git import manifests
 from reconcile.observe.state import ClusterState, ImageReference, Usage, UsageState
 from reconcile.policy import model
 from reconcile.policy.documents import MAX_FILE_BYTES, parse_documents
