@@ -17,9 +17,9 @@ from reconcile.adapters.registry import (
     DigestMismatch,
     LayoutClient,
     copy_image,
-    observe_repository,
     open_registry,
 )
+from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import OCI_INDEX
 from reconcile.policy.model import Registry
 from tests.adapters.registry.oci import REVISION, Built, Layout, raw_digest
