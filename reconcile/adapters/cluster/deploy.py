@@ -5,29 +5,26 @@ container and every other container is left as it is
 (https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/).
 The patch carries the ``resourceVersion`` that was read: the API server answers 409 if the object
 changed in between (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions),
-and the deploy reads again and retries.
+and the deploy reads again and retries (``reconcile.adapters.cluster.retry``).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 from typing import Any
 
 from reconcile.adapters.cluster.connection import STRATEGIC_MERGE_PATCH, Connection
-from reconcile.adapters.cluster.errors import ClusterError, ConflictError
+from reconcile.adapters.cluster.errors import ClusterError
 from reconcile.adapters.cluster.kinds import Resource, deployable
 from reconcile.adapters.cluster.references import parse_image, pinned
+from reconcile.adapters.cluster.retry import retry_conflicts
 from reconcile.observe.state import ImageReference
 from reconcile.policy import model
 
-log = logging.getLogger(__name__)
-
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 REVISION = "deployment.kubernetes.io/revision"
-MAX_ATTEMPTS = 5  # reads + patches per deploy when writers keep racing it
 
 
 @dataclass(frozen=True)
@@ -66,29 +63,25 @@ def deploy(connection: Connection, namespace: str, workload: model.Workload, ima
 def set_image(connection: Connection, resource: Resource, namespace: str, name: str, container: str,
               reference: ImageReference, *, cause: str) -> DeployResult:
     target = pinned(reference)
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+
+    def attempt(number: int) -> DeployResult:
         obj = connection.get(resource, namespace, name)
         list_name, current = find_container(connection.cluster, resource, obj, container)
         before = current.get("image") or ""
         metadata = obj.get("metadata") or {}
         result = partial(DeployResult, cluster=connection.cluster, namespace=namespace, kind=resource.kind, name=name,
                          container=container, before=before, revision_before=revision(obj), cause=cause,
-                         attempts=attempt)
+                         attempts=number)
         if at_digest(before, reference):
             return result(after=before, changed=False, generation=metadata.get("generation"))
         body = template_patch(resource, {list_name: [{"name": container, "image": target}]})
         body["metadata"] = {"resourceVersion": metadata.get("resourceVersion"), "annotations": {CHANGE_CAUSE: cause}}
-        try:
-            updated = connection.patch(resource, namespace, name, body, STRATEGIC_MERGE_PATCH)
-        except ConflictError:
-            log.info("cluster %s: %s %s/%s changed while deploying; reading it again", connection.cluster,
-                     resource.kind, namespace, name)
-            continue
+        updated = connection.patch(resource, namespace, name, body, STRATEGIC_MERGE_PATCH)
         _, after = find_container(connection.cluster, resource, updated, container)
         return result(after=after.get("image") or "", changed=True,
                       generation=(updated.get("metadata") or {}).get("generation"))
-    raise ClusterError(connection.cluster, f"{resource.kind} {namespace}/{name} kept changing: "
-                       f"{MAX_ATTEMPTS} attempts ended in 409 Conflict", status=409)
+
+    return retry_conflicts(connection.cluster, f"{resource.kind} {namespace}/{name}", attempt)
 
 
 def at_digest(image: str, reference: ImageReference) -> bool:

@@ -11,7 +11,8 @@ or to a given digest.
 - Any deployable kind, ``to_digest``: the container's image is set to that digest (a deploy).
 
 Unlike kubectl, the restoring patch carries the resourceVersion that was read, so a template
-changed concurrently is not silently overwritten: a 409 reads again and retries.
+changed concurrently is not silently overwritten: a 409 reads again and retries
+(``reconcile.adapters.cluster.retry``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from reconcile.adapters.cluster.connection import JSON_PATCH, STRATEGIC_MERGE_PATCH, Connection
 from reconcile.adapters.cluster.deploy import (
-    MAX_ATTEMPTS,
+    CHANGE_CAUSE,
     REVISION,
     as_reference,
     images,
@@ -33,8 +34,9 @@ from reconcile.adapters.cluster.deploy import (
     set_image,
     template,
 )
-from reconcile.adapters.cluster.errors import ClusterError, ConflictError
+from reconcile.adapters.cluster.errors import ClusterError
 from reconcile.adapters.cluster.kinds import CONTROLLER_REVISION, REPLICA_SET, Resource, deployable
+from reconcile.adapters.cluster.retry import retry_conflicts
 from reconcile.observe.state import ImageReference
 
 log = logging.getLogger(__name__)
@@ -188,7 +190,8 @@ def _undo_deployment(connection: Connection, namespace: str, name: str, to_revis
                      cause: str | None, page_size: int) -> RollbackResult:
     resource = deployable("Deployment")
     what = f"Deployment {namespace}/{name}"
-    for _ in range(MAX_ATTEMPTS):
+
+    def attempt(_: int) -> RollbackResult:
         deployment = connection.get(resource, namespace, name)
         metadata = deployment.get("metadata") or {}
         if (deployment.get("spec") or {}).get("paused"):
@@ -207,28 +210,26 @@ def _undo_deployment(connection: Connection, namespace: str, name: str, to_revis
         annotations |= {k: v for k, v in ((replica_set.get("metadata") or {}).get("annotations") or {}).items()
                         if k not in _SKIPPED_ANNOTATIONS}
         if cause:
-            annotations["kubernetes.io/change-cause"] = cause
+            annotations[CHANGE_CAUSE] = cause
         # JSON patch as kubectl's getDeploymentPatch ('add' also replaces, and works when no annotation
         # exists yet), plus the resourceVersion read as a precondition.
         body = [{"op": "replace", "path": "/spec/template", "value": restored},
                 {"op": "add", "path": "/metadata/annotations", "value": annotations},
                 {"op": "add", "path": "/metadata/resourceVersion", "value": metadata.get("resourceVersion")}]
-        try:
-            updated = connection.patch(resource, namespace, name, body, JSON_PATCH)
-        except ConflictError:
-            continue
+        updated = connection.patch(resource, namespace, name, body, JSON_PATCH)
         rs_name = (replica_set.get("metadata") or {}).get("name")
         return RollbackResult(connection.cluster, namespace, "Deployment", name, True,
                               f"restored revision {target}'s pod template (ReplicaSet {rs_name})", before,
                               images(resource, updated), current, target)
-    raise ClusterError(connection.cluster, f"{what} kept changing: {MAX_ATTEMPTS} attempts ended in 409 Conflict",
-                       status=409)
+
+    return retry_conflicts(connection.cluster, what, attempt)
 
 
 def _undo_history(connection: Connection, resource: Resource, namespace: str, name: str, to_revision: int | None,
                   page_size: int) -> RollbackResult:
     what = f"{resource.kind} {namespace}/{name}"
-    for _ in range(MAX_ATTEMPTS):
+
+    def attempt(_: int) -> RollbackResult:
         obj = connection.get(resource, namespace, name)
         metadata = obj.get("metadata") or {}
         history = _owned(connection.list(CONTROLLER_REVISION, namespace=namespace, page_size=page_size,
@@ -243,13 +244,10 @@ def _undo_history(connection: Connection, resource: Resource, namespace: str, na
             return RollbackResult(connection.cluster, namespace, resource.kind, name, False,
                                   f"already at revision {target}'s template", before, before, current, target)
         patch.setdefault("metadata", {})["resourceVersion"] = metadata.get("resourceVersion")
-        try:
-            updated = connection.patch(resource, namespace, name, patch, STRATEGIC_MERGE_PATCH)
-        except ConflictError:
-            continue
+        updated = connection.patch(resource, namespace, name, patch, STRATEGIC_MERGE_PATCH)
         cr_name = (controller_revision.get("metadata") or {}).get("name")
         return RollbackResult(connection.cluster, namespace, resource.kind, name, True,
                               f"restored revision {target}'s pod template (ControllerRevision {cr_name})", before,
                               images(resource, updated), current, target)
-    raise ClusterError(connection.cluster, f"{what} kept changing: {MAX_ATTEMPTS} attempts ended in 409 Conflict",
-                       status=409)
+
+    return retry_conflicts(connection.cluster, what, attempt)
