@@ -4,8 +4,9 @@ never gets here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from reconcile.adapters.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
@@ -20,7 +21,23 @@ from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
 
 
 class RolloutFailed(Exception):
-    """A deploy's rollout did not complete (and was rolled back when the policy says so)."""
+    """A deploy's rollout did not complete (and was rolled back when the policy says so).
+    ``rollout`` is the watch that ended it, when one did."""
+
+    def __init__(self, message: str, rollout: RolloutResult | None = None) -> None:
+        super().__init__(message)
+        self.rollout = rollout
+
+
+def watch_rollouts(client: ClusterClient, namespace: str, workloads: Iterable[tuple[str, str]],
+                   timeout: float | timedelta, *, what: str = "rollout") -> None:
+    """Wait for each ``(kind, name)``'s rollout in turn, ``timeout`` each (the one polling loop is
+    ``ClusterClient.wait_for_rollout``); the first that does not complete is a :class:`RolloutFailed`
+    ``"<kind> <namespace>/<name>: <what> <status>: <reason>"``."""
+    for kind, name in workloads:
+        rollout = client.wait_for_rollout(namespace, kind, name, timeout)
+        if not rollout.ok:
+            raise RolloutFailed(f"{kind} {namespace}/{name}: {what} {rollout.status}: {rollout.reason}", rollout)
 
 
 @dataclass(frozen=True)
@@ -159,23 +176,17 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
     assert policy.cluster is not None and policy.namespace is not None
     client = context.connect(policy.cluster)
     deployed: list[DeployResult] = []
-    failed: RolloutResult | None = None
     try:
         with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
                           digest_before=action.digest_before, digest_after=digest):
             for workload in policy.workloads:
                 deployed.append(client.deploy(policy.namespace, workload, image, cause=cause))
-            for workload in policy.workloads:
-                rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name,
-                                                  policy.rollout.timeout)
-                if not rollout.ok:
-                    failed = rollout
-                    raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: rollout "
-                                        f"{rollout.status}: {rollout.reason}")
+            watch_rollouts(client, policy.namespace, [(w.kind, w.name) for w in policy.workloads],
+                           policy.rollout.timeout)
     except RolloutFailed as failure:
-        if failed is not None and policy.rollout.auto_rollback:
+        if failure.rollout is not None and policy.rollout.auto_rollback:
             try:
-                _auto_rollback(action, policy, client, deployed, failed, run, cause)
+                _auto_rollback(action, policy, client, deployed, failure.rollout, run, cause)
             except (ClusterError, RolloutFailed) as e:
                 raise RolloutFailed(f"{failure}; the automatic rollback failed too: {e}") from None
         raise
@@ -205,8 +216,5 @@ def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, 
             else:
                 client.rollback(policy.namespace, result.kind, result.name, to_digest=result.before,
                                 container=result.container, cause=f"auto-rollback by {cause}")
-        for result in deployed:
-            rollout = client.wait_for_rollout(policy.namespace, result.kind, result.name, policy.rollout.timeout)
-            if not rollout.ok:
-                raise RolloutFailed(f"{result.kind} {policy.namespace}/{result.name}: the rollback's rollout "
-                                    f"{rollout.status}: {rollout.reason}")
+        watch_rollouts(client, policy.namespace, [(r.kind, r.name) for r in deployed], policy.rollout.timeout,
+                       what="the rollback's rollout")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from reconcile.adapters.cluster import parse_image
 from reconcile.adapters.git.writeback import write_back
-from reconcile.apply.executor import DeployContext, RolloutFailed, write_back_message
+from reconcile.apply.executor import DeployContext, watch_rollouts, write_back_message
 from reconcile.audit import Run
 from reconcile.plan.deploy import deploy_target, image_ref
 from reconcile.plan.rollback import RollbackChoice
@@ -54,9 +54,6 @@ def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None,
                                          container=workload.container, cause=cause)
             after = result.after.get(workload.container)
             outcome.digest_after = parse_image(after).digest if after else None
-        for workload in policy.workloads:
-            rollout = client.wait_for_rollout(policy.namespace, workload.kind, workload.name, policy.rollout.timeout)
-            if not rollout.ok:
-                raise RolloutFailed(f"{workload.kind} {policy.namespace}/{workload.name}: the rollback's rollout "
-                                    f"{rollout.status}: {rollout.reason}")
+        watch_rollouts(client, policy.namespace, [(w.kind, w.name) for w in policy.workloads],
+                       policy.rollout.timeout, what="the rollback's rollout")
         return f"{len(policy.workloads)} workload(s) rolled out {choice.digest}"
