@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from reconcile.cli.explain import deploy_images, explains, removed
 from reconcile.plan.actions import Action
 from reconcile.policy.model import DeployPolicy, PolicySet, PromotionPolicy, Stage, Workload
+from reconcile.reconciler.explain import deploy_images, explains, removed
 
 D1, D2, D3 = (f"sha256:{c * 64}" for c in "123")
 

@@ -22,9 +22,9 @@ from jsonschema import Draft202012Validator
 from reconcile.adapters.cluster import ClusterError
 from reconcile.adapters.registry import RegistryError
 from reconcile.cli import cli
-from reconcile.cli.session import connections_for
 from reconcile.policy.secrets import SecretResolver
 from reconcile.policy.trust import load_with_trusted_connections
+from reconcile.reconciler.connections import connections_for
 from reconcile.render.plan import content_hash
 from tests.adapters.registry.oci import Layout, push
 from tests.conftest import USER, RunningRegistry

@@ -1,71 +1,17 @@
-"""Pull-request mode on the command line: load the policies of ``--ref`` with the connections of the
-trusted ref (reconcile.policy.trust), refuse to connect to what only ``--ref`` defines, and show
-what ``--ref`` changes in Registries and Clusters as changes to review."""
+"""Pull-request mode on the command line: what ``--ref`` changes in Registries and Clusters, shown as
+changes to review (the library loads the policies with the trusted ref's connections and never
+connects to what only ``--ref`` defines)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
 
-import click
 from rich.console import Console
 
-from reconcile.adapters.cluster import ClusterError
-from reconcile.adapters.registry import RegistryError
-from reconcile.cli import Settings
 from reconcile.plan import Plan
-from reconcile.policy.loader import load_policies
 from reconcile.policy.model import ConnectionChange, PolicySet
-from reconcile.policy.trust import described_changes, load_with_trusted_connections, unconnectable_reason
+from reconcile.policy.trust import described_changes
 from reconcile.render.plan import CONTENT_HASH, MARKDOWN_LIMIT, content_hash, plan_document, to_json, to_markdown
-
-TRUST_WARNING = ("warning: --trust-ref-connections: the Registries and Clusters of --ref {ref} are used as they "
-                 "are written there: whoever wrote that ref chooses where reconcile sends its credentials and "
-                 "which secrets it reads. Never use it for pull requests.")
-
-
-def load_policies_for(settings: Settings) -> PolicySet:
-    """Raises PolicyError or SourceError as ``load_policies`` does."""
-    if settings.trust_ref_connections:
-        click.echo(TRUST_WARNING.format(ref=settings.ref or "HEAD"), err=True)
-        return load_policies(settings.repo, settings.ref)
-    return load_with_trusted_connections(settings.repo, settings.ref, settings.trusted_ref)
-
-
-class RefusedRegistry:
-    """Stands in for the client of a Registry only the ref read defines: every operation fails
-    before anything is sent, so the policies using it are blocked as for a registry that is down."""
-
-    concurrency = 1
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name, self.reason = name, reason
-
-    def __getattr__(self, operation: str) -> Any:
-        def refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
-            raise RegistryError(self.name, None, operation.lstrip("_"), self.reason)
-
-        return refuse
-
-    def close(self) -> None:
-        pass
-
-
-def refuse_registry(policies: PolicySet, name: str) -> None:
-    reason = unconnectable_reason(policies, "Registry", name)
-    if reason is not None:
-        raise RegistryError(name, None, "connect", reason)
-
-
-def refuse_cluster(policies: PolicySet, name: str) -> None:
-    reason = unconnectable_reason(policies, "Cluster", name)
-    if reason is not None:
-        raise ClusterError(name, reason)
-
-
-def refused_registries(policies: PolicySet) -> dict[str, Any]:
-    return {key.split("/", 1)[1]: RefusedRegistry(key.split("/", 1)[1], reason)
-            for key, reason in policies.unconnectable.items() if key.startswith("Registry/")}
 
 
 def plan_json(plan: Plan, policies: PolicySet) -> str:

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.cli import reconcile as plan_commands
-from reconcile.cli.session import connections_for
 from reconcile.policy import load_policies
+from reconcile.reconciler.connections import connections_for
 from tests.adapters.cluster.backends import FixtureBackend
 from tests.adapters.registry.oci import Layout, push, put_tag, skopeo
 from tests.conftest import RunningRegistry

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconcile import reconciler
 from reconcile.adapters.registry import RegistryClient
 from reconcile.apply.executor import apply_plan
 from reconcile.apply.verify import InUse
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
-from reconcile.cli import reconcile as commands
 from reconcile.observe.repositories import observe_repository
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.retention import RetentionInputs, plan_retention
@@ -164,7 +164,7 @@ def test_the_cli_reports_skipped_deletions_exits_1_and_records_the_run_partial(
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
     root, db = policies(tmp_path, plain_registry, repo), str(tmp_path / "audit.db")
     # Between this run's plan and its deletes, build-1's image starts running somewhere protected.
-    monkeypatch.setattr(commands, "in_use_reader", lambda policies, connections: (
+    monkeypatch.setattr(reconciler, "in_use_reader", lambda policies, connections: (
         lambda name: InUse(frozenset({built["b1"].digest}))))
     result = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(root), "--audit-db", db])
     assert result.exit_code == 1, result.output
@@ -187,7 +187,6 @@ def test_a_tag_a_cluster_now_runs_by_tag_is_neither_untagged_nor_pruned(
 
 def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluster_and_kept(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reconcile.cli import session
     from tests.adapters.cluster.backends import FixtureBackend
     from tests.apply.test_retention_end_to_end import protected_policies
     from tests.kube import running
@@ -201,7 +200,7 @@ def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluste
     with running() as api:
         admin = FixtureBackend(api, tmp_path)
         namespace = admin.namespace("web")
-        real_plan = session.observe_and_plan
+        real_plan = reconciler.Reconciler._observe_and_plan
 
         def plan_then_deploy(*args: object, **kwargs: object) -> Plan:
             plan = real_plan(*args, **kwargs)  # type: ignore[arg-type]
@@ -211,7 +210,7 @@ def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluste
                           "spec": {"containers": [{"name": "web", "image": image}]}})
             return plan
 
-        monkeypatch.setattr(commands, "observe_and_plan", plan_then_deploy)
+        monkeypatch.setattr(reconciler.Reconciler, "_observe_and_plan", plan_then_deploy)
         root = protected_policies(tmp_path, plain_registry, repo, tmp_path / "admin.kubeconfig")
         result = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(root), "--audit-db", str(tmp_path / "a.db")])
         admin.close()

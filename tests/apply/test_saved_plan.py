@@ -15,8 +15,9 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
+from reconcile import reconciler
 from reconcile.audit import AuditStore
-from reconcile.cli import cli, session
+from reconcile.cli import cli
 from tests.adapters.registry.oci import Layout, push, put_tag
 from tests.apply.test_retention_end_to_end import policies as retention
 from tests.apply.test_retention_end_to_end import tags
@@ -195,7 +196,7 @@ def test_a_saved_plan_older_than_max_plan_age_is_refused(
     common = ["--repo", str(retention(tmp_path, plain_registry, repo)), "--audit-db", db]
     two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with monkeypatch.context() as patched:
-        patched.setattr(session, "utc_now", lambda: two_hours_ago)
+        patched.setattr(reconciler, "utc_now", lambda: two_hours_ago)
         path, document = saved_plan(tmp_path, common)
     assert document["observedAt"] == two_hours_ago
 
@@ -216,7 +217,7 @@ def test_max_plan_age_zero_means_no_limit_and_a_bad_duration_is_a_usage_error(
     common = ["--repo", str(retention(tmp_path, plain_registry, repo)), "--audit-db", db]
     long_ago = "2020-01-01T00:00:00.000000Z"
     with monkeypatch.context() as patched:
-        patched.setattr(session, "utc_now", lambda: long_ago)
+        patched.setattr(reconciler, "utc_now", lambda: long_ago)
         path, _ = saved_plan(tmp_path, common)
     bad = invoke("apply", *common, "--plan", str(path), "--max-plan-age", "1.5h")
     assert bad.exit_code == 2 and "fractions are not allowed" in bad.stderr
@@ -306,7 +307,7 @@ def test_a_promotion_saved_before_a_freeze_window_is_refused_inside_it(
         def now(cls, tz: Any = None) -> InTheWindow:  # type: ignore[override]
             return cls.fromtimestamp((start + timedelta(minutes=30)).timestamp(), tz)
 
-    monkeypatch.setattr(session, "datetime", InTheWindow)  # the planner's clock, inside the freeze
+    monkeypatch.setattr(reconciler, "datetime", InTheWindow)  # the planner's clock, inside the freeze
     refused = invoke("apply", *common, "--plan", str(path))
     target = f"ci/{repo}/prod@{built.digest}"
     assert_refused_and_audited(db, refused, "planning again now gives other actions than the saved plan",

@@ -6,12 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 
 from reconcile.audit import AuditStore
-from reconcile.cli import Settings
-from reconcile.cli.auditing import audited_run
+from reconcile.reconciler.errors import ReconcileError
+from reconcile.reconciler.runs import audited_run
 
 KILLED_WRITER = """
 import os, signal, sys
@@ -29,7 +28,7 @@ def test_next_run_reports_the_killed_one_and_prints_its_head(tmp_path: Path,
     killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)])
     assert killed.returncode == -9
 
-    with audited_run(Settings(audit_db=str(db)), "run", repo_commit="def456") as run:
+    with audited_run(str(db), "run", _stderr, repo_commit="def456") as run:
         run.append("skip", "ci/web:v1", status="skipped", reason="kept by rule 0")
     err = capsys.readouterr().err.splitlines()
 
@@ -44,12 +43,12 @@ def test_next_run_reports_the_killed_one_and_prints_its_head(tmp_path: Path,
 
 
 def test_a_failing_body_or_action_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = Settings(audit_db=str(tmp_path / "audit.db"))
-    with pytest.raises(RuntimeError), audited_run(settings, "apply") as crashed:
+    db = str(tmp_path / "audit.db")
+    with pytest.raises(RuntimeError), audited_run(db, "apply", _stderr) as crashed:
         raise RuntimeError("registry unreachable")
-    with audited_run(settings, "apply") as partial, pytest.raises(OSError), partial.mutation("prune", "ci/web:old"):
+    with audited_run(db, "apply", _stderr) as partial, pytest.raises(OSError), partial.mutation("prune", "ci/web:old"):
         raise OSError("HTTP 503")
-    store = AuditStore.open(settings.audit_db, read_only=True)
+    store = AuditStore.open(db, read_only=True)
     assert store.run(crashed.id).outcome == "failed"
     assert store.run(partial.id).outcome == "failed"
     assert store.run(partial.id).summary == {"prune.failed": 1}
@@ -58,6 +57,10 @@ def test_a_failing_body_or_action_fails_the_run(tmp_path: Path, capsys: pytest.C
 
 def test_an_unwritable_trail_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_text("hello")
-    with pytest.raises(click.ClickException, match="audit trail"), \
-            audited_run(Settings(audit_db=str(tmp_path / "not-a-db")), "apply"):
+    with pytest.raises(ReconcileError, match="audit trail"), \
+            audited_run(str(tmp_path / "not-a-db"), "apply", _stderr):
         pass
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from reconcile.audit import AuditStore
 from reconcile.audit.store import RunOutcome, outcome_of
-from reconcile.cli import Settings, cli
-from reconcile.cli.auditing import audited_run
+from reconcile.cli import cli
+from reconcile.reconciler.errors import ReconcileError
+from reconcile.reconciler.runs import audited_run
 from tests.apply.test_retention_end_to_end import images  # noqa: F401 (a fixture)
 
 CASES = [
@@ -37,10 +37,10 @@ def test_the_outcome_follows_from_what_the_run_recorded(counts: dict[str, int], 
 
 
 def test_a_run_that_raises_records_an_error_action_with_its_reason(tmp_path: Path) -> None:
-    settings = Settings(repo=str(tmp_path), audit_db=str(tmp_path / "audit.db"))
-    with pytest.raises(click.ClickException), audited_run(settings, "apply", repo_url="policies"):
-        raise click.ClickException("registry ci could not be read: connection refused")
-    with AuditStore.open(settings.audit_db, read_only=True) as store:
+    db = str(tmp_path / "audit.db")
+    with pytest.raises(ReconcileError), audited_run(db, "apply", print, repo_url="policies"):
+        raise ReconcileError("registry ci could not be read: connection refused")
+    with AuditStore.open(db, read_only=True) as store:
         (run,) = store.runs()
         assert run.outcome == "failed" and run.summary == {"error.failed": 1}
         (row,) = store.conn.execute("SELECT kind, status, target, reason FROM actions").fetchall()

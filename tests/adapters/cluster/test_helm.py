@@ -17,7 +17,6 @@ import yaml
 
 from reconcile.adapters.cluster import ClusterError, ForbiddenError
 from reconcile.adapters.cluster.helm import FIELD_SELECTOR, RELEASE_TYPE, decode_release
-from reconcile.cli.session import Connections, cluster_reader, helm_reader
 from reconcile.observe.state import (
     OCI_MANIFEST,
     ClusterState,
@@ -32,6 +31,7 @@ from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy import model
 from reconcile.policy.model import KeepRule, ManifestsSource, PolicySet, Protection, RetentionPolicy
 from reconcile.policy.secrets import SecretResolver
+from reconcile.reconciler.connections import Connections, cluster_reader, helm_reader
 from tests.adapters.cluster.backends import HELM_RBAC_MANIFEST, RBAC_MANIFEST, SERVICE_ACCOUNT, Backend, FixtureBackend
 from tests.adapters.cluster.scenarios import digest
 from tests.kube import manifest_rules

@@ -9,7 +9,6 @@ import git
 import pytest
 
 from reconcile.adapters.git.manifests import read_manifests_state
-from reconcile.cli import session
 from reconcile.observe.state import ImageReference
 from reconcile.policy.model import (
     Cluster,
@@ -22,6 +21,7 @@ from reconcile.policy.model import (
     Workload,
 )
 from reconcile.policy.source import SourceError
+from reconcile.reconciler import connections as session
 
 DIGEST = "sha256:" + "a" * 64
 MANIFESTS = {

@@ -1,0 +1,42 @@
+"""What the library raises when it does not do what was asked: each a ReconcileError with a message
+fit for a person (the CLI prints it and exits 1)."""
+
+from __future__ import annotations
+
+from reconcile.policy.problems import Problem
+
+
+class ReconcileError(Exception):
+    """Nothing (more) was done, and ``message`` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidPolicies(ReconcileError):
+    """The repo-of-record does not load or validate: ``problems`` lists each, with file and line."""
+
+    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class PlanRefused(ReconcileError):
+    """A saved plan is no longer the plan (edited, another commit, too old, the world or the gates
+    moved): nothing was applied, and the run is recorded ``refused``."""
+
+
+class Busy(ReconcileError):
+    """Another reconcile command holds the audit trail's lock and this one was told not to wait."""
+
+
+class NotConfirmed(ReconcileError):
+    """The caller's confirmation said no: nothing was done."""
+
+
+class RollbackFailed(ReconcileError):
+    """A rollback was refused or did not complete (the message starts with "not rolled back")."""

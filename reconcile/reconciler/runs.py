@@ -1,0 +1,116 @@
+"""How every command that acts (plan --record, apply, run, rollback, release-hold) sits on the audit
+trail: one at a time per trail (a lock), report what an earlier run left unfinished, record this
+run truthfully, and say its chain head."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+
+from reconcile.audit import AuditError, AuditStore, Run
+from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
+from reconcile.audit.store import RunMode, RunOutcome, outcome_of
+from reconcile.plan.deploy import Hold
+from reconcile.reconciler.errors import Busy, PlanRefused, ReconcileError
+from reconcile.render.audit import unfinished_warnings
+
+Notice = Callable[[str], None]
+
+
+@contextmanager
+def audited_run(audit_db: str, mode: RunMode, notice: Notice, *, repo_url: str | None = None,
+                repo_commit: str | None = None, dry_run: bool = False) -> Iterator[Run]:
+    """A recorded run. Its outcome (``RunOutcome``) is ``refused`` if the body raises PlanRefused;
+    ``failed`` if it raises anything else (recorded as an ``error`` action with its reason first);
+    else decided from what it recorded by ``outcome_of``: ``failed`` or ``partial`` when changes
+    failed, ``partial`` when some were left for the next run (``run.partial``), ``blocked`` when a
+    policy was blocked (``run.blocked``), else ``succeeded``.
+
+    The final chain head goes to ``notice`` so it can be anchored outside the file
+    (``reconcile audit verify --expect-head HEAD`` then catches a truncated trail).
+    """
+    try:
+        store = AuditStore.open(audit_db)
+    except AuditError as e:
+        raise ReconcileError(str(e)) from None
+    with store:
+        run = store.start_run(mode, repo_url=repo_url, repo_commit=repo_commit, dry_run=dry_run)
+        for warning in unfinished_warnings(store.unfinished_runs(exclude=run.id), store.pending_intents()):
+            notice(f"warning: {warning}")
+        try:
+            yield run
+        except PlanRefused:
+            _finish(run, RunOutcome.REFUSED, notice)
+            raise
+        except BaseException as e:
+            _record_error(run, e, repo_url or "")
+            _finish(run, RunOutcome.FAILED, notice)
+            raise
+        _finish(run, outcome_of(run.counts, partial=run.partial, blocked=run.blocked), notice)
+
+
+@contextmanager
+def audited_failures(audit_db: str, mode: RunMode, notice: Notice, repo: str) -> Iterator[None]:
+    """Before a run can start (the policies do not load): a failure is still a run in the trail,
+    with an ``error`` action saying why, so a CronJob that fails every time leaves a record."""
+    try:
+        yield
+    except ReconcileError as e:
+        # recorded as a failed run; when the trail itself cannot be written, the error still reaches the caller
+        with suppress(ReconcileError, AuditError), audited_run(audit_db, mode, notice, repo_url=repo):
+            raise e
+        raise
+
+
+def _record_error(run: Run, error: BaseException, target: str) -> None:
+    if isinstance(error, SystemExit) and error.code in (0, None):
+        return
+    if isinstance(error, ReconcileError):
+        reason = error.message
+    elif isinstance(error, SystemExit | KeyboardInterrupt):
+        reason = f"{type(error).__name__} ({error.code if isinstance(error, SystemExit) else 'interrupted'})"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    with suppress(AuditError):  # the trail cannot take it; the run's end (if it can be written) still says failed
+        run.append("error", target, status="failed", reason=reason)
+
+
+def _finish(run: Run, outcome: RunOutcome, notice: Notice) -> None:
+    head = run.finish(str(outcome))
+    notice(f"audit: run {run.id} {outcome}; chain head {head}")
+
+
+@contextmanager
+def command_lock(audit_db: str, notice: Notice, *, wait: bool) -> Iterator[None]:
+    """One command that changes things at a time per audit trail (``AUDIT_DB.lock``), so a rollback
+    cannot land between a run's plan and its apply. Without ``wait`` it gives up at once when
+    another holds it (Busy); with ``wait`` it says so and waits."""
+    lock_path = Path(f"{audit_db}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise Busy(f"another reconcile run holds {lock_path}") from None
+            notice(f"waiting for the reconcile command holding {lock_path} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime],
+                                     dict[str, Hold] | str]:
+    """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet. When it
+    exists but cannot be read: no deploy history (retention then fails closed) and, for holds, why
+    (deploys then wait: a rollback may hold the very digest they would deploy)."""
+    if not Path(audit_db).exists():
+        return {}, {}, {}
+    try:
+        with AuditStore.open(audit_db, read_only=True) as store:
+            holds = {name: Hold(*held) for name, held in deploy_holds(store).items()}
+            return deploy_history(store), promotion_arrivals(store), holds
+    except AuditError as e:
+        return None, {}, f"the audit trail could not be read: {e}"
