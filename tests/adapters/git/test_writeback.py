@@ -5,7 +5,6 @@ second clone pushing from a git hook at the worst moment."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 import subprocess
 from pathlib import Path
@@ -526,63 +525,10 @@ def test_a_plain_directory_cannot_be_written_back(tmp_path: Path, cache: Path) -
         write_back(target(tmp_path / "plain"), [WEB], IMAGE, message=MESSAGE, cache_dir=cache)
 
 
-# --- the surgical edit itself (no git needed) ---------------------------------------------------
-
-
-def edit(tmp_path: Path, files: dict[str, str], workloads: list[Workload], image: str = IMAGE) -> dict[str, str]:
-    root = tmp_path / "tree"
-    write(root, files)
-    return {name: data.decode() for name, data in plan_edit(root, ".", workloads, image).contents.items()}
+# --- the checkout the editor is handed (the edit itself: test_editor) ------------------------------
 
 
 POD = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n"
-
-
-def test_line_endings_and_a_byte_order_mark_are_kept(tmp_path: Path) -> None:
-    text = (POD + "      containers:\n      - name: web  # app\n        image: old\n").replace("\n", "\r\n")
-    root = tmp_path / "tree"
-    root.mkdir()
-    (root / "d.yaml").write_bytes(b"\xef\xbb\xbf" + text.encode())
-    (result,) = plan_edit(root, ".", [WEB], IMAGE).contents.values()
-    assert result == b"\xef\xbb\xbf" + text.replace("image: old", f"image: {IMAGE}").encode()
-
-
-def test_new_kustomization_keys_follow_the_quote_style_and_a_numeric_tag_is_quoted(tmp_path: Path) -> None:
-    files = {"kustomization.yaml": "images:\n  - newTag: '1'   # first\n    name: 'web'\n",
-             "d.yaml": POD + "      containers: [{name: web, image: web}]\n"}
-    (text,) = edit(tmp_path, files, [WEB], f"{REPO}:1.10@{NEW}").values()
-    assert text == (f"images:\n  - newTag: '1.10'   # first\n    name: 'web'\n    newName: '{REPO}'\n"
-                    f"    digest: '{NEW}'\n")
-    plain = {"kustomization.yaml": "images:\n- name: web\n  newTag: v1\n",
-             "d.yaml": files["d.yaml"]}
-    (text,) = edit(tmp_path / "2", plain, [WEB], f"{REPO}:1.10@{NEW}").values()
-    assert text == f'images:\n- name: web\n  newName: {REPO}\n  newTag: "1.10"\n  digest: {NEW}\n'
-    (text,) = edit(tmp_path / "3", files, [WEB], f"{REPO}@{NEW}").values()
-    assert text == f"images:\n  - name: 'web'\n    newName: '{REPO}'\n    digest: '{NEW}'\n"
-
-
-def test_an_image_behind_an_anchor_or_a_merge_key_is_refused_not_guessed(tmp_path: Path) -> None:
-    anchored = POD + "      containers:\n      - {name: web, image: &img old}\n      - {name: b, image: *img}\n"
-    with pytest.raises(WriteBackError, match=r"d\.yaml:8: cannot edit .*/image surgically: its value has a YAML"):
-        edit(tmp_path, {"d.yaml": anchored}, [WEB])
-    merged = "base: &base {name: web, image: old}\n" + POD + "      containers:\n      - <<: *base\n"
-    with pytest.raises(WriteBackError, match=r"cannot edit .*/image surgically"):
-        edit(tmp_path / "2", {"d.yaml": merged}, [WEB])
-
-
-def test_an_edit_that_would_change_more_than_the_image_is_refused(tmp_path: Path) -> None:
-    """The image scalar itself is plain, but its mapping is shared through an alias: the re-parse
-    check sees the other copy change too."""
-    shared = ("x-defaults: &web {name: web, image: old}\n" + POD + "      containers: [*web]\n")
-    with pytest.raises(WriteBackError, match=r"d\.yaml: the edit would change more than the image fields"):
-        edit(tmp_path, {"d.yaml": shared}, [WEB])
-
-
-def test_a_workload_in_two_documents_under_the_path_is_ambiguous(tmp_path: Path) -> None:
-    pod = POD + "      containers: [{name: web, image: old}]\n"
-    with pytest.raises(WriteBackError, match=re.escape("Deployment 'web' is in more than one document under .: "
-                                                       "a.yaml:1, b.yaml:1; narrow the path or set the namespace")):
-        edit(tmp_path, {"a.yaml": pod, "b.yaml": pod}, [WEB])
 
 
 def test_symlinks_are_not_followed(tmp_path: Path) -> None:
