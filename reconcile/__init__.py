@@ -11,13 +11,27 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconcile.reconciler import Reconciler
+    from reconcile.reconciler import (
+        Applied,
+        Busy,
+        Explanation,
+        InvalidPolicies,
+        NotConfirmed,
+        PlanRefused,
+        ReconcileError,
+        Reconciler,
+        RollbackFailed,
+        RolledBack,
+    )
 
 __version__ = "0.1.0"
-__all__ = ["Reconciler", "__version__"]
+_LIBRARY = ("Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
+            "Reconciler", "RollbackFailed", "RolledBack")
+__all__ = ["Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
+           "Reconciler", "RollbackFailed", "RolledBack", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Reconciler":  # by name: the layers below import __version__ from here, never the library
-        return import_module("reconcile.reconciler").Reconciler
+    if name in _LIBRARY:  # by name: the layers below import __version__ from here, never the library
+        return getattr(import_module("reconcile.reconciler"), name)
     raise AttributeError(f"module 'reconcile' has no attribute {name!r}")

@@ -191,6 +191,23 @@ def test_a_pull_request_rewriting_url_and_allowed_hosts_gets_no_credentials(
     assert recorder.requests == []
 
 
+def test_apply_at_a_pull_request_ref_uses_trusted_connections_and_shows_the_review(
+        world: dict[str, Any], recorder: Recorder) -> None:
+    """Applying at the PR's ref (as a pipeline that applies on merge might, too early) connects with
+    the trusted Registry only, and says on stderr which connection changes it did not use."""
+    repository = world["repository"]
+    pr_commit(world, {"policies.yaml": registry_doc("ci", recorder.url, allowed=recorder.host) + "---\n"
+                      + retention_doc("ci-cleanup", "ci", repository, keep="^(v\\d+|build-2)$")})
+    applied = CliRunner().invoke(cli, ["apply", "--yes", "--repo", str(world["root"]), "--ref", "pr",
+                                       "--audit-db", str(world["tmp"] / "audit.db")])
+    assert applied.exit_code == 0, applied.output
+    assert recorder.requests == []
+    assert "connection changes (not used by this plan; connections come from the trusted ref origin/main" in \
+        applied.stderr
+    assert f"Registry/ci changed: url {world['registry'].url} → {recorder.url}" in applied.stderr
+    assert "applied 1 of 1 changes" in applied.stderr and world["registry"].password not in applied.output
+
+
 def test_a_registry_the_pull_request_adds_is_not_connected_to_and_its_secret_not_read(
         world: dict[str, Any], recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     shadow = world["tmp"] / "shadow"

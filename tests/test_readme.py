@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import git
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,3 +76,25 @@ def test_quickstart_command_works_on_a_fresh_clone(tmp_path: Path) -> None:
     pasted = subprocess.run(["bash", "-c", f'export RECONCILE_CACHE_DIR="$PWD/cache"; {again}'], cwd=sandbox,
                             capture_output=True, text=True, timeout=120, env=env)
     assert pasted.stdout.rstrip().endswith("exit status 0"), pasted.stdout + pasted.stderr
+
+
+def test_the_python_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python example, as written, against the quickstart's sandbox: it plans, applies
+    that plan and prints the recorded run."""
+    from datetime import UTC, datetime
+
+    from reconcile.quickstart.sandbox import build, prepare
+
+    (example,) = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(example.strip().splitlines()) <= 12
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    now = datetime.now(UTC)
+    prepare(tmp_path / "sandbox", force=False, now=now)
+    sandbox = build(tmp_path / "sandbox", now)
+    monkeypatch.chdir(tmp_path)
+    os.symlink(sandbox.policies, tmp_path / "repo-of-record", target_is_directory=True)
+    exec(compile(example.replace("path/to/repo-of-record", "repo-of-record"), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "prune ci/team-a/web@sha256:" in out
+    assert re.search(r"^(succeeded|blocked) run-[0-9T]+-[0-9a-f]+ \d+$", out, flags=re.M), out

@@ -53,6 +53,6 @@ def print_review(console: Console, policies: PolicySet) -> None:
         return
     console.print(f"connection changes (not used by this plan; connections come from the trusted ref "
                   f"{policies.trusted_ref} at {(policies.trusted_commit or '')[:12]}):", style="bold yellow",
-                  markup=False)
+                  markup=False, soft_wrap=True)  # urls and hosts stay whole, to copy
     for change in policies.connection_changes:
-        console.print(f"  {_line(change)} — {change.used}", style="yellow", markup=False)
+        console.print(f"  {_line(change)} — {change.used}", style="yellow", markup=False, soft_wrap=True)
