@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from reconcile import __version__
+from reconcile import __version__, defaults
 
 
 @dataclass
@@ -18,9 +18,10 @@ class Settings:
 
     repo: str = "."
     ref: str | None = None
-    audit_db: str = "reconcile-audit.db"
+    audit_db: str = defaults.AUDIT_DB
     trusted_ref: str | None = None  # where Registries and Clusters come from; None: the default branch
     trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
+    debug: bool = False  # an unexpected error shows its traceback
 
 
 _COMMON: dict[str, dict[str, Any]] = {
@@ -31,7 +32,7 @@ _COMMON: dict[str, dict[str, Any]] = {
     "ref": dict(metavar="REF", envvar="RECONCILE_REF",
                 help="Git ref to read policies at (branch, tag, SHA); default HEAD. Files are read "
                      "from that commit, not the working tree. [env: RECONCILE_REF]"),
-    "audit_db": dict(metavar="PATH", envvar="RECONCILE_AUDIT_DB", default="reconcile-audit.db",
+    "audit_db": dict(metavar="PATH", envvar="RECONCILE_AUDIT_DB", default=defaults.AUDIT_DB,
                      show_default=True,
                      help="SQLite audit trail (never on a network filesystem). "
                           "[env: RECONCILE_AUDIT_DB]"),
@@ -44,6 +45,8 @@ _COMMON: dict[str, dict[str, Any]] = {
                                   help="DANGEROUS: connect with the Registries and Clusters of --ref itself, so its "
                                        "author chooses where credentials go. Only for refs as trusted as the "
                                        "default branch. [env: RECONCILE_TRUST_REF_CONNECTIONS]"),
+    "debug": dict(is_flag=True, envvar="RECONCILE_DEBUG", default=False,
+                  help="On an unexpected error, show the Python traceback instead of one line. [env: RECONCILE_DEBUG]"),
 }
 
 
@@ -59,10 +62,10 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None, trusted_ref: str | None,
-                trust_ref_connections: bool, **kwargs: Any) -> Any:
+                trust_ref_connections: bool, debug: bool, **kwargs: Any) -> Any:
         settings = click.get_current_context().find_object(Settings) or Settings()
         for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db), ("trusted_ref", trusted_ref),
-                            ("trust_ref_connections", trust_ref_connections or None)):
+                            ("trust_ref_connections", trust_ref_connections or None), ("debug", debug or None)):
             if value is not None:
                 setattr(settings, name, value)
         return command(settings, *args, **kwargs)
@@ -72,16 +75,47 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+INTERNAL_ERROR = 4  # exit status of an unexpected error: a bug to report, not a policy or a source at fault
+
+
+class InternalError(click.ClickException):
+    exit_code = INTERNAL_ERROR
+
+
+class _Group(click.Group):
+    """Any exception a command did not expect becomes one line and exit status 4 (the run, if one
+    was being recorded, already holds it as an ``error`` action); ``--debug`` re-raises it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            settings = ctx.find_object(Settings)
+            if settings is not None and settings.debug:
+                raise
+            raise InternalError(f"internal error: {type(e).__name__}: {_one_line(str(e))} (nothing more was done; "
+                                "this is a bug in reconcile: run again with --debug for the traceback and "
+                                "report it)") from None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="reconcile")
 @_option("repo", on_group=True)
 @_option("ref", on_group=True)
 @_option("audit_db", on_group=True)
 @_option("trusted_ref", on_group=True)
 @_option("trust_ref_connections", on_group=True)
+@_option("debug", on_group=True)
 @click.pass_context
 def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_ref: str | None,
-        trust_ref_connections: bool) -> None:
+        trust_ref_connections: bool, debug: bool) -> None:
     """Declarative GitOps reconciliation for container images.
 
     Reads retention, promotion and deploy policies from a git repo-of-record, compares them with
@@ -89,9 +123,13 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
     every action in a hash-chained SQLite audit trail.
 
     Every option also reads from a RECONCILE_* environment variable (for the CronJob).
+
+    Exit status: 0 done (or, with plan --detailed-exitcode, no changes), 1 error (invalid policies, a
+    source that could not be read, a refused plan, a failed change), 2 changes pending (plan
+    --detailed-exitcode), 4 internal error (a bug: --debug shows the traceback).
     """
     ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
-                       trust_ref_connections=trust_ref_connections)
+                       trust_ref_connections=trust_ref_connections, debug=debug)
 
 
 def main() -> None:

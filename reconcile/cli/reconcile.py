@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from reconcile import defaults
 from reconcile.cli import Settings, cli, common_options
 from reconcile.cli.pullrequest import plan_json, plan_markdown, print_review
 from reconcile.cli.session import interactive, library_errors, reconciler_for
 from reconcile.plan import Plan
 from reconcile.policy.durations import format_duration, parse_duration
-from reconcile.reconciler import Applied
-from reconcile.reconciler.saved import MAX_PLAN_AGE
 from reconcile.render.plan import summary_line, to_json, to_rich
+
+if TYPE_CHECKING:
+    from reconcile.reconciler import Applied
 
 
 def only_option(command: Any) -> Any:
@@ -134,7 +136,7 @@ def _report(err: Console, applied: Applied) -> None:
               help="Apply a plan saved by `plan --out`, exactly or not at all: refused if the file was edited, "
                    "the policies moved to another commit, it is older than --max-plan-age, or planning again now "
                    "gives other actions, blocks or errors (a gate that closed since, maxDeletions).")
-@click.option("--max-plan-age", type=PlanAge(), default=format_duration(MAX_PLAN_AGE), show_default=True,
+@click.option("--max-plan-age", type=PlanAge(), default=format_duration(defaults.MAX_PLAN_AGE), show_default=True,
               envvar="RECONCILE_MAX_PLAN_AGE",
               help="With --plan: refuse a saved plan observed longer ago than this (0: no limit). "
                    "[env: RECONCILE_MAX_PLAN_AGE]")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from reconcile import defaults
 from reconcile.adapters.cluster import ClusterError
 from reconcile.adapters.git.writeback import WriteBackError
 from reconcile.adapters.registry import RegistryError
@@ -60,13 +61,12 @@ from reconcile.reconciler.errors import (
 from reconcile.reconciler.explain import POLICY_KINDS, deploy_images, explains, removed_from_the_trail
 from reconcile.reconciler.rollback import RolledBack, roll_back_policy
 from reconcile.reconciler.runs import Notice, audited_failures, audited_run, command_lock, history
-from reconcile.reconciler.saved import MAX_PLAN_AGE, check_saved, in_memory, read_saved_file
+from reconcile.reconciler.saved import check_saved, in_memory, read_saved_file
 from reconcile.render.plan import SavedPlan
 
 __all__ = ["Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
            "Reconciler", "RollbackFailed", "RolledBack"]
 
-DEFAULT_AUDIT_DB = "reconcile-audit.db"
 TRUST_WARNING = ("warning: --trust-ref-connections: the Registries and Clusters of --ref {ref} are used as they "
                  "are written there: whoever wrote that ref chooses where reconcile sends its credentials and "
                  "which secrets it reads. Never use it for pull requests.")
@@ -114,7 +114,7 @@ class Reconciler:
     them from ``ref`` itself (never for pull requests).
     """
 
-    def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str = DEFAULT_AUDIT_DB,
+    def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str = defaults.AUDIT_DB,
                  trusted_ref: str | None = None, trust_ref_connections: bool = False,
                  notice: Notice | None = None) -> None:
         self.repo, self.ref, self.audit_db = repo, ref, audit_db
@@ -158,7 +158,7 @@ class Reconciler:
         return plan
 
     def apply(self, plan: Plan | str | Path | None = None, *, only: str | None = None,
-              max_plan_age: timedelta | None = MAX_PLAN_AGE,
+              max_plan_age: timedelta | None = defaults.MAX_PLAN_AGE,
               review: Callable[[Plan], bool] | None = None, mode: RunMode = "apply", wait: bool = True) -> Applied:
         """Carry out ``plan`` (a Plan, or the path of one saved by ``plan --out``) exactly, or nothing:
         the policies are read and the world observed again, and the plan made now must equal it

@@ -18,7 +18,6 @@ from reconcile.render.plan import (
     read_saved,
 )
 
-MAX_PLAN_AGE = timedelta(hours=1)  # a reviewed plan is applied soon after, or planned again
 CLOCK_SKEW = timedelta(minutes=5)  # a plan saved on another machine may seem to come from the near future
 
 
