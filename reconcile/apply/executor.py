@@ -14,7 +14,7 @@ from reconcile.adapters.git.writeback import WriteBackError, write_back
 from reconcile.adapters.registry import CannotUntag, RegistryClient, RegistryError, copy_image
 from reconcile.apply.verify import DeleteCheck, InUseReader, StateChanged
 from reconcile.audit import Run
-from reconcile.plan.actions import Action, parse_target
+from reconcile.plan.actions import Action, Cause, parse_target
 from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan
 from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
@@ -49,6 +49,11 @@ class DeployContext:
     connect: Callable[[str], ClusterClient]  # the run's client for a Cluster name; the caller closes it
     cache_dir: Path
     commit: str | None = None
+
+    @property
+    def writeback_cache(self) -> Path:
+        """Where write-back keeps its working clones of manifests repositories."""
+        return self.cache_dir / "writeback"
 
 
 @dataclass
@@ -114,7 +119,7 @@ def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
         return
     with run.mutation(action.mutation_kind, action.target, policy=action.policy, reason=action.reason,
                       digest_before=action.digest_before, digest_after=action.digest_after,
-                      tags=action.tags):
+                      tags=action.tags, cause=action.cause):
         if action.kind == "promote" and digest is not None:
             # The same digest, every platform, blob and referrer; copy_image verifies it on arrival.
             source_registry, source_repository = sources[f"{registry}/{repository}"]
@@ -129,7 +134,7 @@ def _verified_delete(action: Action, client: RegistryClient, run: Run, check: De
     skipped: StateChanged | None = None
     with run.mutation(action.mutation_kind, action.target, policy=action.policy, reason=action.reason,
                       digest_before=action.digest_before, digest_after=action.digest_after,
-                      tags=action.tags) as outcome:
+                      tags=action.tags, cause=action.cause) as outcome:
         try:
             if action.depends_on is not None and action.depends_on not in done:
                 raise StateChanged(f"it goes with {action.depends_on}, which was not deleted")
@@ -162,9 +167,9 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
         image = image_ref(host, stage.repository, digest, action.tags[0] if action.tags else None)
         message = write_back_message("deploy", action.policy, action.digest_before, digest, image, context.commit)
         with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
-                          digest_before=action.digest_before, digest_after=digest) as outcome:
+                          digest_before=action.digest_before, digest_after=digest, cause=action.cause) as outcome:
             written = write_back(policy.manifests, policy.workloads, image, message=message,
-                                 cache_dir=context.cache_dir / "writeback", namespace=policy.namespace,
+                                 cache_dir=context.writeback_cache, namespace=policy.namespace,
                                  policy=name)
             if written.changed:
                 outcome.reason = f"{action.reason}; committed {written.commit} to {written.branch}"
@@ -178,7 +183,7 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
     deployed: list[DeployResult] = []
     try:
         with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
-                          digest_before=action.digest_before, digest_after=digest):
+                          digest_before=action.digest_before, digest_after=digest, cause=action.cause):
             for workload in policy.workloads:
                 deployed.append(client.deploy(policy.namespace, workload, image, cause=cause))
             watch_rollouts(client, policy.namespace, [(w.kind, w.name) for w in policy.workloads],
@@ -206,7 +211,7 @@ def _auto_rollback(action: Action, policy: DeployPolicy, client: ClusterClient, 
     assert policy.namespace is not None
     reason = f"auto-rollback: {failed.status}: {failed.reason}"
     with run.mutation("rollback", action.target, policy=action.policy, reason=reason,
-                      digest_before=action.digest_after, digest_after=action.digest_before):
+                      digest_before=action.digest_after, digest_after=action.digest_before, cause=Cause.ROLLOUT_FAILED):
         for result in deployed:
             if not result.changed:
                 continue

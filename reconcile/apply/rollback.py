@@ -33,7 +33,7 @@ def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None,
                       digest_after=choice.digest) as outcome:
         if policy.manifests is not None:
             image = image_ref(host, stage.repository, choice.digest, tag)
-            written = write_back(policy.manifests, policy.workloads, image, cache_dir=context.cache_dir / "writeback",
+            written = write_back(policy.manifests, policy.workloads, image, cache_dir=context.writeback_cache,
                                  message=write_back_message("rollback", subject, current, choice.digest, image,
                                                             context.commit), namespace=policy.namespace,
                                  policy=policy.name)

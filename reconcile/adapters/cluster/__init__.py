@@ -2,13 +2,8 @@
 digest, rollout watch and rollback, through the official ``kubernetes`` client.
 ``connect(cluster, resolver)`` gives a :class:`ClusterClient`."""
 
-from reconcile.adapters.cluster.client import (
-    DEFAULT_PAGE_SIZE,
-    ClusterClient,
-    connect,
-    read_cluster_state,
-    read_helm_release_state,
-)
+from reconcile.adapters.cluster.client import ClusterClient, connect, read_cluster_state, read_helm_release_state
+from reconcile.adapters.cluster.connection import DEFAULT_PAGE_SIZE
 from reconcile.adapters.cluster.deploy import CHANGE_CAUSE, DeployResult
 from reconcile.adapters.cluster.errors import (
     ClusterError,

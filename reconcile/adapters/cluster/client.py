@@ -9,17 +9,15 @@ from reconcile.adapters.cluster import discovery as _discovery
 from reconcile.adapters.cluster import helm as _helm
 from reconcile.adapters.cluster import rollback as _rollback
 from reconcile.adapters.cluster import rollout as _rollout
-from reconcile.adapters.cluster.connection import Connection, configuration_loader
+from reconcile.adapters.cluster.connection import DEFAULT_PAGE_SIZE, Connection, configuration_loader
 from reconcile.adapters.cluster.kinds import deployable
 from reconcile.observe.state import ClusterState, ImageReference
 from reconcile.policy import model
 from reconcile.policy.secrets import SecretResolver
 
-DEFAULT_PAGE_SIZE = 500  # client-go's list pager default
-
 
 def connect(cluster: model.Cluster, resolver: SecretResolver, *, page_size: int = DEFAULT_PAGE_SIZE,
-            poll_interval: float = 2.0) -> ClusterClient:
+            poll_interval: float = _rollout.POLL_INTERVAL) -> ClusterClient:
     """A client for ``cluster``: its configuration is loaded now (a :class:`ClusterError` if it
     cannot be), the network is first used by the first call."""
     return ClusterClient(cluster, Connection(cluster, configuration_loader(cluster, resolver)),
@@ -45,7 +43,7 @@ class ClusterClient:
     the API server cannot be reached, rejects the credentials, or forbids the call."""
 
     def __init__(self, cluster: model.Cluster, connection: Connection, *, page_size: int = DEFAULT_PAGE_SIZE,
-                 poll_interval: float = 2.0) -> None:
+                 poll_interval: float = _rollout.POLL_INTERVAL) -> None:
         self.cluster = cluster
         self.connection = connection
         self.page_size = page_size

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+DEFAULT_PAGE_SIZE = 500  # objects per list page: client-go's list pager default
 
 Loader = Callable[[], "Configuration"]
 

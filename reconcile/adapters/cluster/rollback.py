@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from reconcile.adapters.cluster.connection import JSON_PATCH, STRATEGIC_MERGE_PATCH, Connection
+from reconcile.adapters.cluster.connection import DEFAULT_PAGE_SIZE, JSON_PATCH, STRATEGIC_MERGE_PATCH, Connection
 from reconcile.adapters.cluster.deploy import (
     CHANGE_CAUSE,
     REVISION,
@@ -62,7 +62,7 @@ class Revision:
 
 
 def revision_history(connection: Connection, namespace: str, kind: str, name: str,
-                     page_size: int = 500) -> list[Revision]:
+                     page_size: int = DEFAULT_PAGE_SIZE) -> list[Revision]:
     """The revisions ``kind`` ``namespace/name`` keeps (its ReplicaSets or ControllerRevisions), oldest
     first: what ``kubectl rollout history`` lists. A kind without history has none."""
     resource = deployable(kind)
@@ -109,7 +109,7 @@ class RollbackResult:
 
 def rollback(connection: Connection, namespace: str, kind: str, name: str, *, to_revision: int | None = None,
              to_digest: str | None = None, container: str | None = None, cause: str | None = None,
-             page_size: int = 500) -> RollbackResult:
+             page_size: int = DEFAULT_PAGE_SIZE) -> RollbackResult:
     """Restore ``kind`` ``namespace/name``'s previous revision (or ``to_revision``), or set its
     container to ``to_digest`` (``sha256:...`` in the current repository, or a full reference)."""
     resource = deployable(kind)

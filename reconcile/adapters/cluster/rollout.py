@@ -20,6 +20,7 @@ from reconcile.adapters.cluster.deploy import revision
 from reconcile.adapters.cluster.kinds import deployable
 
 RolloutStatus = Literal["complete", "failed", "timeout"]
+POLL_INTERVAL = 2.0  # seconds between two reads of a workload whose rollout is watched
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class RolloutResult:
 
 
 def wait_for_rollout(connection: Connection, namespace: str, kind: str, name: str, timeout: float | timedelta, *,
-                     poll_interval: float = 2.0) -> RolloutResult:
+                     poll_interval: float = POLL_INTERVAL) -> RolloutResult:
     """Poll ``kind`` ``namespace/name`` until complete or failed; ``timeout`` bounds the wait."""
     resource = deployable(kind)
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)

@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from reconcile import __version__
 from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
-from reconcile.policy.model import Registry
+from reconcile.policy.model import Registry, Retry
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,18 @@ TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chu
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard one request is retried: ``attempts`` in all, exponential backoff with full jitter
-    (``base * 2**n`` capped at ``cap`` seconds), and at most ``budget`` seconds of waiting."""
+    (``base * 2**n`` capped at ``cap`` seconds), and at most ``budget`` seconds of waiting.
+    ``attempts`` and ``budget`` default to a Registry policy's ``spec.retry`` defaults."""
 
-    attempts: int = 5
+    attempts: int = Retry.attempts
     base: float = 0.5
     cap: float = 20.0
-    budget: float = 60.0
+    budget: float = Retry.budget.total_seconds()
+
+    @classmethod
+    def of(cls, retry: Retry) -> RetryPolicy:
+        """The policy a Registry's ``spec.retry`` asks for."""
+        return cls(attempts=retry.attempts, budget=retry.budget.total_seconds())
 
     def backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.cap, self.base * 2 ** attempt))
@@ -142,8 +148,7 @@ class Transport:
     def __init__(self, registry: Registry, retry: RetryPolicy | None = None) -> None:
         self.registry = registry
         self.base_url = registry.url.rstrip("/")
-        self.retry = retry or RetryPolicy(attempts=registry.retry.attempts,
-                                          budget=registry.retry.budget.total_seconds())
+        self.retry = retry or RetryPolicy.of(registry.retry)
         self.timeout = registry.timeout.total_seconds()
         self.authorizer: Authorizer | None = None
         self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))
