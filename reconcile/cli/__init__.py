@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from reconcile import __version__, defaults
+from reconcile.policy.secrets import redact
 
 
 @dataclass
@@ -88,7 +93,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with redacted_output():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:
@@ -98,6 +104,53 @@ class _Group(click.Group):
             raise InternalError(f"internal error: {type(e).__name__}: {_one_line(str(e))} (nothing more was done; "
                                 "this is a bug in reconcile: run again with --debug for the traceback and "
                                 "report it)") from None
+
+
+class _Redacting(io.TextIOBase):
+    """A text stream that writes through ``redact``: any secret value this process resolved or
+    received that made its way into a message (a server echoing a password) is written as ``***``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:  # buffer, errors, mode: as the stream has them
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def redacted_output() -> Iterator[None]:
+    """stdout, stderr and every log record through ``redact`` while a command runs."""
+    streams, factory = (sys.stdout, sys.stderr), logging.getLogRecordFactory()
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made = factory(*args, **kwargs)
+        made.msg, made.args = redact(made.getMessage()), ()
+        return made
+
+    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)  # type: ignore[assignment]
+    logging.setLogRecordFactory(record)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        logging.setLogRecordFactory(factory)
 
 
 def _one_line(text: str, limit: int = 300) -> str:

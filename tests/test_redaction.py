@@ -1,0 +1,35 @@
+"""Redaction at the boundary: every secret value this process resolved or received is written as
+``***`` on stdout, stderr and in log records while a command runs, however it got into a message."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+from reconcile.cli import redacted_output
+from reconcile.policy.secrets import Secret
+
+CANARY = "canary-Pa55word-6f1e"
+
+
+def test_stdout_stderr_and_log_records_never_show_a_known_secret(capsys: pytest.CaptureFixture[str],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    Secret(CANARY)  # resolved somewhere in this process
+    with redacted_output():
+        print(f"the registry answered: invalid password {CANARY}")
+        print(f"HTTP 401: {CANARY}!", file=sys.stderr)
+        logging.getLogger("reconcile.test").warning("echoed %s by the server", CANARY)
+    out, err = capsys.readouterr()
+    assert out == "the registry answered: invalid password ***\n" and err == "HTTP 401: ***!\n"
+    assert [r.getMessage() for r in caplog.records] == ["echoed *** by the server"]
+    print(CANARY)  # outside a command, nothing is rewritten (tests and callers keep their streams)
+    assert capsys.readouterr().out == CANARY + "\n"
+
+
+def test_a_short_value_is_not_redacted_everywhere() -> None:
+    Secret("abc")  # three characters would turn every "abc" of every message into ***
+    from reconcile.policy.secrets import redact
+
+    assert redact("abcdef") == "abcdef"
