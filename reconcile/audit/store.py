@@ -24,15 +24,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import sqlite_utils
 
 from reconcile.audit import chain
+from reconcile.plan.actions import Cause, MutatingKind
 from reconcile.policy.secrets import redact
 
-ActionKind = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
+
+class AuditKind(StrEnum):
+    """What an action row records: a plan's mutations, and the audit's own ``skip`` and ``error``.
+    The values are what ``actions.kind`` holds; members compare equal to them."""
+
+    PROMOTE = "promote"
+    PRUNE = "prune"
+    UNTAG = "untag"
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+    SKIP = "skip"  # a change not made: blocked, refused, left for the next run
+    ERROR = "error"  # the run stopped on an error
+
+
+# The kind as a caller may name it: the enum, a plan action's mutation kind, or its wire string.
+AuditKindName = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
 ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
 RunMode = Literal["plan", "apply", "run", "rollback", "release-hold"]
 
@@ -47,7 +63,7 @@ class RunOutcome(StrEnum):
     REFUSED = "refused"  # the run refused to act (a saved plan that is no longer the plan)
 
 
-CHANGE_KINDS: frozenset[str] = frozenset({"promote", "prune", "untag", "deploy", "rollback"})
+CHANGE_KINDS: frozenset[AuditKind] = frozenset(set(AuditKind) - {AuditKind.SKIP, AuditKind.ERROR})
 
 
 def outcome_of(counts: Mapping[str, int], *, partial: bool = False, blocked: bool = False) -> RunOutcome:
@@ -59,7 +75,7 @@ def outcome_of(counts: Mapping[str, int], *, partial: bool = False, blocked: boo
     if partial:
         return RunOutcome.PARTIAL
     return RunOutcome.BLOCKED if blocked else RunOutcome.SUCCEEDED
-KINDS: tuple[str, ...] = ("promote", "prune", "untag", "deploy", "rollback", "skip", "error")
+KINDS: tuple[str, ...] = tuple(kind.value for kind in AuditKind)
 STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
 MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold")
 CHAINED_TABLES = ("run_starts", "actions", "run_ends")
@@ -152,8 +168,16 @@ EXPECTED_REFS = """SELECT a.repository || ':' || t.value AS ref, a.seq AS seq FR
     UNION SELECT a.digest_after, a.seq FROM actions a WHERE a.digest_after IS NOT NULL"""
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Actions carry why as data: ``cause`` (a ``Cause`` value: ``expired``, ``in-use``, ``gates-open``…)
+    beside the human ``reason``. Chained like every column; rows written before have NULL, which
+    ``chain.canonical`` leaves out, so their hashes do not change."""
+    db.execute("ALTER TABLE actions ADD COLUMN cause TEXT")
+
+
 # (version, migration), oldest first; a released migration is never edited, only followed by a new one.
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _migration_1), (2, _migration_2))
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
+    (1, _migration_1), (2, _migration_2), (3, _migration_3))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -217,9 +241,9 @@ class RunRecord:
 
 ACTION_FIELDS = ("seq", "event_id", "run_id", "timestamp", "kind", "target", "digest_before",
                  "digest_after", "policy", "reason", "status", "error", "duration", "dry_run",
-                 "intent_id", "repository", "tags")
+                 "intent_id", "repository", "tags", "cause")
 # Kinds whose target is ``registry/repository@digest`` or ``registry/repository:tag``.
-IMAGE_KINDS = frozenset({"prune", "untag", "promote"})
+IMAGE_KINDS: frozenset[AuditKind] = frozenset({AuditKind.PRUNE, AuditKind.UNTAG, AuditKind.PROMOTE})
 
 
 def repository_of(kind: str, target: str) -> str | None:
@@ -274,6 +298,11 @@ class AuditStore:
     def has_refs(self) -> bool:
         """Actions carry ``repository`` and ``tags`` and are indexed in ``action_refs`` (migration 2)."""
         return self.schema_version >= 2
+
+    @property
+    def has_causes(self) -> bool:
+        """Actions carry ``cause`` (migration 3)."""
+        return self.schema_version >= 3
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, read_only: bool = False,
@@ -419,6 +448,17 @@ class AuditStore:
         return chain.Verification(result.entries, result.head, chain.Break("action_refs", seq, reason))
 
 
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _member(enum: type[_E], value: str, what: str) -> _E:
+    """``value`` as a member of ``enum`` (its member or its wire string); ValueError naming it otherwise."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(enum)})") from None
+
+
 def default_actor() -> str:
     """Who is acting: RECONCILE_ACTOR (CI user, service account), else the OS user."""
     if os.environ.get("RECONCILE_ACTOR"):
@@ -459,42 +499,43 @@ class Run:
     partial: bool = False  # some planned changes were left for the next run (state changed since the plan)
     blocked: bool = False  # a policy was blocked (recorded as a skip with its reason)
 
-    def append(self, kind: ActionKind, target: str, *, status: ActionStatus, policy: str | None = None,
-               reason: str | None = None, digest_before: str | None = None, digest_after: str | None = None,
-               error: str | None = None, duration: float | None = None,
+    def append(self, kind: AuditKind | MutatingKind | AuditKindName, target: str, *, status: ActionStatus,
+               policy: str | None = None, reason: str | None = None, digest_before: str | None = None,
+               digest_after: str | None = None, error: str | None = None, duration: float | None = None,
                intent_id: str | None = None, tags: Sequence[str] = (),
-               repository: str | None = None) -> dict[str, Any]:
+               repository: str | None = None, cause: Cause | None = None) -> dict[str, Any]:
         """One action. ``tags``: the tags a prune removes, a promotion sets, an untag removes;
         ``repository`` (``registry/repository``) defaults to the one a prune, untag or promotion
-        target names. Both are chained and make the action findable by ``registry/repository:TAG``."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown action kind {kind!r}")
+        target names. Both are chained and make the action findable by ``registry/repository:TAG``.
+        ``cause``: why, as data (the plan action's ``cause``), chained too."""
+        recorded = _member(AuditKind, kind, "action kind")
         if status not in STATUSES:
             raise ValueError(f"unknown action status {status!r}")
+        why = None if cause is None else _member(Cause, cause, "cause")
         if repository is None and isinstance(target, str):
-            repository = repository_of(kind, target)
+            repository = repository_of(recorded, target)
         row = self.store._append("actions", {
-            "event_id": new_id("evt"), "run_id": self.id, "timestamp": self.store.clock(), "kind": kind,
+            "event_id": new_id("evt"), "run_id": self.id, "timestamp": self.store.clock(), "kind": recorded.value,
             "target": target, "digest_before": digest_before, "digest_after": digest_after,
             "policy": policy, "reason": reason, "status": status, "error": error, "duration": duration,
             "dry_run": int(self.dry_run), "intent_id": intent_id, "repository": repository,
-            "tags": encode_tags(tags)})
+            "tags": encode_tags(tags), "cause": None if why is None else why.value})
         if status != "intent":
-            key = f"{kind}.{status}"
+            key = f"{recorded.value}.{status}"
             self.counts[key] = self.counts.get(key, 0) + 1
         return row
 
     @contextmanager
-    def mutation(self, kind: ActionKind, target: str, *, policy: str | None = None, reason: str | None = None,
-                 digest_before: str | None = None, digest_after: str | None = None,
-                 tags: Sequence[str] = ()) -> Iterator[Outcome]:
+    def mutation(self, kind: AuditKind | MutatingKind | AuditKindName, target: str, *, policy: str | None = None,
+                 reason: str | None = None, digest_before: str | None = None, digest_after: str | None = None,
+                 tags: Sequence[str] = (), cause: Cause | None = None) -> Iterator[Outcome]:
         """Write-ahead: the intent is on disk before the body runs, the outcome after it.
 
         If the intent cannot be written, AuditError propagates and the body never runs. ``tags``
-        go on both rows; the body may report others on the outcome (``outcome.tags``).
+        and ``cause`` go on both rows; the body may report other tags on the outcome (``outcome.tags``).
         """
         intent = self.append(kind, target, status="intent", reason=reason, digest_after=digest_after,
-                             tags=tags, policy=policy, digest_before=digest_before)
+                             tags=tags, policy=policy, digest_before=digest_before, cause=cause)
         outcome = Outcome(digest_after=digest_after)
         started = time.monotonic()
         try:
@@ -503,12 +544,12 @@ class Run:
             self.append(kind, target, status="failed", reason=reason, digest_after=outcome.digest_after,
                         error=f"{type(e).__name__}: {e}", duration=time.monotonic() - started,
                         intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags,
-                        policy=policy, digest_before=digest_before)
+                        policy=policy, digest_before=digest_before, cause=cause)
             raise
         self.append(kind, target, status=outcome.status, reason=outcome.reason or reason,
                     digest_after=outcome.digest_after, duration=time.monotonic() - started,
                     intent_id=intent["event_id"], tags=tags if outcome.tags is None else outcome.tags,
-                    policy=policy, digest_before=digest_before)
+                    policy=policy, digest_before=digest_before, cause=cause)
 
     def finish(self, outcome: str) -> str:
         """Close the run; returns the chain head to print."""

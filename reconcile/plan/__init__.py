@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from reconcile.observe.state import ClusterState, DeployHealth, Observation
-from reconcile.plan.actions import Action, Block
+from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
 from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
 from reconcile.policy.model import Approval, PolicySet, registry_host
 
-__all__ = ["Action", "Plan", "build_plan", "fingerprint"]
+__all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint"]
 
 
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
@@ -41,8 +41,9 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         seen = observation.retention[name]
         if isinstance(seen.repositories, str):
             errors.append(seen.repositories)
-            actions.append(Action(f"RetentionPolicy/{name}", "blocked", policy.registry,
-                                  reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE))
+            actions.append(Action(f"RetentionPolicy/{name}", ActionKind.BLOCKED, policy.registry,
+                                  reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE,
+                                  cause=Cause.REGISTRY_UNREADABLE))
             continue
         clusters: dict[str, ClusterState | str] = dict(observation.clusters)
         retention_inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,

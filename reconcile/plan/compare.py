@@ -1,7 +1,7 @@
 """Whether a saved plan is still the plan: the plan made now and the saved one, compared action for
-action on everything that changes what happens (policy, kind, target, digests, tags, dependsOn),
-and on what is blocked or could not be decided. Reasons (human text) and ``observedAt`` do not
-count. Pure."""
+action on everything that changes what happens (policy, kind, target, digests, tags, dependsOn)
+and why as data (block, cause), and on what is blocked or could not be decided. Reasons (human
+text) and ``observedAt`` do not count. Pure."""
 
 from __future__ import annotations
 
@@ -9,21 +9,27 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, ActionKind
 from reconcile.plan.plan import Plan
 
-Effect = tuple[str, str, str, str | None, str | None, tuple[str, ...], str | None, str | None]
+Effect = tuple[str, str, str, str | None, str | None, tuple[str, ...], str | None, str | None, str | None]
 DIFF_LINES = 20  # lines of a refusal's diff shown; the rest are counted
 
 
 def effect(action: Action) -> Effect:
-    """What an action does, without why."""
+    """What an action does, and why as data (its cause), without the words.
+
+    The cause counts: the same prune for another reason (``expired`` saved, ``no-rule-matches`` now)
+    means the policies now read differently from what the person who saved the plan reviewed, so it
+    is a difference to show, not to apply over. It is decided from the same inputs as the rest, so a
+    plan made again from the same world has the same causes; a plan saved before causes existed has
+    none and differs once (plan again)."""
     return (action.policy, action.kind, action.target, action.digest_before, action.digest_after, action.tags,
-            action.depends_on, action.block)
+            action.depends_on, action.block, action.cause)
 
 
 def _counted(plan: Plan) -> tuple[Counter[Effect], dict[Effect, Action]]:
-    relevant = [a for a in plan.actions if a.mutates or a.kind == "blocked"]
+    relevant = [a for a in plan.actions if a.mutates or a.kind is ActionKind.BLOCKED]
     return Counter(effect(a) for a in relevant), {effect(a): a for a in relevant}
 
 
@@ -42,8 +48,10 @@ class PlanDiff:
     def lines(self, limit: int = DIFF_LINES) -> list[str]:
         """``- …`` only in the saved plan, ``+ …`` only in the plan made now; at most ``limit`` lines
         and a count of the rest."""
-        rows = [(a.policy, a.target, 0, f"- {describe(a)}") for a in self.only_saved]
-        rows += [(a.policy, a.target, 1, f"+ {describe(a)}") for a in self.only_now]
+        # An action that differs only by its cause would show as the same line twice: those name it.
+        alike = {describe(a) for a in self.only_saved} & {describe(a) for a in self.only_now}
+        rows = [(a.policy, a.target, 0, f"- {describe(a, describe(a) in alike)}") for a in self.only_saved]
+        rows += [(a.policy, a.target, 1, f"+ {describe(a, describe(a) in alike)}") for a in self.only_now]
         rows.sort()
         lines = [line for *_, line in rows]
         lines += [f"- could not be decided: {e}" for e in self.errors_only_saved]
@@ -71,9 +79,9 @@ def compare(saved: Plan, now: Plan) -> PlanDiff:
         reordered)
 
 
-def describe(action: Action) -> str:
+def describe(action: Action, with_cause: bool = False) -> str:
     """``prune ci/team-a/web@sha256:… (tags: build-3)``, with the digests the target does not name
-    and, for a block, why (shown, not compared)."""
+    and, for a block, why (shown, not compared); ``with_cause``: and ``[cause]``."""
     text = f"{action.kind} {action.target}"
     if action.tags:
         text += f" (tags: {', '.join(action.tags)})"
@@ -82,14 +90,16 @@ def describe(action: Action) -> str:
             text += f" {label} {digest[:19]}"
     if action.depends_on:
         text += f" (after {action.depends_on})"
-    if action.kind == "blocked" and action.reason:
+    if with_cause:
+        text += f" [{action.cause or 'no cause'}]"
+    if action.kind is ActionKind.BLOCKED and action.reason:
         text += f": {action.reason}"
     return text
 
 
 # What decides most comes first, so the first difference named is the one that matters.
 _FIRST = ("actions", "errors", "commit", "repo", "policy", "kind", "target", "digestBefore", "digestAfter", "tags",
-          "dependsOn", "mutates")
+          "dependsOn", "block", "cause", "mutates")
 
 
 def first_difference(saved: Any, now: Any, path: str = "", skip: frozenset[str] = frozenset()) -> str | None:

@@ -14,9 +14,11 @@ import re
 from dataclasses import dataclass
 
 from reconcile.observe.state import DeployHealth, RepositoryState
-from reconcile.plan.actions import Action, Block
+from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.promotion import select_candidate, stage_digest
 from reconcile.policy.model import DeployPolicy, Stage
+
+KEEP, DEPLOY, BLOCKED = ActionKind.KEEP, ActionKind.DEPLOY, ActionKind.BLOCKED
 
 
 @dataclass(frozen=True)
@@ -74,39 +76,42 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
     current = inputs.current
     before = current.digest if isinstance(current, DeployHealth) else None
     if not isinstance(inputs.stage, RepositoryState):
-        return Action(subject, "blocked", target, before, before,
-                      f"stage {where} could not be read: {inputs.stage}; nothing is deployed", block=Block.UNREADABLE)
+        return Action(subject, BLOCKED, target, before, before,
+                      f"stage {where} could not be read: {inputs.stage}; nothing is deployed", block=Block.UNREADABLE,
+                      cause=Cause.REGISTRY_UNREADABLE)
     desired = stage_digest(stage, inputs.stage)
     if desired is None:
-        return Action(subject, "blocked", target, before, before, f"stage {where} holds no digest to deploy yet",
-                      block=Block.WAITING)
+        return Action(subject, BLOCKED, target, before, before, f"stage {where} holds no digest to deploy yet",
+                      block=Block.WAITING, cause=Cause.STAGE_EMPTY)
     tag = version_tag(stage, inputs.stage, desired)
     shown = f"{tag} ({_short(desired)})" if tag else _short(desired)
     tags = (tag,) if tag else ()
     if isinstance(current, str):
         if policy.cluster is not None:  # a cluster that cannot be read is not deployed to blindly
-            return Action(subject, "blocked", target, None, desired,
+            return Action(subject, BLOCKED, target, None, desired,
                           f"cluster {policy.cluster} could not be read: {current}; {shown} is not deployed", tags,
-                          block=Block.UNREADABLE)
+                          block=Block.UNREADABLE, cause=Cause.CLUSTER_UNREADABLE)
         before = None
     if before == desired:
         note = f" (rollout not complete: {current.detail})" if isinstance(current, DeployHealth) and not (
             current.healthy) else ""
-        return Action(subject, "keep", target, desired, desired, f"runs {shown} held by {where}{note}", tags)
+        return Action(subject, KEEP, target, desired, desired, f"runs {shown} held by {where}{note}", tags,
+                      cause=Cause.UP_TO_DATE)
     hold = inputs.hold
     if isinstance(hold, str):  # a rollback may hold this very digest: do not deploy blind
-        return Action(subject, "blocked", target, before, desired,
-                      f"holds unknown: {hold}; {shown} is not deployed", tags, block=Block.UNREADABLE)
+        return Action(subject, BLOCKED, target, before, desired,
+                      f"holds unknown: {hold}; {shown} is not deployed", tags, block=Block.UNREADABLE,
+                      cause=Cause.AUDIT_UNREADABLE)
     if hold is not None and hold.digest == desired:
-        return Action(subject, "blocked", target, before, desired, (
+        return Action(subject, BLOCKED, target, before, desired, (
             f"held: {_short(desired)} {hold.reason}; not deployed again until {where} holds a newer candidate "
-            f"or `reconcile release-hold {policy.name}`"), tags, block=Block.HELD)
+            f"or `reconcile release-hold {policy.name}`"), tags, block=Block.HELD, cause=Cause.HELD)
     released = f"; hold on {_short(hold.digest)} released by this newer candidate" if hold is not None else ""
     was = _short(before) if before else ("unknown" if isinstance(current, str) else "nothing")
     unknown = f" (the current image could not be read: {current})" if isinstance(current, str) else ""
     ref = image_ref(inputs.registry_host, stage.repository, desired, tag if policy.manifests is not None else None)
-    return Action(subject, "deploy", target, before, desired,
-                  f"{shown} from {where}: {was} -> {ref}{unknown}{released}", tags)
+    return Action(subject, DEPLOY, target, before, desired,
+                  f"{shown} from {where}: {was} -> {ref}{unknown}{released}", tags, cause=Cause.OUT_OF_DATE)
 
 
 def _short(digest: str | None) -> str:

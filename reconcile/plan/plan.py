@@ -43,8 +43,9 @@ class Plan:
 def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
     """Actions by kind, in a fixed order: what a summary line shows."""
     counted = Counter(a.kind for a in actions)
-    order: tuple[ActionKind, ...] = ("prune", "untag", "promote", "deploy", "rollback", "blocked", "keep")
-    return {kind: counted[kind] for kind in order if counted[kind]}
+    order = (ActionKind.PRUNE, ActionKind.UNTAG, ActionKind.PROMOTE, ActionKind.DEPLOY, ActionKind.ROLLBACK,
+             ActionKind.BLOCKED, ActionKind.KEEP)
+    return {kind.value: counted[kind] for kind in order if counted[kind]}
 
 
 def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],

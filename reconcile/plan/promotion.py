@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reconcile.observe.state import DeployHealth, Image, RepositoryState
-from reconcile.plan.actions import Action, Block
+from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import Approval, DateRangeFreeze, PromotionPolicy, Stage, Track, WeeklyFreeze
 from reconcile.policy.ordering import number
 from reconcile.policy.semver import Version
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+KEEP, PROMOTE, BLOCKED = ActionKind.KEEP, ActionKind.PROMOTE, ActionKind.BLOCKED
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,14 @@ def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: dateti
     assert source.track is not None
     observed = inputs.stages.get(source.name)
     if not isinstance(observed, RepositoryState):
-        return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
+        return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}",
                        reason=f"stage {source.name} could not be read: {observed or 'not observed'}",
-                       block=Block.UNREADABLE)]
+                       block=Block.UNREADABLE, cause=Cause.REGISTRY_UNREADABLE)]
     candidate = select_candidate(source.track, observed)
     if candidate is None:
-        return [Action(subject, "blocked", f"{source.registry}/{source.repository}",
-                       reason=f"no tag matches the track '{source.track.tags.pattern}'", block=Block.WAITING)]
+        return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}",
+                       reason=f"no tag matches the track '{source.track.tags.pattern}'", block=Block.WAITING,
+                       cause=Cause.NO_CANDIDATE)]
     # Each stage receives what its 'from' stage holds as observed, not as this plan would leave it:
     # one stage per run, so every hop is observed (and soaked, and checked) before the next.
     current: dict[str, str | None] = {source.name: candidate.digest}
@@ -104,40 +106,45 @@ def _stage(subject: str, policy: PromotionPolicy, stage: Stage, candidate: Candi
     where = f"{stage.registry}/{stage.repository}"
     repo = inputs.stages.get(stage.name)
     if not isinstance(repo, RepositoryState):
-        return Action(subject, "blocked", where, reason=f"stage {stage.name} could not be read: "
-                                                        f"{repo or 'not observed'}", block=Block.UNREADABLE)
+        return Action(subject, BLOCKED, where, reason=f"stage {stage.name} could not be read: "
+                                                      f"{repo or 'not observed'}", block=Block.UNREADABLE,
+                      cause=Cause.REGISTRY_UNREADABLE)
     held = current[stage.name]
     digest = current.get(stage.source or "")
     if digest is None:
-        return Action(subject, "blocked", where, held, held,
-                      f"stage {stage.source} holds no digest to promote yet", block=Block.WAITING)
+        return Action(subject, BLOCKED, where, held, held,
+                      f"stage {stage.source} holds no digest to promote yet", block=Block.WAITING,
+                      cause=Cause.STAGE_EMPTY)
     track = policy.stages[0].track
     assert track is not None  # the tracking stage has one (plan_promotion checked)
     version = _version_of(digest, candidate, source_repo, track)
     if version is None:
-        return Action(subject, "blocked", where, held, held, (
+        return Action(subject, BLOCKED, where, held, held, (
             f"cannot tell the version of {_short(digest)} held by {stage.source}: no tag of the source stage "
-            "names it any more"), block=Block.WAITING)
+            "names it any more"), block=Block.WAITING, cause=Cause.VERSION_UNKNOWN)
     tags = render_tags(stage, version, digest)
     if all(tag in repo.tags and repo.tags[tag].digest == digest for tag in tags):
-        return Action(subject, "keep", f"{where}@{digest}", digest, digest,
-                      f"{stage.name} holds {version.version} ({_short(digest)}) under {', '.join(tags)}", tuple(tags))
+        return Action(subject, KEEP, f"{where}@{digest}", digest, digest,
+                      f"{stage.name} holds {version.version} ({_short(digest)}) under {', '.join(tags)}", tuple(tags),
+                      cause=Cause.UP_TO_DATE)
     conflicts = [tag for template, tag in zip(stage.tags, tags, strict=True)
                  if _immutable(template) and tag in repo.tags and repo.tags[tag].digest != digest]
     if conflicts:
         taken = ", ".join(f"{tag} -> {_short(repo.tags[tag].digest)}" for tag in conflicts)
-        return Action(subject, "blocked", f"{where}@{digest}", held, digest, (
+        return Action(subject, BLOCKED, f"{where}@{digest}", held, digest, (
             f"version tag conflict in {stage.name}: {taken}; an immutable tag is never overwritten"), tuple(tags),
-            block=Block.CONFLICT)
+            block=Block.CONFLICT, cause=Cause.TAG_CONFLICT)
     gates = _gates(stage, digest, version, inputs, now)
     states = "; ".join(state for _, state in gates) or "no gates"
     if all(is_open for is_open, _ in gates):
-        return Action(subject, "promote", f"{where}@{digest}", held, digest,
-                      f"{version.version} from {stage.source} to {stage.name}: {states}", tuple(tags))
+        return Action(subject, PROMOTE, f"{where}@{digest}", held, digest,
+                      f"{version.version} from {stage.source} to {stage.name}: {states}", tuple(tags),
+                      cause=Cause.GATES_OPEN)
     unknown = any(state is _UNREADABLE for state, _ in gates)  # a gate whose input could not be read
-    return Action(subject, "blocked", f"{where}@{digest}", held, digest,
+    return Action(subject, BLOCKED, f"{where}@{digest}", held, digest,
                   f"{version.version} waits to enter {stage.name}: {states}", tuple(tags),
-                  block=Block.UNREADABLE if unknown else Block.GATE)
+                  block=Block.UNREADABLE if unknown else Block.GATE,
+                  cause=Cause.GATE_UNREADABLE if unknown else Cause.GATE_CLOSED)
 
 
 def stage_digest(stage: Stage, repository: RepositoryState) -> str | None:

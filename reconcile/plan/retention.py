@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Image, RepositoryState
-from reconcile.plan.actions import Action, Block
+from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import KeepRule, RetentionPolicy
 from reconcile.policy.ordering import by_rank, number, rank_key, version_part, why_unranked
@@ -26,6 +27,15 @@ from reconcile.policy.semver import Version
 # Tags that name their subject sha256:<hex>: cosign's signatures, attestations and SBOMs, and the OCI 1.1
 # referrers tag schema (an index of the referrers, for registries without the referrers API)
 REFERRER_TAG = re.compile(r"^sha256-(?P<hex>[0-9a-f]{64})(\.(sig|att|sbom))?$")
+
+KEEP, UNTAG, PRUNE, BLOCKED = ActionKind.KEEP, ActionKind.UNTAG, ActionKind.PRUNE, ActionKind.BLOCKED
+
+
+class _Why(NamedTuple):
+    """Why something is kept: the cause as data, and the words."""
+
+    cause: Cause
+    text: str
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,8 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
     subject = f"RetentionPolicy/{policy.name}"
     blocked = _unreadable_sources(policy, inputs)
     if blocked:
-        return [Action(subject, "blocked", f"{policy.registry}", reason=f"{why}; nothing is pruned",
-                       block=Block.UNREADABLE) for why in blocked]
+        return [Action(subject, BLOCKED, f"{policy.registry}", reason=f"{why}; nothing is pruned",
+                       block=Block.UNREADABLE, cause=cause) for cause, why in blocked]
     protected = _protected_digests(policy, inputs)
     actions: list[Action] = []
     for repository in sorted(inputs.repositories, key=lambda r: r.repository):
@@ -57,19 +67,19 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
         changes = [a for a in planned if a.mutates]
         if changes and not repository.can_delete:
             where = f"{repository.registry}/{repository.repository}"
-            planned = [Action(subject, "blocked", where, reason=(
+            planned = [Action(subject, BLOCKED, where, reason=(
                 f"Registry {policy.registry} declares deletion: none, so the {len(changes)} deletions this policy "
                 "asks for cannot be made; nothing is pruned (enable deletion on the registry and set "
-                "spec.deletion, or drop the policy)"), block=Block.CANNOT_DELETE)] + [
+                "spec.deletion, or drop the policy)"), block=Block.CANNOT_DELETE, cause=Cause.DELETION_DISABLED)] + [
                     a for a in planned if not a.mutates]
         actions += planned
-    deletions = sum(len(a.tags) or 1 for a in actions if a.kind == "prune") + sum(
-        1 for a in actions if a.kind == "untag")
+    deletions = sum(len(a.tags) or 1 for a in actions if a.kind is PRUNE) + sum(
+        1 for a in actions if a.kind is UNTAG)
     if deletions > policy.max_deletions:
-        return [Action(subject, "blocked", policy.registry, reason=(
+        return [Action(subject, BLOCKED, policy.registry, reason=(
             f"would delete {deletions} tags, over maxDeletions {policy.max_deletions}; nothing is pruned "
-            "(raise maxDeletions or narrow the policy if this is intended)"), block=Block.OVER_LIMIT)] + [
-            a for a in actions if not a.mutates]
+            "(raise maxDeletions or narrow the policy if this is intended)"), block=Block.OVER_LIMIT,
+            cause=Cause.OVER_MAX_DELETIONS)] + [a for a in actions if not a.mutates]
     return actions
 
 
@@ -94,26 +104,27 @@ def rank_warnings(policy: RetentionPolicy, repositories: Sequence[RepositoryStat
     return warnings
 
 
-def _unreadable_sources(policy: RetentionPolicy, inputs: RetentionInputs) -> list[str]:
+def _unreadable_sources(policy: RetentionPolicy, inputs: RetentionInputs) -> list[tuple[Cause, str]]:
     """Fail closed: a protection we cannot evaluate means we cannot know what is safe to delete."""
     problems = []
     for name in sorted({*policy.protect.in_use, *policy.protect.helm_releases}):
         state = inputs.clusters.get(name)
         if state is None:
-            problems.append(f"cluster {name} was not observed")
+            problems.append((Cause.CLUSTER_UNREADABLE, f"cluster {name} was not observed"))
         elif isinstance(state, str):
-            problems.append(f"cluster {name} could not be read: {state}")
+            problems.append((Cause.CLUSTER_UNREADABLE, f"cluster {name} could not be read: {state}"))
     for name, target in sorted(inputs.deploy_targets.items()):
         if isinstance(target, str):
-            problems.append(f"what DeployPolicy/{name} runs could not be read: {target}")
+            problems.append((Cause.CLUSTER_UNREADABLE, f"what DeployPolicy/{name} runs could not be read: {target}"))
     if policy.protect.deployed_history and inputs.deployed is None:
-        problems.append("the audit trail (deploy history) could not be read")
+        problems.append((Cause.AUDIT_UNREADABLE, "the audit trail (deploy history) could not be read"))
     for index, commits in sorted(inputs.git_commits.items()):
         if isinstance(commits, str):
-            problems.append(f"keep[{index}].gitRefs: the source repository could not be read: {commits}")
+            problems.append((Cause.GIT_UNREADABLE,
+                             f"keep[{index}].gitRefs: the source repository could not be read: {commits}"))
     for index, rule in enumerate(policy.keep):
         if rule.git_refs is not None and index not in inputs.git_commits:
-            problems.append(f"keep[{index}].gitRefs: the source repository was not read")
+            problems.append((Cause.GIT_UNREADABLE, f"keep[{index}].gitRefs: the source repository was not read"))
     return problems
 
 
@@ -123,19 +134,32 @@ class _Protected:
     in_use_tags: frozenset[tuple[str, str]]  # (repository, tag) referenced by tag only
     deployed: Mapping[str, str]  # digest -> DeployPolicy that deployed it recently
     deploy_targets: Mapping[str, str]  # digest -> DeployPolicy whose target runs or pins it now
+    # what of in_use / in_use_tags no protecting cluster runs, only keeps for rollback (old ReplicaSets…)
+    rollback_only: frozenset[str | tuple[str, str]] = frozenset()
+
+    def use(self, used: str | tuple[str, str]) -> Cause:
+        return Cause.ROLLBACK_HISTORY if used in self.rollback_only else Cause.IN_USE
 
 
 def _protected_digests(policy: RetentionPolicy, inputs: RetentionInputs) -> _Protected:
     digests: set[str] = set()
     tags: set[tuple[str, str]] = set()
+    running: set[str | tuple[str, str]] = set()
     for name in sorted({*policy.protect.in_use, *policy.protect.helm_releases}):
         state = inputs.clusters[name]
         assert isinstance(state, ClusterState)
-        for reference in state.images:
+        for reference, usages in state.images.items():
+            used: str | tuple[str, str]
             if reference.digest:
-                digests.add(reference.digest)
+                used = reference.digest
+                digests.add(used)
             elif reference.tag and reference.registry == inputs.registry_host:
-                tags.add((reference.repository, reference.tag))
+                used = (reference.repository, reference.tag)
+                tags.add(used)
+            else:
+                continue
+            if not usages or any(u.state != "rollback" for u in usages):
+                running.add(used)
     deployed: dict[str, str] = {}
     if policy.protect.deployed_history:
         for deploy_policy, history in sorted((inputs.deployed or {}).items()):
@@ -143,7 +167,8 @@ def _protected_digests(policy: RetentionPolicy, inputs: RetentionInputs) -> _Pro
                 deployed.setdefault(digest, deploy_policy)
     targets = {target.digest: name for name, target in sorted(inputs.deploy_targets.items(), reverse=True)
                if isinstance(target, DeployHealth) and target.digest}
-    return _Protected(frozenset(digests), frozenset(tags), deployed, targets)
+    used_anyhow: set[str | tuple[str, str]] = {*digests, *tags}
+    return _Protected(frozenset(digests), frozenset(tags), deployed, targets, frozenset(used_anyhow - running))
 
 
 def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryState, inputs: RetentionInputs,
@@ -151,10 +176,10 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
     where = f"{repo.registry}/{repo.repository}"
     referrer_tags = {tag for tag in repo.tags if REFERRER_TAG.match(tag)}
     candidates = {tag: d for tag, d in repo.tags.items() if tag not in referrer_tags}
-    why_kept: dict[str, str] = {}
+    why_kept: dict[str, _Why] = {}
     for index, rule in enumerate(policy.keep):
-        for tag, reason in _keep_rule(index, rule, candidates, repo.images, inputs.git_commits.get(index), now):
-            why_kept.setdefault(tag, reason)
+        for tag, why in _keep_rule(index, rule, candidates, repo.images, inputs.git_commits.get(index), now):
+            why_kept.setdefault(tag, why)
     for tag, descriptor in sorted(candidates.items()):
         if tag in why_kept:
             continue
@@ -162,8 +187,8 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         running_children = [c.digest for c in _children(repo.images.get(descriptor.digest))
                             if c.digest in protected.in_use]
         if protection is None and running_children:  # a cluster runs one platform of this multi-arch image
-            protection = (f"protected: its platform manifest {_short(running_children[0])} runs in a "
-                          "protecting cluster")
+            protection = _Why(protected.use(running_children[0]), (
+                f"protected: its platform manifest {_short(running_children[0])} runs in a protecting cluster"))
         if protection:
             why_kept[tag] = protection
     graph = _Graph(repo, referrer_tags)
@@ -175,24 +200,30 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         pass
     actions: list[Action] = []
     doomed: dict[str, list[str]] = {}
+    # Not kept: past what a rule that selects it keeps, or selected by no rule at all.
+    expired = {tag for tag in candidates if tag not in why_kept and any(
+        _selects(rule, tag, repo.images.get(candidates[tag].digest)) for rule in policy.keep)}
     for tag, descriptor in sorted(candidates.items()):
         digest = descriptor.digest
         if tag in why_kept:
-            actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, why_kept[tag]))
+            actions.append(Action(subject, KEEP, f"{where}:{tag}", digest, digest, why_kept[tag].text,
+                                  cause=why_kept[tag].cause))
         elif digest in kept:
             if repo.can_delete_tags:
-                actions.append(Action(subject, "untag", f"{where}:{tag}", digest, None,
-                                      f"no rule keeps it; its digest stays: {kept[digest]}", (tag,)))
+                actions.append(Action(subject, UNTAG, f"{where}:{tag}", digest, None,
+                                      f"no rule keeps it; its digest stays: {kept[digest].text}", (tag,),
+                                      cause=Cause.EXPIRED if tag in expired else Cause.NO_RULE_MATCHES))
             else:
-                actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, (
+                actions.append(Action(subject, KEEP, f"{where}:{tag}", digest, digest, (
                     f"no rule keeps it, but this registry cannot remove a tag alone and deleting "
-                    f"{_short(digest)} would remove what is kept: {kept[digest]}")))
+                    f"{_short(digest)} would remove what is kept: {kept[digest].text}"), cause=Cause.CANNOT_UNTAG))
         else:
             doomed.setdefault(digest, []).append(tag)
     scheduled: set[str] = set(doomed)
     for digest in sorted(doomed):
-        top = Action(subject, "prune", f"{where}@{digest}", digest, None, _prune_reason(
-            repo, digest, doomed[digest], graph, kept), repo.tags_of(digest))
+        top = Action(subject, PRUNE, f"{where}@{digest}", digest, None, _prune_reason(
+            repo, digest, doomed[digest], graph, kept), repo.tags_of(digest),
+            cause=Cause.EXPIRED if expired.intersection(doomed[digest]) else Cause.NO_RULE_MATCHES)
         actions.append(top)
         actions += _dependants(subject, where, repo, digest, top.target, graph, kept, scheduled)
     for tag in sorted(referrer_tags):
@@ -200,8 +231,9 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         subject_digest = _referred_digest(tag)
         if digest in scheduled:
             continue  # removed with its subject's (or its own) deletion above
-        why = kept.get(digest, f"referrer of {_short(subject_digest)}, which is not pruned")
-        actions.append(Action(subject, "keep", f"{where}:{tag}", digest, digest, why))
+        why = kept.get(digest, _Why(Cause.DEPENDANT_OF_KEPT,
+                                    f"referrer of {_short(subject_digest)}, which is not pruned"))
+        actions.append(Action(subject, KEEP, f"{where}:{tag}", digest, digest, why.text, cause=why.cause))
     return actions
 
 
@@ -230,17 +262,18 @@ class _Graph:
         found = self.referrers.get(digest, {})
         return [found[d] for d in sorted(found)]
 
-    def kept(self, why_kept: Mapping[str, str], candidates: Mapping[str, Descriptor],
-             protected: _Protected) -> dict[str, str]:
+    def kept(self, why_kept: Mapping[str, _Why], candidates: Mapping[str, Descriptor],
+             protected: _Protected) -> dict[str, _Why]:
         """Every digest nothing may delete, with why: tagged by a kept tag, protected, or reachable
         from one of those as a platform manifest or a referrer. A kept digest is never deleted,
         whatever else points at it."""
-        kept: dict[str, str] = {}
+        kept: dict[str, _Why] = {}
         for tag in sorted(why_kept):
-            kept.setdefault(candidates[tag].digest, f"tagged {tag}, which is kept")
+            kept.setdefault(candidates[tag].digest, _Why(Cause.TAGGED_BY_KEPT, f"tagged {tag}, which is kept"))
         for tag, descriptor in sorted(self.repo.tags.items()):  # referrer tags too: a cluster may run any tag
-            if (self.repo.repository, tag) in protected.in_use_tags:
-                kept.setdefault(descriptor.digest, f"protected: a protecting cluster runs {tag}")
+            if (used := (self.repo.repository, tag)) in protected.in_use_tags:
+                kept.setdefault(descriptor.digest,
+                                _Why(protected.use(used), f"protected: a protecting cluster runs {tag}"))
         # Protected digests count whether or not this repository's observation holds them: an
         # untagged image running in a cluster still keeps its SBOM.
         for digest in sorted({*protected.in_use, *protected.deploy_targets, *protected.deployed}):
@@ -248,7 +281,7 @@ class _Graph:
                 kept[digest] = why
         return self._closure(kept)
 
-    def _closure(self, kept: dict[str, str]) -> dict[str, str]:
+    def _closure(self, kept: dict[str, _Why]) -> dict[str, _Why]:
         pending = sorted(kept)
         while pending:
             digest = pending.pop()
@@ -256,11 +289,11 @@ class _Graph:
             reached += [(r.digest, f"referrer of kept {_short(digest)}") for r in self.referrers_of(digest)]
             for found, why in reached:
                 if found not in kept:
-                    kept[found] = why
+                    kept[found] = _Why(Cause.DEPENDANT_OF_KEPT, why)
                     pending.append(found)
         return kept
 
-    def deletable(self, doomed: set[str], kept: Mapping[str, str]) -> set[str]:
+    def deletable(self, doomed: set[str], kept: Mapping[str, _Why]) -> set[str]:
         """What pruning ``doomed`` would delete: those digests and, transitively, their platform
         manifests and referrers that nothing keeps."""
         found: set[str] = set()
@@ -274,7 +307,7 @@ class _Graph:
                         if d.digest not in kept and d.digest not in found]
         return found
 
-    def keep_orphans(self, referrer_tags: set[str], doomed: set[str], kept: dict[str, str]) -> bool:
+    def keep_orphans(self, referrer_tags: set[str], doomed: set[str], kept: dict[str, _Why]) -> bool:
         """A referrer tag whose subject is not being deleted stays, and so does all it reaches (a
         signature's own signature, an index's referrers). True when that kept something new."""
         deleting = self.deletable(doomed, kept)
@@ -286,9 +319,10 @@ class _Graph:
                 continue
             known = subject_digest in self.repo.images or any(
                 d.digest == subject_digest for d in self.repo.tags.values())
-            kept[digest] = (f"{tag} names {_short(subject_digest)}, which is not pruned" if known else
-                            f"{tag} names {_short(subject_digest)}, which is not in this repository (signatures "
-                            "may be kept apart from their images)")
+            kept[digest] = (_Why(Cause.DEPENDANT_OF_KEPT, f"{tag} names {_short(subject_digest)}, which is not pruned")
+                            if known else _Why(Cause.ORPHAN_SIGNATURE, (
+                                f"{tag} names {_short(subject_digest)}, which is not in this repository (signatures "
+                                "may be kept apart from their images)")))
             grew = True
         if grew:
             self._closure(kept)
@@ -296,7 +330,7 @@ class _Graph:
 
 
 def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph: _Graph,
-                  kept: Mapping[str, str]) -> str:
+                  kept: Mapping[str, _Why]) -> str:
     removes = repo.tags_of(digest)
     reason = f"delete manifest {_short(digest)}, which removes tags {_listed(removes)}: no keep rule or " + (
         "protection applies to them" if set(removes) == set(tags) else f"protection applies to {_listed(tags)}")
@@ -304,12 +338,12 @@ def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph
     if staying:
         reason += "; its platform manifests " + ", ".join(
             f"{_short(c.digest)}{f' ({c.platform})' if c.platform else ''}" for c in staying) + " stay: " + \
-            "; ".join(kept[c.digest] for c in staying)
+            "; ".join(kept[c.digest].text for c in staying)
     return reason
 
 
 def _dependants(subject: str, where: str, repo: RepositoryState, digest: str, parent: str, graph: _Graph,
-                kept: Mapping[str, str], scheduled: set[str]) -> list[Action]:
+                kept: Mapping[str, _Why], scheduled: set[str]) -> list[Action]:
     """What goes with a pruned image: its platform manifests and its referrers, each only if nothing
     keeps it, and each deleted after (and only after) what it depends on."""
     actions: list[Action] = []
@@ -323,25 +357,27 @@ def _dependants(subject: str, where: str, repo: RepositoryState, digest: str, pa
         scheduled.add(descriptor.digest)
         tags = repo.tags_of(descriptor.digest)
         removes = f", which removes tags {_listed(tags)}" if tags else ""
-        action = Action(subject, "prune", f"{where}@{descriptor.digest}", descriptor.digest, None,
-                        f"delete manifest {_short(descriptor.digest)}{removes}: {why}", tags, depends_on=parent)
+        action = Action(subject, PRUNE, f"{where}@{descriptor.digest}", descriptor.digest, None,
+                        f"delete manifest {_short(descriptor.digest)}{removes}: {why}", tags, depends_on=parent,
+                        cause=Cause.DEPENDANT_OF_PRUNED)
         actions.append(action)
         actions += _dependants(subject, where, repo, descriptor.digest, action.target, graph, kept, scheduled)
     return actions
 
 
 def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], images: Mapping[str, Image],
-               commits: frozenset[str] | str | None, now: datetime) -> list[tuple[str, str]]:
+               commits: frozenset[str] | str | None, now: datetime) -> list[tuple[str, _Why]]:
     label = f"keep[{index}]"
     if rule.git_refs is not None:
         assert isinstance(commits, frozenset)  # unreadable sources blocked the policy earlier
-        return [(tag, f"{label}: built from commit {commit[:12]}, among the latest of a live git ref")
+        return [(tag, _Why(Cause.GIT_REF,
+                           f"{label}: built from commit {commit[:12]}, among the latest of a live git ref"))
                 for tag, d in sorted(tags.items())
                 if (commit := _commit_of(tag, images.get(d.digest), rule, commits))]
     parts = {tag: part for tag in tags if (part := _selected(tag, rule)) is not None}
     selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
-        return [(tag, f"{label}: {_selector(rule)}") for tag in selected]
+        return [(tag, _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}")) for tag in selected]
     by_last: dict[str, str] = {}  # tag -> the order that placed it among the newest
     unranked: dict[str, tuple[str, str]] = {}  # tag -> (order, why it cannot rank it)
     orders = _orders(rule, parts) if rule.last is not None else []
@@ -369,8 +405,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
     for tag in selected:
         if tag in unranked:
             order, why = unranked[tag]
-            kept.append((tag, f"{label}: {_selector(rule)}, kept because {_order_name(order)} order cannot rank "
-                              f"it: {why}"))
+            kept.append((tag, _Why(Cause.UNRANKABLE, f"{label}: {_selector(rule)}, kept because "
+                                                     f"{_order_name(order)} order cannot rank it: {why}")))
             continue
         in_last, is_young = tag in by_last, tag in young
         if rule.last is None:
@@ -388,8 +424,18 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                 reasons.append(f"among the {rule.last} newest{kind} by {_order_name(by_last[tag])}")
             if is_young:
                 reasons.append(young[tag])
-            kept.append((tag, f"{label}: {_selector(rule)}, " + " and ".join(reasons)))
+            kept.append((tag, _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}, " + " and ".join(reasons))))
     return kept
+
+
+def _selects(rule: KeepRule, tag: str, image: Image | None) -> bool:
+    """Whether a keep rule considers ``tag`` at all (so a tag it does not keep is past what it keeps):
+    its pattern and semver range match, or, for gitRefs, the tag names a commit."""
+    if rule.git_refs is None:
+        return _selected(tag, rule) is not None
+    refs = rule.git_refs
+    return bool((refs.tag_commit is not None and refs.tag_commit.search(tag)) or (
+        refs.revision_label and image is not None and image.revision))
 
 
 def _selected(tag: str, rule: KeepRule) -> str | None:
@@ -456,19 +502,22 @@ def _commit_of(tag: str, image: Image | None, rule: KeepRule, commits: frozenset
     return None
 
 
-def _protection(repository: str, tag: str, digest: str, protected: _Protected) -> str | None:
-    if (repository, tag) in protected.in_use_tags:
-        return "protected: a protecting cluster runs this tag"
+def _protection(repository: str, tag: str, digest: str, protected: _Protected) -> _Why | None:
+    if (used := (repository, tag)) in protected.in_use_tags:
+        return _Why(protected.use(used), "protected: a protecting cluster runs this tag")
     return _digest_protection(digest, protected)
 
 
-def _digest_protection(digest: str, protected: _Protected) -> str | None:
+def _digest_protection(digest: str, protected: _Protected) -> _Why | None:
     if digest in protected.in_use:
-        return f"protected: {_short(digest)} is running or kept for rollback in a protecting cluster"
+        return _Why(protected.use(digest),
+                    f"protected: {_short(digest)} is running or kept for rollback in a protecting cluster")
     if digest in protected.deploy_targets:
-        return f"protected: DeployPolicy/{protected.deploy_targets[digest]}'s target runs or pins {_short(digest)} now"
+        return _Why(Cause.DEPLOY_TARGET, f"protected: DeployPolicy/{protected.deploy_targets[digest]}'s target runs "
+                                         f"or pins {_short(digest)} now")
     if digest in protected.deployed:
-        return f"protected: among the last digests DeployPolicy/{protected.deployed[digest]} deployed"
+        return _Why(Cause.DEPLOYED_HISTORY,
+                    f"protected: among the last digests DeployPolicy/{protected.deployed[digest]} deployed")
     return None
 
 

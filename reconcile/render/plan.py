@@ -7,14 +7,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reconcile.plan.actions import Action, Block
+from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
 
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
@@ -40,8 +40,7 @@ MAX_PLAN_BYTES = 64 * 1024 * 1024
 _PLAN_FIELDS = {"formatVersion", "repo", "commit", "observedAt", "fingerprint", "summary", "hasChanges", "errors",
                 "actions", "warnings", CONTENT_HASH}
 _ACTION_FIELDS = {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags", "mutates", "dependsOn",
-                  "block"}
-_KINDS = ("prune", "untag", "keep", "promote", "deploy", "rollback", "blocked")
+                  "block", "cause"}
 
 
 def to_json(plan: Plan) -> str:
@@ -70,11 +69,12 @@ def content_hash(document: dict[str, Any]) -> str:
 
 
 def _action_json(action: Action) -> dict[str, Any]:
-    return {"policy": action.policy, "kind": action.kind, "target": action.target,
+    return {"policy": action.policy, "kind": action.kind.value, "target": action.target,
             "digestBefore": action.digest_before, "digestAfter": action.digest_after,
             "reason": action.reason, "tags": list(action.tags), "mutates": action.mutates,
             **({"dependsOn": action.depends_on} if action.depends_on else {}),
-            **({"block": str(action.block)} if action.block else {})}
+            **({"block": action.block.value} if action.block else {}),
+            **({"cause": action.cause.value} if action.cause else {})}
 
 
 # --- markdown -----------------------------------------------------------------------------------
@@ -238,23 +238,33 @@ def _action(raw: Any, index: int) -> Action:
     if not isinstance(raw, dict):
         raise PlanFileError(f"{where} is not an object")
     _fields(raw, _ACTION_FIELDS, {"policy", "kind", "target", "digestBefore", "digestAfter", "reason", "tags"}, where)
-    if raw["kind"] not in _KINDS:
-        raise PlanFileError(f"{where}: unknown action kind {json.dumps(raw['kind'])[:40]} "
-                            f"(known: {', '.join(_KINDS)})")
+    kind = _member(ActionKind, raw["kind"], "action kind", where)
     for name, types in (("policy", str), ("target", str), ("digestBefore", (str, type(None))),
                         ("digestAfter", (str, type(None))), ("reason", str), ("dependsOn", (str, type(None))),
                         ("mutates", bool)):
         if name in raw:
             _typed(raw, name, types, where)
-    if "block" in raw and raw["block"] not in {str(b) for b in Block}:
-        raise PlanFileError(f"{where}: unknown block {json.dumps(raw['block'])[:40]} "
-                            f"(known: {', '.join(str(b) for b in Block)})")
-    action = Action(raw["policy"], raw["kind"], raw["target"], raw["digestBefore"], raw["digestAfter"], raw["reason"],
-                    _strings(raw, "tags", where), raw.get("dependsOn"),
-                    Block(raw["block"]) if "block" in raw else None)
+    block = _member(Block, raw["block"], "block", where) if "block" in raw else None
+    cause = _member(Cause, raw["cause"], "cause", where) if "cause" in raw else None
+    action = Action(raw["policy"], kind, raw["target"], raw["digestBefore"], raw["digestAfter"], raw["reason"],
+                    _strings(raw, "tags", where), raw.get("dependsOn"), block, cause)
     if "mutates" in raw and raw["mutates"] != action.mutates:
         raise PlanFileError(f"{where}: mutates is {json.dumps(raw['mutates'])} for a {action.kind}")
     return action
+
+
+_E = TypeVar("_E", ActionKind, Block, Cause)
+
+
+def _member(enum: type[_E], value: Any, what: str, where: str) -> _E:
+    """``value`` as a member of ``enum``; a PlanFileError naming the action, the field and the bad value
+    otherwise (a plan this version cannot act on must not be half-understood)."""
+    if isinstance(value, str):
+        try:
+            return enum(value)
+        except ValueError:
+            pass
+    raise PlanFileError(f"{where}: unknown {what} {json.dumps(value)[:40]} (known: {', '.join(enum)})")
 
 
 def _fields(raw: dict[str, Any], known: set[str], required: set[str], where: str) -> None:

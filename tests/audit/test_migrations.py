@@ -27,7 +27,7 @@ def test_a_new_trail_records_its_schema_version_once(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     AuditStore.open(path).close()
     AuditStore.open(path).close()
-    assert versions(path) == [1, 2]
+    assert versions(path) == [1, 2, 3]
 
 
 def test_a_later_migration_is_applied_forward_and_old_entries_still_verify(tmp_path: Path,
@@ -100,7 +100,7 @@ def test_a_trail_from_before_migration_2_still_verifies_after_it(tmp_path: Path)
             pass
         head = run.finish("succeeded")
         assert store.verify(expect_head=V1_HEAD).ok and store.verify(expect_head=head).ok
-    assert versions(path) == [1, 2]
+    assert versions(path) == [1, 2, 3]
     verified = cli("audit", "verify", "--audit-db", str(path), "--expect-head", V1_HEAD)
     assert (verified.exit_code, verified.stdout) == (0, f"ok: 13 entries, head {head}\n")
 
@@ -120,7 +120,7 @@ def test_migration_2_keeps_every_table_append_only(tmp_path: Path) -> None:
             conn.execute("INSERT INTO actions (seq, event_id, run_id, timestamp, kind, status, repository, tags) "
                          "VALUES (99, 'e', 'r', 't', 'prune', 'succeeded', 'ci/web', 'not json')")
     conn.close()
-    assert versions(path) == [1, 2]
+    assert versions(path) == [1, 2, 3]
 
 
 def test_an_unmigrated_trail_is_reviewed_read_only(tmp_path: Path) -> None:
