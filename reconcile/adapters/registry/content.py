@@ -281,16 +281,6 @@ def read_limited(chunks: Iterable[bytes], limit: int, *, registry: str, reposito
     return b"".join(parts)
 
 
-def manifest_document(manifest: Manifest, registry: str, repository: str | None) -> dict[str, Any]:
-    """The manifest's JSON, or a clear error for content that is not a manifest."""
-    try:
-        return manifest.json()
-    except (ValueError, RecursionError):
-        raise RegistryError(registry, repository, f"read manifest {manifest.digest}",
-                            "the content is not a JSON manifest") from None
-
-
-
 def glob_pattern(patterns: Iterable[str]) -> re.Pattern[str]:
     """One regex for repository globs: ``*`` and ``?`` stay within a path segment, ``**``
     crosses segments (``team-a/*`` is not ``team-a/web/cache``; ``team-a/**`` is)."""
