@@ -72,6 +72,9 @@ def test_plan_then_apply_that_plan_records_a_run(sandbox: Sandbox) -> None:
         run = trail.run(applied.run_id)
         assert (run.mode, run.outcome) == ("apply", str(applied.outcome))
         assert trail.verify().ok
+        recorded = trail.conn.execute("SELECT kind, target, cause FROM actions WHERE run_id = ?", (run.id,)).fetchall()
+    blocked = {(a.target, str(a.cause)) for a in plan.actions if a.kind == "blocked"}
+    assert blocked and blocked <= {(target, cause) for kind, target, cause in recorded if kind == "skip"}
     assert not [a for a in library.plan().changes if a.kind == "prune"]  # converged
 
 

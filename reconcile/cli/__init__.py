@@ -144,7 +144,7 @@ def redacted_output() -> Iterator[None]:
         made.msg, made.args = redact(made.getMessage()), ()
         return made
 
-    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
     logging.setLogRecordFactory(record)
     try:
         yield

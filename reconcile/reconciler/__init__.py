@@ -287,7 +287,7 @@ class Reconciler:
             for action in plan.changes:
                 run.append(action.mutation_kind, action.target, status="skipped", policy=action.policy,
                            reason=f"planned, not applied: {action.reason}", digest_before=action.digest_before,
-                           digest_after=action.digest_after, tags=action.tags)
+                           digest_after=action.digest_after, tags=action.tags, cause=action.cause)
             _record_blocked(run, plan)
 
     def _deploy_policy(self, name: str) -> tuple[PolicySet, DeployPolicy]:
@@ -312,7 +312,8 @@ def _record_blocked(run: Run, plan: Plan) -> None:
         if action.kind == "blocked":
             run.blocked = True
             run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason,
-                       digest_before=action.digest_before, digest_after=action.digest_after, tags=action.tags)
+                       digest_before=action.digest_before, digest_after=action.digest_after, tags=action.tags,
+                       cause=action.cause)
 
 
 @contextmanager
