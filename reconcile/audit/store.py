@@ -456,7 +456,8 @@ def _member(enum: type[_E], value: str, what: str) -> _E:
     try:
         return enum(value)
     except ValueError:
-        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(enum)})") from None
+        shown = str.__str__(value) if isinstance(value, str) else value
+        raise ValueError(f"unknown {what} {shown!r} (known: {', '.join(enum)})") from None
 
 
 def default_actor() -> str:
@@ -519,7 +520,10 @@ class Run:
             "target": target, "digest_before": digest_before, "digest_after": digest_after,
             "policy": policy, "reason": reason, "status": status, "error": error, "duration": duration,
             "dry_run": int(self.dry_run), "intent_id": intent_id, "repository": repository,
-            "tags": encode_tags(tags), "cause": None if why is None else why.value})
+            "tags": encode_tags(tags),
+            # Named only when there is one: NULL either way (and unhashed), and a row without one is
+            # written as it was before migration 3.
+            **({"cause": why.value} if why is not None else {})})
         if status != "intent":
             key = f"{recorded.value}.{status}"
             self.counts[key] = self.counts.get(key, 0) + 1

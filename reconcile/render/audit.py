@@ -25,7 +25,7 @@ OUTCOME_STYLES = {"succeeded": "green", "partial": "yellow", "failed": "bold red
                   "refused": "yellow", "unfinished": "bold yellow reverse"}
 # New columns go last: scripts cut fields by position.
 ACTION_COLUMNS = ("seq", "timestamp", "event_id", "run_id", "kind", "status", "target", "policy", "digest_before",
-                  "digest_after", "reason", "error", "duration", "dry_run", "intent_id", "repository", "tags")
+                  "digest_after", "reason", "error", "duration", "dry_run", "intent_id", "repository", "tags", "cause")
 RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "mode", "dry_run", "actor", "host", "pid", "repo_url",
                "repo_commit", "summary", "chain_head")
 EVENT_FIELDS = (*ACTION_COLUMNS, "prev_hash", "hash")
@@ -141,9 +141,12 @@ def _target(row: Mapping[str, Any]) -> Text:
 
 
 def _reason(row: Mapping[str, Any]) -> Text:
-    if row.get("error"):
-        return _text(row["error"], "red")
-    return _text(row.get("reason"))
+    """The error, else the reason; under it the cause (why, as data), when the row has one."""
+    text = _text(row["error"], "red") if row.get("error") else _text(row.get("reason"))
+    if row.get("cause"):
+        text.append("\n")
+        text.append(_text(f"cause: {row['cause']}", "dim"))
+    return text
 
 
 # --- terminal -------------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, out
 
 
 _COMPARED = frozenset({"kind", "target", "policy", "status", "digest_before", "digest_after", "reason", "error",
-                       "tags"})
+                       "tags", "cause"})
 
 
 def _digests(before: str | None, after: str | None) -> Table:

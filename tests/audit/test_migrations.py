@@ -130,7 +130,7 @@ def test_an_unmigrated_trail_is_reviewed_read_only(tmp_path: Path) -> None:
     before = path.read_bytes()
     listed = cli("audit", "list", "--audit-db", str(path), "--target", "*sha256:aaaa*")
     assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["seq", "2", "3"]
-    assert listed.stdout.splitlines()[0].endswith("\tintent_id\trepository\ttags")
+    assert listed.stdout.splitlines()[0].endswith("\tintent_id\trepository\ttags\tcause")
     by_tag = cli("audit", "list", "--audit-db", str(path), "--target", "*build-3")
     assert [line.split("\t")[0] for line in by_tag.stdout.splitlines()] == ["seq", "4", "5"]  # the untag's target
     exported = json.loads(cli("audit", "export", "--audit-db", str(path)).stdout)

@@ -433,14 +433,14 @@ def test_piped_list_is_tsv_with_absolute_times(trail: Trail) -> None:
     a = trail.run_a
     assert result.stdout.splitlines() == [
         "seq\ttimestamp\tevent_id\trun_id\tkind\tstatus\ttarget\tpolicy\tdigest_before\tdigest_after\treason\terror"
-        "\tduration\tdry_run\tintent_id\trepository\ttags",
+        "\tduration\tdry_run\tintent_id\trepository\ttags\tcause",
         f"2\t2026-11-10T08:00:01.000000Z\t{e[2]['event_id']}\t{a}\tprune\tintent\t{T_WEB1}\t"
-        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t\tfalse\t\tci/team-a/web\t",
+        f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t\tfalse\t\tci/team-a/web\t\t",
         f"3\t2026-11-10T08:00:02.000000Z\t{e[3]['event_id']}\t{a}\tprune\tsucceeded\t{T_WEB1}\t"
         f"RetentionPolicy/ci-cleanup\t{D_A}\t\tnot kept by any rule\t\t{e[3]['duration']}\tfalse\t{e[2]['event_id']}"
-        "\tci/team-a/web\t",
+        "\tci/team-a/web\t\t",
         f"4\t2026-11-10T08:00:03.000000Z\t{e[4]['event_id']}\t{a}\tskip\tskipped\t{T_WEB2}\t"
-        f"RetentionPolicy/ci-cleanup\t{D_B}\t\tprotected: running in prod-eu\t\t\tfalse\t\t\t",
+        f"RetentionPolicy/ci-cleanup\t{D_B}\t\tprotected: running in prod-eu\t\t\tfalse\t\t\t\t",
     ]
     assert "\x1b" not in result.stdout
 
@@ -836,11 +836,11 @@ def test_tags_are_shown_and_exported(tagged: tuple[Path, str]) -> None:
     path, run_id = tagged
     piped = audit("list", "--audit-db", str(path), "--target", "*build-10*")
     header, *lines = (line.split("\t") for line in piped.stdout.splitlines())
-    assert header[-2:] == ["repository", "tags"]
-    assert [line[-2:] for line in lines] == [["ci/team-a/web", "build-10,build-10-rc"]] * 2
+    assert header[-3:] == ["repository", "tags", "cause"]  # new columns go last
+    assert [line[-3:-1] for line in lines] == [["ci/team-a/web", "build-10,build-10-rc"]] * 2
 
     shown = audit("show", run_id, "--audit-db", str(path)).stdout.split("\n\n")[1]
-    assert [line.split("\t")[-1] for line in shown.splitlines()] == [
+    assert [line.split("\t")[-2] for line in shown.splitlines()] == [
         "tags", "build-1", "build-1", "build-10,build-10-rc", "build-10,build-10-rc", "build-2", "build-2",
         "prod,126", "prod,126", ""]
     terminal = strip_ansi(audit("show", run_id, "--audit-db", str(path), env=on_terminal(NO_COLOR="1")).stdout)
