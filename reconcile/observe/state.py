@@ -43,10 +43,6 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
 
 @dataclass(frozen=True)
 class Image:

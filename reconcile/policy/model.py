@@ -370,11 +370,11 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
     return Registry(
         name=name, url=url.rstrip("/"), credentials=credentials,
         allowed_hosts=tuple(spec.get("allowedHosts", own)),
-        ca_file=tls.get("caFile"), insecure_skip_verify=tls.get("insecureSkipVerify", False),
-        concurrency=spec.get("concurrency", 8),
-        rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", 1)) if rate else None,
-        timeout=_duration_or(spec.get("timeout"), timedelta(seconds=30)), origin=origin,
-        retry=Retry(retry.get("attempts", 5), _duration_or(retry.get("budget"), timedelta(seconds=60))),
+        ca_file=tls.get("caFile"), insecure_skip_verify=tls.get("insecureSkipVerify", Registry.insecure_skip_verify),
+        concurrency=spec.get("concurrency", Registry.concurrency),
+        rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", RateLimit.burst)) if rate else None,
+        timeout=_duration_or(spec.get("timeout"), Registry.timeout), origin=origin,
+        retry=Retry(retry.get("attempts", Retry.attempts), _duration_or(retry.get("budget"), Retry.budget)),
         deletion=spec.get("deletion"))
 
 
@@ -388,15 +388,16 @@ def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
         if manifests else None,
         include_namespaces=tuple(namespaces.get("include", ())),
         exclude_namespaces=tuple(namespaces.get("exclude", ())),
-        timeout=_duration_or(spec.get("timeout"), timedelta(seconds=30)), origin=origin)
+        timeout=_duration_or(spec.get("timeout"), Cluster.timeout), origin=origin)
 
 
 def _keep_rule(raw: dict[str, Any]) -> KeepRule:
     refs = raw.get("gitRefs")
     git_refs = None if refs is None else GitRefs(
         repo=refs["repo"], branches=_pattern(refs.get("branches")), tags=_pattern(refs.get("tags")),
-        commits_per_branch=refs.get("commitsPerBranch", 1), tag_commit=_pattern(refs.get("tagCommit")),
-        revision_label=refs.get("revisionLabel", False))
+        commits_per_branch=refs.get("commitsPerBranch", GitRefs.commits_per_branch),
+        tag_commit=_pattern(refs.get("tagCommit")),
+        revision_label=refs.get("revisionLabel", GitRefs.revision_label))
     return KeepRule(
         tags=_pattern(raw.get("tags")),
         semver=SemverRange.parse(raw["semver"]) if "semver" in raw else None,
@@ -410,9 +411,9 @@ def _retention(name: str, spec: dict[str, Any], origin: Origin) -> RetentionPoli
         name=name, registry=spec["registry"], repositories=tuple(spec["repositories"]),
         keep=tuple(_keep_rule(rule) for rule in spec["keep"]),
         protect=Protection(in_use=tuple(protect.get("inUse", ())),
-                           deployed_history=protect.get("deployedHistory", 0),
+                           deployed_history=protect.get("deployedHistory", Protection.deployed_history),
                            helm_releases=tuple(protect.get("helmReleases", ()))),
-        max_deletions=spec.get("maxDeletions", 100), origin=origin)
+        max_deletions=spec.get("maxDeletions", RetentionPolicy.max_deletions), origin=origin)
 
 
 def _freeze(raw: dict[str, Any]) -> FreezeWindow:
@@ -457,11 +458,11 @@ def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
         workloads=tuple(Workload(w["kind"], w["name"], w["container"]) for w in spec["workloads"]),
         cluster=spec.get("cluster"),
         manifests=None if manifests is None else ManifestsTarget(
-            repo=manifests["repo"], path=manifests["path"], branch=manifests.get("branch", "main"),
-            pull_request=manifests.get("pullRequest", False)),
+            repo=manifests["repo"], path=manifests["path"], branch=manifests.get("branch", ManifestsTarget.branch),
+            pull_request=manifests.get("pullRequest", ManifestsTarget.pull_request)),
         namespace=spec.get("namespace"),
-        rollout=Rollout(timeout=_duration_or(rollout.get("timeout"), timedelta(minutes=10)),
-                        auto_rollback=rollout.get("autoRollback", True)),
+        rollout=Rollout(timeout=_duration_or(rollout.get("timeout"), Rollout.timeout),
+                        auto_rollback=rollout.get("autoRollback", Rollout.auto_rollback)),
         origin=origin)
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from reconcile.policy.semver import Version
 
-ORDERS = ("semver", "numeric", "alphabetical", "newest")
 # Integers and decimals, as Flux's numerical policy takes them (no exponents, no NaN or Inf).
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 

@@ -121,10 +121,6 @@ class Version:
             return None
 
     @property
-    def is_prerelease(self) -> bool:
-        return bool(self.prerelease)
-
-    @property
     def precedence_key(self) -> PrecedenceKey:
         """Semver precedence only: equal keys mean equal precedence (build metadata ignored)."""
         pre: tuple[object, ...] = (
