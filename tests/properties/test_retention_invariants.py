@@ -43,7 +43,7 @@ from reconcile.observe.state import (
     RepositoryState,
     Usage,
 )
-from reconcile.plan.actions import Action
+from reconcile.plan.actions import Action, Cause
 from reconcile.plan.plan import make_plan
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import KeepRule, Protection, RetentionPolicy
@@ -221,6 +221,36 @@ def test_every_tag_gets_exactly_one_decision(scenario: Scenario) -> None:
         assert set(decided) <= set(repo.tags)
         if not capped:
             assert set(decided) == set(repo.tags)
+
+
+# --- 4b. why, as data ------------------------------------------------------------------------------
+
+KEEP_CAUSES = {Cause.KEPT_BY_RULE, Cause.UNRANKABLE, Cause.GIT_REF, Cause.IN_USE, Cause.ROLLBACK_HISTORY,
+               Cause.DEPLOY_TARGET, Cause.DEPLOYED_HISTORY, Cause.TAGGED_BY_KEPT, Cause.DEPENDANT_OF_KEPT,
+               Cause.ORPHAN_SIGNATURE, Cause.CANNOT_UNTAG}
+BLOCK_CAUSES = {Cause.CLUSTER_UNREADABLE, Cause.AUDIT_UNREADABLE, Cause.GIT_UNREADABLE, Cause.OVER_MAX_DELETIONS,
+                Cause.DELETION_DISABLED}
+
+
+@settings(BASE, max_examples=200 * SCALE, deadline=None)
+@given(scenarios(readable=False))
+def test_every_action_has_a_cause_of_its_kind(scenario: Scenario) -> None:
+    """A keep's cause is a keep's; a prune is its own (no rule matches, expired) or goes with the
+    prune it depends on; an untag's digest stays but no rule keeps the tag; a block is a retention
+    block's."""
+    _, actions = plan(scenario)
+    describe(scenario, actions)
+    for action in actions:
+        event(f"{action.kind}: {action.cause}")
+        if action.kind == "keep":
+            assert action.cause in KEEP_CAUSES, action
+        elif action.kind == "prune":
+            assert action.cause is (Cause.DEPENDANT_OF_PRUNED if action.depends_on else action.cause), action
+            assert action.depends_on or action.cause in {Cause.NO_RULE_MATCHES, Cause.EXPIRED}, action
+        elif action.kind == "untag":
+            assert action.cause in {Cause.NO_RULE_MATCHES, Cause.EXPIRED}, action
+        else:
+            assert action.kind == "blocked" and action.cause in BLOCK_CAUSES, action
 
 
 # --- 5. dependants ---------------------------------------------------------------------------------
