@@ -16,6 +16,7 @@ from reconcile.adapters.cluster import parse_image
 from reconcile.adapters.git.writeback import write_back
 from reconcile.apply.executor import DeployContext, watch_rollouts, write_back_message
 from reconcile.audit import Run
+from reconcile.plan.actions import Cause
 from reconcile.plan.deploy import deploy_target, image_ref
 from reconcile.plan.rollback import RollbackChoice
 from reconcile.policy.model import DeployPolicy, registry_host
@@ -30,7 +31,7 @@ def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None,
     goal = f"revision {choice.revision}" if choice.revision is not None else choice.digest
     reason = f"manual rollback to {goal}"
     with run.mutation("rollback", deploy_target(policy), policy=subject, reason=reason, digest_before=current,
-                      digest_after=choice.digest) as outcome:
+                      digest_after=choice.digest, cause=Cause.REQUESTED) as outcome:
         if policy.manifests is not None:
             image = image_ref(host, stage.repository, choice.digest, tag)
             written = write_back(policy.manifests, policy.workloads, image, cache_dir=context.writeback_cache,

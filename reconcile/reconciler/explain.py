@@ -56,9 +56,11 @@ REMOVED = {"prune": "pruned", "untag": "untagged"}
 
 
 def recorded_action(row: Mapping[str, Any]) -> Action:
-    """An audit trail row as the plan action it carried out (its tags from the ``tags`` column)."""
+    """An audit trail row as the plan action it carried out (its tags from the ``tags`` column, its
+    cause from ``cause``, which rows before audit migration 3 do not have)."""
     return Action(row.get("policy") or "", row["kind"], row["target"], row.get("digest_before"),
-                  row.get("digest_after"), row.get("reason") or "", decode_tags(row.get("tags")))
+                  row.get("digest_after"), row.get("reason") or "", decode_tags(row.get("tags")),
+                  cause=row.get("cause"))
 
 
 def removed(history: Iterable[Mapping[str, Any]], reference: str) -> list[str]:

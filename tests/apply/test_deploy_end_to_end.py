@@ -200,6 +200,10 @@ def test_deploy_auto_rollback_hold_manual_rollback_and_release(
         ("deploy", "succeeded", d2, d3),
     ]
     assert [rows[i][4] for i in (2, 3, 4, 6)] == ["auto-rollback", "held: sha256:", "hold released", "manual rollba"]
+    with AuditStore.open(db, read_only=True) as store:  # the causes, as data
+        causes = [r[0] for r in store.conn.execute("SELECT cause FROM actions WHERE policy = 'DeployPolicy/prod-web' "
+                                                    "AND status != 'intent' ORDER BY seq")]
+    assert [causes[i] for i in (0, 2, 3, 6)] == ["out-of-date", "rollout-failed", "held", "requested"]
     assert invoke("audit", "verify", "--audit-db", str(db)).exit_code == 0
     with AuditStore.open(db, read_only=True) as store:
         modes = [run.mode for run in store.runs()]
