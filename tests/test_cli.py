@@ -320,7 +320,7 @@ def test_problems_without_a_subject(tmp_path: Path) -> None:
     root = write(tmp_path / "repo", VALID)
     write(tmp_path, {"outside.yaml": REGISTRY})
     os.symlink("../outside.yaml", root / "evil.yaml")
-    message = "symlink to '../outside.yaml' points outside the repo-of-record; refusing to follow it"
+    message = "is a symlink (to '../outside.yaml'); only regular files are read, symlinks are never followed"
     text = run(["validate", "--repo", str(root)])
     assert text.stdout == f"{root}/evil.yaml:1: {message}\n"
     github = run(["validate", "--repo", str(root), "--format", "github"])

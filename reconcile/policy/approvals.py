@@ -16,12 +16,13 @@ from reconcile.policy.source import read_file
 
 
 def read_approvals(repo: str, commit: str | None, paths: Iterable[str]) -> dict[str, tuple[Approval, ...] | str]:
-    """Each path's approvals, or why there are none (missing, unreadable, malformed)."""
+    """Each path's approvals, or why there are none (missing, a symlink or below one, not a
+    regular file, too big, malformed): the reason a closed gate shows after the path."""
     found: dict[str, tuple[Approval, ...] | str] = {}
     for path in sorted(set(paths)):
-        data = read_file(repo, commit, path)
-        if data is None:
-            found[path] = "does not exist at this commit"
+        data = read_file(repo, commit, path, what="approval files")
+        if isinstance(data, str):
+            found[path] = data
             continue
         documents, problems = parse_documents(path, data)
         if problems:

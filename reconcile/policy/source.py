@@ -1,15 +1,25 @@
 """Reading the repo-of-record: the YAML files of a directory, or of a git commit through
 GitPython (the blobs at that commit, never the working tree, so CI can validate a pull request's
-base and head without checking either out)."""
+base and head without checking either out).
+
+Safe git: only https, ssh (``ssh://`` or ``user@host:path``), ``file://`` and local paths are
+repository locations (:func:`check_repository_url`), and every git process this package starts
+runs with git's other transports and remote helpers (``ext::``, ``fd::``...) disabled
+(:func:`restrict_git_protocols`, applied on import: every git user imports this module). A file is
+read only as a regular blob or file: a symlink, or a symlinked directory on its path, is refused
+with the reason, never followed.
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import posixpath
 import re
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +29,66 @@ from reconcile.policy.documents import MAX_FILE_BYTES
 
 SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000
-MAX_SYMLINK_HOPS = 8
 _SYMLINK_MODE = 0o120000
-_TREE_MODE = 0o040000
+GIT_PROTOCOLS = ("file", "https", "ssh")  # what git may use: local paths and file://, https://, ssh
 
 
 class SourceError(Exception):
     """The repo-of-record itself cannot be read (no such path, unknown ref...)."""
+
+
+def restrict_git_protocols(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Let git processes started from this process use only :data:`GIT_PROTOCOLS`: no remote
+    helper (``ext::`` runs any command), no ``git://`` or plain ``http://``, whatever a
+    repository's or the user's git config allows (``GIT_ALLOW_PROTOCOL`` overrides
+    ``protocol.*.allow``). An operator's own ``GIT_ALLOW_PROTOCOL`` is narrowed, never widened: the
+    protocols both allow (possibly none)."""
+    given = environ.get("GIT_ALLOW_PROTOCOL")
+    allowed = GIT_PROTOCOLS if given is None else tuple(p for p in GIT_PROTOCOLS if p in given.split(":"))
+    environ["GIT_ALLOW_PROTOCOL"] = ":".join(allowed)
+    environ["GIT_PROTOCOL_FROM_USER"] = "0"  # protocols allowed "from the user only" are not, either
+
+
+restrict_git_protocols()
+
+_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")  # <transport>::<address>, git's remote helper syntax
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")  # scheme://user:password@
+
+
+def check_repository_url(url: str) -> str | None:
+    """Why ``url`` may not name a git repository (the repo-of-record, a manifests or source
+    repository), or None: only ``https://``, ``ssh://``, ``user@host:path``, ``file://`` and
+    local paths are. The reason never quotes the URL (it may hold a token)."""
+    allowed = "use https://, ssh://, user@host:path, file:// or a local path"
+    if _CONTROL.search(url):
+        return "contains a control character"
+    if url.startswith("-"):
+        return "starts with '-' (git would read it as an option)"
+    helper = _HELPER.match(url)
+    if helper:
+        return f"uses git's remote helper syntax {helper.group(1)}:: (it can run any command); {allowed}"
+    scheme = _SCHEME.match(url)
+    if scheme:
+        name = scheme.group(1).lower()
+        if name == "http":
+            return ("is plain http://: anyone on the way could rewrite what is read (or take the credentials "
+                    "sent); use https://")
+        if name not in GIT_PROTOCOLS:
+            return f"uses {name}://, which is not allowed; {allowed}"
+        if _PASSWORD.match(url):
+            return ("holds a password or token in its userinfo (an inline secret, shown to every process "
+                    "listing and kept in git config); give git its credentials by reference instead: a "
+                    "credential helper, GIT_ASKPASS, or an SSH key")
+        authority = url[scheme.end():].split("/", 1)[0]
+        if authority.rpartition("@")[2].startswith("-"):
+            return "names a host starting with '-' (ssh would read it as an option)"
+        return None
+    scp = _SCP_LIKE.match(url)
+    if scp and url.split("@", 1)[1].startswith("-"):
+        return "names a host starting with '-' (ssh would read it as an option)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,8 +118,10 @@ def read_snapshot(repo: str, ref: str | None = None, *, cache_dir: Path | None =
     remote this run already fetched, read at the same state of the remote).
     """
     ref = ref or None  # an empty --ref means the default, as an unset one does
-    if is_remote(repo):
+    if is_remote(repo):  # mirror checks the URL
         return _read_remote(repo, ref, cache_dir or default_cache_dir() / "repos", fetch=fetch)
+    if (reason := check_repository_url(repo)) is not None:
+        raise SourceError(f"repo-of-record {redact_url(repo)!r} {reason}")
     root = Path(repo)
     if not root.exists():
         raise SourceError(f"repo-of-record {repo!r} does not exist")
@@ -177,6 +242,8 @@ def mirror(url: str, cache: Path, what: str = "the repo-of-record", *, fetch: bo
     """A bare mirror of ``url`` under ``cache``, cloned once and fetched on every call (unless
     ``fetch`` is False: reading more of a commit this run already fetched)."""
     shown = redact_url(url)
+    if (refused := check_repository_url(url)) is not None:
+        raise SourceError(f"cannot fetch {what} {shown}: {refused}")
     path = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +272,7 @@ def _display(repo: str, relative: str) -> str:
 def _read_commit(repo: str, prefix: str, root: Path, repository: git.Repo, ref: str | None) -> Snapshot:
     """``repo`` names the source in messages; ``prefix`` starts every file path shown."""
     top = Path(repository.working_tree_dir or repository.git_dir).resolve()
-    base = root.resolve().relative_to(top).as_posix()
-    base = "" if base == "." else base
+    base = _base_below(repo, root, top)
     try:
         # git itself resolves the ref: GitPython's rev_parse raises assorted errors on reflog syntax.
         sha = repository.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref or 'HEAD'}^{{commit}}")
@@ -215,19 +281,29 @@ def _read_commit(repo: str, prefix: str, root: Path, repository: git.Repo, ref: 
             raise SourceError(f"{repo!r} is a git repository with no commits yet") from None
         raise SourceError(f"unknown git ref {ref!r} in {repo!r}") from None
     commit = repository.commit(sha)
-    try:
-        tree = commit.tree / base if base else commit.tree
-    except KeyError:
-        raise SourceError(f"{repo!r} does not exist at commit {commit.hexsha[:12]}") from None
+    tree = _entry(commit.tree, base)
+    if tree is None:
+        raise SourceError(f"{repo!r} does not exist at commit {commit.hexsha[:12]}")
+    if isinstance(tree, int):
+        raise SourceError(f"{repo!r} is reached through a symlink ({'/'.join(base.split('/')[:tree + 1])}) at "
+                          f"commit {commit.hexsha[:12]}; symlinks are never followed")
     if not isinstance(tree, git.Tree):
         raise SourceError(f"{repo!r} is not a directory at commit {commit.hexsha[:12]}")
     files = []
     # (traverse yields (parent, item) pairs only with as_edge=True; GitPython's types allow both)
     for item in tree.traverse(prune=lambda i, _d: not isinstance(i, tuple) and _hidden(os.fspath(i.path), base)):
-        if not isinstance(item, git.Blob) or not os.fspath(item.path).endswith(SUFFIXES) \
-                or _hidden(os.fspath(item.path), base):
+        if not isinstance(item, git.Blob) or _hidden(os.fspath(item.path), base):
             continue
-        files.append(_blob_file(prefix, commit, base, item))
+        shown = _display(prefix, os.fspath(item.path)[len(base):].lstrip("/"))
+        if item.mode == _SYMLINK_MODE:
+            problem = _symlink_problem(commit, item)
+            if problem is None:
+                continue  # a symlink to something that is no policy file either way
+            files.append(PolicyFile(shown, None, problem))
+        elif os.fspath(item.path).endswith(SUFFIXES):
+            files.append(_blob_file(shown, item))
+        else:
+            continue
         if len(files) > MAX_FILES:
             raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
     dirty = ref is None and repository.working_tree_dir is not None and repository.is_dirty(
@@ -236,32 +312,68 @@ def _read_commit(repo: str, prefix: str, root: Path, repository: git.Repo, ref: 
     return Snapshot(repo, commit.hexsha, tuple(files), dirty)
 
 
+def _base_below(repo: str, root: Path, top: Path) -> str:
+    """The path of ``root`` below the work tree ``top`` (``""`` for the top itself); SourceError
+    when the way there goes through a symlink of the repository (reading there would follow it).
+    A symlink outside the repository, as ``repo`` itself linking into it, is the operator's own."""
+    here = Path(os.path.abspath(root))
+    for step in [*reversed(here.parents), here][1:]:
+        if step.is_symlink() and (parent := step.parent.resolve()).is_relative_to(top):
+            inside = (parent / step.name).relative_to(top).as_posix()
+            raise SourceError(f"{repo!r} is reached through a symlink ({inside}) in its git repository; "
+                              "symlinks are never followed")
+    real = here.resolve()
+    if not real.is_relative_to(top):
+        raise SourceError(f"{repo!r} is not inside its git repository {str(top)!r}")
+    base = real.relative_to(top).as_posix()
+    return "" if base == "." else base
+
+
+def _entry(tree: git.Tree, path: str) -> git.Tree | git.Blob | int | None:
+    """The tree or blob at ``path`` below ``tree``, never through a symlink: None when it does
+    not exist, the index of the first component of the path that is a symlink when one is."""
+    entry: git.Tree | git.Blob = tree
+    for i, part in enumerate(part for part in path.split("/") if part):
+        if not isinstance(entry, git.Tree):
+            return None
+        try:
+            found = entry / part
+        except KeyError:
+            return None
+        if not isinstance(found, git.Tree | git.Blob):
+            return None  # a submodule: a commit of another repository
+        if isinstance(found, git.Blob) and found.mode == _SYMLINK_MODE:
+            return i
+        entry = found
+    return entry
+
+
 def _hidden(path: str, base: str) -> bool:
     """Dot-directories (.git, .github...) and dot-files hold no policies."""
     below = path[len(base):].lstrip("/") if base else path
     return any(part.startswith(".") for part in below.split("/"))
 
 
-def _blob_file(prefix: str, commit: git.Commit, base: str, blob: git.Blob) -> PolicyFile:
-    shown = _display(prefix, os.fspath(blob.path)[len(base):].lstrip("/"))
-    seen = 0
-    while blob.mode == _SYMLINK_MODE:
-        seen += 1
-        target = blob.data_stream.read().decode("utf-8", "replace")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(blob.path), target))
-        inside = not target.startswith("/") and (
-            not base or resolved == base or resolved.startswith(base + "/"))
-        if not inside or resolved.startswith(".."):
-            return PolicyFile(shown, None, f"symlink to {target!r} points outside the "
-                                           "repo-of-record; refusing to follow it")
-        if seen > MAX_SYMLINK_HOPS:
-            return PolicyFile(shown, None, "too many levels of symlinks")
-        try:
-            blob = commit.tree / resolved
-        except KeyError:
-            return PolicyFile(shown, None, f"symlink target {target!r} does not exist")
-        if blob.type != "blob":
-            return PolicyFile(shown, None, f"symlink target {target!r} is not a file")
+_NEVER_FOLLOWED = "only regular files are read, symlinks are never followed"
+
+
+def _symlink_problem(commit: git.Commit, link: git.Blob) -> str | None:
+    """Why the symlink ``link`` of a commit is refused: it has a policy file's name, or it links to
+    a directory of the commit (whose policies would otherwise go unread, unnoticed); None for
+    any other symlink (to a README, to somewhere outside the repository that is not a YAML name)."""
+    target = link.data_stream.read(4096).decode("utf-8", "replace")  # a symlink's blob is its target
+    name = os.fspath(link.path)
+    if name.endswith(SUFFIXES):
+        return f"is a symlink (to {target!r}); {_NEVER_FOLLOWED}"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        return None
+    if isinstance(_entry(commit.tree, resolved), git.Tree):
+        return f"is a symlink to a directory (to {target!r}); symlinks are never followed, so nothing below it is read"
+    return None
+
+
+def _blob_file(shown: str, blob: git.Blob) -> PolicyFile:
     if blob.size > MAX_FILE_BYTES:
         return PolicyFile(shown, None, f"file is {blob.size} bytes, over the limit of "
                                        f"{MAX_FILE_BYTES} bytes for a policy file")
@@ -269,55 +381,99 @@ def _blob_file(prefix: str, commit: git.Commit, base: str, blob: git.Blob) -> Po
 
 
 def _read_directory(repo: str, root: Path) -> Iterator[PolicyFile]:
-    real_root = root.resolve()
-    found = []
-    for directory, subdirs, names in os.walk(root):  # symlinked directories are not entered
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    found: list[tuple[Path, str | None]] = []  # (path, why it is refused unread)
+    for directory, subdirs, names in os.walk(root):  # symlinked directories are listed, never entered
+        kept = []
+        for name in sorted(d for d in subdirs if not d.startswith(".")):
+            path = Path(directory, name)
+            if path.is_symlink():
+                found.append((path, f"is a symlink to a directory (to {os.readlink(path)!r}); symlinks are never "
+                                    "followed, so nothing below it is read"))
+            else:
+                kept.append(name)
+        subdirs[:] = kept
         for name in sorted(names):
             if name.startswith(".") or not name.endswith(SUFFIXES):
                 continue
-            found.append(Path(directory, name))
+            path = Path(directory, name)
+            found.append((path, f"is a symlink (to {os.readlink(path)!r}); {_NEVER_FOLLOWED}"
+                          if path.is_symlink() else None))
             if len(found) > MAX_FILES:
                 raise SourceError(f"{repo!r} holds more than {MAX_FILES} YAML files")
-    found.sort(key=lambda p: p.relative_to(root).as_posix())  # the same order as from a commit
-    for path in found:
-        relative = path.relative_to(root).as_posix()
-        shown = _display(repo, relative)
-        real = path.resolve()
-        if path.is_symlink() and not real.is_relative_to(real_root):
-            yield PolicyFile(shown, None, f"symlink to {os.readlink(path)!r} points outside the "
-                                          "repo-of-record; refusing to follow it")
-            continue
-        if not real.is_file():
-            yield PolicyFile(shown, None, "not a regular file")
-            continue
-        size = real.stat().st_size
-        if size > MAX_FILE_BYTES:
-            yield PolicyFile(shown, None, f"file is {size} bytes, over the limit of "
-                                          f"{MAX_FILE_BYTES} bytes for a policy file")
-            continue
-        yield PolicyFile(shown, real.read_bytes())
+    found.sort(key=lambda f: f[0].relative_to(root).as_posix())  # the same order as from a commit
+    for path, refused in found:
+        shown = _display(repo, path.relative_to(root).as_posix())
+        data = refused or _read_regular(path)
+        if isinstance(data, bytes):
+            yield PolicyFile(shown, data)
+        else:
+            yield PolicyFile(shown, None, f"file {data} for a policy file" if _OVERSIZED in data else data)
 
 
-def read_file(repo: str, commit: str | None, path: str) -> bytes | None:
+_OVERSIZED = "over the limit of"
+
+
+def _read_regular(path: Path) -> bytes | str:
+    """The bytes of the regular file ``path``, opened without following a symlink in its last
+    component (the caller checked the others), or why not."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return "is a symlink" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return "is not a regular file"
+        if status.st_size > MAX_FILE_BYTES:
+            return f"is {status.st_size} bytes, {_OVERSIZED} {MAX_FILE_BYTES} bytes"
+        return stream.read(MAX_FILE_BYTES + 1)
+
+
+def read_file(repo: str, commit: str | None, path: str, *, what: str = "files") -> bytes | str:
     """One file of the repo-of-record at ``commit`` (None: a plain directory, read from disk), or
-    None when it does not exist. Paths are relative to ``repo`` and may not leave it."""
+    why it is not read: it does not exist, leaves the repository, or is not a regular file — a
+    symlink, or below a symlinked directory, is refused, never followed (``what``, as "approval
+    files", names what must be regular files in that reason). Paths are relative to ``repo``."""
     normal = posixpath.normpath(path)
-    if normal.startswith(("../", "/")) or normal == "..":
-        return None
+    missing = "does not exist at this commit" if commit is not None else "does not exist"
+    if normal.startswith(("../", "/")) or normal in ("..", "."):
+        return missing
+    parts = normal.split("/")
     if commit is None:
-        target = Path(repo, normal)
-        return target.read_bytes() if target.is_file() and target.stat().st_size <= MAX_FILE_BYTES else None
+        here = Path(repo)
+        for i in range(len(parts)):
+            here = here / parts[i]
+            if here.is_symlink():
+                return _symlink_reason(parts, i, what)
+        data = _read_regular(here)
+        if isinstance(data, bytes):
+            return data
+        return missing if data == "does not exist" else f"{data} for {what}" if _OVERSIZED in data else data
     if is_remote(repo):
         repository = mirror(repo, default_cache_dir() / "repos", fetch=False)  # the snapshot read fetched it
         base = ""
     else:
         repository = git.Repo(repo, search_parent_directories=True)
-        top = Path(repository.working_tree_dir or repository.git_dir).resolve()
-        base = Path(repo).resolve().relative_to(top).as_posix()
+        base = _base_below(repo, Path(repo), Path(repository.working_tree_dir or repository.git_dir).resolve())
     with repository:
-        try:
-            blob = repository.commit(commit).tree / posixpath.join("" if base == "." else base, normal).lstrip("/")
-        except KeyError:
-            return None
-        return blob.data_stream.read() if blob.type == "blob" and blob.size <= MAX_FILE_BYTES else None
+        tree = _entry(repository.commit(commit).tree, base)
+        blob = _entry(tree, normal) if isinstance(tree, git.Tree) else None
+        if isinstance(blob, int):
+            return _symlink_reason(parts, blob, what)
+        if blob is None:
+            return missing
+        if not isinstance(blob, git.Blob):
+            return "is not a regular file"
+        if blob.size > MAX_FILE_BYTES:
+            return f"is {blob.size} bytes, {_OVERSIZED} {MAX_FILE_BYTES} bytes for {what}"
+        content: bytes = blob.data_stream.read()
+        return content
+
+
+def _symlink_reason(parts: list[str], at: int, what: str) -> str:
+    rule = f"{what} must be regular files, and symlinks are never followed"
+    if at == len(parts) - 1:
+        return f"is a symlink; {rule}"
+    return f"is reached through a symlink ({'/'.join(parts[:at + 1])}); {rule}"

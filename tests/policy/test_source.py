@@ -1,6 +1,7 @@
 """Tests for reconcile.policy.source, through validate_repo: the repo-of-record is read at a git
-commit (never the working tree), or from disk when it is a plain directory; symlinks may not leave
-it; dot-directories are skipped, foreign documents ignored, oversized files refused.
+commit (never the working tree), or from disk when it is a plain directory; a symlink is never
+followed, inside the repo-of-record or out (refused with the reason); dot-directories are
+skipped, foreign documents ignored, oversized files refused.
 
 Every git repository here is real (``git.Repo.init`` in ``tmp_path``, files committed through the
 index); nothing about git is mocked.
@@ -59,9 +60,6 @@ metadata:
 spec:
   url: https://{OUTSIDE_MARKER}.example.com
 """
-
-POINTS_OUTSIDE = "points outside the repo-of-record"
-
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -387,47 +385,49 @@ def test_source_errors(tmp_path: Path, setup: Callable[[Path], tuple[Path, str |
 # --- symlinks --------------------------------------------------------------------------------
 
 
+def never_followed(target: str) -> str:
+    return f"is a symlink (to {target!r}); only regular files are read, symlinks are never followed"
+
+
+def directory_not_entered(target: str) -> str:
+    return f"is a symlink to a directory (to {target!r}); symlinks are never followed, so nothing below it is read"
+
+
 @pytest.mark.parametrize("mode", ["git", "plain"])
-def test_symlinks_inside_are_followed_and_leaving_ones_refused(tmp_path: Path, mode: str) -> None:
+def test_every_symlinked_policy_file_is_refused_inside_or_out(tmp_path: Path, mode: str) -> None:
     write(tmp_path, {"outside.yaml": OUTSIDE})
     root = tmp_path / "repo"
-    make_source(mode, root, {"registries.yaml": REGISTRY, "sub/real.yaml": RETENTION}, links={
-        "a.yaml": "sub/real.yaml",                          # inside: followed
+    make_source(mode, root, {"registries.yaml": REGISTRY, "sub/real.yaml": RETENTION,
+                             "shared/retention.yaml.txt": RETENTION}, links={
+        "a.yaml": "sub/real.yaml",                          # inside
+        "other.yml": "../repo/shared/retention.yaml.txt",   # inside, another extension
         "evil.yaml": "../outside.yaml",                     # relative, leaves the repo
         "abs.yaml": str(tmp_path / "outside.yaml"),         # absolute
         "passwd.yaml": "/etc/passwd",                       # absolute, a system file
         "sub/up.yaml": "../../outside.yaml",                # from a subdirectory
         "chain.yaml": "evil.yaml",                          # inside, to a link that leaves
+        "notes.txt": "../outside.yaml",                     # no policy file's name: not read, not reported
     })
+    names = ("a.yaml", "abs.yaml", "chain.yaml", "evil.yaml", "other.yml", "passwd.yaml", "sub/up.yaml")
     if mode == "git":
         with git.Repo(root) as repository:
             tree = repository.head.commit.tree
-            for name in ("a.yaml", "evil.yaml", "abs.yaml", "passwd.yaml", "sub/up.yaml", "chain.yaml"):
+            for name in names:
                 assert (tree / name).mode == 0o120000, name  # committed as a symlink, not a copy
             assert (tree / "sub/real.yaml").mode == 0o100644
 
     validation = validate_repo(str(root))
 
-    # The link inside the repo-of-record is read: its document is the file it points to.
-    assert content_of(validation, f"{root}/a.yaml") == RETENTION.encode()
-    assert validation.documents == 3  # registries.yaml, sub/real.yaml and a.yaml
-    refused = {p.path: p for p in validation.problems if POINTS_OUTSIDE in p.message}
-    assert sorted(refused) == [f"{root}/{name}" for name in
-                               ("abs.yaml", "chain.yaml", "evil.yaml", "passwd.yaml", "sub/up.yaml")]
+    refused = {p.path: p for p in validation.problems}
+    assert sorted(refused) == [f"{root}/{name}" for name in names]
     for problem in refused.values():
         assert problem.line == 1
         assert problem.subject is None
         assert content_of(validation, problem.path) is None
-    assert str(refused[f"{root}/evil.yaml"]) == (
-        f"{root}/evil.yaml:1: symlink to '../outside.yaml' points outside the repo-of-record; "
-        "refusing to follow it")
-    assert str(refused[f"{root}/passwd.yaml"]) == (
-        f"{root}/passwd.yaml:1: symlink to '/etc/passwd' points outside the repo-of-record; "
-        "refusing to follow it")
-    # The only other problem: the same RetentionPolicy seen twice, through the link and directly.
-    others = [p for p in validation.problems if POINTS_OUTSIDE not in p.message]
-    assert [(p.subject, "duplicate" in p.message) for p in others] == [("RetentionPolicy/ci-cleanup", True)]
-    assert {p.path for p in others} <= {f"{root}/a.yaml", f"{root}/sub/real.yaml"}
+    assert str(refused[f"{root}/a.yaml"]) == f"{root}/a.yaml:1: {never_followed('sub/real.yaml')}"
+    assert str(refused[f"{root}/evil.yaml"]) == f"{root}/evil.yaml:1: {never_followed('../outside.yaml')}"
+    assert str(refused[f"{root}/passwd.yaml"]) == f"{root}/passwd.yaml:1: {never_followed('/etc/passwd')}"
+    assert validation.documents == 2  # registries.yaml and sub/real.yaml, each read once, as itself
 
     # Nothing of what is outside was read, anywhere in the result.
     everything = repr(validation)
@@ -438,13 +438,24 @@ def test_symlinks_inside_are_followed_and_leaving_ones_refused(tmp_path: Path, m
 
 
 @pytest.mark.parametrize("mode", ["git", "plain"])
-def test_a_symlink_inside_is_valid_policy(tmp_path: Path, mode: str) -> None:
+def test_a_symlinked_directory_is_refused_not_entered(tmp_path: Path, mode: str) -> None:
+    write(tmp_path, {"elsewhere/evil.yaml": OUTSIDE})
     root = tmp_path / "repo"
-    make_source(mode, root, {"registries.yaml": REGISTRY, "shared/retention.yaml.txt": RETENTION},
-                links={"retention/ci.yaml": "../shared/retention.yaml.txt"})
+    make_source(mode, root, {"registries.yaml": REGISTRY, "shared/retention.yaml": RETENTION},
+                links={"team-a": "shared", "nested/team-b": "../shared"})
+    if mode == "plain":  # on disk the target's type shows: a directory outside is refused too
+        link(root, {"outside": str(tmp_path / "elsewhere")})
     validation = validate_repo(str(root))
-    assert validation.ok, shown(validation)
-    assert list(validation.policies.retention_policies) == ["ci-cleanup"]
+    expected = [f"{root}/nested/team-b:1: {directory_not_entered('../shared')}",
+                f"{root}/team-a:1: {directory_not_entered('shared')}"]
+    if mode == "plain":
+        expected.insert(1, f"{root}/outside:1: {directory_not_entered(str(tmp_path / 'elsewhere'))}")
+    assert shown(validation) == expected
+    assert file_paths(validation) == [f"{root}/{p}" for p in
+                                      ("nested/team-b", *(["outside"] if mode == "plain" else []),
+                                       "registries.yaml", "shared/retention.yaml", "team-a")]
+    assert validation.documents == 2
+    assert OUTSIDE_MARKER not in repr(validation)
 
 
 @pytest.mark.parametrize("mode", ["git", "plain"])
@@ -458,15 +469,23 @@ def test_a_symlink_out_of_the_subdirectory_given_as_repo_is_refused(tmp_path: Pa
     policies = top / "policies"
 
     validation = validate_repo(str(policies))
-    assert shown(validation) == [
-        f"{policies}/link.yaml:1: symlink to '../elsewhere/real.yaml' points outside the repo-of-record; "
-        "refusing to follow it"]
-    assert content_of(validation, f"{policies}/deep/inside.yaml") == RETENTION.encode()
+    assert shown(validation) == [f"{policies}/deep/inside.yaml:1: {never_followed('../shared/retention.txt')}",
+                                 f"{policies}/link.yaml:1: {never_followed('../elsewhere/real.yaml')}"]
     assert OUTSIDE_MARKER not in repr(validation)
 
-    # From the top the same link stays inside, and is followed.
+    # From the top the same link stays inside, and is still refused.
     whole = validate_repo(str(top))
-    assert content_of(whole, f"{top}/policies/link.yaml") == OUTSIDE.encode()
+    assert content_of(whole, f"{top}/policies/link.yaml") is None
+    assert OUTSIDE_MARKER in repr(content_of(whole, f"{top}/elsewhere/real.yaml"))  # read as itself
+
+
+def test_a_subdirectory_given_as_repo_through_a_symlink_is_a_source_error(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    commit(repo, {"real/registries.yaml": REGISTRY}, links={"policies": "real"})
+    with pytest.raises(SourceError, match=r"is reached through a symlink \(policies\) in its git repository; "
+                                          "symlinks are never followed"):
+        validate_repo(str(root / "policies"))
+    assert validate_repo(str(root / "real")).ok
 
 
 def test_a_symlink_loop_is_refused(repo: git.Repo) -> None:
@@ -570,7 +589,7 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path, mode: str)
     validation = validate_repo(str(root))
     too_big = (f"1: file is {len(OVERSIZED)} bytes, over the limit of {MAX_FILE_BYTES} bytes "
                "for a policy file")
-    assert shown(validation) == [f"{root}/big-link.yaml:{too_big}", f"{root}/big.yaml:{too_big}"]
+    assert shown(validation) == [f"{root}/big-link.yaml:1: {never_followed('big.yaml')}", f"{root}/big.yaml:{too_big}"]
     assert content_of(validation, f"{root}/big.yaml") is None
     assert content_of(validation, f"{root}/big-link.yaml") is None
     assert content_of(validation, f"{root}/limit.yaml") == AT_THE_LIMIT  # exactly the limit: read
