@@ -58,6 +58,24 @@ class Retry:
     budget: timedelta = timedelta(seconds=60)  # of waiting between the attempts of one request
 
 
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a registry may send (Registry ``spec.limits``): response bodies by kind, pages of
+    a list, and deadlines of a whole request (connect, every retry and all of the body)."""
+
+    manifest_bytes: int = 4 * MiB  # the distribution spec's suggestion; also a referrers index
+    config_bytes: int = 16 * MiB  # an image config
+    list_page_bytes: int = 16 * MiB  # one page of a tag list or catalog
+    token_bytes: int = 1 * MiB  # a token endpoint's answer
+    error_body_bytes: int = 64 * 1024  # read for error codes; the rest is never read
+    max_pages: int = 10_000  # of one tag list or catalog
+    request_deadline: timedelta = timedelta(minutes=5)  # any request but a blob's
+    blob_deadline: timedelta = timedelta(hours=1)  # one blob download or upload
+
+
 @dataclass(frozen=True)
 class Registry:
     name: str
@@ -72,6 +90,11 @@ class Registry:
     origin: Origin | None = field(default=None, compare=False)
     retry: Retry = Retry()
     deletion: Deletion | None = None  # spec.deletion as written; None: the default, see deletion_mode
+    limits: Limits | None = None  # spec.limits as written; None: every default (see limits_or_default)
+
+    @property
+    def limits_or_default(self) -> Limits:
+        return self.limits if self.limits is not None else Limits()
 
     @property
     def is_layout(self) -> bool:
@@ -375,7 +398,21 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
         rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", RateLimit.burst)) if rate else None,
         timeout=_duration_or(spec.get("timeout"), Registry.timeout), origin=origin,
         retry=Retry(retry.get("attempts", Retry.attempts), _duration_or(retry.get("budget"), Retry.budget)),
-        deletion=spec.get("deletion"))
+        deletion=spec.get("deletion"), limits=_limits(spec.get("limits")))
+
+
+def _limits(raw: dict[str, Any] | None) -> Limits | None:
+    if raw is None:
+        return None
+    return Limits(
+        manifest_bytes=raw.get("manifestBytes", Limits.manifest_bytes),
+        config_bytes=raw.get("configBytes", Limits.config_bytes),
+        list_page_bytes=raw.get("listPageBytes", Limits.list_page_bytes),
+        token_bytes=raw.get("tokenBytes", Limits.token_bytes),
+        error_body_bytes=raw.get("errorBodyBytes", Limits.error_body_bytes),
+        max_pages=raw.get("maxPages", Limits.max_pages),
+        request_deadline=_duration_or(raw.get("requestDeadline"), Limits.request_deadline),
+        blob_deadline=_duration_or(raw.get("blobDeadline"), Limits.blob_deadline))
 
 
 def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
