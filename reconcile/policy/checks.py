@@ -1,6 +1,6 @@
 """Checks across documents and of meaning, beyond what a schema can say: duplicate names,
 references to unknown registries/clusters/stages/policies, pipeline cycles and unreachable
-stages, exclusive fields, time zones, tag templates.
+stages, exclusive fields, time zones, tag templates, git repository URLs.
 
 They run on raw documents (even ones the schema refused) so one run reports everything; every
 lookup is shape-tolerant and a field the schema already flagged is skipped, not reported twice.
@@ -24,6 +24,7 @@ from reconcile.policy.documents import Document
 from reconcile.policy.ordering import unrankable_pattern
 from reconcile.policy.problems import Problem
 from reconcile.policy.schema import KINDS
+from reconcile.policy.source import check_repository_url
 
 TAG_PLACEHOLDERS = ("version", "stage", "shortDigest")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # OCI distribution-spec tag grammar
@@ -145,10 +146,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _repository(pointer: str, url: Any) -> Iterator[tuple[str, str]]:
+    """A git repository's URL, when it is one git must not be given (see check_repository_url)."""
+    if isinstance(url, str) and (problem := check_repository_url(url)) is not None:
+        yield pointer, f"repository URL {problem}"
+
+
 def _cluster(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
     spec = document.body.get("spec")
     if not isinstance(spec, dict):
         return
+    yield from _repository("/spec/manifests/repo", dig(spec, "manifests", "repo"))
     in_cluster = spec.get("inCluster") is True
     ways = [w for w, present in (("inCluster: true", in_cluster), ("kubeconfig", "kubeconfig" in spec),
                                  ("manifests", "manifests" in spec)) if present]
@@ -211,6 +219,7 @@ def _rankable(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str, st
 
 
 def _git_refs(pointer: str, git_refs: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    yield from _repository(pointer + "/repo", git_refs.get("repo"))
     if "branches" not in git_refs and "tags" not in git_refs:
         yield pointer, "say which refs count: branches, tags or both (regular expressions)"
     tag_commit = git_refs.get("tagCommit")
@@ -403,6 +412,7 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
             if stage_name not in names:
                 yield "/spec/stage", unknown_message(f"stage of PromotionPolicy {policy_name!r}:",
                                                      stage_name, [n for n in names if n])
+    yield from _repository("/spec/manifests/repo", dig(spec, "manifests", "repo"))
     has_cluster, has_manifests = "cluster" in spec, "manifests" in spec
     if has_cluster == has_manifests:
         yield "/spec", "set exactly one target: cluster (patch it) or manifests (git write-back)"

@@ -85,8 +85,8 @@ def check_repository_url(url: str) -> str | None:
         if authority.rpartition("@")[2].startswith("-"):
             return "names a host starting with '-' (ssh would read it as an option)"
         return None
-    scp = _SCP_LIKE.match(url)
-    if scp and url.split("@", 1)[1].startswith("-"):
+    before, colon, _path = url.partition(":")
+    if colon and "/" not in before and before.rpartition("@")[2].startswith("-"):  # git takes it for host:path
         return "names a host starting with '-' (ssh would read it as an option)"
     return None
 
@@ -422,13 +422,16 @@ def _read_regular(path: Path) -> bytes | str:
         return "does not exist"
     except OSError as e:
         return "is a symlink" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
-    with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(stream.fileno())
+    try:
+        status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             return "is not a regular file"
         if status.st_size > MAX_FILE_BYTES:
             return f"is {status.st_size} bytes, {_OVERSIZED} {MAX_FILE_BYTES} bytes"
-        return stream.read(MAX_FILE_BYTES + 1)
+        with os.fdopen(os.dup(descriptor), "rb") as stream:
+            return stream.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(descriptor)
 
 
 def read_file(repo: str, commit: str | None, path: str, *, what: str = "files") -> bytes | str:
