@@ -23,6 +23,7 @@ from reconcile.adapters.registry.errors import RegistryError, safe_url, status_e
 from reconcile.adapters.registry.transport import Transport
 from reconcile.policy.model import Registry
 from reconcile.policy.secrets import Secret, SecretResolver
+from reconcile.policy.urls import URLError, parse_url
 
 # Docker's convention: a config.json identity token comes back as this user name.
 IDENTITY_TOKEN_USER = "<token>"
@@ -90,7 +91,7 @@ class Authenticator:
         purpose = f"Registry/{self._registry.name} spec.credentials"
         resolve = self._resolver.resolve
         if credentials.docker_config is not None:
-            host = urlsplit(self._registry.url).netloc
+            host = urlsplit(self._registry.url).netloc  # as written: the key of config.json's auths
             pair = self._resolver.resolve_docker_config(credentials.docker_config, host=host,
                                                         purpose=f"{purpose}.dockerConfig")
             self._basic = (pair.username, pair.password)
@@ -141,8 +142,14 @@ class Authenticator:
                 return header if header and header != sent else None
             if challenge.scheme != "bearer" or not challenge.params.get("realm"):
                 return None
+            try:
+                realm = str(parse_url(challenge.params["realm"], response.url))
+            except URLError as exc:
+                raise RegistryError(self._registry.name, None, "get a token",
+                                    f"the WWW-Authenticate realm is not a valid URL: {exc}") from None
             self._scheme = "bearer"
-            self._bearer = {k: challenge.params[k] for k in ("realm", "service") if k in challenge.params}
+            self._bearer = {"realm": realm, **({"service": challenge.params["service"]}
+                                               if "service" in challenge.params else {})}
             # The scope the registry names is what it needs; ours may add a mount's source.
             wanted = [*scopes, *challenge.params.get("scope", "").split()]
             header = self._bearer_header(wanted, stale=sent)
@@ -166,9 +173,9 @@ class Authenticator:
         name = self._registry.name
         self._secrets()
         # A realm on a host outside allowedHosts gets an anonymous request: no credential leaves.
-        trusted = self._registry.may_receive_credentials(realm)
+        trusted = self._transport.may_receive_credentials(realm)
         if not trusted and self.has_credentials:
-            self.hint = (f"the token realm {urlsplit(realm).netloc} is not in allowedHosts, so no credentials "
+            self.hint = (f"the token realm {parse_url(realm).authority} is not in allowedHosts, so no credentials "
                          "were sent to it")
         refresh = self._identity_token() if trusted else None
         headers: dict[str, str] = {"Accept": "application/json"}
@@ -182,14 +189,17 @@ class Authenticator:
                 headers["Authorization"] = basic
             params = [*([("service", service)] if service else []), *(("scope", s) for s in scopes)]
             response = self._transport.exchange("GET", realm, headers=headers, params=params)
-        if response.status_code != 200:
-            error = status_error(name, None, f"get a token from {safe_url(realm)}", response,
-                                 has_credentials=self.has_credentials and trusted)
+        operation = f"get a token from {safe_url(realm)}"
+        try:
+            if response.status_code != 200:
+                self._transport.read(response, "error", operation, None, truncate=True)
+                raise status_error(name, None, operation, response, has_credentials=self.has_credentials and trusted)
+            body = self._transport.read(response, "token", operation, None)
+        finally:
             response.close()
-            raise error
-        outcome = _token_from(response.content)
+        outcome = _token_from(body)
         if outcome is None:
-            raise RegistryError(name, None, f"get a token from {safe_url(realm)}", "the token response has no token")
+            raise RegistryError(name, None, operation, "the token response has no token")
         return outcome
 
 

@@ -24,15 +24,17 @@ from reconcile.observe.state import (
     Image,
     Platform,
 )
+from reconcile.policy.model import Limits
 
-DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Anchored with \Z, not $: "$" also matches before a final newline ("v1\n" is no tag).
+DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\Z")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # The distribution spec's repository name grammar: no '..', no leading '/', nothing a path
 # could escape with.
-REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z")
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_MANIFEST_BYTES = Limits.manifest_bytes  # the defaults; a Registry's spec.limits may set others
+MAX_CONFIG_BYTES = Limits.config_bytes
 CHUNK = 1024 * 1024
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -269,14 +271,16 @@ def cosign_suffix(artifact_type: str | None) -> str | None:
 
 
 def read_limited(chunks: Iterable[bytes], limit: int, *, registry: str, repository: str | None,
-                 operation: str) -> bytes:
-    """All of ``chunks``, refusing more than ``limit`` bytes (a hostile server's endless body)."""
+                 operation: str, setting: str | None = None) -> bytes:
+    """All of ``chunks``, refusing more than ``limit`` bytes (a hostile server's endless body);
+    ``setting`` names the limit (``limits.configBytes``) in the message."""
     parts: list[bytes] = []
     total = 0
     for chunk in chunks:
         total += len(chunk)
         if total > limit:
-            raise RegistryError(registry, repository, operation, f"larger than the {limit} bytes allowed")
+            named = f" ({setting})" if setting else ""
+            raise RegistryError(registry, repository, operation, f"larger than the {limit} bytes allowed{named}")
         parts.append(chunk)
     return b"".join(parts)
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -16,8 +16,6 @@ from reconcile.adapters.registry.auth import Authenticator
 from reconcile.adapters.registry.cache import ContentCache
 from reconcile.adapters.registry.content import (
     ACCEPT_MANIFESTS,
-    CHUNK,
-    MAX_MANIFEST_BYTES,
     REPOSITORY,
     TAG,
     Manifest,
@@ -31,7 +29,6 @@ from reconcile.adapters.registry.content import (
     is_digest,
     is_glob,
     media_type_of,
-    read_limited,
     referrers_tag,
     verified_chunks,
     verify,
@@ -48,7 +45,7 @@ from reconcile.adapters.registry.errors import (
     refused_untag_hint,
 )
 from reconcile.adapters.registry.images import load_image
-from reconcile.adapters.registry.transport import TRANSIENT, RetryPolicy, Transport, describe_failure
+from reconcile.adapters.registry.transport import TRANSIENT, RetryPolicy, Transport
 from reconcile.observe.state import OCI_INDEX, Descriptor, Image
 from reconcile.policy.model import Registry
 from reconcile.policy.secrets import SecretResolver
@@ -56,7 +53,7 @@ from reconcile.policy.secrets import SecretResolver
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 1000
-MAX_PAGES = 100_000  # a registry whose Link headers loop must not hang the run
+MAX_NAME = 255  # a repository name with the registry's host, the distribution spec's guidance
 
 
 def _pull(repository: str) -> tuple[str, ...]:
@@ -75,6 +72,30 @@ def check_repository(repository: str) -> str:
     if not REPOSITORY.match(repository) or len(repository) > 255:
         raise ValueError(f"not a valid repository name: {repository!r}")
     return repository
+
+
+def valid_name(name: object, host: str) -> bool:
+    """Whether a repository name a registry sent is a valid OCI name (its grammar, at most
+    255 characters with the host)."""
+    return isinstance(name, str) and REPOSITORY.match(name) is not None and len(host) + 1 + len(name) <= MAX_NAME
+
+
+def valid_tag(tag: object) -> bool:
+    return isinstance(tag, str) and TAG.match(tag) is not None
+
+
+def _skipped(registry: str, what: str, where: str, invalid: list[object]) -> None:
+    """One warning for the names a registry sent that are not valid: never used, never in a path."""
+    if not invalid:
+        return
+    shown = ", ".join(_shown(v) for v in invalid[:3]) + (", ..." if len(invalid) > 3 else "")
+    log.warning("registry %s: %s: skipped %d %s that %s not valid OCI names: %s", registry, where, len(invalid),
+                what if len(invalid) > 1 else what.rstrip("s"), "are" if len(invalid) > 1 else "is", shown)
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "...'"
 
 
 def check_reference(reference: str) -> str:
@@ -131,6 +152,8 @@ class DistributionClient:
         # proxies that limit request bodies).
         self.upload_chunk_size = upload_chunk_size
         self._transport = Transport(registry, retry)
+        self.limits = self._transport.limits
+        self._host = self._transport.base.authority
         self._transport.authorizer = Authenticator(registry, resolver, self._transport)
         self._cache = cache
         self._lock = threading.Lock()
@@ -150,10 +173,11 @@ class DistributionClient:
                  scopes: Sequence[str], *, headers: Mapping[str, str] | None = None,
                  params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
                  data: bytes | Iterable[bytes] | None = None, stream: bool = False,
-                 expect: Collection[int] = (200,)) -> requests.Response:
+                 expect: Collection[int] = (200,), body: str | None = None,
+                 blob: bool = False) -> requests.Response:
         return self._transport.request(method, target, operation=operation, repository=repository,
                                        scopes=scopes, headers=headers, params=params, data=data, stream=stream,
-                                       expect=expect)
+                                       expect=expect, body=body, blob=blob)
 
     # -- read ----------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -169,7 +193,9 @@ class DistributionClient:
                 raise
             status = exc.status
         else:
-            return sorted({n for n in names if isinstance(n, str) and matcher.match(n)})
+            invalid = [n for n in names if not valid_name(n, self._host)]
+            _skipped(self.name, "repositories", "list repositories", invalid)
+            return sorted({n for n in names if isinstance(n, str) and valid_name(n, self._host) and matcher.match(n)})
         # No catalog (Docker Hub, most cloud registries): names without globs still work.
         if any(is_glob(p) for p in patterns):
             raise RegistryError(self.name, None, "list repositories",
@@ -180,37 +206,43 @@ class DistributionClient:
     def tags(self, repository: str) -> list[str]:
         check_repository(repository)
         try:
-            return [t for t in self._paginate(f"/v2/{repository}/tags/list", "tags", "list tags", repository,
-                                              _pull(repository)) if isinstance(t, str)]
+            found = list(self._paginate(f"/v2/{repository}/tags/list", "tags", "list tags", repository,
+                                        _pull(repository)))
         except RegistryError as exc:
             if exc.status == 404 and exc.message.startswith("not found"):
                 return []  # no such repository (yet): nothing tagged
             raise
+        _skipped(self.name, "tags", f"repository {repository}: list tags", [t for t in found if not valid_tag(t)])
+        return [t for t in found if isinstance(t, str) and valid_tag(t)]
 
     def _paginate(self, path: str, key: str, operation: str, repository: str | None,
                   scopes: Sequence[str]) -> Iterator[object]:
-        """Items of a paginated list, following ``Link: <...>; rel="next"`` headers."""
+        """Items of a paginated list, following ``Link: <...>; rel="next"`` headers, each page read
+        to ``limits.listPageBytes``, at most ``limits.maxPages`` pages."""
         target = path
         params: dict[str, str] | None = {"n": str(self.page_size)}
-        seen = {path}
-        for _ in range(MAX_PAGES):
-            response = self._request("GET", target, operation, repository, scopes, params=params)
+        seen = {self._transport.url(path)}
+        pages = self.limits.max_pages
+        for _ in range(pages):
+            response = self._request("GET", target, operation, repository, scopes, params=params, body="page")
+            response.close()
             try:
-                body = response.json()
-            except ValueError:
+                body = json.loads(response.content)
+            except (ValueError, RecursionError):
                 raise RegistryError(self.name, repository, operation, "the response is not JSON") from None
-            finally:
-                response.close()
             items = body.get(key) if isinstance(body, dict) else None
             yield from items if isinstance(items, list) else ()  # 2.8 answers "tags": null when all are gone
             following = response.links.get("next", {}).get("url")
             if not following:
                 return
-            target, params = urljoin(response.url, following), None
+            target = self._transport.url(following, response.url, what=(operation, repository),
+                                         origin="pagination Link")
+            params = None
             if target in seen:
                 raise RegistryError(self.name, repository, operation, "pagination links loop")
             seen.add(target)
-        raise RegistryError(self.name, repository, operation, f"more than {MAX_PAGES} pages")
+        raise RegistryError(self.name, repository, operation,
+                            f"more than {pages} pages (the limit limits.maxPages); the pagination links may loop")
 
     def resolve(self, repository: str, reference: str) -> Descriptor | None:
         check_repository(repository)
@@ -239,12 +271,9 @@ class DistributionClient:
                 return Manifest(reference, media_type_of(cached, None), cached)
         operation = f"get manifest {reference}"
         response = self._request("GET", f"/v2/{repository}/manifests/{reference}", operation, repository,
-                                 _pull(repository), headers={"Accept": ACCEPT_MANIFESTS}, stream=True)
-        try:
-            data = read_limited(self._body(response, operation, repository), MAX_MANIFEST_BYTES,
-                                registry=self.name, repository=repository, operation=operation)
-        finally:
-            response.close()
+                                 _pull(repository), headers={"Accept": ACCEPT_MANIFESTS}, body="manifest")
+        response.close()
+        data = response.content
         claimed = response.headers.get("Docker-Content-Digest", "")
         expected = reference if is_digest(reference) else claimed if is_digest(claimed) else None
         if expected is not None:
@@ -292,14 +321,15 @@ class DistributionClient:
     def _referrers_api_list(self, repository: str, digest: str) -> tuple[Descriptor, ...] | None:
         operation = f"list referrers of {digest}"
         response = self._request("GET", f"/v2/{repository}/referrers/{digest}", operation, repository,
-                                 _pull(repository), headers={"Accept": OCI_INDEX}, expect=(200, 400, 404, 405))
+                                 _pull(repository), headers={"Accept": OCI_INDEX}, expect=(200, 400, 404, 405),
+                                 stream=True)
         try:
             if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
+                self._transport.read(response, "error", operation, repository, truncate=True)
                 if not error_codes(response):  # a route the registry does not have, not a missing name
                     self._referrers_api = False
                 return None
-            body = read_limited(response.iter_content(CHUNK), MAX_MANIFEST_BYTES, registry=self.name,
-                                repository=repository, operation=operation)
+            body = self._transport.read(response, "manifest", operation, repository)
         finally:
             response.close()
         try:
@@ -324,22 +354,12 @@ class DistributionClient:
         check_repository(repository)
         operation = f"get blob {check_digest(digest)}"
         response = self._request("GET", f"/v2/{repository}/blobs/{digest}", operation, repository,
-                                 _pull(repository), stream=True)
+                                 _pull(repository), stream=True, blob=True)
         try:
-            yield verified_chunks(self._body(response, operation, repository), digest, size,
+            yield verified_chunks(self._transport.chunks(response, operation, repository), digest, size,
                                   registry=self.name, repository=repository, operation=operation)
         finally:
             response.close()
-
-    def _body(self, response: requests.Response, operation: str, repository: str) -> Iterator[bytes]:
-        """A response body in chunks; a broken connection becomes a retryable RegistryError."""
-        failure = None
-        try:
-            yield from response.iter_content(CHUNK)
-        except TRANSIENT as exc:
-            failure = describe_failure(exc, self._transport.timeout)
-        if failure is not None:
-            raise RegistryError(self.name, repository, operation, failure, retryable=True)
 
     def put_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
         check_repository(repository)
@@ -351,19 +371,20 @@ class DistributionClient:
             if self.upload_chunk_size is None:
                 self._request("PUT", _with_query(location, digest=digest), operation, repository, _push(repository),
                               headers={"Content-Type": "application/octet-stream"}, data=_Sized(checked, size),
-                              expect=(201, 204)).close()
+                              expect=(201, 204), blob=True).close()
                 return
             offset = 0
             for piece in _rechunk(checked, self.upload_chunk_size):
                 response = self._request(
                     "PATCH", location, operation, repository, _push(repository), data=piece,
                     headers={"Content-Type": "application/octet-stream",
-                             "Content-Range": f"{offset}-{offset + len(piece) - 1}"}, expect=(202, 204))
+                             "Content-Range": f"{offset}-{offset + len(piece) - 1}"}, expect=(202, 204), blob=True)
                 response.close()
-                location = urljoin(response.url, response.headers.get("Location", location))
+                location = self._transport.url(response.headers.get("Location", location), response.url,
+                                               what=(operation, repository), origin="upload Location")
                 offset += len(piece)
             self._request("PUT", _with_query(location, digest=digest), operation, repository, _push(repository),
-                          expect=(201, 204)).close()
+                          expect=(201, 204), blob=True).close()
         except BaseException:
             self._abandon(location, repository)
             raise
@@ -381,7 +402,7 @@ class DistributionClient:
             return ""
         if not location:
             raise RegistryError(self.name, repository, operation, "the registry gave no upload location")
-        return urljoin(response.url, location)
+        return self._transport.url(location, response.url, what=(operation, repository), origin="upload Location")
 
     def _abandon(self, location: str, repository: str) -> None:
         """Cancel an upload session, so no partial blob is left behind (best effort)."""

@@ -128,8 +128,11 @@ def status_error(registry: str, repository: str | None, operation: str, response
 
 def safe_url(url: str) -> str:
     """``url`` without query or userinfo: presigned storage URLs carry signatures in the query."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "(an invalid URL)"
     return f"{parts.scheme}://{host}{parts.path}"

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from reconcile.adapters.registry import content
 from reconcile.adapters.registry.cache import ContentCache
-from reconcile.adapters.registry.content import MAX_CONFIG_BYTES, config_descriptor, read_limited, verify
+from reconcile.adapters.registry.content import config_descriptor, read_limited, verify
 from reconcile.adapters.registry.errors import RegistryError
 from reconcile.observe.state import Image
+from reconcile.policy.model import Limits
 
 if TYPE_CHECKING:
     from reconcile.adapters.registry.client import RegistryClient
@@ -27,8 +28,9 @@ def load_image(client: RegistryClient, repository: str, digest: str, cache: Cont
         if config is None:
             operation = f"get config {config_ref.digest}"
             with client.open_blob(repository, config_ref.digest, config_ref.size) as chunks:
-                config = read_limited(chunks, MAX_CONFIG_BYTES, registry=client.name, repository=repository,
-                                      operation=operation)
+                limits = getattr(client, "limits", None) or Limits()
+                config = read_limited(chunks, limits.config_bytes, registry=client.name, repository=repository,
+                                      operation=operation, setting="limits.configBytes")
             verify(config, config_ref.digest, client.name, repository, operation)
             if cache is not None:
                 cache.put(config_ref.digest, config)

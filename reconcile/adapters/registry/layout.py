@@ -23,7 +23,6 @@ from typing import Any
 from reconcile.adapters.registry.content import (
     CHUNK,
     DIGEST,
-    MAX_MANIFEST_BYTES,
     TAG,
     Manifest,
     blobs,
@@ -102,6 +101,7 @@ class LayoutClient:
         self.endpoint = f"oci-layout:{self.root}"
         self.concurrency = max(registry.concurrency, 1)
         self.deletion = registry.deletion_mode  # tag unless the Registry declares otherwise
+        self.limits = registry.limits_or_default
         self._subject_cache: dict[str, tuple[tuple[object, ...], dict[str, list[Descriptor]]]] = {}
 
     def __repr__(self) -> str:
@@ -201,8 +201,9 @@ class LayoutClient:
             raise self._error(repository, operation, "not found", 404)
         try:
             with open(self._blob(repository, digest), "rb") as handle:
-                data = read_limited(iter(lambda: handle.read(CHUNK), b""), MAX_MANIFEST_BYTES,
-                                    registry=self.name, repository=repository, operation=operation)
+                data = read_limited(iter(lambda: handle.read(CHUNK), b""), self.limits.manifest_bytes,
+                                    registry=self.name, repository=repository, operation=operation,
+                                    setting="limits.manifestBytes")
         except FileNotFoundError:
             raise self._error(repository, operation, "not found", 404) from None
         verify(data, digest, self.name, repository, operation)

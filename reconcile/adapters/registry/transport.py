@@ -1,7 +1,13 @@
 """HTTP to one registry: pooled connections, timeouts, retries, rate and concurrency limits, and
 redirects followed by hand so that credentials only ever go where the policy allows.
 
-Every request of the registry adapter goes through :meth:`Transport.request`.
+Every request of the registry adapter goes through :meth:`Transport.request` (a token request
+through :meth:`Transport.exchange`), and every body is read through :meth:`Transport.read` or
+:meth:`Transport.chunks`: to a limit by kind (Registry ``spec.limits``), and under one deadline for
+the whole request (connecting, every retry and its wait, token requests, all of the body). A
+watchdog shuts the socket of a request past its deadline, so a server that trickles a byte at a
+time, headers or body, cannot hold a read open. Every URL goes through
+:func:`reconcile.policy.urls.parse_url`.
 """
 
 from __future__ import annotations
@@ -9,22 +15,28 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
+import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Protocol
-from urllib.parse import urljoin
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from reconcile import __version__
 from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
-from reconcile.policy.model import Registry, Retry
+from reconcile.policy.model import Limits, Registry, Retry
+from reconcile.policy.urls import URL, URLError, may_receive_credentials, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,131 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+READ_CHUNK = 64 * 1024
+
+# What each kind of body is, its limit's field of Limits and its spec.limits name.
+BODIES = {
+    "manifest": ("manifest", "manifest_bytes", "manifestBytes"),
+    "config": ("image config", "config_bytes", "configBytes"),
+    "page": ("list page", "list_page_bytes", "listPageBytes"),
+    "token": ("token response", "token_bytes", "tokenBytes"),
+    "error": ("error response", "error_body_bytes", "errorBodyBytes"),
+}
+
+
+class Deadline:
+    """The moment one logical request must be done by: ``setting`` names the limit for messages."""
+
+    def __init__(self, seconds: float, setting: str) -> None:
+        self.seconds = seconds
+        self.setting = setting
+        self.at = time.monotonic() + seconds
+        self.finished = False
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def message(self) -> str:
+        return f"no complete answer within {self.seconds:g}s (the deadline limits.{self.setting})"
+
+
+class _Watchdog:
+    """Shuts down the socket of a connection whose request is past its deadline: whatever read
+    blocks on it (a header or a body trickling in a byte at a time) then returns at once."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._watched: dict[Any, Deadline] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, connection: Any, deadline: Deadline | None) -> None:
+        with self._condition:
+            if deadline is None:
+                self._watched.pop(connection, None)
+                return
+            self._watched[connection] = deadline  # a connection serves one request at a time
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="registry-deadlines", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                now = time.monotonic()
+                for connection, deadline in list(self._watched.items()):
+                    if deadline.finished:
+                        del self._watched[connection]
+                expired = [c for c, d in self._watched.items() if d.at <= now]
+                for connection in expired:
+                    del self._watched[connection]
+                if not expired:
+                    soonest = min((d.at for d in self._watched.values()), default=None)
+                    self._condition.wait(None if soonest is None else max(soonest - now, 0.001))
+                    continue
+            for connection in expired:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    # socket.socket's own shutdown: an SSLSocket's would drop its TLS state under a reader.
+                    with suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the Deadline of the request this thread is sending
+
+
+def _current_deadline() -> Deadline | None:
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    return deadline
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        _WATCHDOG.watch(self, _current_deadline())
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _WATCHDOG.watch(self, _current_deadline())
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        _WATCHDOG.watch(self, _current_deadline())
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _WATCHDOG.watch(self, _current_deadline())
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """Connection pools whose connections the deadline watchdog can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 @dataclass(frozen=True)
@@ -92,11 +229,13 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):
         return float(value)
+    if len(value) > 64:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -147,13 +286,22 @@ class Transport:
 
     def __init__(self, registry: Registry, retry: RetryPolicy | None = None) -> None:
         self.registry = registry
-        self.base_url = registry.url.rstrip("/")
+        try:
+            self.base = parse_url(registry.url)
+        except URLError as exc:
+            raise RegistryError(registry.name, None, "open", f"the registry url is refused: {exc}") from None
+        if self.base.path not in ("", "/") or self.base.query:
+            raise RegistryError(registry.name, None, "open", "the registry url is refused: a registry url is "
+                                "http(s)://HOST[:PORT] alone, without a path or query")
+        self.base_url = str(self.base).rstrip("/")
         self.retry = retry or RetryPolicy.of(registry.retry)
         self.timeout = registry.timeout.total_seconds()
+        self.limits: Limits = registry.limits_or_default
         self.authorizer: Authorizer | None = None
         self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))
         limit = registry.rate_limit
         self._bucket = TokenBucket(limit.requests_per_second, limit.burst) if limit else None
+        self._deadlines: weakref.WeakKeyDictionary[requests.Response, Deadline] = weakref.WeakKeyDictionary()
         session = requests.Session()
         # No ~/.netrc (requests would attach it to any host) and no REQUESTS_CA_BUNDLE surprises;
         # proxies are still taken from the environment, per request, in _exchange.
@@ -161,53 +309,108 @@ class Transport:
         # Registries need no cookies, and a cookie set by one host must not reach another.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         # Streamed blobs keep a connection after their slot is released: room for twice as many.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=2 * max(registry.concurrency, 1), max_retries=0)
+        adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=2 * max(registry.concurrency, 1), max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.verify = registry.ca_file or not registry.insecure_skip_verify
         session.headers["User-Agent"] = f"reconcile/{__version__}"
+        # Content is digested as sent: no compression (and no decompression bomb).
+        session.headers["Accept-Encoding"] = "identity"
         self._session = session
 
     def close(self) -> None:
         self._session.close()
 
-    def url(self, target: str) -> str:
-        return target if "://" in target else self.base_url + target
+    def may_receive_credentials(self, url: URL | str) -> bool:
+        """Whether ``url`` is on the exact normalised host:port of ``allowedHosts``."""
+        return may_receive_credentials(url, self.registry.allowed_hosts, self.registry.url)
+
+    def url(self, target: str, base: str | None = None, *, what: tuple[str, str | None] = ("request", None),
+            origin: str = "URL") -> str:
+        """``target`` (a path on the registry, or a URL it sent) checked and normalised."""
+        if target.startswith("/") and base is None:
+            target = self.base_url + target
+        try:
+            return str(parse_url(target, base))
+        except URLError as exc:
+            raise RegistryError(self.registry.name, what[1], what[0], f"the registry sent an invalid {origin}: {exc}") \
+                from None
+
+    def deadline(self, blob: bool = False) -> Deadline:
+        if blob:
+            return Deadline(self.limits.blob_deadline.total_seconds(), "blobDeadline")
+        return Deadline(self.limits.request_deadline.total_seconds(), "requestDeadline")
 
     def request(self, method: str, target: str, *, operation: str, repository: str | None,
                 scopes: Sequence[str] = (), headers: Mapping[str, str] | None = None,
                 params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
                 data: bytes | Iterable[bytes] | None = None, stream: bool = False,
-                expect: Collection[int] = (200,)) -> requests.Response:
+                expect: Collection[int] = (200,), body: str | None = None,
+                blob: bool = False) -> requests.Response:
         """Send one logical request (retries, auth challenges, redirects included) and return
         the final response if its status is in ``expect``; otherwise raise a
         :class:`RegistryError` naming ``operation`` and ``repository``.
 
+        Unless ``stream``, the body has been read: to the limit of its kind ``body`` (a key of
+        :data:`BODIES`), or, without one, to the error-body limit and cut there (it is not used).
+        A ``stream`` is read with :meth:`read` or :meth:`chunks`, under the same deadline (a
+        blob's with ``blob``).
+
         ``data`` that is not ``bytes`` (a stream) is sent once: on a transient failure the error
         is marked ``retryable`` so the caller can restart the whole operation.
         """
+        deadline = self.deadline(blob)
+        outer = _current_deadline()
+        _current.deadline = deadline
+        try:
+            response = self._request(method, self.url(target, what=(operation, repository)), operation, repository,
+                                     scopes, headers or {}, params, data, stream, expect, deadline)
+        except BaseException:
+            deadline.finished = True
+            raise
+        finally:
+            _current.deadline = outer
+        if stream:
+            self._deadlines[response] = deadline
+            return response
+        try:
+            if body is None:
+                self.read(response, "error", operation, repository, truncate=True, deadline=deadline)
+            else:
+                self.read(response, body, operation, repository, deadline=deadline)
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _request(self, method: str, url: str, operation: str, repository: str | None, scopes: Sequence[str],
+                 headers: Mapping[str, str], params: Any, data: Any, stream: bool, expect: Collection[int],
+                 deadline: Deadline) -> requests.Response:
         replayable = data is None or isinstance(data, bytes)
         policy = self.retry
         waited = 0.0
         status: int | None = None
         failure = ""
+        retryable = True
         for attempt in range(policy.attempts):
             hint: float | None = None
             tls_failed = False
             try:
-                response = self._follow(method, self.url(target), scopes, headers or {}, params, data, stream,
-                                        (operation, repository))
+                response = self._follow(method, url, scopes, headers, params, data, (operation, repository))
             except TRANSIENT as exc:
                 # A certificate that fails verification fails the same way on every attempt.
                 tls_failed = certificate_failure(exc)
                 failure, status = describe_failure(exc, self.timeout), None
             else:
                 if response.status_code not in RETRY_STATUSES or not replayable:
-                    return self._checked(response, operation, repository, expect)
+                    return self._checked(response, operation, repository, expect, deadline)
                 status = response.status_code
                 hint = retry_after(response.headers.get("Retry-After"))
                 failure = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
-                response.close()
+                self.discard(response, deadline)
+            if deadline.expired:
+                failure, status, retryable = deadline.message(), None, False
+                break
             if tls_failed:
                 raise RegistryError(self.registry.name, repository, operation,
                                     "TLS certificate verification failed (a private CA goes in tls.caFile)")
@@ -222,67 +425,162 @@ class Transport:
                             f"{policy.budget:g}s" if hint is not None else
                             f"; gave up after {attempt + 1} attempts, retry budget of {policy.budget:g}s spent")
                 break
+            if delay >= deadline.remaining():
+                failure += (f"; a retry in {delay:.0f}s would pass the {deadline.seconds:g}s deadline "
+                            f"(limits.{deadline.setting})")
+                retryable = False
+                break
             log.debug("registry %s: %s %s: %s; retrying in %.2fs", self.registry.name, operation,
                       repository or "", failure, delay)
             time.sleep(delay)
             waited += delay
         # Raised outside any except block: the requests exception (which holds the prepared
         # request and its Authorization header) is not chained to it.
-        raise RegistryError(self.registry.name, repository, operation, failure, status, retryable=True)
+        raise RegistryError(self.registry.name, repository, operation, failure, status, retryable=retryable)
 
     def _checked(self, response: requests.Response, operation: str, repository: str | None,
-                 expect: Collection[int]) -> requests.Response:
+                 expect: Collection[int], deadline: Deadline) -> requests.Response:
         if response.status_code in expect:
             return response
+        try:
+            self.read(response, "error", operation, repository, truncate=True, deadline=deadline)
+        finally:
+            response.close()
         authorizer = self.authorizer
-        error = status_error(self.registry.name, repository, operation, response,
-                             has_credentials=bool(authorizer and authorizer.has_credentials),
-                             hint=authorizer.hint if authorizer else None)
-        response.close()
-        raise error
+        raise status_error(self.registry.name, repository, operation, response,
+                           has_credentials=bool(authorizer and authorizer.has_credentials),
+                           hint=authorizer.hint if authorizer else None)
 
     def _follow(self, method: str, url: str, scopes: Sequence[str], headers: Mapping[str, str],
-                params: Any, data: Any, stream: bool, what: tuple[str, str | None]) -> requests.Response:
+                params: Any, data: Any, what: tuple[str, str | None]) -> requests.Response:
         """One attempt: redirects of GET/HEAD followed by hand, credentials decided per hop."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._authenticated(method, url, scopes, headers, params, data, stream)
+            response = self._authenticated(method, url, scopes, headers, params, data)
             location = response.headers.get("Location")
             if response.status_code not in REDIRECT_STATUSES or not location or method not in ("GET", "HEAD"):
                 return response
-            response.close()
-            url = urljoin(url, location)
+            self.discard(response)
+            url = self.url(location, response.url, what=what, origin="redirect Location")
             params = None  # the Location is complete
             log.debug("registry %s: redirected to %s", self.registry.name, safe_url(url))
         raise RegistryError(self.registry.name, what[1], what[0], f"more than {MAX_REDIRECTS} redirects")
 
     def _authenticated(self, method: str, url: str, scopes: Sequence[str], headers: Mapping[str, str],
-                       params: Any, data: Any, stream: bool) -> requests.Response:
+                       params: Any, data: Any) -> requests.Response:
         sent: dict[str, str] = dict(headers)
-        trusted = self.registry.may_receive_credentials(url)
+        trusted = self.may_receive_credentials(url)
         authorization = self.authorizer.authorization(scopes) if trusted and self.authorizer else None
         if authorization:
             sent["Authorization"] = authorization
-        response = self.exchange(method, url, headers=sent, params=params, data=data, stream=stream)
+        response = self.exchange(method, url, headers=sent, params=params, data=data)
         if response.status_code != 401 or not trusted or self.authorizer is None:
             return response
         if not (data is None or isinstance(data, bytes)):
             return response  # a consumed stream cannot be sent again; the caller restarts
-        answer = self.authorizer.challenge(response, scopes, authorization)
+        try:
+            answer = self.authorizer.challenge(response, scopes, authorization)
+        except BaseException:
+            self.discard(response)
+            raise
         if answer is None:
             return response
-        response.close()
+        self.discard(response)
         sent["Authorization"] = answer
-        return self.exchange(method, url, headers=sent, params=params, data=data, stream=stream)
+        return self.exchange(method, url, headers=sent, params=params, data=data)
 
     def exchange(self, method: str, url: str, *, headers: Mapping[str, str], params: Any = None,
-                 data: Any = None, stream: bool = False) -> requests.Response:
-        """One HTTP exchange under the registry's rate and concurrency limits, no redirects."""
+                 data: Any = None) -> requests.Response:
+        """One HTTP exchange under the registry's rate and concurrency limits, no redirects, under
+        the deadline of the request this thread is sending (else a fresh one). The body is not
+        read: :meth:`read` it, or :meth:`discard` it."""
+        deadline = _current_deadline()
+        if deadline is None:
+            deadline = self.deadline()
+            _current.deadline = deadline
+            try:
+                return self.exchange(method, url, headers=headers, params=params, data=data)
+            finally:
+                _current.deadline = None
         if self._bucket is not None:
             self._bucket.acquire()
-        # The slot covers sending and the response headers; a streamed body is read after it is
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise requests.Timeout("deadline")  # reported as the deadline by the caller
+        timeout = min(self.timeout, remaining)
+        # The slot covers sending and the response headers; a body is read after it is
         # released, so copying a blob between two repositories of one registry cannot deadlock.
         with self._slots:
-            return self._session.request(
-                method, url, headers=dict(headers), params=params, data=data, stream=stream,
-                allow_redirects=False, timeout=(self.timeout, self.timeout),
+            response = self._session.request(
+                method, url, headers=dict(headers), params=params, data=data, stream=True,
+                allow_redirects=False, timeout=(timeout, timeout),
                 proxies=requests.utils.get_environ_proxies(url, no_proxy=None))
+        self._deadlines[response] = deadline
+        return response
+
+    # -- bodies --------------------------------------------------------------------------------
+    def read(self, response: requests.Response, kind: str, operation: str, repository: str | None, *,
+             truncate: bool = False, deadline: Deadline | None = None) -> bytes:
+        """All of a response's body, at most the limit of ``kind`` (a key of :data:`BODIES`) —
+        beyond it an error naming the limit, or with ``truncate`` the first bytes (the
+        connection is then dropped, the rest never read). Readable again as ``.content``."""
+        if getattr(response, "_content", False) is not False:  # read already
+            return response.content or b""
+        label, attribute, setting = BODIES[kind]
+        limit: int = getattr(self.limits, attribute)
+        parts: list[bytes] = []
+        total = 0
+        complete = True
+        for chunk in self.chunks(response, operation, repository, deadline=deadline, finish=False):
+            if total + len(chunk) > limit:
+                if not truncate:
+                    response.close()
+                    raise RegistryError(self.registry.name, repository, operation,
+                                        f"the {label} is larger than the {limit} bytes allowed (limits.{setting})")
+                parts.append(chunk[:limit - total])
+                complete = False
+                break
+            total += len(chunk)
+            parts.append(chunk)
+        data = b"".join(parts)
+        response._content = data
+        if complete:
+            response._content_consumed = True  # type: ignore[attr-defined]  # the connection went back to the pool
+        else:
+            response.close()
+        found = deadline or self._deadlines.get(response)
+        if found is not None:
+            found.finished = True
+        return data
+
+    def discard(self, response: requests.Response, deadline: Deadline | None = None) -> None:
+        """Done with a response whose body is not needed: a short one is read so the connection
+        can be used again, a long one is not."""
+        try:
+            self.read(response, "error", "read a response", None, truncate=True, deadline=deadline)
+        except RegistryError:
+            pass
+        finally:
+            response.close()
+
+    def chunks(self, response: requests.Response, operation: str, repository: str | None, *,
+               deadline: Deadline | None = None, finish: bool = True) -> Iterator[bytes]:
+        """A response body in chunks, under its request's deadline; a broken connection becomes a
+        retryable RegistryError, a passed deadline one naming the deadline."""
+        deadline = deadline or self._deadlines.get(response)
+        failure = None
+        try:
+            for chunk in response.iter_content(READ_CHUNK):
+                if deadline is not None and deadline.expired:
+                    failure = deadline.message()
+                    break
+                yield chunk
+        except (*TRANSIENT, requests.exceptions.ContentDecodingError) as exc:
+            failure = deadline.message() if deadline is not None and deadline.expired \
+                else describe_failure(exc, self.timeout)
+        finally:
+            if finish and deadline is not None:
+                deadline.finished = True
+        if failure is not None:
+            response.close()
+            raise RegistryError(self.registry.name, repository, operation, failure,
+                                retryable=not (deadline is not None and deadline.expired))
