@@ -95,7 +95,7 @@ def check_repository_url(url: str) -> str | None:
 class PolicyFile:
     path: str  # as shown to people: the --repo argument joined with the path below it
     content: bytes | None
-    problem: str | None = None  # refused before parsing, e.g. a symlink leaving the repo
+    problem: str | None = None  # refused before parsing, e.g. a symlink (never followed)
 
 
 @dataclass(frozen=True)
