@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from reconcile.reconciler import (
         Applied,
+        AuditUnavailable,
         Busy,
         Explanation,
         InvalidPolicies,
@@ -25,10 +26,10 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
-_LIBRARY = ("Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
-            "Reconciler", "RollbackFailed", "RolledBack")
-__all__ = ["Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
-           "Reconciler", "RollbackFailed", "RolledBack", "__version__"]
+_LIBRARY = ("Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
+            "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack")
+__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
+           "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

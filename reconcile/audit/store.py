@@ -10,6 +10,7 @@ lock and extend one chain; review commands open the file read-only (and do not m
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import math
@@ -19,7 +20,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -197,8 +198,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO schema_versions VALUES (?, ?)", (version, utc_now()))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _roll_back(conn)
         raise
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """End a failed write. SQLite has already rolled back after some errors (a full disk: SQLITE_FULL
+    on COMMIT), and a ROLLBACK then would raise "no transaction is active" over the real error."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -359,7 +368,7 @@ class AuditStore:
                                   f"({', '.join('?' * len(row))})", tuple(row.values()))
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                _roll_back(self.conn)
                 raise
         except sqlite3.Error as e:
             raise AuditError(f"cannot write to the audit trail {self.path}: {e}") from None
@@ -430,22 +439,64 @@ class AuditStore:
             yield table, row["seq"], prev_hash, digest, {"table": table, **row}
 
     def verify(self, expect_head: str | None = None) -> chain.Verification:
-        """The chain, then (when it holds) that ``action_refs`` indexes each chained action by exactly
-        the names its row gives: an edited index could hide an action from ``audit list --target``.
-        Refs of actions no longer in the trail find nothing; a removed tail is ``expect_head``'s."""
+        """The chain; then (when it holds) that ``action_refs`` indexes each chained action by exactly
+        the names its row gives (an edited index could hide an action from ``audit list --target``);
+        then that the views and triggers are the ones reconcile made (``runs`` and
+        ``pending_intents`` are not hashed: a redefined view could hide an interrupted run). Refs
+        of actions no longer in the trail find nothing; a removed tail is ``expect_head``'s."""
         result = chain.verify(self.chain_entries(), expect_head)
-        if not result.ok or not self.has_refs:
+        if not result.ok:
             return result
+        found = self._unindexed() if self.has_refs else None
+        if found is None and (changed := self._changed_schema_object()) is not None:
+            found = chain.Break("schema", 0, changed)
+        return result if found is None else chain.Verification(result.entries, result.head, found)
+
+    def _unindexed(self) -> chain.Break | None:
         expected = f"SELECT ref, seq FROM ({EXPECTED_REFS})"  # one operand, whatever compounds it holds
         indexed = "SELECT r.ref, r.seq FROM action_refs r WHERE r.seq IN (SELECT seq FROM actions)"
         mismatch = self.conn.execute(
             f"SELECT seq, ref, 'lacks' FROM ({expected} EXCEPT {indexed}) UNION ALL "
             f"SELECT seq, ref, 'holds' FROM ({indexed} EXCEPT {expected}) ORDER BY seq LIMIT 1").fetchone()
         if mismatch is None:
-            return result
+            return None
         seq, ref, how = mismatch
-        reason = f"the search index {how} {ref!r} for this action (edited outside reconcile)"
-        return chain.Verification(result.entries, result.head, chain.Break("action_refs", seq, reason))
+        return chain.Break("action_refs", seq, f"the search index {how} {ref!r} for this action (edited outside "
+                                               "reconcile)")
+
+    def _changed_schema_object(self) -> str | None:
+        """The first view or trigger that is not as this trail's migrations defined it, and how."""
+        found = {(kind, name): sql for kind, name, sql in self.conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')")}
+        expected = _schema_objects(self.schema_version)
+        for key in sorted(expected.keys() | found.keys()):
+            kind, name = key
+            if key not in found:
+                return f"the {kind} {name} is missing (dropped outside reconcile)"
+            if key not in expected:
+                return f"the {kind} {name} is not one reconcile made (created outside reconcile)"
+            if _normal(found[key]) != _normal(expected[key]):
+                return f"the {kind} {name} was redefined outside reconcile (it could hide runs or actions)"
+        return None
+
+
+@functools.cache
+def _schema_objects(version: int) -> dict[tuple[str, str], str]:
+    """Views and triggers as the migrations up to ``version`` create them, in a scratch database."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        db = sqlite_utils.Database(conn)
+        for number, migration in MIGRATIONS:
+            if number <= version:
+                migration(db)
+        return {(kind, name): sql for kind, name, sql in conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')")}
+    finally:
+        conn.close()
+
+
+def _normal(sql: str | None) -> str:
+    return " ".join((sql or "").split())
 
 
 _E = TypeVar("_E", bound=StrEnum)

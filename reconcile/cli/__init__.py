@@ -80,11 +80,16 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+AUDIT_UNAVAILABLE = 3  # exit status when the audit trail cannot be opened, read or written
 INTERNAL_ERROR = 4  # exit status of an unexpected error: a bug to report, not a policy or a source at fault
 
 
 class InternalError(click.ClickException):
     exit_code = INTERNAL_ERROR
+
+
+class AuditUnavailableError(click.ClickException):
+    exit_code = AUDIT_UNAVAILABLE
 
 
 class _Group(click.Group):
@@ -179,7 +184,8 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
 
     Exit status: 0 done (or, with plan --detailed-exitcode, no changes), 1 error (invalid policies, a
     source that could not be read, a refused plan, a failed change), 2 changes pending (plan
-    --detailed-exitcode), 4 internal error (a bug: --debug shows the traceback).
+    --detailed-exitcode), 3 the audit trail cannot be opened, read or written (nothing was changed),
+    4 internal error (a bug: --debug shows the traceback).
     """
     ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
                        trust_ref_connections=trust_ref_connections, debug=debug)

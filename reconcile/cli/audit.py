@@ -23,7 +23,7 @@ from rich.console import Console, RenderableType
 
 from reconcile.audit.query import ActionFilter, find_outcome, list_actions, parse_when
 from reconcile.audit.store import KINDS, STATUSES, AuditError, AuditStore
-from reconcile.cli import Settings, cli, common_options
+from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
 from reconcile.render import audit as render
 
 TERMINAL_LIMIT = 100
@@ -45,9 +45,9 @@ def _reading(settings: Settings) -> Iterator[AuditStore]:
         with AuditStore.open(settings.audit_db, read_only=True) as store:
             yield store
     except AuditError as e:
-        raise click.ClickException(str(e)) from None
+        raise AuditUnavailableError(str(e)) from None
     except sqlite3.Error as e:
-        raise click.ClickException(f"cannot read the audit trail {settings.audit_db}: {e}") from None
+        raise AuditUnavailableError(f"cannot read the audit trail {settings.audit_db}: {e}") from None
 
 
 def _console() -> Console:

@@ -109,10 +109,10 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
 
     with library_errors():
         if mode == "run":
-            applied = reconciler.run(only, review=review)
+            applied = reconciler.run(only, review=review, report=lambda done: _report(err, done))
         else:
-            applied = reconciler.apply(saved, only=only, max_plan_age=max_plan_age, review=review)
-    _report(err, applied)
+            applied = reconciler.apply(saved, only=only, max_plan_age=max_plan_age, review=review,
+                                       report=lambda done: _report(err, done))
     if not applied.ok:
         sys.exit(1)
 

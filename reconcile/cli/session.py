@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconcile.cli import Settings
+from reconcile.cli import AuditUnavailableError, Settings
 
 if TYPE_CHECKING:
     from reconcile.reconciler import Reconciler
@@ -27,14 +27,14 @@ def reconciler_for(settings: Settings) -> Reconciler:
 @contextmanager
 def library_errors() -> Iterator[None]:
     """A ReconcileError as the command's error: its problems (file and line) first, then its message."""
-    from reconcile.reconciler import InvalidPolicies, ReconcileError
+    from reconcile.reconciler import AuditUnavailable, InvalidPolicies, ReconcileError
 
     try:
         yield
     except ReconcileError as e:
         for problem in e.problems if isinstance(e, InvalidPolicies) else ():
             click.echo(str(problem), err=True)
-        raise click.ClickException(e.message) from None
+        raise (AuditUnavailableError if isinstance(e, AuditUnavailable) else click.ClickException)(e.message) from None
 
 
 def interactive() -> bool:

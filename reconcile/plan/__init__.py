@@ -22,13 +22,14 @@ __all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint"]
 
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
                *, now: datetime, only: str | None = None,
-               arrivals: Mapping[tuple[str, str], datetime] | None = None,
+               arrivals: Mapping[tuple[str, str], datetime] | str | None = None,
                approvals: Mapping[str, tuple[Approval, ...] | str] | None = None,
                holds: Mapping[str, Hold] | str | None = None) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
     ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
-    when each digest was promoted into each ``registry/repository`` (from the trail); ``approvals``
+    when each digest was promoted into each ``registry/repository`` (from the trail; or why that is
+    unknown, then soak gates are blocked as unreadable); ``approvals``
     the approval files of the repo-of-record at the same commit; ``holds`` DeployPolicy -> the
     digest a rollback holds back (from the trail), or why they are unknown (then nothing is deployed).
     """
@@ -57,9 +58,9 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         if only and only != f"PromotionPolicy/{name}":
             continue
         stages = observation.promotion.get(name, {})
-        stage_arrivals = {(stage.name, digest): when for stage in promotion.stages
-                          for (where, digest), when in (arrivals or {}).items()
-                          if where == f"{stage.registry}/{stage.repository}"}
+        stage_arrivals = arrivals if isinstance(arrivals, str) else {
+            (stage.name, digest): when for stage in promotion.stages
+            for (where, digest), when in (arrivals or {}).items() if where == f"{stage.registry}/{stage.repository}"}
         promotion_inputs = PromotionInputs(stages, stage_arrivals, observation.health, approvals or {})
         promotion_actions = plan_promotion(promotion, promotion_inputs, now)
         errors += [a.reason for a in promotion_actions if a.is_error]

@@ -27,7 +27,8 @@ KEEP, PROMOTE, BLOCKED = ActionKind.KEEP, ActionKind.PROMOTE, ActionKind.BLOCKED
 @dataclass(frozen=True)
 class PromotionInputs:
     stages: Mapping[str, RepositoryState | str]  # stage -> its repository as observed, or why not
-    arrivals: Mapping[tuple[str, str], datetime] = field(default_factory=dict)  # (stage, digest) -> promoted at
+    # (stage, digest) -> promoted at; or why they are unknown (the audit trail could not be read)
+    arrivals: Mapping[tuple[str, str], datetime] | str = field(default_factory=dict)
     health: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy -> health, or why not
     approvals: Mapping[str, tuple[Approval, ...] | str] = field(default_factory=dict)  # path -> entries, or why not
 
@@ -187,8 +188,11 @@ def _gates(stage: Stage, digest: str, version: Candidate, inputs: PromotionInput
     gates = stage.gates
     states: list[tuple[bool | _Unreadable, str]] = []
     if gates.soak is not None:
-        arrived = inputs.arrivals.get((stage.source or "", digest))
-        if arrived is None:
+        arrived = None if isinstance(inputs.arrivals, str) else inputs.arrivals.get((stage.source or "", digest))
+        if isinstance(inputs.arrivals, str):
+            states.append((_UNREADABLE, f"soak blocked: when {_short(digest)} reached {stage.source} is unknown: "
+                                        f"{inputs.arrivals}"))
+        elif arrived is None:
             states.append((False, f"soak blocked: no record of {_short(digest)} reaching {stage.source}"))
         elif now - arrived >= gates.soak:
             states.append((True, f"soak open ({format_duration(max(now - arrived, timedelta(0)))} in "

@@ -51,6 +51,7 @@ from reconcile.reconciler.connections import (
     written_reader,
 )
 from reconcile.reconciler.errors import (
+    AuditUnavailable,
     Busy,
     InvalidPolicies,
     NotConfirmed,
@@ -64,8 +65,8 @@ from reconcile.reconciler.runs import Notice, audited_failures, audited_run, com
 from reconcile.reconciler.saved import check_saved, in_memory, read_saved_file
 from reconcile.render.plan import SavedPlan
 
-__all__ = ["Applied", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused", "ReconcileError",
-           "Reconciler", "RollbackFailed", "RolledBack"]
+__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
+           "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack"]
 
 TRUST_WARNING = ("warning: --trust-ref-connections: the Registries and Clusters of --ref {ref} are used as they "
                  "are written there: whoever wrote that ref chooses where reconcile sends its credentials and "
@@ -159,19 +160,22 @@ class Reconciler:
 
     def apply(self, plan: Plan | str | Path | None = None, *, only: str | None = None,
               max_plan_age: timedelta | None = defaults.MAX_PLAN_AGE,
-              review: Callable[[Plan], bool] | None = None, mode: RunMode = "apply", wait: bool = True) -> Applied:
+              review: Callable[[Plan], bool] | None = None, report: Callable[[Applied], None] | None = None,
+              mode: RunMode = "apply", wait: bool = True) -> Applied:
         """Carry out ``plan`` (a Plan, or the path of one saved by ``plan --out``) exactly, or nothing:
         the policies are read and the world observed again, and the plan made now must equal it
         (PlanRefused otherwise, recorded as a ``refused`` run). Without ``plan``: plan and apply.
 
         ``review`` sees the plan about to be carried out; False stops there (NotConfirmed).
+        ``report`` sees what was done before the run's end is recorded (its chain head the last word).
         ``wait``: wait for another command holding the lock (else Busy)."""
         with command_lock(self.audit_db, self.notice, wait=wait):
-            return self._apply(plan, only, max_plan_age, review, mode)
+            return self._apply(plan, only, max_plan_age, review, report, mode)
 
-    def run(self, only: str | None = None, *, review: Callable[[Plan], bool] | None = None) -> Applied:
+    def run(self, only: str | None = None, *, review: Callable[[Plan], bool] | None = None,
+            report: Callable[[Applied], None] | None = None) -> Applied:
         """The CronJob's step: plan and apply, giving up at once (Busy) when another run holds the lock."""
-        return self.apply(None, only=only, review=review, mode="run", wait=False)
+        return self.apply(None, only=only, review=review, report=report, mode="run", wait=False)
 
     # rollback
 
@@ -233,7 +237,7 @@ class Reconciler:
         try:
             store = AuditStore.open(self.audit_db, read_only=True)
         except AuditError as e:
-            raise ReconcileError(str(e)) from None
+            raise AuditUnavailable(str(e)) from None
         with store:
             yield store
 
@@ -252,7 +256,8 @@ class Reconciler:
                           approvals=approvals, holds=holds)
 
     def _apply(self, given: Plan | str | Path | None, only: str | None, max_plan_age: timedelta | None,
-               review: Callable[[Plan], bool] | None, mode: RunMode) -> Applied:
+               review: Callable[[Plan], bool] | None, report: Callable[[Applied], None] | None,
+               mode: RunMode) -> Applied:
         with audited_failures(self.audit_db, mode, self.notice, self.repo):
             policies = self.load(only)
         label = f"saved plan {given}" if isinstance(given, str | Path) else "the plan"
@@ -275,8 +280,12 @@ class Reconciler:
                                 DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit),
                                 in_use_reader(policies, connections))
             run.partial = run.partial or bool(result.skipped)
-        return Applied(plan, policies, run.id, outcome_of(run.counts, partial=run.partial, blocked=run.blocked),
-                       tuple(result.succeeded), tuple(result.failed), tuple(result.skipped))
+            applied = Applied(plan, policies, run.id, outcome_of(run.counts, partial=run.partial,
+                                                                 blocked=run.blocked),
+                              tuple(result.succeeded), tuple(result.failed), tuple(result.skipped))
+            if report is not None:
+                report(applied)
+        return applied
 
     def _record_plan(self, policies: PolicySet, plan: Plan) -> None:
         """Each planned change as a skipped dry-run row and each block as a skip, so CI plans leave a

@@ -40,3 +40,9 @@ class NotConfirmed(ReconcileError):
 
 class RollbackFailed(ReconcileError):
     """A rollback was refused or did not complete (the message starts with "not rolled back")."""
+
+
+class AuditUnavailable(ReconcileError):
+    """The audit trail cannot be opened, read or written (a full disk, a read-only directory, a
+    locked or corrupt file): nothing (more) was changed, since no change is made without its
+    intent on record. The CLI exits 3."""

@@ -14,7 +14,7 @@ from reconcile.audit import AuditError, AuditStore, Run
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import RunMode, RunOutcome, outcome_of
 from reconcile.plan.deploy import Hold
-from reconcile.reconciler.errors import Busy, PlanRefused, ReconcileError
+from reconcile.reconciler.errors import AuditUnavailable, Busy, PlanRefused, ReconcileError
 from reconcile.render.audit import unfinished_warnings
 
 Notice = Callable[[str], None]
@@ -34,22 +34,31 @@ def audited_run(audit_db: str, mode: RunMode, notice: Notice, *, repo_url: str |
     """
     try:
         store = AuditStore.open(audit_db)
-    except AuditError as e:
-        raise ReconcileError(str(e)) from None
-    with store:
         run = store.start_run(mode, repo_url=repo_url, repo_commit=repo_commit, dry_run=dry_run)
         for warning in unfinished_warnings(store.unfinished_runs(exclude=run.id), store.pending_intents()):
             notice(f"warning: {warning}")
+    except AuditError as e:
+        raise unavailable(e, "nothing was done") from None
+    with store:
         try:
             yield run
         except PlanRefused:
             _finish(run, RunOutcome.REFUSED, notice)
             raise
+        except AuditError as e:  # an intent could not be written: its change was not made, nor any after it
+            with suppress(AuditError):
+                _finish(run, RunOutcome.FAILED, notice)
+            raise unavailable(e, "nothing more was done") from None
         except BaseException as e:
             _record_error(run, e, repo_url or "")
             _finish(run, RunOutcome.FAILED, notice)
             raise
         _finish(run, outcome_of(run.counts, partial=run.partial, blocked=run.blocked), notice)
+
+
+def unavailable(error: AuditError, done: str) -> AuditUnavailable:
+    return AuditUnavailable(f"{error}; {done} (no change is made without its intent on record): free space, fix "
+                            "the permissions or restore the file, then run again")
 
 
 @contextmanager
@@ -79,7 +88,10 @@ def _record_error(run: Run, error: BaseException, target: str) -> None:
 
 
 def _finish(run: Run, outcome: RunOutcome, notice: Notice) -> None:
-    head = run.finish(str(outcome))
+    try:
+        head = run.finish(str(outcome))
+    except AuditError as e:
+        raise unavailable(e, "the run's end is not recorded (the next run reports it unfinished)") from None
     notice(f"audit: run {run.id} {outcome}; chain head {head}")
 
 
@@ -89,8 +101,13 @@ def command_lock(audit_db: str, notice: Notice, *, wait: bool) -> Iterator[None]
     cannot land between a run's plan and its apply. Without ``wait`` it gives up at once when
     another holds it (Busy); with ``wait`` it says so and waits."""
     lock_path = Path(f"{audit_db}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as lock:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = lock_path.open("a")
+    except OSError as e:
+        raise AuditUnavailable(f"cannot create the lock file {lock_path}: {e.strerror or e}; nothing was done: make "
+                               "its directory writable (or point --audit-db at a writable volume)") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,11 +118,12 @@ def command_lock(audit_db: str, notice: Notice, *, wait: bool) -> Iterator[None]
         yield
 
 
-def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime],
+def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime] | str,
                                      dict[str, Hold] | str]:
     """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet. When it
-    exists but cannot be read: no deploy history (retention then fails closed) and, for holds, why
-    (deploys then wait: a rollback may hold the very digest they would deploy)."""
+    exists but cannot be read: no deploy history (retention that protects it then fails closed) and,
+    for arrivals and holds, why (soak gates and deploys then wait: a rollback may hold the very
+    digest they would deploy)."""
     if not Path(audit_db).exists():
         return {}, {}, {}
     try:
@@ -113,4 +131,5 @@ def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str,
             holds = {name: Hold(*held) for name, held in deploy_holds(store).items()}
             return deploy_history(store), promotion_arrivals(store), holds
     except AuditError as e:
-        return None, {}, f"the audit trail could not be read: {e}"
+        why = f"the audit trail could not be read: {e}"
+        return None, why, why

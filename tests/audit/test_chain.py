@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reconcile.audit import chain
-from reconcile.audit.store import CHAINED_TABLES, AuditError, AuditStore
+from reconcile.audit.store import CHAINED_TABLES, AuditError, AuditStore, _schema_objects
 from reconcile.policy.secrets import Secret
 
 PREV_REASON = "previous hash does not match"
@@ -79,6 +79,15 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def cover_tracks(conn: sqlite3.Connection) -> None:
+    """What a careful forger does last: put back the append-only triggers dropped to make an edit."""
+    version = conn.execute("SELECT MAX(version) FROM schema_versions").fetchone()[0]
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    for (kind, name), sql in _schema_objects(version).items():
+        if kind == "trigger" and name not in present:
+            conn.execute(sql)
 
 
 def order(path: Path) -> list[tuple[str, int]]:
@@ -189,6 +198,7 @@ def test_a_rewritten_tail_is_caught_only_by_the_anchored_head(trail: Trail) -> N
             digest = chain.entry_hash(prev, fields_of(conn, table, s))
             conn.execute(f"UPDATE {table} SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, s))
             prev = digest
+        cover_tracks(conn)
     assert verify(trail.path).ok
     last_table, last_seq = order(trail.path)[-1]
     assert_break(verify(trail.path, expect_head=trail.heads[-1]), last_table, last_seq, "expected head")
@@ -289,6 +299,7 @@ def test_a_removed_tail_needs_the_anchored_head(trail: Trail, removed: int) -> N
         for table in CHAINED_TABLES:
             conn.execute(f"DROP TRIGGER {table}_no_delete")
             conn.execute(f"DELETE FROM {table} WHERE seq > ?", (keep,))
+        cover_tracks(conn)
     # Documented limitation: a shorter chain is still a valid chain.
     result = verify(trail.path)
     assert result.ok and result.entries == keep
@@ -504,3 +515,49 @@ def test_an_edited_search_index_is_named(tmp_path: Path, edit: str) -> None:
     intent = seqs["prune"] - 1  # the intent carries the same tags: the first action whose index no longer matches
     expected = seqs["prune"] if "INSERT" in edit else intent
     assert_break(verify(path), "action_refs", expected, "the search index")
+
+
+# --- (f) the schema objects outside the chain ------------------------------------------------------
+
+UNFINISHED_HIDDEN = """CREATE VIEW runs AS
+    SELECT s.run_id AS id, s.mode, s.actor, s.host, s.pid, s.repo_url, s.repo_commit,
+           s.dry_run, s.started_at, COALESCE(e.finished_at, s.started_at) AS finished_at,
+           COALESCE(e.outcome, 'succeeded') AS outcome, e.summary, e.hash AS chain_head
+    FROM run_starts s LEFT JOIN run_ends e ON e.run_id = s.run_id"""
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [
+    pytest.param(["DROP VIEW runs", UNFINISHED_HIDDEN], "the view runs was redefined outside reconcile",
+                 id="runs redefined to hide an unfinished run"),
+    pytest.param(["DROP VIEW pending_intents",
+                  "CREATE VIEW pending_intents AS SELECT * FROM actions WHERE 0"],
+                 "the view pending_intents was redefined outside reconcile", id="pending intents hidden"),
+    pytest.param(["DROP TRIGGER actions_no_update"], "the trigger actions_no_update is missing", id="trigger dropped"),
+    pytest.param(["CREATE VIEW extra AS SELECT 1"], "the view extra is not one reconcile made", id="view added"),
+])
+def test_a_schema_object_changed_outside_reconcile_is_named(trail: Trail, tamper: list[str], reason: str) -> None:
+    with raw(trail.path) as conn:
+        for statement in tamper:
+            conn.execute(statement)
+    result = verify(trail.path)
+    assert not result.ok and result.first_break is not None
+    assert (result.first_break.table, result.first_break.seq) == ("schema", 0)
+    assert result.first_break.reason.startswith(reason)
+
+
+def test_the_schema_objects_of_every_migration_verify(tmp_path: Path) -> None:
+    """A trail left at an older schema version (read-only review does not migrate) verifies against
+    that version's views and triggers, not the newest."""
+    from reconcile.audit.store import MIGRATIONS
+
+    for version, _ in MIGRATIONS:
+        conn = sqlite3.connect(tmp_path / f"v{version}.db", isolation_level=None)
+        import sqlite_utils
+
+        conn.execute("CREATE TABLE schema_versions (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for number, migration in MIGRATIONS[:version]:
+            migration(sqlite_utils.Database(conn))
+            conn.execute("INSERT INTO schema_versions VALUES (?, '2026-01-01T00:00:00Z')", (number,))
+        conn.close()
+        with AuditStore.open(tmp_path / f"v{version}.db", read_only=True) as store:
+            assert store.schema_version == version and store.verify().ok

@@ -696,8 +696,12 @@ def test_verify_a_running_run_and_an_empty_trail(tmp_path: Path) -> None:
 
 
 def tamper(path: Path, *statements: str) -> None:
+    """Edit the trail around its append-only triggers, and put them back (a careful forger)."""
     conn = sqlite3.connect(path)
-    conn.executescript("DROP TRIGGER actions_no_update; DROP TRIGGER actions_no_delete;" + ";".join(statements))
+    triggers = conn.execute("SELECT sql FROM sqlite_master WHERE name IN ('actions_no_update', 'actions_no_delete')"
+                            ).fetchall()
+    conn.executescript("DROP TRIGGER actions_no_update; DROP TRIGGER actions_no_delete;" + ";".join(statements)
+                       + ";" + ";".join(sql for (sql,) in triggers))
     conn.close()
 
 
@@ -738,7 +742,7 @@ def test_review_commands_do_not_modify_the_database(trail: Trail) -> None:
 def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path, args: list[str]) -> None:
     missing = tmp_path / "missing.db"
     result = audit(*[a.format(run="run-x", evt="evt-x") for a in args], "--audit-db", str(missing))
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # the audit trail is unavailable
     assert result.stderr == f"Error: no audit trail at {missing}\n"
     assert not missing.exists()
     assert list(tmp_path.glob("missing.db*")) == []
@@ -750,7 +754,7 @@ def test_the_database_from_the_environment_or_the_group_option(trail: Trail) -> 
     group = CliRunner().invoke(cli, ["--audit-db", str(trail.path), "audit", "list", "--action", "skip"])
     assert tsv_seqs(group.stdout) == [4]
     default = audit("list")
-    assert default.exit_code == 1 and default.stderr == "Error: no audit trail at reconcile-audit.db\n"
+    assert default.exit_code == 3 and default.stderr == "Error: no audit trail at reconcile-audit.db\n"
 
 
 def test_help_lists_audit_and_its_subcommands() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, DeployHealth, Descriptor, Image, RepositoryState
+from reconcile.plan.actions import Block, Cause
 from reconcile.plan.promotion import PromotionInputs, frozen_until, plan_promotion, select_candidate
 from reconcile.policy.model import Approval, DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
 
@@ -167,6 +168,9 @@ GATES = [
     pytest.param(SOAK, {"arrivals": {("staging", digest(2)): NOW - timedelta(hours=2)}}, False,
                  "soak waiting until 2026-11-21T10:00Z", id="soak waiting"),
     pytest.param(SOAK, {}, False, f"soak blocked: no record of {digest(2)[:19]} reaching staging", id="soak no record"),
+    pytest.param(SOAK, {"arrivals": "the audit trail could not be read: file is not a database"}, False,
+                 f"soak blocked: when {digest(2)[:19]} reached staging is unknown: the audit trail could not be read: "
+                 "file is not a database", id="soak unknown"),
     pytest.param(HEALTHY, {"health": {"staging-web": DeployHealth(digest(2), True)}}, True,
                  "healthyIn staging-web open", id="healthy"),
     pytest.param(HEALTHY, {"health": {"staging-web": DeployHealth(digest(1), True)}}, False,
@@ -213,6 +217,12 @@ def test_gates(gates: Gates, inputs: dict, opens: bool, states: str) -> None:
     assert action.kind == ("promote" if opens else "blocked")
     assert action.reason.endswith(": " + states)
     assert action.digest_after == digest(2) and action.tags == ("prod", "2")
+
+
+def test_an_unreadable_audit_trail_blocks_a_soak_gate_as_an_error_not_as_waiting() -> None:
+    action = prod_action(SOAK, arrivals="the audit trail could not be read: disk I/O error")
+    assert (action.kind, action.block, action.cause) == ("blocked", Block.UNREADABLE, Cause.GATE_UNREADABLE)
+    assert action.is_error
 
 
 def test_freeze_window_edges() -> None:
