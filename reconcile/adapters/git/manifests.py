@@ -36,9 +36,11 @@ def read_manifests_state(cluster: Cluster, read: Callable[[str, str | None], Sna
     assert source is not None
     snapshot = read(*_location(source))
     images: dict[ImageReference, list[Usage]] = {}
+    read_any = False
     for policy_file in snapshot.files:
         if source.path.strip("/") and is_remote(source.repo) and not _below(policy_file.path, source.path):
             continue
+        read_any = True
         if policy_file.content is None:
             raise SourceError(f"{policy_file.path}: {policy_file.problem}")
         documents, problems = parse_documents(policy_file.path, policy_file.content)
@@ -52,6 +54,9 @@ def read_manifests_state(cluster: Cluster, read: Callable[[str, str | None], Sna
                     body = {**body, "kind": "Kustomization"}
                 for reference, usage in images_of(cluster.name, body):
                     images.setdefault(reference, []).append(usage)
+    if not read_any:  # a mistyped path (or one a symlink stands for) must not read as "nothing runs here"
+        raise SourceError(f"{snapshot.source}: no YAML manifests under {source.path or '/'} at "
+                          f"{source.branch or 'HEAD'}: the path does not exist or holds none")
     return ClusterState(cluster.name, {ref: tuple(usages) for ref, usages in sorted(images.items(), key=str)})
 
 

@@ -135,3 +135,23 @@ def test_one_run_fetches_a_manifests_repository_once_however_many_read_it(
     assert prod.digest == staging.digest == DIGEST
     assert ImageReference("registry.example.com:5000", "shop/web", digest=DIGEST) in state.images
     assert reads == [(url, "main")]
+
+
+def test_a_path_with_no_manifests_is_an_error_never_an_empty_cluster(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped path, an empty directory or one a symlink stands for must not read as "nothing
+    runs here": that would let retention prune what the cluster runs."""
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    seed = git.Repo.init(tmp_path / "seed", initial_branch="main")
+    write(tmp_path / "seed", {"envs/prod/web.yaml": MANIFESTS["web/deployment.yaml"], "README.md": "docs\n"})
+    seed.index.add(["envs/prod/web.yaml", "README.md"])
+    seed.index.commit("manifests", author=git.Actor("t", "t@example.com"))
+    url = (tmp_path / "seed").as_uri()
+    remote = Cluster("prod", False, None, manifests=ManifestsSource(url, "envs/prdo", "main"))
+    with pytest.raises(SourceError, match="no YAML manifests under envs/prdo at main"):
+        read_manifests_state(remote)
+    empty = write(tmp_path / "empty", {"notes.txt": "no manifests here\n"})
+    with pytest.raises(SourceError, match="no YAML manifests under"):
+        read_manifests_state(cluster(empty))
+    remote_ok = Cluster("prod", False, None, manifests=ManifestsSource(url, "envs/prod", "main"))
+    assert read_manifests_state(remote_ok).images
