@@ -33,3 +33,27 @@ def test_a_short_value_is_not_redacted_everywhere() -> None:
     from reconcile.policy.secrets import redact
 
     assert redact("abcdef") == "abcdef"
+
+
+def test_errors_from_every_layer_carry_no_known_secret_in_any_form() -> None:
+    from reconcile.adapters.cluster.errors import ClusterError
+    from reconcile.policy.source import SourceError
+    from reconcile.reconciler.errors import ReconcileError
+
+    value = "s3cr3t/with spaces&\"quotes\""
+    Secret(value)
+    from urllib.parse import quote
+    echoes = [value, quote(value, safe=""), value.replace('"', '\\"')]  # as sent, in a URL, in JSON
+    for echoed in echoes:
+        for error in (ClusterError("prod", f"401: bad token {echoed}"), SourceError(f"git: fatal: {echoed}"),
+                      ReconcileError(f"failed: {echoed}")):
+            assert echoed not in str(error) and "***" in str(error), (type(error), str(error))
+
+
+def test_the_librarys_notices_are_redacted() -> None:
+    from reconcile import Reconciler
+
+    Secret(CANARY)
+    heard: list[str] = []
+    Reconciler(".", notice=heard.append).notice(f"warning: the server said {CANARY}")
+    assert heard == ["warning: the server said ***"]

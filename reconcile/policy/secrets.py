@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeGuard
+from urllib.parse import quote
 
 __all__ = [
     "MAX_SECRET_BYTES",
@@ -76,6 +77,12 @@ def redact(text: str) -> str:
     return text
 
 
+def _forms(value: str) -> set[str]:
+    """``value`` as it may appear when a server or a library echoes it: as is, percent-encoded (a
+    URL, a form body) and JSON-escaped (an error document)."""
+    return {value, quote(value, safe=""), json.dumps(value)[1:-1]}
+
+
 class Secret(str):
     """A string whose visible value is ``"***"``; the real value is only given by :meth:`reveal`.
 
@@ -101,7 +108,7 @@ class Secret(str):
         # A plain (exact) str copy, so no str subclass with its own __repr__ can sneak in.
         self.__value = str.__str__(value)
         if len(value) >= MIN_REDACTED_LENGTH:
-            _KNOWN_VALUES.add(self.__value)
+            _KNOWN_VALUES.update(_forms(self.__value))
         return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

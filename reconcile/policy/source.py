@@ -26,6 +26,7 @@ from pathlib import Path
 import git
 
 from reconcile.policy.documents import MAX_FILE_BYTES
+from reconcile.policy.secrets import redact
 
 SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000
@@ -35,6 +36,9 @@ GIT_PROTOCOLS = ("file", "https", "ssh")  # what git may use: local paths and fi
 
 class SourceError(Exception):
     """The repo-of-record itself cannot be read (no such path, unknown ref...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(redact_url(message)))  # git's stderr may quote a URL's token, or a secret
 
 
 def restrict_git_protocols(environ: MutableMapping[str, str] = os.environ) -> None:

@@ -39,6 +39,7 @@ from reconcile.policy import PolicyError, SourceError
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.loader import load_policies
 from reconcile.policy.model import DeployPolicy, PolicySet
+from reconcile.policy.secrets import redact
 from reconcile.policy.source import default_cache_dir
 from reconcile.policy.trust import load_with_trusted_connections
 from reconcile.reconciler.connections import (
@@ -120,7 +121,8 @@ class Reconciler:
                  notice: Notice | None = None) -> None:
         self.repo, self.ref, self.audit_db = repo, ref, audit_db
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
-        self.notice: Notice = notice or log.warning
+        tell = notice or log.warning
+        self.notice: Notice = lambda message: tell(redact(message))
 
     # desired state
 

@@ -4,12 +4,14 @@ fit for a person (the CLI prints it and exits 1)."""
 from __future__ import annotations
 
 from reconcile.policy.problems import Problem
+from reconcile.policy.secrets import redact
 
 
 class ReconcileError(Exception):
     """Nothing (more) was done, and ``message`` says why."""
 
     def __init__(self, message: str) -> None:
+        message = redact(message)  # whatever it quotes, no secret value leaves the library in it
         super().__init__(message)
         self.message = message
 

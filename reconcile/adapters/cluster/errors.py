@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from reconcile.policy.secrets import redact
+
 RBAC_FILE = "deploy/rbac.yaml"
 # Not in RBAC_FILE: list on Secrets is granted only to those who use protect.helmReleases.
 HELM_RBAC_FILE = "deploy/opt-in/rbac-helm-history.yaml"
@@ -13,6 +15,7 @@ class ClusterError(Exception):
     and never contains a credential or a response body."""
 
     def __init__(self, cluster: str, problem: str, *, status: int | None = None) -> None:
+        problem = redact(problem)  # an API server's message may quote what it was sent
         super().__init__(f"cluster {cluster}: {problem}")
         self.cluster = cluster
         self.problem = problem
