@@ -84,13 +84,16 @@ def valid_tag(tag: object) -> bool:
     return isinstance(tag, str) and TAG.match(tag) is not None
 
 
-def _skipped(registry: str, what: str, where: str, invalid: list[object]) -> None:
+def _skipped(registry: str, repository: str | None, operation: str, what: str, invalid: list[object]) -> None:
     """One warning for the names a registry sent that are not valid: never used, never in a path."""
     if not invalid:
         return
+    where = f", repository {repository}" if repository else ""
     shown = ", ".join(_shown(v) for v in invalid[:3]) + (", ..." if len(invalid) > 3 else "")
-    log.warning("registry %s: %s: skipped %d %s that %s not valid OCI names: %s", registry, where, len(invalid),
-                what if len(invalid) > 1 else what.rstrip("s"), "are" if len(invalid) > 1 else "is", shown)
+    many = len(invalid) > 1
+    log.warning("registry %s%s: %s: skipped %d %s that %s not valid OCI names: %s", registry, where, operation,
+                len(invalid), what if many else what.removesuffix("s").replace("repositorie", "repository"),
+                "are" if many else "is", shown)
 
 
 def _shown(value: object) -> str:
@@ -194,7 +197,7 @@ class DistributionClient:
             status = exc.status
         else:
             invalid = [n for n in names if not valid_name(n, self._host)]
-            _skipped(self.name, "repositories", "list repositories", invalid)
+            _skipped(self.name, None, "list repositories", "repositories", invalid)
             return sorted({n for n in names if isinstance(n, str) and valid_name(n, self._host) and matcher.match(n)})
         # No catalog (Docker Hub, most cloud registries): names without globs still work.
         if any(is_glob(p) for p in patterns):
@@ -212,7 +215,7 @@ class DistributionClient:
             if exc.status == 404 and exc.message.startswith("not found"):
                 return []  # no such repository (yet): nothing tagged
             raise
-        _skipped(self.name, "tags", f"repository {repository}: list tags", [t for t in found if not valid_tag(t)])
+        _skipped(self.name, repository, "list tags", "tags", [t for t in found if not valid_tag(t)])
         return [t for t in found if isinstance(t, str) and valid_tag(t)]
 
     def _paginate(self, path: str, key: str, operation: str, repository: str | None,

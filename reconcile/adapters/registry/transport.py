@@ -402,6 +402,10 @@ class Transport:
                 tls_failed = certificate_failure(exc)
                 failure, status = describe_failure(exc, self.timeout), None
             else:
+                if deadline.expired:  # headers cut short by the watchdog look complete
+                    response.close()
+                    failure, status, retryable = deadline.message(), None, False
+                    break
                 if response.status_code not in RETRY_STATUSES or not replayable:
                     return self._checked(response, operation, repository, expect, deadline)
                 status = response.status_code
@@ -574,6 +578,9 @@ class Transport:
                     failure = deadline.message()
                     break
                 yield chunk
+            else:
+                if deadline is not None and deadline.expired:  # the watchdog cut it: an end that is none
+                    failure = deadline.message()
         except (*TRANSIENT, requests.exceptions.ContentDecodingError) as exc:
             failure = deadline.message() if deadline is not None and deadline.expired \
                 else describe_failure(exc, self.timeout)
