@@ -74,6 +74,7 @@ class Limits:
     max_pages: int = 10_000  # of one tag list or catalog
     request_deadline: timedelta = timedelta(minutes=5)  # any request but a blob's
     blob_deadline: timedelta = timedelta(hours=1)  # one blob download or upload
+    phase_deadline: timedelta = timedelta(hours=3)  # every request of a run phase, from the client's opening
 
 
 @dataclass(frozen=True)
@@ -412,7 +413,8 @@ def _limits(raw: dict[str, Any] | None) -> Limits | None:
         error_body_bytes=raw.get("errorBodyBytes", Limits.error_body_bytes),
         max_pages=raw.get("maxPages", Limits.max_pages),
         request_deadline=_duration_or(raw.get("requestDeadline"), Limits.request_deadline),
-        blob_deadline=_duration_or(raw.get("blobDeadline"), Limits.blob_deadline))
+        blob_deadline=_duration_or(raw.get("blobDeadline"), Limits.blob_deadline),
+        phase_deadline=_duration_or(raw.get("phaseDeadline"), Limits.phase_deadline))
 
 
 def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:

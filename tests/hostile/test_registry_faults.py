@@ -455,3 +455,15 @@ def test_limits_are_read_from_the_policy(server: HostileServer, tmp_path: Path) 
                                             r"\(limits.listPageBytes\)$"):
         limited.tags("team/web")
     assert len(client(server.url, tmp_path=tmp_path).tags("team/web")) == 2000
+
+
+def test_the_phase_deadline_bounds_every_request_after_it(server: HostileServer, tmp_path: Path) -> None:
+    registry = client(server.url, limits=Limits(phase_deadline=Limits.request_deadline / 150), tmp_path=tmp_path)
+    assert registry.tags("team/web") == ["v1"]
+    time.sleep(2.1)
+    with pytest.raises(RegistryError) as caught:
+        registry.tags("team/web")
+    assert str(caught.value) == ("registry ci, repository team/web: list tags: past the 2s deadline of this run phase "
+                                 "(limits.phaseDeadline)")
+    registry.begin_phase()
+    assert registry.tags("team/web") == ["v1"]

@@ -172,6 +172,10 @@ class DistributionClient:
     def close(self) -> None:
         self._transport.close()
 
+    def begin_phase(self) -> None:
+        """A new run phase (observe, apply) begins: ``limits.phaseDeadline`` counts from now."""
+        self._transport.begin_phase()
+
     def _request(self, method: str, target: str, operation: str, repository: str | None,
                  scopes: Sequence[str], *, headers: Mapping[str, str] | None = None,
                  params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,

@@ -59,10 +59,10 @@ BODIES = {
 class Deadline:
     """The moment one logical request must be done by: ``setting`` names the limit for messages."""
 
-    def __init__(self, seconds: float, setting: str) -> None:
+    def __init__(self, seconds: float, setting: str, at: float | None = None) -> None:
         self.seconds = seconds
         self.setting = setting
-        self.at = time.monotonic() + seconds
+        self.at = time.monotonic() + seconds if at is None else at
         self.finished = False
 
     def remaining(self) -> float:
@@ -73,6 +73,8 @@ class Deadline:
         return self.remaining() <= 0
 
     def message(self) -> str:
+        if self.setting == "phaseDeadline":
+            return f"past the {self.seconds:g}s deadline of this run phase (limits.phaseDeadline)"
         return f"no complete answer within {self.seconds:g}s (the deadline limits.{self.setting})"
 
 
@@ -297,6 +299,7 @@ class Transport:
         self.retry = retry or RetryPolicy.of(registry.retry)
         self.timeout = registry.timeout.total_seconds()
         self.limits: Limits = registry.limits_or_default
+        self.begin_phase()
         self.authorizer: Authorizer | None = None
         self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))
         limit = registry.rate_limit
@@ -336,10 +339,16 @@ class Transport:
             raise RegistryError(self.registry.name, what[1], what[0], f"the registry sent an invalid {origin}: {exc}") \
                 from None
 
+    def begin_phase(self) -> None:
+        """A new run phase begins (observing, applying): ``limits.phaseDeadline`` counts from now."""
+        self._phase = Deadline(self.limits.phase_deadline.total_seconds(), "phaseDeadline")
+
     def deadline(self, blob: bool = False) -> Deadline:
-        if blob:
-            return Deadline(self.limits.blob_deadline.total_seconds(), "blobDeadline")
-        return Deadline(self.limits.request_deadline.total_seconds(), "requestDeadline")
+        """A new request's deadline: its own, or what is left of the phase's if that ends first."""
+        own = Deadline(self.limits.blob_deadline.total_seconds(), "blobDeadline") if blob \
+            else Deadline(self.limits.request_deadline.total_seconds(), "requestDeadline")
+        phase = self._phase
+        return own if own.at <= phase.at else Deadline(phase.seconds, phase.setting, at=phase.at)
 
     def request(self, method: str, target: str, *, operation: str, repository: str | None,
                 scopes: Sequence[str] = (), headers: Mapping[str, str] | None = None,

@@ -105,7 +105,8 @@ def test_the_schema_documents_every_limits_default() -> None:
     properties = json.loads(SCHEMA.read_text())["properties"]["spec"]["properties"]["limits"]["properties"]
     fields = {"manifestBytes": "manifest_bytes", "configBytes": "config_bytes", "listPageBytes": "list_page_bytes",
               "tokenBytes": "token_bytes", "errorBodyBytes": "error_body_bytes", "maxPages": "max_pages",
-              "requestDeadline": "request_deadline", "blobDeadline": "blob_deadline"}
+              "requestDeadline": "request_deadline", "blobDeadline": "blob_deadline",
+              "phaseDeadline": "phase_deadline"}
     assert set(properties) == set(fields)
     for name, attribute in fields.items():
         default = getattr(Limits, attribute)
