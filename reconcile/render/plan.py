@@ -182,9 +182,24 @@ def read_saved(text: str) -> SavedPlan:
                             "version of `reconcile plan --out`)")
     if not isinstance(claimed, str):
         raise PlanFileError("contentHash is not a string")
-    plan = _plan(document)
+    plan = _plan(document)  # its own checks first: they name the action and the field in words
+    _conforms(document)
     rest = {k: v for k, v in document.items() if k != CONTENT_HASH}
     return SavedPlan(plan, rest, claimed, content_hash(rest))
+
+
+def _conforms(document: dict[str, Any]) -> None:
+    """The document against ``schemas/plan.schema.json``: every field's type and every kind, block
+    and cause named there, before anything reads it; the first violation, where it is."""
+    import jsonschema  # only apply --plan reads a plan file
+
+    from reconcile.policy.schema import schemas_dir
+
+    schema = json.loads((schemas_dir() / "plan.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "the top"
+        raise PlanFileError(f"it does not follow the plan schema at {where.lstrip('.')}: {error.message[:200]}")
 
 
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')

@@ -244,6 +244,11 @@ def test_max_plan_age_zero_means_no_limit_and_a_bad_duration_is_a_usage_error(
      '"reason": "", "tags": "v1"}], "contentHash": "sha256:0"}', "actions[0]: tags is not a list of strings"),
     ('{"formatVersion": 1, "repo": "p", "commit": null, "observedAt": "t", "fingerprint": "", "errors": [], '
      '"actions": [], "more": 1, "contentHash": "sha256:0"}', 'the plan has unknown field "more"'),
+    ('{"formatVersion": 1, "repo": "p", "commit": null, "observedAt": "t", "fingerprint": "", "errors": [], '
+     '"summary": {}, "hasChanges": false, "actions": [{"policy": "p", "kind": "keep", "target": "t", '
+     '"digestBefore": "../../etc/passwd", "digestAfter": null, "reason": "", "tags": [], "mutates": false}], '
+     '"contentHash": "sha256:' + "0" * 64 + '"}',
+     "it does not follow the plan schema at actions[0].digestBefore: '../../etc/passwd' does not match"),
 ])
 def test_a_file_that_is_not_a_saved_plan_is_refused_with_a_message(
         tmp_path: Path, plain_registry: RunningRegistry, repo: str, images: dict[str, str],
