@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ class HostileServer:
 
     answer: Answer
     requests: list[Request] = field(default_factory=list)
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve https
 
     def __post_init__(self) -> None:
         server = self
@@ -47,15 +49,19 @@ class HostileServer:
             def _any(self) -> None:
                 request = Request(self.command, self.path, dict(self.headers.items()))
                 server.requests.append(request)
-                with suppress(BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                with suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client gave up, as it should
                     server.answer(self, request)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _any
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}"
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
@@ -68,8 +74,8 @@ class HostileServer:
 
 
 @contextmanager
-def hostile(answer: Answer) -> Iterator[HostileServer]:
-    server = HostileServer(answer)
+def hostile(answer: Answer, tls: tuple[Path, Path] | None = None) -> Iterator[HostileServer]:
+    server = HostileServer(answer, tls=tls)
     try:
         yield server
     finally:

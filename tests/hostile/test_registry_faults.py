@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -148,7 +149,7 @@ def test_an_endless_tag_list_fails_at_the_page_limit(server: HostileServer, tmp_
     assert finished.exit_code == 1, output(finished)
     assert ("registry ci, repository team/web: list tags: the list page is larger than the 16777216 bytes "
             "allowed (limits.listPageBytes)") in output(finished)
-    assert finished.peak_rss_mb < RSS_MB
+    assert finished.peak_rss_mb < RSS_MB, finished.peak_rss_mb
     assert_clean(finished)
 
 
@@ -165,7 +166,7 @@ def test_an_endless_token_response_fails_at_the_token_limit(server: HostileServe
     assert finished.exit_code == 1, output(finished)
     assert (f"registry ci: get a token from {server.url}/token: the token response is larger than the 1048576 "
             "bytes allowed (limits.tokenBytes)") in output(finished)
-    assert finished.peak_rss_mb < RSS_MB
+    assert finished.peak_rss_mb < RSS_MB, finished.peak_rss_mb
     assert_clean(finished)
 
 
@@ -174,7 +175,7 @@ def test_an_endless_error_body_is_read_to_its_small_limit_only(server: HostileSe
     finished = plan(tmp_path, repo_of_record(tmp_path, server.url))
     assert finished.exit_code == 1, output(finished)
     assert "registry ci, repository team/web: list tags: unexpected HTTP 500" in output(finished)
-    assert finished.peak_rss_mb < RSS_MB
+    assert finished.peak_rss_mb < RSS_MB, finished.peak_rss_mb
     assert_clean(finished)
 
 
@@ -184,7 +185,7 @@ def test_an_endless_manifest_fails_at_the_manifest_limit(server: HostileServer, 
     assert finished.exit_code == 1, output(finished)
     assert (f"get manifest {digest(MANIFEST)}: the manifest is larger than the 4194304 bytes allowed "
             "(limits.manifestBytes)") in output(finished)
-    assert finished.peak_rss_mb < RSS_MB
+    assert finished.peak_rss_mb < RSS_MB, finished.peak_rss_mb
     assert_clean(finished)
 
 
@@ -212,6 +213,39 @@ def test_a_trickling_manifest_fails_by_the_request_deadline(server: HostileServe
             "(the deadline limits.requestDeadline)") in output(finished)
     assert elapsed < 20, elapsed  # 5s, and the process starting; never the server's pace (2s a byte)
     assert_clean(finished)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, its own CA."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("trickling", ["body", "headers"])
+def test_a_trickle_over_tls_is_cut_at_the_deadline_too(certificate: tuple[Path, Path], tmp_path: Path,
+                                                        trickling: str) -> None:
+    slow: Route = (lambda h, r, m: endless(h, headers={"Content-Type": OCI_MANIFEST}, chunk=b" ", pause=2)) \
+        if trickling == "body" else (lambda h, r, m: trickle_headers(h))
+    with hostile(routes(registry_rows(manifest=slow)), tls=certificate) as server:
+        registry = Registry(name="ci", url=server.url, credentials=None, allowed_hosts=(server.host,),
+                            ca_file=str(certificate[0]), limits=Limits(request_deadline=Limits.request_deadline / 75))
+        opened = open_registry(registry, None, cache_dir=tmp_path / "cache", retry=RetryPolicy(attempts=2))
+        try:
+            assert opened.tags("team/web") == ["v1"]
+            started = time.monotonic()
+            with pytest.raises(RegistryError) as caught:
+                opened.manifest("team/web", "v1")
+            assert 4 <= time.monotonic() - started < 6
+            assert str(caught.value) == ("registry ci, repository team/web: get manifest v1: no complete answer within "
+                                         "4s (the deadline limits.requestDeadline)")
+            assert opened.tags("team/web") == ["v1"]  # the client is still fine
+        finally:
+            opened.close()
 
 
 def test_the_deadline_covers_the_retries_too(server: HostileServer, tmp_path: Path) -> None:

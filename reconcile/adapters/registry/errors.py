@@ -93,8 +93,12 @@ def error_codes(response: requests.Response) -> list[str]:
     """The registry's error codes (``MANIFEST_UNKNOWN``...) from an OCI error body, if any."""
     if "json" not in response.headers.get("Content-Type", ""):
         return []
+    # Only a body already read (to its limit, by the transport): never a stream read here, whole.
+    content = getattr(response, "_content", None)
+    if not isinstance(content, bytes):
+        return []
     try:
-        body = json.loads(response.content[:65536] or b"{}")
+        body = json.loads(content[:65536] or b"{}")
     except (ValueError, RecursionError):
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
