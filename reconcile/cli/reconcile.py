@@ -95,7 +95,7 @@ class PlanAge(_DurationParam):
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
              max_plan_age: timedelta | None = None) -> None:
     reconciler = reconciler_for(settings)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a log line stays one line
 
     def review(plan: Plan) -> bool:
         if confirm and plan.has_changes:
