@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,12 +70,20 @@ MIN_REDACTED_LENGTH = 4
 _KNOWN_VALUES: set[str] = set()
 
 
+_PATTERN: tuple[int, re.Pattern[str] | None] = (0, None)  # (how many values it covers, the alternation)
+
+
 def redact(text: str) -> str:
     """``text`` with every secret value this process has resolved replaced by ``***``."""
-    for value in sorted(_KNOWN_VALUES, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    global _PATTERN
+    if not _KNOWN_VALUES or not text:
+        return text
+    covered, pattern = _PATTERN
+    if pattern is None or covered != len(_KNOWN_VALUES):  # values are only ever added
+        values = sorted(_KNOWN_VALUES, key=len, reverse=True)  # the longest first: no half-masked value
+        pattern = re.compile("|".join(map(re.escape, values)))
+        _PATTERN = (len(values), pattern)
+    return pattern.sub(MASK, text)
 
 
 def _forms(value: str) -> set[str]:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
+from reconcile.policy.secrets import redact
 
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 _VERBS = {"prune": "to prune", "untag": "to untag", "promote": "to promote", "deploy": "to deploy",
@@ -52,12 +53,26 @@ def to_json(plan: Plan) -> str:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """The JSON document of a plan, without its content hash."""
-    return {
+    """The JSON document of a plan, without its content hash; no secret value in any of its strings
+    (a registry may echo one into an error, or name a tag like one)."""
+    return _redacted({
         "formatVersion": FORMAT_VERSION, "repo": plan.repo, "commit": plan.commit,
         "observedAt": plan.observed_at, "fingerprint": plan.fingerprint, "summary": plan.counts(),
         "hasChanges": plan.has_changes, "errors": list(plan.errors), "actions": [_action_json(a) for a in plan.actions],
-        **({"warnings": list(plan.warnings)} if plan.warnings else {})}
+        **({"warnings": list(plan.warnings)} if plan.warnings else {})})
+
+
+_Json = TypeVar("_Json")
+
+
+def _redacted(value: _Json) -> _Json:
+    if isinstance(value, str):
+        return redact(value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]  # type: ignore[return-value]
+    return value
 
 
 def content_hash(document: dict[str, Any]) -> str:
