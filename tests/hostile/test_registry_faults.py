@@ -501,3 +501,22 @@ def test_the_phase_deadline_bounds_every_request_after_it(server: HostileServer,
                                  "(limits.phaseDeadline)")
     registry.begin_phase()
     assert registry.tags("team/web") == ["v1"]
+
+
+def test_a_trickle_after_a_token_request_is_cut_at_the_deadline(server: HostileServer, tmp_path: Path) -> None:
+    """The token is read mid-request: the request's deadline still watches what follows."""
+    def guarded(h: Handler, r: Request, m: object) -> None:
+        if r.headers.get("Authorization") != "Bearer t0k":
+            reply(h, 401, b"", {"WWW-Authenticate": f'Bearer realm="{server.url}/token",service="ci"'})
+        else:
+            trickle(h, MANIFEST, headers=MANIFEST_HEADERS)  # a read that blocks: only the watchdog ends it
+
+    server.answer = routes([("GET", r"/token(\?.*)?", lambda h, r, m: reply(h, 200, b'{"token":"t0k"}', JSON)),
+                            ("*", r"/v2/.*", guarded)])
+    registry = client(server.url, password=True, limits=Limits(request_deadline=Limits.request_deadline / 75),
+                      tmp_path=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match=r"get manifest v1: no complete answer within 4s \(the deadline "
+                                            r"limits.requestDeadline\)$"):
+        registry.manifest("team/web", "v1")
+    assert time.monotonic() - started < 6

@@ -561,7 +561,7 @@ class Transport:
         else:
             response.close()
         found = deadline or self._deadlines.get(response)
-        if found is not None:
+        if found is not None and found is not _current_deadline():  # a token read mid-request is not its end
             found.finished = True
         return data
 
@@ -594,7 +594,7 @@ class Transport:
             failure = deadline.message() if deadline is not None and deadline.expired \
                 else describe_failure(exc, self.timeout)
         finally:
-            if finish and deadline is not None:
+            if finish and deadline is not None and deadline is not _current_deadline():
                 deadline.finished = True
         if failure is not None:
             response.close()
