@@ -169,7 +169,8 @@ class _WatchedAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
+        if type(manager) is urllib3.ProxyManager:  # a SOCKS proxy keeps its own pools (unwatched)
+            manager.pool_classes_by_scheme = _POOLS
         return manager
 
 
