@@ -520,3 +520,30 @@ def test_a_trickle_after_a_token_request_is_cut_at_the_deadline(server: HostileS
                                             r"limits.requestDeadline\)$"):
         registry.manifest("team/web", "v1")
     assert time.monotonic() - started < 6
+
+
+def _raw(data: bytes) -> Route:
+    """Bytes as the whole answer, then the connection closed."""
+    def answer(h: Handler, r: Request, m: object) -> None:
+        h.wfile.write(data)
+        h.close_connection = True
+
+    return answer
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (_raw(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(200)) + b"Content-Length: 2\r\n\r\n{}"),
+     "the answer is not valid HTTP (HTTPException)"),
+    (_raw(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n{}"),
+     "the answer is not valid HTTP (LineTooLong)"),
+    (_raw(b"HTTP/1.1 2000 OK\r\n\r\n"), "the answer is not valid HTTP (BadStatusLine)"),
+    (_raw(b"\x00\xff garbage\r\n\r\n"), "the answer is not valid HTTP (BadStatusLine)"),
+    (_raw(b""), "the connection was closed without a response"),
+    (_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+     "connection broken while reading the response"),
+])
+def test_malformed_http_is_a_clear_error(server: HostileServer, tmp_path: Path, answer: Route, message: str) -> None:
+    server.answer = routes(registry_rows(tags=answer))
+    with pytest.raises(RegistryError) as caught:
+        client(server.url, tmp_path=tmp_path).tags("team/web")
+    assert str(caught.value).startswith(f"registry ci, repository team/web: list tags: {message}")

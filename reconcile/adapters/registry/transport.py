@@ -13,6 +13,7 @@ time, headers or body, cannot hold a read open. Every URL goes through
 from __future__ import annotations
 
 import email.utils
+import http.client
 import logging
 import random
 import re
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 import requests
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from reconcile import __version__
@@ -277,8 +279,12 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
     for cause in _causes(exc):
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "the connection was closed without a response"
         if isinstance(cause, ConnectionResetError):
             return "connection reset by peer"
+        if isinstance(cause, http.client.HTTPException | urllib3.exceptions.HeaderParsingError):
+            return f"the answer is not valid HTTP ({type(cause).__name__})"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     return f"connection failed ({type(exc).__name__})"
