@@ -21,7 +21,6 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -129,6 +128,15 @@ _current = threading.local()  # the Deadline of the request this thread is sendi
 def _current_deadline() -> Deadline | None:
     deadline: Deadline | None = getattr(_current, "deadline", None)
     return deadline
+
+
+def _set_deadline(response: requests.Response, deadline: Deadline) -> None:
+    vars(response)["_reconcile_deadline"] = deadline  # the request's, for reading its body
+
+
+def _deadline_of(response: requests.Response) -> Deadline | None:
+    found = vars(response).get("_reconcile_deadline")
+    return found if isinstance(found, Deadline) else None
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
@@ -311,7 +319,6 @@ class Transport:
         self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))
         limit = registry.rate_limit
         self._bucket = TokenBucket(limit.requests_per_second, limit.burst) if limit else None
-        self._deadlines: weakref.WeakKeyDictionary[requests.Response, Deadline] = weakref.WeakKeyDictionary()
         session = requests.Session()
         # No ~/.netrc (requests would attach it to any host) and no REQUESTS_CA_BUNDLE surprises;
         # proxies are still taken from the environment, per request, in _exchange.
@@ -387,7 +394,7 @@ class Transport:
         finally:
             _current.deadline = outer
         if stream:
-            self._deadlines[response] = deadline
+            _set_deadline(response, deadline)
             return response
         try:
             if body is None:
@@ -534,7 +541,7 @@ class Transport:
                 method, url, headers=dict(headers), params=params, data=data, stream=True,
                 allow_redirects=False, timeout=(timeout, timeout),
                 proxies=requests.utils.get_environ_proxies(url, no_proxy=None))
-        self._deadlines[response] = deadline
+        _set_deadline(response, deadline)
         return response
 
     # -- bodies --------------------------------------------------------------------------------
@@ -567,7 +574,7 @@ class Transport:
             response._content_consumed = True  # type: ignore[attr-defined]  # the connection went back to the pool
         else:
             response.close()
-        found = deadline or self._deadlines.get(response)
+        found = deadline or _deadline_of(response)
         if found is not None and found is not _current_deadline():  # a token read mid-request is not its end
             found.finished = True
         return data
@@ -586,7 +593,7 @@ class Transport:
                deadline: Deadline | None = None, finish: bool = True) -> Iterator[bytes]:
         """A response body in chunks, under its request's deadline; a broken connection becomes a
         retryable RegistryError, a passed deadline one naming the deadline."""
-        deadline = deadline or self._deadlines.get(response)
+        deadline = deadline or _deadline_of(response)
         failure = None
         try:
             for chunk in response.iter_content(READ_CHUNK):
