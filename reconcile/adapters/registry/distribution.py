@@ -97,7 +97,7 @@ def _skipped(registry: str, repository: str | None, operation: str, what: str, i
 
 
 def _shown(value: object) -> str:
-    text = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
+    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "...'"
 
 
