@@ -287,3 +287,22 @@ def test_the_example_policies_credentials_resolve_in_the_pod() -> None:
                    and role["metadata"]["namespace"] == secret["namespace"] for rule in role["rules"]
                    if "secrets" in rule["resources"] and secret["name"] in rule.get("resourceNames", ())]
         assert granted, secret
+
+
+def test_the_audit_shell_reads_the_cronjobs_trail_as_the_cronjobs_user() -> None:
+    (shell,) = documents_of(DEPLOY / "tools" / "audit-shell.yaml")
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(shell, version, strict=True)
+    objects = render("apply")
+    job_pod, main = pod_spec(objects), container(objects)
+    (reader,) = shell["spec"]["containers"]
+    assert reader["image"] == main["image"]
+    assert shell["spec"]["securityContext"] == job_pod["securityContext"]
+    assert reader["securityContext"] == main["securityContext"]
+    assert reader["command"][0] == "sleep" and shell["spec"]["activeDeadlineSeconds"] <= 3600
+    env = {e["name"]: e["value"] for e in main["env"] if "value" in e}
+    assert {e["name"]: e["value"] for e in reader["env"]}.items() <= env.items()
+    mounts = {m["mountPath"]: m["name"] for m in reader["volumeMounts"]}
+    volumes = {v["name"]: v for v in shell["spec"]["volumes"]}
+    assert volumes[mounts["/var/lib/reconcile"]]["persistentVolumeClaim"] == {"claimName": "reconcile-data"}
+    assert shell["spec"]["automountServiceAccountToken"] is False
