@@ -25,6 +25,7 @@ from reconcile.policy.ordering import unrankable_pattern
 from reconcile.policy.problems import Problem
 from reconcile.policy.schema import KINDS
 from reconcile.policy.source import check_repository_url
+from reconcile.policy.urls import registry_url_problem
 
 TAG_PLACEHOLDERS = ("version", "stage", "shortDigest")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # OCI distribution-spec tag grammar
@@ -108,6 +109,8 @@ def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
     spec = document.body.get("spec")
     url = dig(spec, "url")
     credentials = dig(spec, "credentials")
+    if isinstance(url, str) and (problem := registry_url_problem(url)) is not None:
+        yield "/spec/url", problem
     if isinstance(url, str) and url.startswith("http://"):
         host = urlsplit(url).hostname or ""
         if not _is_loopback(host):

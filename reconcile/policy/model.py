@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from reconcile.policy import urls
 from reconcile.policy.documents import Document
 from reconcile.policy.durations import parse_duration
 from reconcile.policy.patterns import Pattern, compile_pattern
@@ -22,7 +23,6 @@ TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
 # How a registry deletes (Registry spec.deletion): by manifest digest only (every tag on it goes
 # too), also a tag on its own (OCI 1.1), or not at all.
 Deletion = Literal["manifest", "tag", "none"]
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 @dataclass(frozen=True)
@@ -114,32 +114,10 @@ class Registry:
         return self.url.removeprefix("oci-layout:") if self.is_layout else None
 
     def may_receive_credentials(self, url: str) -> bool:
-        """Whether a request to ``url`` may carry this registry's credentials.
-
-        A host listed without a port matches only the scheme's default port: two registries on
-        one host (different ports) must not receive each other's credentials.
-        """
-        target = _host_port(url)
-        if target is None:
-            return False
-        scheme = urlsplit(url).scheme.lower()
-        return any(_allowed_entry(entry, scheme) == target for entry in self.allowed_hosts)
-
-
-def _host_port(url: str) -> tuple[str, int] | None:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError:
-        return None
-    return parts.hostname.lower(), port
-
-
-def _allowed_entry(entry: str, scheme: str) -> tuple[str, int] | None:
-    return _host_port(f"{scheme}://{entry}")
+        """Whether a request to ``url`` may carry this registry's credentials: its exact normalised
+        host and port is allowed (a host listed without a port matches only the scheme's default
+        port), and it is not plain http when the registry is https (``reconcile.policy.urls``)."""
+        return urls.may_receive_credentials(url, self.allowed_hosts, self.url)
 
 
 @dataclass(frozen=True)

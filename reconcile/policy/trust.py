@@ -137,6 +137,7 @@ def connection_changes(trusted: PolicySet, proposed: PolicySet, at: str) -> tupl
 _LABELS = {"url": "url", "allowed_hosts": "allowedHosts", "credentials": "credentials",
            "ca_file": "tls.caFile", "insecure_skip_verify": "tls.insecureSkipVerify", "concurrency": "concurrency",
            "rate_limit": "rateLimit", "timeout": "timeout", "retry": "retry", "deletion": "deletion",
+           "limits": "limits",
            "in_cluster": "inCluster", "kubeconfig": "kubeconfig", "context": "context", "manifests": "manifests",
            "include_namespaces": "namespaces.include", "exclude_namespaces": "namespaces.exclude",
            "username": "credentials.username", "password": "credentials.password", "token": "credentials.token",

@@ -278,6 +278,9 @@ class Reconciler:
                 raise NotConfirmed("not applied: not confirmed")
             run.counts["changes.planned"] = len(plan.changes)  # a run that had nothing to do says so
             _record_blocked(run, plan)
+            for client in connections.registries.values():  # applying is a phase of its own (limits.phaseDeadline)
+                if (begin_phase := getattr(client, "begin_phase", None)) is not None:
+                    begin_phase()
             result = apply_plan(plan, connections.registries, run, promotion_sources(policies),
                                 DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit),
                                 in_use_reader(policies, connections))

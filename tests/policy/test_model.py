@@ -86,14 +86,14 @@ def test_load_policies_raises_with_every_problem(tmp_path: Path) -> None:
     ((), "https://r.example.com/v2/", False),
     (("r.example.com",), "https://r.example.com/v2/", True),
     (("r.example.com",), "https://R.EXAMPLE.COM:443/v2/", True),
-    (("r.example.com",), "http://r.example.com/v2/", True),  # port 80 is http's default
+    (("r.example.com",), "http://r.example.com/v2/", False),  # an https registry's credentials never go in clear
     (("r.example.com",), "https://r.example.com:8443/v2/", False),  # another service on the host
     (("r.example.com",), "https://blobs.example.com/x", False),  # a redirect to storage
     (("r.example.com",), "https://r.example.com.evil.net/v2/", False),
     (("r.example.com",), "https://r.example.com@evil.net/v2/", False),
-    (("127.0.0.1:5001",), "http://127.0.0.1:5001/v2/", True),
-    (("127.0.0.1:5001",), "http://127.0.0.1:5002/v2/", False),  # the other test registry
-    (("[::1]:5000",), "http://[::1]:5000/v2/", True),
+    (("127.0.0.1:5001",), "https://127.0.0.1:5001/v2/", True),
+    (("127.0.0.1:5001",), "https://127.0.0.1:5002/v2/", False),  # the other test registry
+    (("[::1]:5000",), "https://[::1]:5000/v2/", True),
     (("r.example.com",), "ftp://r.example.com/", False),
 ])
 def test_credentials_go_only_to_allowed_hosts(allowed: tuple[str, ...], url: str, expected: bool) -> None:
