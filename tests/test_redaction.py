@@ -57,3 +57,24 @@ def test_the_librarys_notices_are_redacted() -> None:
     heard: list[str] = []
     Reconciler(".", notice=heard.append).notice(f"warning: the server said {CANARY}")
     assert heard == ["warning: the server said ***"]
+
+
+def test_a_registry_error_and_the_basic_header_it_was_sent_are_redacted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    from reconcile.adapters.registry import open_registry
+    from reconcile.adapters.registry.errors import RegistryError
+    from reconcile.policy.model import Credentials, Registry
+    from reconcile.policy.secrets import SecretRef, SecretResolver, redact
+
+    password = "registry-canary-8c1d"
+    registry = Registry("ci", "https://r.example.com", Credentials(username="bot", password=SecretRef(
+        source="env", env="P")), ("r.example.com",))
+    client = open_registry(registry, SecretResolver(environ={"P": password}, base_dir=tmp_path), cache_dir=tmp_path)
+    header = client._transport.authorizer._basic_header()  # type: ignore[attr-defined]  # as sent after a challenge
+    encoded = base64.b64encode(f"bot:{password}".encode()).decode()
+    assert header == f"Basic {encoded}"
+    assert redact(f"echo: Authorization: {header}") == "echo: Authorization: Basic ***"
+    error = RegistryError("ci", "team/web", "list tags", f"the server said: {password} / {encoded}")
+    assert password not in str(error) and encoded not in str(error) and error.message.count("***") == 2
+    client.close()

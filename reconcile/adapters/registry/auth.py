@@ -109,7 +109,9 @@ class Authenticator:
         if self._basic is None or self._identity_token() is not None:
             return None
         user, password = self._basic
-        return "Basic " + base64.b64encode(f"{_plain(user)}:{password.reveal()}".encode()).decode()
+        encoded = base64.b64encode(f"{_plain(user)}:{password.reveal()}".encode()).decode()
+        Secret(encoded)  # known to the redactor too: a server may echo the header it was sent
+        return "Basic " + encoded
 
     def _identity_token(self) -> Secret | None:
         """An OAuth2 refresh (identity) token: the ``token`` credential, or a Docker config's."""

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from reconcile.policy.secrets import redact
+
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -22,6 +24,7 @@ class RegistryError(Exception):
 
     def __init__(self, registry: str, repository: str | None, operation: str, message: str,
                  status: int | None = None, *, retryable: bool = False) -> None:
+        message = redact(message)  # whatever a server said that it quotes: never a secret value
         self.registry = registry
         self.repository = repository
         self.operation = operation
