@@ -311,6 +311,9 @@ class Transport:
             raise RegistryError(registry.name, None, "open", "the registry url is refused: a registry url is "
                                 "http(s)://HOST[:PORT] alone, without a path or query")
         self.base_url = str(self.base).rstrip("/")
+        if registry.ca_file is not None and (problem := _unreadable(registry.ca_file)) is not None:
+            raise RegistryError(registry.name, None, "open", f"tls.caFile {registry.ca_file} {problem}; nothing is "
+                                "sent to this registry without the CA it names")
         self.retry = retry or RetryPolicy.of(registry.retry)
         self.timeout = registry.timeout.total_seconds()
         self.limits: Limits = registry.limits_or_default
@@ -614,3 +617,17 @@ class Transport:
             response.close()
             raise RegistryError(self.registry.name, repository, operation, failure,
                                 retryable=not (deadline is not None and deadline.expired))
+
+
+def _unreadable(path: str) -> str | None:
+    """Why the CA file at ``path`` cannot be used, or None (its content is the TLS library's to judge)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        return "does not exist"
+    except IsADirectoryError:
+        return "is a directory, not a PEM file"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    return None
