@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,13 +47,62 @@ DEFAULT_PAGE_SIZE = 500  # objects per list page: client-go's list pager default
 
 Loader = Callable[[], "Configuration"]
 
+# Where the kubelet mounts a pod's service-account credentials (token, ca.crt, namespace):
+# https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/#directly-accessing-the-rest-api
+SERVICE_ACCOUNT_DIR_VARIABLE = "RECONCILE_SERVICE_ACCOUNT_DIR"
+DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def service_account_dir() -> Path:
+    """The pod's service-account directory: ``RECONCILE_SERVICE_ACCOUNT_DIR``, else the kubelet's
+    ``/var/run/secrets/kubernetes.io/serviceaccount``."""
+    return Path(os.environ.get(SERVICE_ACCOUNT_DIR_VARIABLE) or DEFAULT_SERVICE_ACCOUNT_DIR)
+
+
+def in_pod() -> bool:
+    """Whether this process runs in a pod: the kubelet sets ``KUBERNETES_SERVICE_HOST``."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def pod_configuration(cluster: str = "in-cluster") -> Configuration:
+    """The pod's own credentials, through the official client's in-cluster loader: the API server
+    at ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` (HTTPS), verified with the
+    directory's ``ca.crt``, authenticated with its ``token``. The projected token is re-read from
+    the file once a minute (the loader's refresh), and a :class:`Connection` reloads all of it on a
+    401, so a token the kubelet rotated is picked up. Used by the ``inCluster: true`` Cluster, the
+    ``{kubernetes: ...}`` secret reader and the Lease. Raises :class:`ClusterError` naming
+    ``cluster``."""
+    return _configured(cluster, f"in-cluster service account {service_account_dir()}", _load_in_cluster)
+
+
+def pod_namespace() -> str | None:
+    """The pod's namespace, from the service-account directory's ``namespace`` file (None when
+    absent or empty)."""
+    try:
+        namespace = (service_account_dir() / "namespace").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return namespace or None
+
+
+def local_configuration(cluster: str | None = None) -> Configuration:
+    """Where this process runs: :func:`pod_configuration` when ``KUBERNETES_SERVICE_HOST`` is set,
+    else the kubeconfig (``KUBECONFIG``, else ``~/.kube/config``; its current context) through the
+    official loader. Raises :class:`ClusterError` naming ``cluster`` (default: ``in-cluster`` or
+    ``kubeconfig``)."""
+    if in_pod():
+        return pod_configuration(cluster or "in-cluster")
+    # Read KUBECONFIG now: kubernetes.config captures it once, at import time.
+    files = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    return _configured(cluster or "kubeconfig", f"kubeconfig {files}", lambda c: _load_files(c, files))
+
 
 def configuration_loader(cluster: model.Cluster, resolver: SecretResolver) -> Loader:
     """A function that (re)loads ``cluster``'s client configuration; called once per run and once
     more after a 401, so a rotated token or kubeconfig file is picked up."""
     name = cluster.name
     if cluster.in_cluster:
-        return lambda: _configured(name, "in-cluster service account", _load_in_cluster)
+        return lambda: pod_configuration(name)
     ref = cluster.kubeconfig
     if ref is None:
         raise ClusterError(name, "no connection configured: set spec.inCluster or spec.kubeconfig")
@@ -76,9 +126,20 @@ def configuration_loader(cluster: model.Cluster, resolver: SecretResolver) -> Lo
 
 
 def _load_in_cluster(configuration: Configuration) -> None:
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    directory = service_account_dir()
+    # try_refresh_token: the loader's hook re-reads the token file when its copy is a minute old,
+    # as client-go does for the kubelet's projected (rotated) token.
+    InClusterConfigLoader(token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt"),
+                          try_refresh_token=True).load_and_set(configuration)
+
+
+def _load_files(configuration: Configuration, files: str) -> None:
     from kubernetes import config
 
-    config.load_incluster_config(client_configuration=configuration)
+    # A KUBECONFIG list (path:path) is merged by the loader, as kubectl does.
+    config.load_kube_config(config_file=files, client_configuration=configuration, persist_config=False)
 
 
 def _load_file(configuration: Configuration, path: Path, context: str | None) -> SecretProblem | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import cast
 
+from reconcile.adapters.cluster.connection import local_configuration
+from reconcile.adapters.cluster.errors import ClusterError
 from reconcile.policy.secrets import SecretError, SecretProblem
 
 # (connect, read) seconds: a hung API server must not hang the whole run.
@@ -27,36 +28,18 @@ def _first_line(message: object, limit: int = 300) -> str:
 def _fetch_kubernetes_secret(namespace: str, name: str, key: str) -> bytes | SecretProblem:
     # Imported lazily: the client is heavy and only needed when a policy uses this source.
     import urllib3
-    import yaml
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
 
     where = f"{namespace}/{name}"
-    # A private Configuration, so the process-wide kubernetes default is left untouched.
-    configuration = client.Configuration()
-    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    kind = "in-cluster" if in_cluster else "kubeconfig"
     try:
-        if in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
-        else:
-            # Read KUBECONFIG now: kubernetes.config captures it once, at import time.
-            config.load_kube_config(
-                config_file=os.environ.get("KUBECONFIG") or "~/.kube/config",
-                client_configuration=configuration,
-            )
-    except ConfigException as exc:
-        return SecretProblem(f"cannot load the {kind} Kubernetes configuration: {_first_line(exc)}")
-    except yaml.YAMLError:
-        # YAML errors quote the offending line, which may hold a kubeconfig token.
-        return SecretProblem("cannot load the kubeconfig Kubernetes configuration: invalid YAML")
-    except OSError as exc:
-        return SecretProblem(
-            f"cannot load the {kind} Kubernetes configuration: {exc.strerror or type(exc).__name__}"
-        )
-    except Exception as exc:
-        return SecretProblem(f"cannot load the {kind} Kubernetes configuration ({type(exc).__name__})")
+        # A private Configuration (the process-wide kubernetes default is left untouched): the
+        # pod's service account when KUBERNETES_SERVICE_HOST is set, else the kubeconfig.
+        configuration = local_configuration()
+    except ClusterError as exc:
+        # "cannot load the in-cluster service account DIR: ..." or "... the kubeconfig PATH: ...":
+        # never a credential.
+        return SecretProblem(exc.problem)
 
     status: int | None = None
     reason = ""
@@ -112,8 +95,9 @@ def _fetch_kubernetes_secret(namespace: str, name: str, key: str) -> bytes | Sec
 def read_kubernetes_secret(namespace: str, name: str, key: str) -> bytes:
     """Default Kubernetes reader: the raw bytes of ``data[key]`` of Secret ``namespace/name``.
 
-    Uses in-cluster config when ``KUBERNETES_SERVICE_HOST`` is set, else the kubeconfig
-    (``KUBECONFIG`` or ``~/.kube/config``). Raises :class:`SecretError` with a safe message.
+    Uses the pod's service account (:func:`~reconcile.adapters.cluster.connection.pod_configuration`,
+    the token file re-read on every call) when ``KUBERNETES_SERVICE_HOST`` is set, else the
+    kubeconfig (``KUBECONFIG`` or ``~/.kube/config``). Raises :class:`SecretError` with a safe message.
     """
     outcome = _fetch_kubernetes_secret(namespace, name, key)
     if isinstance(outcome, SecretProblem):

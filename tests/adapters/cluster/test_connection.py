@@ -3,11 +3,13 @@ RBAC rule to add), a timeout on every request, and one reload of the configurati
 
 from __future__ import annotations
 
+import datetime
 import socket
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -19,14 +21,16 @@ from reconcile.adapters.cluster import (
     UnauthorizedError,
     UnreachableError,
     connect,
+    pod_configuration,
+    pod_namespace,
 )
 from reconcile.policy import model
 from reconcile.policy.model import Workload
 from reconcile.policy.secrets import SecretRef, SecretResolver
 from tests.adapters.cluster.backends import Backend, FixtureBackend
-from tests.adapters.cluster.scenarios import LISTS, deployment, digest, revision
-from tests.kube import ADMIN, ApiServer, Identity, running, write_kubeconfig
-from tests.kube.server import TLS
+from tests.adapters.cluster.scenarios import LISTS, deployment, digest, pod, revision
+from tests.adapters.cluster.test_discovery import found
+from tests.kube import ADMIN, ApiServer, Identity, mount_service_account, running, write_kubeconfig
 
 TIMEOUT = 1.0
 
@@ -142,6 +146,7 @@ def test_a_kubeconfig_held_in_an_environment_variable_with_a_context(api: ApiSer
 def test_configuration_problems_name_the_cluster_and_never_the_credentials(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("RECONCILE_SERVICE_ACCOUNT_DIR", str(tmp_path / "sa"))
     token = "s3cr3t-token-value"
     broken = f"users:\n- name: u\n  user: {{token: {token}}}\n  : [unbalanced\n"
     cases = {
@@ -151,7 +156,7 @@ def test_configuration_problems_name_the_cluster_and_never_the_credentials(tmp_p
         "cannot load the kubeconfig env:UNSET: environment variable UNSET is not set":
             cluster(SecretRef.from_mapping({"env": "UNSET"})),
         "no connection configured: set spec.inCluster or spec.kubeconfig": cluster(None),
-        "cannot load the in-cluster service account: Service host/port is not set.":
+        f"cannot load the in-cluster service account {tmp_path}/sa: Service host/port is not set.":
             model.Cluster(name="prod-eu", in_cluster=True, kubeconfig=None),
     }
     resolver = SecretResolver(environ={"BROKEN": broken})
@@ -170,25 +175,51 @@ def test_configuration_problems_name_the_cluster_and_never_the_credentials(tmp_p
 
 def test_in_cluster_service_account_over_tls_with_a_rotated_token(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CronJob's case: the kubelet rewrites the projected token file before the old token
-    expires; the client keeps the old one until a 401 makes it reload."""
+    """The CronJob's case: the service-account directory as the kubelet mounts it, the API server
+    over HTTPS verified with its ca.crt; the kubelet rewrites the projected token file and the old
+    token stops working: the next request reloads and uses the new one."""
     account = Identity("system:serviceaccount:reconcile:reconcile", ADMIN.rules)
-    token = tmp_path / "token"
-    token.write_text("bound-token-1")
     with running(tls=True) as api:
-        api.identities["bound-token-1"] = account
-        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
-        monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
-        monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(TLS / "ca.crt"))
+        backend = FixtureBackend(api, tmp_path)
+        namespace = backend.namespace("web")
+        backend.create(pod(namespace, "web", {"web": "ghcr.io/acme/web:1.0"}))
+        pod_view = mount_service_account(api, tmp_path / "serviceaccount", account, monkeypatch)
         policy = model.Cluster(name="prod-eu", in_cluster=True, kubeconfig=None)
         with connect(policy, SecretResolver(environ={})) as client:
-            assert client.images().images == {}
-            token.write_text("bound-token-2")
-            api.identities = {"bound-token-2": account}
-            assert client.images().images == {}
+            assert client.connection.host == f"https://127.0.0.1:{api.port}"
+            assert set(found(client.images())) == {"ghcr.io/acme/web:1.0"}
+            pod_view.rotate("bound-token-2")
+            before = len(api.requests)
+            assert set(found(client.images())) == {"ghcr.io/acme/web:1.0"}
             assert client.connection.reloads == 1
-        assert {r.user for r in api.requests} == {account.user, None}  # None: the 401s
+        backend.close()
+    after = api.requests[before:]
+    assert {r.user for r in after if r.status == 200} == {account.user}  # with the new token
+    assert {r.status for r in after} == {200, 401}  # the old one, refused once per concurrent list
+    assert pod_namespace() == "reconcile"
+
+
+def test_the_in_cluster_loader_rereads_the_token_file_before_any_401(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official loader's refresh: once its copy is a minute old it reads the file again, so a
+    rotated token is used even while the old one is still accepted."""
+    account = Identity("system:serviceaccount:reconcile:reconcile", ADMIN.rules)
+    with running(tls=True) as api:
+        pod_view = mount_service_account(api, tmp_path / "serviceaccount", account, monkeypatch)
+        configuration = pod_configuration()
+        assert configuration.ssl_ca_cert == str(tmp_path / "serviceaccount" / "ca.crt")
+        assert configuration.get_api_key_with_prefix("BearerToken") == "bearer bound-token-1"
+        (pod_view.directory / "token").write_text("bound-token-2")
+        assert configuration.get_api_key_with_prefix("BearerToken") == "bearer bound-token-1"  # within the minute
+
+        class Later(datetime.datetime):
+            @classmethod
+            def now(cls, tz: datetime.tzinfo | None = None) -> Later:
+                return cls.fromtimestamp(time.time() + 61, tz)
+
+        # The loader's own clock only (its module's name "datetime"), a minute and a second on.
+        monkeypatch.setattr(incluster_config, "datetime", SimpleNamespace(datetime=Later, timedelta=timedelta))
+        assert configuration.get_api_key_with_prefix("BearerToken") == "bearer bound-token-2"
 
 
 def test_a_server_certificate_that_does_not_verify_is_unreachable(tmp_path: Path) -> None:
