@@ -59,6 +59,9 @@ RESOURCES = (
     ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", subresources=(), generation=False),
     ResourceType("batch", "v1", "jobs", "Job"),
     ResourceType("batch", "v1", "cronjobs", "CronJob"),
+    # Leader election's lock: spec only, written by update (PUT) with a resourceVersion precondition.
+    # https://kubernetes.io/docs/concepts/architecture/leases/
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", subresources=(), generation=False),
 )
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 # Field selectors each kind supports besides metadata.name and metadata.namespace (which all do):

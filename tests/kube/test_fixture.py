@@ -56,7 +56,7 @@ def settle(api: ApiServer) -> None:
 def test_discovery_endpoints_parse_with_the_official_client(admin: client.ApiClient) -> None:
     assert client.CoreApi(admin).get_api_versions().versions == ["v1"]
     groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(admin).get_api_versions().groups}
-    assert groups == {"apps": "apps/v1", "batch": "batch/v1"}
+    assert groups == {"apps": "apps/v1", "batch": "batch/v1", "coordination.k8s.io": "coordination.k8s.io/v1"}
     apps = {r.name for r in client.AppsV1Api(admin).get_api_resources().resources}
     assert {"deployments", "deployments/status", "replicasets", "controllerrevisions"} <= apps
     assert client.VersionApi(admin).get_code().git_version.startswith("v1.33")
@@ -105,6 +105,27 @@ def test_resource_versions_conflict_and_injected_conflicts(api: ApiServer) -> No
                 content_type="application/merge-patch+json")[0] == 409
     assert call(api, "PATCH", path, {"metadata": {"labels": {"e": "f"}}},
                 content_type="application/merge-patch+json")[0] == 200
+
+
+def test_leases_are_created_and_replaced_with_a_resource_version_precondition(api: ApiServer,
+                                                                           admin: client.ApiClient) -> None:
+    call(api, "POST", "/api/v1/namespaces", {"metadata": {"name": "reconcile"}})
+    leases = client.CoordinationV1Api(admin)
+    spec = {"holderIdentity": "pod-a", "leaseDurationSeconds": 60, "leaseTransitions": 0,
+            "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z"}
+    created = leases.create_namespaced_lease("reconcile", {"metadata": {"name": "run"}, "spec": spec})
+    assert (created.kind, created.spec.holder_identity, created.spec.renew_time.microsecond) == ("Lease", "pod-a", 0)
+    stale = created.metadata.resource_version
+    body = {"metadata": {"name": "run", "resourceVersion": stale}, "spec": {**spec, "holderIdentity": "pod-b"}}
+    replaced = leases.replace_namespaced_lease("run", "reconcile", body)
+    assert replaced.spec.holder_identity == "pod-b" and replaced.metadata.resource_version != stale
+    with pytest.raises(client.ApiException) as conflict:  # the same stale version: someone else won
+        leases.replace_namespaced_lease("run", "reconcile", {**body, "spec": {**spec, "holderIdentity": "pod-c"}})
+    assert conflict.value.status == 409
+    with pytest.raises(client.ApiException) as exists:
+        leases.create_namespaced_lease("reconcile", {"metadata": {"name": "run"}, "spec": spec})
+    assert exists.value.status == 409
+    assert api.get("leases", "reconcile", "run")["spec"]["holderIdentity"] == "pod-b"  # type: ignore[index]
 
 
 def test_authentication_and_authorization_answer_status_objects(api: ApiServer) -> None:
