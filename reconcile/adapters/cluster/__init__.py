@@ -1,6 +1,6 @@
 """The cluster adapter: every image in use (and in retained Helm release history), deploy by
-digest, rollout watch and rollback, through the official ``kubernetes`` client; the pod's own
-credentials (:func:`pod_configuration`).
+digest, rollout watch and rollback, through the official ``kubernetes`` client; the run's Lease
+(:class:`LeaseLock`); the pod's own credentials (:func:`pod_configuration`).
 ``connect(cluster, resolver)`` gives a :class:`ClusterClient`."""
 
 from reconcile.adapters.cluster.client import ClusterClient, connect, read_cluster_state, read_helm_release_state
@@ -23,6 +23,7 @@ from reconcile.adapters.cluster.errors import (
     UnauthorizedError,
     UnreachableError,
 )
+from reconcile.adapters.cluster.lease import LeaseHeld, LeaseLock, LeaseLost
 from reconcile.adapters.cluster.references import parse_image, parse_image_id, pinned, running_references
 from reconcile.adapters.cluster.rollback import Revision, RollbackResult
 from reconcile.adapters.cluster.rollout import RolloutResult
@@ -38,6 +39,9 @@ __all__ = [
     "DeployResult",
     "ExpiredError",
     "ForbiddenError",
+    "LeaseHeld",
+    "LeaseLock",
+    "LeaseLost",
     "NotFoundError",
     "Revision",
     "RollbackResult",

@@ -9,6 +9,7 @@ few fields, and plain dicts keep working when a server adds fields the client's 
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 import os
@@ -377,6 +378,31 @@ class Connection:
                     raise
                 log.info("cluster %s: %s list continue token expired; listing again", self.cluster, resource.plural)
                 yield _RESTART
+
+
+def raw_body(model: str, document: dict[str, Any]) -> Any:
+    """``document`` as the body of a create or replace (whose parameter is typed as the client's
+    ``model``, e.g. ``"V1Lease"``), sent exactly as it is. Else the client validates the dict into
+    its model, which rejects fields it does not know and re-serializes times with
+    ``datetime.isoformat()`` (``+00:00``, no fraction when it is zero: not a MicroTime)."""
+    body = _raw_model(model).model_construct()
+    body._document = document
+    return body
+
+
+@functools.cache
+def _raw_model(name: str) -> type[Any]:
+    import kubernetes.client
+    from pydantic import PrivateAttr
+
+    class Raw(getattr(kubernetes.client, name)):  # type: ignore[misc]
+        _document: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+        def to_dict(self) -> dict[str, Any]:  # what the client serializes
+            return self._document
+
+    Raw.__name__ = Raw.__qualname__ = f"Raw{name}"
+    return Raw
 
 
 _RESTART: list[dict[str, Any]] = []  # _pages' marker: the list starts again from a fresh snapshot
