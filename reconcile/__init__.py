@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         Busy,
         Explanation,
         InvalidPolicies,
+        LockLost,
         NotConfirmed,
         PlanRefused,
         ReconcileError,
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
-_LIBRARY = ("Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
-            "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack")
-__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
-           "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack", "__version__"]
+_LIBRARY = ("Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "LockLost", "NotConfirmed",
+            "PlanRefused", "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack")
+__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "LockLost", "NotConfirmed",
+           "PlanRefused", "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

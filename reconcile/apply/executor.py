@@ -82,17 +82,21 @@ def promotion_sources(policies: PolicySet) -> dict[str, tuple[str, str]]:
 
 def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
                sources: Mapping[str, tuple[str, str]] | None = None,
-               deploys: DeployContext | None = None, in_use: InUseReader | None = None) -> ApplyResult:
+               deploys: DeployContext | None = None, in_use: InUseReader | None = None,
+               guard: Callable[[], None] | None = None) -> ApplyResult:
     """Every change, in plan order. A failed action is recorded and the rest still run: each
     deletion was decided on its own, and stopping half-way would not undo the earlier ones.
 
     Each delete is re-verified against the registry (and, with ``in_use``, what protecting
     clusters use now) just before it happens; one whose world moved is skipped and audited so.
-    The prune of a platform manifest or referrer runs only once the prune it depends on succeeded."""
+    The prune of a platform manifest or referrer runs only once the prune it depends on succeeded.
+    ``guard`` is asked before each change; what it raises (a lost Lease) stops the run there."""
     result = ApplyResult()
     check = DeleteCheck(plan.actions, clients, in_use)
     done: set[str] = set()
     for action in plan.changes:
+        if guard is not None:
+            guard()
         try:
             if action.policy.startswith("DeployPolicy/"):
                 if deploys is None:

@@ -62,6 +62,7 @@ class RunOutcome(StrEnum):
     FAILED = "failed"  # the run stopped on an error, or every change it tried failed
     BLOCKED = "blocked"  # nothing failed, but a policy was blocked (a gate, a hold, a source, a limit)
     REFUSED = "refused"  # the run refused to act (a saved plan that is no longer the plan)
+    LOCKED = "locked"  # another run held the lock (a file or a Lease): nothing was done
 
 
 CHANGE_KINDS: frozenset[AuditKind] = frozenset(set(AuditKind) - {AuditKind.SKIP, AuditKind.ERROR})
@@ -550,6 +551,7 @@ class Run:
     counts: dict[str, int] = field(default_factory=dict)
     partial: bool = False  # some planned changes were left for the next run (state changed since the plan)
     blocked: bool = False  # a policy was blocked (recorded as a skip with its reason)
+    locked: bool = False  # another run held the lock, so this one did nothing
 
     def append(self, kind: AuditKind | MutatingKind | AuditKindName, target: str, *, status: ActionStatus,
                policy: str | None = None, reason: str | None = None, digest_before: str | None = None,

@@ -27,6 +27,7 @@ class Settings:
     trusted_ref: str | None = None  # where Registries and Clusters come from; None: the default branch
     trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
     debug: bool = False  # an unexpected error shows its traceback
+    lock: str = "auto"  # auto | none | lease:NAMESPACE/NAME: the lock beyond the audit trail's file lock
 
 
 _COMMON: dict[str, dict[str, Any]] = {
@@ -50,6 +51,10 @@ _COMMON: dict[str, dict[str, Any]] = {
                                   help="DANGEROUS: connect with the Registries and Clusters of --ref itself, so its "
                                        "author chooses where credentials go. Only for refs as trusted as the "
                                        "default branch. [env: RECONCILE_TRUST_REF_CONNECTIONS]"),
+    "lock": dict(metavar="auto|none|lease:NS/NAME", envvar="RECONCILE_LOCK", default="auto", show_default=True,
+                 help="The lock commands that change things take besides the audit trail's file lock: a "
+                      "coordination.k8s.io Lease, so runs in two pods never overlap. auto: the Lease 'reconcile' in "
+                      "the pod's namespace when running in a cluster, none elsewhere. [env: RECONCILE_LOCK]"),
     "debug": dict(is_flag=True, envvar="RECONCILE_DEBUG", default=False,
                   help="On an unexpected error, show the Python traceback instead of one line. [env: RECONCILE_DEBUG]"),
 }
@@ -67,10 +72,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None, trusted_ref: str | None,
-                trust_ref_connections: bool, debug: bool, **kwargs: Any) -> Any:
+                trust_ref_connections: bool, lock: str | None, debug: bool, **kwargs: Any) -> Any:
         settings = click.get_current_context().find_object(Settings) or Settings()
         for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db), ("trusted_ref", trusted_ref),
-                            ("trust_ref_connections", trust_ref_connections or None), ("debug", debug or None)):
+                            ("trust_ref_connections", trust_ref_connections or None), ("lock", lock),
+                            ("debug", debug or None)):
             if value is not None:
                 setattr(settings, name, value)
         return command(settings, *args, **kwargs)
@@ -81,6 +87,7 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 AUDIT_UNAVAILABLE = 3  # exit status when the audit trail cannot be opened, read or written
+LOCKED = 5  # exit status when another run holds the lock (the file lock, or the Lease)
 INTERNAL_ERROR = 4  # exit status of an unexpected error: a bug to report, not a policy or a source at fault
 
 
@@ -90,6 +97,10 @@ class InternalError(click.ClickException):
 
 class AuditUnavailableError(click.ClickException):
     exit_code = AUDIT_UNAVAILABLE
+
+
+class LockedError(click.ClickException):
+    exit_code = LOCKED
 
 
 class _Group(click.Group):
@@ -170,10 +181,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 @_option("audit_db", on_group=True)
 @_option("trusted_ref", on_group=True)
 @_option("trust_ref_connections", on_group=True)
+@_option("lock", on_group=True)
 @_option("debug", on_group=True)
 @click.pass_context
 def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_ref: str | None,
-        trust_ref_connections: bool, debug: bool) -> None:
+        trust_ref_connections: bool, lock: str, debug: bool) -> None:
     """Declarative GitOps reconciliation for container images.
 
     Reads retention, promotion and deploy policies from a git repo-of-record, compares them with
@@ -185,10 +197,11 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
     Exit status: 0 done (or, with plan --detailed-exitcode, no changes), 1 error (invalid policies, a
     source that could not be read, a refused plan, a failed change), 2 changes pending (plan
     --detailed-exitcode), 3 the audit trail cannot be opened, read or written (nothing was changed),
-    4 internal error (a bug: --debug shows the traceback).
+    4 internal error (a bug: --debug shows the traceback), 5 another run holds the lock (nothing was
+    done; recorded as a locked run).
     """
     ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
-                       trust_ref_connections=trust_ref_connections, debug=debug)
+                       trust_ref_connections=trust_ref_connections, lock=lock, debug=debug)
 
 
 def main() -> None:

@@ -3,17 +3,21 @@ and its errors as click errors (exit 1)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
 
-from reconcile.cli import AuditUnavailableError, Settings
+from reconcile.cli import AuditUnavailableError, LockedError, Settings
 
 if TYPE_CHECKING:
     from reconcile.reconciler import Reconciler
+    from reconcile.reconciler.runs import RunLock
 
 
 def reconciler_for(settings: Settings) -> Reconciler:
@@ -21,20 +25,52 @@ def reconciler_for(settings: Settings) -> Reconciler:
 
     return Reconciler(settings.repo, ref=settings.ref, audit_db=settings.audit_db, trusted_ref=settings.trusted_ref,
                       trust_ref_connections=settings.trust_ref_connections,
-                      notice=lambda message: click.echo(message, err=True))
+                      notice=lambda message: click.echo(message, err=True), lock=run_lock(settings.lock))
+
+
+LEASE_DURATION = timedelta(seconds=60)  # renewed every 20 s while a run holds it; a crashed pod's expires in 60
+
+
+def run_lock(setting: str) -> RunLock | None:
+    """The Lease ``setting`` names (``lease:NAMESPACE/NAME``), the pod's own ``reconcile`` Lease for
+    ``auto`` in a cluster, or none."""
+    if setting == "none" or (setting == "auto" and not os.environ.get("KUBERNETES_SERVICE_HOST")):
+        return None
+    from reconcile.adapters.cluster.connection import pod_namespace
+    from reconcile.adapters.cluster.lease import LeaseLock
+
+    if setting == "auto":
+        namespace, name = pod_namespace(), "reconcile"
+        if namespace is None:
+            raise click.UsageError("--lock auto: in a cluster, but the pod's namespace file cannot be read; name the "
+                                   "Lease with --lock lease:NAMESPACE/NAME")
+    else:
+        kind, _, where = setting.partition(":")
+        namespace, _, name = where.partition("/")
+        if kind != "lease" or not namespace or not name or "/" in name:
+            raise click.BadParameter(f"{setting!r}: expected auto, none or lease:NAMESPACE/NAME",
+                                     param_hint="--lock")
+    return LeaseLock(namespace, name, identity(), duration=LEASE_DURATION)
+
+
+def identity() -> str:
+    """Who holds the Lease: the pod's name (its hostname), and the process, as kubectl shows it."""
+    return f"{socket.gethostname()}_{os.getpid()}"
 
 
 @contextmanager
 def library_errors() -> Iterator[None]:
     """A ReconcileError as the command's error: its problems (file and line) first, then its message."""
-    from reconcile.reconciler import AuditUnavailable, InvalidPolicies, ReconcileError
+    from reconcile.reconciler import AuditUnavailable, Busy, InvalidPolicies, ReconcileError
 
     try:
         yield
     except ReconcileError as e:
         for problem in e.problems if isinstance(e, InvalidPolicies) else ():
             click.echo(str(problem), err=True)
-        raise (AuditUnavailableError if isinstance(e, AuditUnavailable) else click.ClickException)(e.message) from None
+        kind = AuditUnavailableError if isinstance(e, AuditUnavailable) else LockedError if isinstance(e, Busy) \
+            else click.ClickException
+        raise kind(e.message) from None
 
 
 def interactive() -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,7 @@ from reconcile.reconciler.errors import (
     AuditUnavailable,
     Busy,
     InvalidPolicies,
+    LockLost,
     NotConfirmed,
     PlanRefused,
     ReconcileError,
@@ -62,12 +63,12 @@ from reconcile.reconciler.errors import (
 )
 from reconcile.reconciler.explain import POLICY_KINDS, deploy_images, explains, removed_from_the_trail
 from reconcile.reconciler.rollback import RolledBack, roll_back_policy
-from reconcile.reconciler.runs import Notice, audited_failures, audited_run, command_lock, history
+from reconcile.reconciler.runs import Notice, RunLock, audited_failures, audited_run, command_lock, history, leased
 from reconcile.reconciler.saved import check_saved, in_memory, read_saved_file
 from reconcile.render.plan import SavedPlan
 
-__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "NotConfirmed", "PlanRefused",
-           "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack"]
+__all__ = ["Applied", "AuditUnavailable", "Busy", "Explanation", "InvalidPolicies", "LockLost", "NotConfirmed",
+           "PlanRefused", "ReconcileError", "Reconciler", "RollbackFailed", "RolledBack"]
 
 TRUST_WARNING = ("warning: --trust-ref-connections: the Registries and Clusters of --ref {ref} are used as they "
                  "are written there: whoever wrote that ref chooses where reconcile sends its credentials and "
@@ -118,9 +119,10 @@ class Reconciler:
 
     def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str = defaults.AUDIT_DB,
                  trusted_ref: str | None = None, trust_ref_connections: bool = False,
-                 notice: Notice | None = None) -> None:
+                 notice: Notice | None = None, lock: RunLock | None = None) -> None:
         self.repo, self.ref, self.audit_db = repo, ref, audit_db
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
+        self.lock = lock  # beyond the audit trail's file lock: a Lease other pods see
         tell = notice or log.warning
         self.notice: Notice = lambda message: tell(redact(message))
 
@@ -171,8 +173,12 @@ class Reconciler:
         ``review`` sees the plan about to be carried out; False stops there (NotConfirmed).
         ``report`` sees what was done before the run's end is recorded (its chain head the last word).
         ``wait``: wait for another command holding the lock (else Busy)."""
-        with command_lock(self.audit_db, self.notice, wait=wait):
-            return self._apply(plan, only, max_plan_age, review, report, mode)
+        try:
+            with command_lock(self.audit_db, self.notice, wait=wait), leased(self.lock) as guard:
+                return self._apply(plan, only, max_plan_age, review, report, mode, guard)
+        except Busy as busy:
+            self._record_locked(mode, busy)
+            raise
 
     def run(self, only: str | None = None, *, review: Callable[[Plan], bool] | None = None,
             report: Callable[[Applied], None] | None = None) -> Applied:
@@ -259,7 +265,7 @@ class Reconciler:
 
     def _apply(self, given: Plan | str | Path | None, only: str | None, max_plan_age: timedelta | None,
                review: Callable[[Plan], bool] | None, report: Callable[[Applied], None] | None,
-               mode: RunMode) -> Applied:
+               mode: RunMode, guard: Callable[[], None] | None = None) -> Applied:
         with audited_failures(self.audit_db, mode, self.notice, self.repo):
             policies = self.load(only)
         label = f"saved plan {given}" if isinstance(given, str | Path) else "the plan"
@@ -283,7 +289,7 @@ class Reconciler:
                     begin_phase()
             result = apply_plan(plan, connections.registries, run, promotion_sources(policies),
                                 DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit),
-                                in_use_reader(policies, connections))
+                                in_use_reader(policies, connections), guard)
             run.partial = run.partial or bool(result.skipped)
             applied = Applied(plan, policies, run.id, outcome_of(run.counts, partial=run.partial,
                                                                  blocked=run.blocked),
@@ -291,6 +297,14 @@ class Reconciler:
             if report is not None:
                 report(applied)
         return applied
+
+    def _record_locked(self, mode: RunMode, busy: Busy) -> None:
+        """A run that did nothing because another held the lock is in the trail too (outcome
+        ``locked``), unless the trail itself cannot be written."""
+        with suppress(ReconcileError), audited_run(self.audit_db, mode, self.notice, repo_url=self.repo) as run:
+            run.locked = True
+            run.append("skip", self.lock.where if self.lock is not None else f"{self.audit_db}.lock",
+                       status="skipped", reason=busy.message)
 
     def _record_plan(self, policies: PolicySet, plan: Plan) -> None:
         """Each planned change as a skipped dry-run row and each block as a skip, so CI plans leave a

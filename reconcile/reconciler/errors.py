@@ -33,7 +33,13 @@ class PlanRefused(ReconcileError):
 
 
 class Busy(ReconcileError):
-    """Another reconcile command holds the audit trail's lock and this one was told not to wait."""
+    """Another reconcile command holds the lock (the audit trail's file lock, or the Lease) and this
+    one was told not to wait, or cannot wait for a Lease: nothing was done. The CLI exits 5."""
+
+
+class LockLost(ReconcileError):
+    """The Lease was lost while the run held it (renewal failed, or another holder took it over):
+    no change was made after that."""
 
 
 class NotConfirmed(ReconcileError):

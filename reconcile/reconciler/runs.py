@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
+from reconcile.adapters.cluster import ClusterError
 from reconcile.audit import AuditError, AuditStore, Run
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import RunMode, RunOutcome, outcome_of
 from reconcile.plan.deploy import Hold
-from reconcile.reconciler.errors import AuditUnavailable, Busy, PlanRefused, ReconcileError
+from reconcile.reconciler.errors import AuditUnavailable, Busy, LockLost, PlanRefused, ReconcileError
 from reconcile.render.audit import unfinished_warnings
 
 Notice = Callable[[str], None]
@@ -53,7 +55,8 @@ def audited_run(audit_db: str, mode: RunMode, notice: Notice, *, repo_url: str |
             _record_error(run, e, repo_url or "")
             _finish(run, RunOutcome.FAILED, notice)
             raise
-        _finish(run, outcome_of(run.counts, partial=run.partial, blocked=run.blocked), notice)
+        _finish(run, RunOutcome.LOCKED if run.locked else outcome_of(run.counts, partial=run.partial,
+                                                                      blocked=run.blocked), notice)
 
 
 def unavailable(error: AuditError, done: str) -> AuditUnavailable:
@@ -116,6 +119,49 @@ def command_lock(audit_db: str, notice: Notice, *, wait: bool) -> Iterator[None]
             notice(f"waiting for the reconcile command holding {lock_path} to finish")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+class RunLock(Protocol):
+    """A lock beyond the file one, that other machines see: a Lease (``reconcile.adapters.cluster.lease``).
+    ``held()`` raises a ClusterError with a ``holder`` when another holds it; ``check()`` raises when
+    it was lost since (renewal failed, or another took it over)."""
+
+    @property
+    def where(self) -> str: ...  # NAMESPACE/NAME, for messages and the trail
+
+    def held(self) -> AbstractContextManager[object]: ...
+
+    def check(self) -> None: ...
+
+
+@contextmanager
+def leased(lock: RunLock | None) -> Iterator[Callable[[], None] | None]:
+    """``lock`` held for the body (None: no lock beyond the file one); yields the check to make before
+    each change, which raises LockLost once the lock is lost."""
+    if lock is None:
+        yield None
+        return
+    holding = lock.held()
+    try:
+        holding.__enter__()
+    except ClusterError as e:
+        holder = getattr(e, "holder", None)
+        if holder is not None:
+            expires = getattr(e, "expires", None)
+            until = f" until {expires:%Y-%m-%dT%H:%M:%SZ} unless renewed" if expires is not None else ""
+            raise Busy(f"another reconcile run holds the Lease {lock.where} (holder {holder}{until})") from None
+        raise ReconcileError(f"cannot take the Lease {lock.where}: {e}; nothing was done") from None
+
+    def check() -> None:
+        try:
+            lock.check()
+        except ClusterError as e:
+            raise LockLost(f"the Lease {lock.where} was lost: {e}; no change was made after that") from None
+
+    try:
+        yield check
+    finally:
+        holding.__exit__(None, None, None)
 
 
 def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime] | str,

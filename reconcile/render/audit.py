@@ -22,7 +22,7 @@ from reconcile.audit.store import RunRecord, decode_tags
 
 STATUS_STYLES = {"intent": "yellow", "succeeded": "green", "failed": "bold red", "skipped": "dim"}
 OUTCOME_STYLES = {"succeeded": "green", "partial": "yellow", "failed": "bold red", "blocked": "yellow",
-                  "refused": "yellow", "unfinished": "bold yellow reverse"}
+                  "refused": "yellow", "locked": "yellow", "unfinished": "bold yellow reverse"}
 # New columns go last: scripts cut fields by position.
 ACTION_COLUMNS = ("seq", "timestamp", "event_id", "run_id", "kind", "status", "target", "policy", "digest_before",
                   "digest_after", "reason", "error", "duration", "dry_run", "intent_id", "repository", "tags", "cause")
