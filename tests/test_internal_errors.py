@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.audit import AuditStore
-from reconcile.cli import INTERNAL_ERROR, cli
+from reconcile.cli import INTERNAL_ERROR, INVALID_POLICIES, cli
 from reconcile.reconciler import Reconciler
 
 POLICIES = """apiVersion: reconcile/v1
@@ -69,3 +69,14 @@ def test_debug_shows_the_traceback(repo: Path, how: str, monkeypatch: pytest.Mon
         monkeypatch.setenv("RECONCILE_DEBUG", "1")
     result = CliRunner().invoke(cli, args)
     assert isinstance(result.exception, RuntimeError)  # raised through, as python shows it with its traceback
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "run"])
+def test_invalid_policies_are_exit_6_with_every_problem_and_validate_stays_1(tmp_path: Path, command: str) -> None:
+    (tmp_path / "bad.yaml").write_text("apiVersion: reconcile/v1\nkind: Registry\nmetadata: {name: ci}\nspec: {}\n")
+    result = CliRunner().invoke(cli, [command, "--repo", str(tmp_path), "--audit-db", str(tmp_path / "a.db"),
+                                      *(["--yes"] if command == "apply" else [])])
+    assert result.exit_code == INVALID_POLICIES == 6, result.output
+    assert "bad.yaml:4: Registry/ci: /spec: 'url' is a required property" in result.stderr
+    assert "the repo-of-record is invalid (1 problems); run `reconcile validate`" in result.stderr
+    assert CliRunner().invoke(cli, ["validate", "--repo", str(tmp_path)]).exit_code == 1

@@ -88,6 +88,7 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 AUDIT_UNAVAILABLE = 3  # exit status when the audit trail cannot be opened, read or written
 LOCKED = 5  # exit status when another run holds the lock (the file lock, or the Lease)
+INVALID_POLICIES = 6  # exit status when the repo-of-record does not load: the same again until someone fixes it
 INTERNAL_ERROR = 4  # exit status of an unexpected error: a bug to report, not a policy or a source at fault
 
 
@@ -101,6 +102,10 @@ class AuditUnavailableError(click.ClickException):
 
 class LockedError(click.ClickException):
     exit_code = LOCKED
+
+
+class InvalidPoliciesError(click.ClickException):
+    exit_code = INVALID_POLICIES
 
 
 class _Group(click.Group):
@@ -198,7 +203,8 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
     source that could not be read, a refused plan, a failed change), 2 changes pending (plan
     --detailed-exitcode), 3 the audit trail cannot be opened, read or written (nothing was changed),
     4 internal error (a bug: --debug shows the traceback), 5 another run holds the lock (nothing was
-    done; recorded as a locked run).
+    done; recorded as a locked run), 6 the repo-of-record is invalid (nothing was done; `validate`
+    lists the problems).
     """
     ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
                        trust_ref_connections=trust_ref_connections, lock=lock, debug=debug)

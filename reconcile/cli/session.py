@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconcile.cli import AuditUnavailableError, LockedError, Settings
+from reconcile.cli import AuditUnavailableError, InvalidPoliciesError, LockedError, Settings
 
 if TYPE_CHECKING:
     from reconcile.reconciler import Reconciler
@@ -68,8 +68,9 @@ def library_errors() -> Iterator[None]:
     except ReconcileError as e:
         for problem in e.problems if isinstance(e, InvalidPolicies) else ():
             click.echo(str(problem), err=True)
-        kind = AuditUnavailableError if isinstance(e, AuditUnavailable) else LockedError if isinstance(e, Busy) \
-            else click.ClickException
+        kinds = ((AuditUnavailable, AuditUnavailableError), (Busy, LockedError),
+                 (InvalidPolicies, InvalidPoliciesError))
+        kind = next((error for library, error in kinds if isinstance(e, library)), click.ClickException)
         raise kind(e.message) from None
 
 

@@ -103,18 +103,20 @@ def test_the_cronjob_runs_one_bounded_run_at_a_time_and_cleans_up() -> None:
 
 def test_the_pod_failure_policy_fails_the_job_on_what_a_retry_cannot_fix() -> None:
     """Exit status (`reconcile --help`): 1 error (retried: transient ones are the common case), 2
-    changes pending, 3 audit trail unavailable, 4 internal error (not retried). Disruptions are
-    retried without counting."""
+    changes pending, 3 audit trail unavailable, 4 internal error, 5 locked, 6 invalid policies (not
+    retried). Disruptions are retried without counting."""
     for directory in RENDERED:
         objects = render(directory)
         rules_ = one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
         fail = [r for r in rules_ if r["action"] == "FailJob"]
         assert fail == [{"action": "FailJob", "onExitCodes": {"containerName": container(objects)["name"],
-                                                             "operator": "In", "values": [2, 3, 4]}}]
+                                                             "operator": "In", "values": [2, 3, 4, 5, 6]}}]
         assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules_
         assert not any(1 in r.get("onExitCodes", {}).get("values", ()) for r in rules_)
     help_text = (ROOT / "reconcile" / "cli" / "__init__.py").read_text()
-    assert "3 the audit trail" in help_text and "4 internal error" in help_text  # the codes the rules name
+    for code in ("3 the audit trail", "4 internal error", "5 another run holds the lock",
+                 "6 the repo-of-record is invalid"):
+        assert code in help_text  # the codes the rules name
 
 
 @pytest.mark.parametrize("directory", RENDERED)
