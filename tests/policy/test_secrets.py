@@ -924,11 +924,9 @@ def test_default_reader_bad_kubeconfig(
 def test_default_reader_uses_in_cluster_config_when_in_a_pod(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubernetes.config import incluster_config
-
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
-    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "no-token"))
+    monkeypatch.setenv("RECONCILE_SERVICE_ACCOUNT_DIR", str(tmp_path / "serviceaccount"))  # no token in it
     err = catch(lambda: SecretResolver(kubernetes_reader=read_kubernetes_secret).resolve(K8S_REF, purpose=PURPOSE))
     assert "in-cluster" in str(err)
     assert "token file does not exist" in str(err)
