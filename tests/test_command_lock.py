@@ -85,7 +85,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 
 def test_a_lease_held_elsewhere_is_exit_5_and_a_locked_run(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     lease = FakeLease(holder="reconcile-28812345-abcde_1")
-    monkeypatch.setattr(session, "run_lock", lambda setting: lease)
+    monkeypatch.setattr(session, "run_lock", lambda setting, shard: lease)
     db = str(sandbox.audit_db)
     result = CliRunner().invoke(cli, ["run", "--repo", str(sandbox.policies), "--audit-db", db])
     assert result.exit_code == 5, result.output

@@ -28,6 +28,7 @@ class Settings:
     trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
     debug: bool = False  # an unexpected error shows its traceback
     lock: str = "auto"  # auto | none | lease:NAMESPACE/NAME: the lock beyond the audit trail's file lock
+    shard: str | None = None  # K/N: this run's share of the repositories (an Indexed Job's pod)
 
 
 _COMMON: dict[str, dict[str, Any]] = {
@@ -55,6 +56,11 @@ _COMMON: dict[str, dict[str, Any]] = {
                  help="The lock commands that change things take besides the audit trail's file lock: a "
                       "coordination.k8s.io Lease, so runs in two pods never overlap. auto: the Lease 'reconcile' in "
                       "the pod's namespace when running in a cluster, none elsewhere. [env: RECONCILE_LOCK]"),
+    "shard": dict(metavar="K/N", envvar="RECONCILE_SHARD",
+                  help="Act on shard K of N only (K from 0): the repositories whose stable hash falls in it, and "
+                       "the pipelines whose first stage does, with the shard's own audit trail (AUDIT_DB's name "
+                       "with .shard-K-of-N) and Lease. Default from an Indexed Job: JOB_COMPLETION_INDEX of "
+                       "RECONCILE_SHARDS. [env: RECONCILE_SHARD]"),
     "debug": dict(is_flag=True, envvar="RECONCILE_DEBUG", default=False,
                   help="On an unexpected error, show the Python traceback instead of one line. [env: RECONCILE_DEBUG]"),
 }
@@ -72,10 +78,12 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, repo: str | None, ref: str | None, audit_db: str | None, trusted_ref: str | None,
-                trust_ref_connections: bool, lock: str | None, debug: bool, **kwargs: Any) -> Any:
+                trust_ref_connections: bool, lock: str | None, shard: str | None, debug: bool,
+                **kwargs: Any) -> Any:
         settings = click.get_current_context().find_object(Settings) or Settings()
         for name, value in (("repo", repo), ("ref", ref), ("audit_db", audit_db), ("trusted_ref", trusted_ref),
                             ("trust_ref_connections", trust_ref_connections or None), ("lock", lock),
+                            ("shard", shard),
                             ("debug", debug or None)):
             if value is not None:
                 setattr(settings, name, value)
@@ -187,10 +195,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 @_option("trusted_ref", on_group=True)
 @_option("trust_ref_connections", on_group=True)
 @_option("lock", on_group=True)
+@_option("shard", on_group=True)
 @_option("debug", on_group=True)
 @click.pass_context
 def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_ref: str | None,
-        trust_ref_connections: bool, lock: str, debug: bool) -> None:
+        trust_ref_connections: bool, lock: str, shard: str | None, debug: bool) -> None:
     """Declarative GitOps reconciliation for container images.
 
     Reads retention, promotion and deploy policies from a git repo-of-record, compares them with
@@ -207,7 +216,7 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
     lists the problems).
     """
     ctx.obj = Settings(repo=repo, ref=ref, audit_db=audit_db, trusted_ref=trusted_ref,
-                       trust_ref_connections=trust_ref_connections, lock=lock, debug=debug)
+                       trust_ref_connections=trust_ref_connections, lock=lock, shard=shard, debug=debug)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import click
 from reconcile.cli import AuditUnavailableError, InvalidPoliciesError, LockedError, Settings
 
 if TYPE_CHECKING:
+    from reconcile.policy.shards import Shard
     from reconcile.reconciler import Reconciler
     from reconcile.reconciler.runs import RunLock
 
@@ -23,17 +24,37 @@ if TYPE_CHECKING:
 def reconciler_for(settings: Settings) -> Reconciler:
     from reconcile.reconciler import Reconciler  # the library loads with the command that needs it
 
+    shard = shard_of(settings.shard)
     return Reconciler(settings.repo, ref=settings.ref, audit_db=settings.audit_db, trusted_ref=settings.trusted_ref,
                       trust_ref_connections=settings.trust_ref_connections,
-                      notice=lambda message: click.echo(message, err=True), lock=run_lock(settings.lock))
+                      notice=lambda message: click.echo(message, err=True), lock=run_lock(settings.lock, shard),
+                      shard=shard)
+
+
+def shard_of(setting: str | None) -> Shard | None:
+    """``--shard K/N``, else an Indexed Job's JOB_COMPLETION_INDEX of RECONCILE_SHARDS, else none."""
+    from reconcile.policy.shards import Shard
+
+    if setting is None and os.environ.get("RECONCILE_SHARDS"):
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None:
+            raise click.UsageError("RECONCILE_SHARDS is set but JOB_COMPLETION_INDEX is not: run as an Indexed Job "
+                                   "(completionMode: Indexed) or pass --shard K/N")
+        setting = f"{index}/{os.environ['RECONCILE_SHARDS']}"
+    if setting is None:
+        return None
+    try:
+        return Shard.parse(setting)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--shard") from None
 
 
 LEASE_DURATION = timedelta(seconds=60)  # renewed every 20 s while a run holds it; a crashed pod's expires in 60
 
 
-def run_lock(setting: str) -> RunLock | None:
+def run_lock(setting: str, shard: Shard | None = None) -> RunLock | None:
     """The Lease ``setting`` names (``lease:NAMESPACE/NAME``), the pod's own ``reconcile`` Lease for
-    ``auto`` in a cluster, or none."""
+    ``auto`` in a cluster, or none; a shard's has its own (``NAME-shard-K-of-N``)."""
     if setting == "none" or (setting == "auto" and not os.environ.get("KUBERNETES_SERVICE_HOST")):
         return None
     from reconcile.adapters.cluster.connection import pod_namespace
@@ -50,7 +71,8 @@ def run_lock(setting: str) -> RunLock | None:
         if kind != "lease" or not namespace or not name or "/" in name:
             raise click.BadParameter(f"{setting!r}: expected auto, none or lease:NAMESPACE/NAME",
                                      param_hint="--lock")
-    return LeaseLock(namespace, name, identity(), duration=LEASE_DURATION)
+    own = name if shard is None else f"{name}-{shard.suffix}"
+    return LeaseLock(namespace, own, identity(), duration=LEASE_DURATION)
 
 
 def identity() -> str:

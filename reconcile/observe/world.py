@@ -24,6 +24,7 @@ from reconcile.observe.state import (
 )
 from reconcile.policy.model import Cluster, DeployPolicy, PolicySet, Registry, RetentionPolicy
 from reconcile.policy.secrets import SecretError, SecretResolver
+from reconcile.policy.shards import Shard
 from reconcile.policy.source import SourceError
 
 OBSERVERS = 8  # sources (clusters, registries' repositories, deploy targets) read at once
@@ -37,7 +38,7 @@ WrittenReader = Callable[[DeployPolicy], DeployHealth]
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,
             observed_at: str, cache_dir: Path | None = None, clients: dict[str, RegistryClient] | None = None,
             read_helm: ClusterReader | None = None, read_health: HealthReader | None = None,
-            read_written: WrittenReader | None = None) -> Observation:
+            read_written: WrittenReader | None = None, shard: Shard | None = None) -> Observation:
     """Observe the registries, clusters and source repositories the retention policies name.
 
     A cluster named in ``protect.inUse`` is read with ``read_cluster`` (images running or kept for
@@ -50,6 +51,9 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
 
     ``health`` covers every DeployPolicy a healthyIn gate names and every one with a cluster target
     (what it runs now); ``written``, with ``read_written``, what a manifests target's image is now.
+
+    With ``shard``, only its repositories and pipelines are observed; what protects images
+    (clusters, deploy targets, their health) is read whole, as retention in any shard needs it.
     """
     clients = {} if clients is None else clients
     retention_policies = policies.retention_policies.values()
@@ -65,12 +69,13 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
                                            name in helm, read_cluster, read_helm)
                          for name in sorted(in_use | helm)}
         retention_reads = {name: pool.submit(_observe_retention, policy, policies.registries[policy.registry],
-                                             resolver, cache_dir, clients)
+                                             resolver, cache_dir, clients, shard)
                            for name, policy in sorted(policies.retention_policies.items())}
         stage_reads = {name: {stage.name: pool.submit(_observe_stage, policies.registries[stage.registry],
                                                       stage.repository, resolver, cache_dir, clients)
                               for stage in policy.stages}
-                       for name, policy in sorted(policies.promotion_policies.items())}
+                       for name, policy in sorted(policies.promotion_policies.items())
+                       if shard is None or shard.owns_promotion(policy)}
         health_reads = {name: pool.submit(_health, policies.deploy_policies[name], read_health)
                         for name in sorted(gated | deployed)}
         written_reads = {name: pool.submit(_health, policy, read_written) for name, policy
@@ -150,7 +155,8 @@ def _merged(name: str, parts: list[ClusterState | str]) -> ClusterState | str:
 
 
 def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: SecretResolver,
-                       cache_dir: Path | None, clients: dict[str, RegistryClient]) -> RetentionObservation:
+                       cache_dir: Path | None, clients: dict[str, RegistryClient],
+                       shard: Shard | None = None) -> RetentionObservation:
     commits: dict[int, frozenset[str] | str] = {}
     for index, rule in enumerate(policy.keep):
         if rule.git_refs is not None:
@@ -161,6 +167,8 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
     try:
         client = _client(registry, resolver, cache_dir, clients)
         names = client.repositories(policy.repositories)
+        if shard is not None:
+            names = [name for name in names if shard.owns_repository(registry.name, name)]
         repositories = observe_repositories(client, names)
     except (RegistryError, SecretError) as e:
         return RetentionObservation(f"registry {registry.name} could not be read: {e}", commits)

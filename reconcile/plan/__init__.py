@@ -16,6 +16,7 @@ from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.promotion import PromotionInputs, plan_promotion
 from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
 from reconcile.policy.model import Approval, PolicySet, registry_host
+from reconcile.policy.shards import Shard
 
 __all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint"]
 
@@ -24,7 +25,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                *, now: datetime, only: str | None = None,
                arrivals: Mapping[tuple[str, str], datetime] | str | None = None,
                approvals: Mapping[str, tuple[Approval, ...] | str] | None = None,
-               holds: Mapping[str, Hold] | str | None = None) -> Plan:
+               holds: Mapping[str, Hold] | str | None = None, shard: Shard | None = None) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
     ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
@@ -32,6 +33,8 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
     unknown, then soak gates are blocked as unreadable); ``approvals``
     the approval files of the repo-of-record at the same commit; ``holds`` DeployPolicy -> the
     digest a rollback holds back (from the trail), or why they are unknown (then nothing is deployed).
+    ``shard``: only the pipelines (and their deploys) it owns; retention plans the repositories
+    observed, which are the shard's.
     """
     actions: list[Action] = []
     errors: list[str] = []
@@ -55,7 +58,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         errors += [a.reason for a in policy_actions if a.is_error]
         actions += policy_actions
     for name, promotion in policies.promotion_policies.items():
-        if only and only != f"PromotionPolicy/{name}":
+        if (only and only != f"PromotionPolicy/{name}") or (shard is not None and not shard.owns_promotion(promotion)):
             continue
         stages = observation.promotion.get(name, {})
         stage_arrivals = arrivals if isinstance(arrivals, str) else {
@@ -66,7 +69,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
         errors += [a.reason for a in promotion_actions if a.is_error]
         actions += promotion_actions
     for name, deploy in policies.deploy_policies.items():
-        if only and only != f"DeployPolicy/{name}":
+        if (only and only != f"DeployPolicy/{name}") or (shard is not None and not shard.owns_deploy(deploy, policies)):
             continue
         stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
         stage_state = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")

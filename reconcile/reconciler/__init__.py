@@ -40,6 +40,7 @@ from reconcile.policy.approvals import read_approvals
 from reconcile.policy.loader import load_policies
 from reconcile.policy.model import DeployPolicy, PolicySet
 from reconcile.policy.secrets import redact
+from reconcile.policy.shards import Shard
 from reconcile.policy.source import default_cache_dir
 from reconcile.policy.trust import load_with_trusted_connections
 from reconcile.reconciler.connections import (
@@ -63,7 +64,17 @@ from reconcile.reconciler.errors import (
 )
 from reconcile.reconciler.explain import POLICY_KINDS, deploy_images, explains, removed_from_the_trail
 from reconcile.reconciler.rollback import RolledBack, roll_back_policy
-from reconcile.reconciler.runs import Notice, RunLock, audited_failures, audited_run, command_lock, history, leased
+from reconcile.reconciler.runs import (
+    Notice,
+    RunLock,
+    audited_failures,
+    audited_run,
+    command_lock,
+    history,
+    leased,
+    shard_audit_db,
+    shard_siblings,
+)
 from reconcile.reconciler.saved import check_saved, in_memory, read_saved_file
 from reconcile.render.plan import SavedPlan
 
@@ -119,8 +130,11 @@ class Reconciler:
 
     def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str = defaults.AUDIT_DB,
                  trusted_ref: str | None = None, trust_ref_connections: bool = False,
-                 notice: Notice | None = None, lock: RunLock | None = None) -> None:
-        self.repo, self.ref, self.audit_db = repo, ref, audit_db
+                 notice: Notice | None = None, lock: RunLock | None = None, shard: Shard | None = None) -> None:
+        # A shard writes its own trail, and reads the others' (and the one from before sharding) for history.
+        self.repo, self.ref, self.shard = repo, ref, shard
+        self.audit_db = audit_db if shard is None else shard_audit_db(audit_db, shard)
+        self._also = () if shard is None else tuple(shard_siblings(audit_db, shard))
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
         self.lock = lock  # beyond the audit trail's file lock: a Lease other pods see
         tell = notice or log.warning
@@ -256,12 +270,12 @@ class Reconciler:
         observation = observe(policies, resolver=connections.resolver, read_cluster=cluster_reader(connections),
                               read_helm=helm_reader(connections), read_health=health_reader(connections),
                               read_written=written_reader(connections), observed_at=utc_now(),
-                              clients=connections.registries)
-        deployed, arrivals, holds = history(self.audit_db)
+                              clients=connections.registries, shard=self.shard)
+        deployed, arrivals, holds = history(self.audit_db, *self._also)
         gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
         approvals = read_approvals(self.repo, policies.commit, gates)
         return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals,
-                          approvals=approvals, holds=holds)
+                          approvals=approvals, holds=holds, shard=self.shard)
 
     def _apply(self, given: Plan | str | Path | None, only: str | None, max_plan_age: timedelta | None,
                review: Callable[[Plan], bool] | None, report: Callable[[Applied], None] | None,
@@ -323,6 +337,10 @@ class Reconciler:
         policy = policies.deploy_policies.get(name.removeprefix("DeployPolicy/"))
         if policy is None:
             raise ReconcileError(f"no DeployPolicy {name} (known: {', '.join(policies.deploy_policies) or 'none'})")
+        if self.shard is not None and not self.shard.owns_deploy(policy, policies):
+            owner = next(k for k in range(self.shard.count) if Shard(k, self.shard.count).owns_deploy(policy, policies))
+            raise ReconcileError(f"DeployPolicy {policy.name} belongs to shard {owner}/{self.shard.count}, whose trail "
+                                 f"holds its history: run with --shard {owner}/{self.shard.count}")
         return policies, policy
 
 

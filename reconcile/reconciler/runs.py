@@ -16,6 +16,7 @@ from reconcile.audit import AuditError, AuditStore, Run
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import RunMode, RunOutcome, outcome_of
 from reconcile.plan.deploy import Hold
+from reconcile.policy.shards import Shard
 from reconcile.reconciler.errors import AuditUnavailable, Busy, LockLost, PlanRefused, ReconcileError
 from reconcile.render.audit import unfinished_warnings
 
@@ -164,12 +165,37 @@ def leased(lock: RunLock | None) -> Iterator[Callable[[], None] | None]:
         holding.__exit__(None, None, None)
 
 
-def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime] | str,
-                                     dict[str, Hold] | str]:
+History = tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime] | str, dict[str, Hold] | str]
+
+
+def history(audit_db: str, *more: str) -> History:
     """Deploy history, promotion arrivals and deploy holds; empty when there is no trail yet. When it
     exists but cannot be read: no deploy history (retention that protects it then fails closed) and,
     for arrivals and holds, why (soak gates and deploys then wait: a rollback may hold the very
-    digest they would deploy)."""
+    digest they would deploy).
+
+    ``more``: other trails read with it, newest first after it (the other shards', then the one
+    from before sharding): a deploy recorded in any of them is in the history, a digest's arrival
+    is its first in any, a hold in ``audit_db`` overrides theirs. Any of them unreadable: as above."""
+    histories = [_history(path) for path in (audit_db, *more)]
+    for deployed, arrivals, holds in histories:
+        if deployed is None:
+            return deployed, arrivals, holds
+    merged: dict[str, list[str]] = {}
+    first: dict[tuple[str, str], datetime] = {}
+    held: dict[str, Hold] = {}
+    for deployed, arrivals, holds in histories:
+        assert deployed is not None and not isinstance(arrivals, str) and not isinstance(holds, str)
+        for name, digests in deployed.items():
+            merged.setdefault(name, []).extend(d for d in digests if d not in merged.get(name, []))
+        for key, when in arrivals.items():
+            first[key] = min(when, first.get(key, when))
+        for name, hold in holds.items():
+            held.setdefault(name, hold)
+    return merged, first, held
+
+
+def _history(audit_db: str) -> History:
     if not Path(audit_db).exists():
         return {}, {}, {}
     try:
@@ -179,3 +205,16 @@ def history(audit_db: str) -> tuple[dict[str, list[str]] | None, dict[tuple[str,
     except AuditError as e:
         why = f"the audit trail could not be read: {e}"
         return None, why, why
+
+
+def shard_audit_db(audit_db: str, shard: Shard) -> str:
+    """A shard's own trail next to ``audit_db``: ``audit.db`` -> ``audit.shard-2-of-4.db``."""
+    path = Path(audit_db)
+    return str(path.with_name(f"{path.stem}.{shard.suffix}{path.suffix or '.db'}"))
+
+
+def shard_siblings(audit_db: str, shard: Shard) -> list[str]:
+    """The trails a shard reads history from besides its own: the other shards' of the same N,
+    then ``audit_db`` itself (written before sharding)."""
+    others = [shard_audit_db(audit_db, Shard(k, shard.count)) for k in range(shard.count) if k != shard.index]
+    return [*others, audit_db]
