@@ -2,6 +2,10 @@
 
 On a terminal: rich tables with relative times and colored statuses, paged when taller than the
 screen. Piped: plain TSV (or the export formats), absolute UTC times, nothing truncated.
+
+``--db PATH`` (repeatable; a file or a directory of ``*.db`` trails) reviews several trails, the
+shard files of a sharded run, as one: merged in time order, with a ``trail`` column, while
+``verify`` checks each chain on its own.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import click
 from rich.console import Console, RenderableType
 
 from reconcile.audit.query import ActionFilter, find_outcome, list_actions, parse_when
+from reconcile.audit.several import AuditTrails, Trail
 from reconcile.audit.store import KINDS, STATUSES, AuditError, AuditStore
 from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
 from reconcile.render import audit as render
@@ -29,25 +35,54 @@ from reconcile.render import audit as render
 TERMINAL_LIMIT = 100
 
 
+_DBS = "reconcile.audit.dbs"  # ctx.meta key: the group's --db values
+_DB_HELP = ("An audit trail to review instead of --audit-db (repeatable: several, such as the shard files of a "
+            "sharded run, reviewed as one, merged in time order with a trail column; verify checks each chain). "
+            "A directory: every *.db file in it, sorted by name; each must be an audit trail (one that is not is "
+            "an error naming it, exit 3).")
+
+
+def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--db", "dbs", multiple=True, metavar="PATH", help=_DB_HELP)(command)
+
+
 @cli.group("audit")
-def audit_group() -> None:
+@db_option
+@click.pass_context
+def audit_group(ctx: click.Context, dbs: tuple[str, ...]) -> None:
     """Review the audit trail: what happened, when, why, by whom, and whether it is intact.
 
-    Every subcommand opens the trail (--audit-db) read-only.
+    Every subcommand opens the trail (--audit-db) read-only; or the trails --db names (before or
+    after the subcommand), several reviewed as one.
     """
+    ctx.meta[_DBS] = dbs
 
 
 # --- shared -------------------------------------------------------------------------------------
 
+def _paths(settings: Settings, dbs: Sequence[str]) -> list[str]:
+    """The --db values given to the group and to the command, else --audit-db."""
+    given = [*click.get_current_context().meta.get(_DBS, ()), *dbs]
+    return given or [settings.audit_db]
+
+
 @contextmanager
-def _reading(settings: Settings) -> Iterator[AuditStore]:
+def _reading(settings: Settings, dbs: Sequence[str] = ()) -> Iterator[AuditTrails]:
+    paths = _paths(settings, dbs)
     try:
-        with AuditStore.open(settings.audit_db, read_only=True) as store:
-            yield store
+        with AuditTrails.open(paths) as trails:
+            yield trails
     except AuditError as e:
         raise AuditUnavailableError(str(e)) from None
     except sqlite3.Error as e:
-        raise AuditUnavailableError(f"cannot read the audit trail {settings.audit_db}: {e}") from None
+        raise AuditUnavailableError(f"cannot read the audit trail {', '.join(paths)}: {e}") from None
+
+
+def _where(trails: AuditTrails) -> str:
+    """``the audit trail PATH`` (as given) or ``the audit trails A, B`` (their names), for messages."""
+    if trails.several:
+        return f"the audit trails {', '.join(trails.names)}"
+    return f"the audit trail {trails.trails[0].store.path}"
 
 
 def _console() -> Console:
@@ -134,8 +169,9 @@ def _terminal_limit(console: Console, given: int | None) -> int | None:
 
 @audit_group.command("list")
 @common_options
+@db_option
 @filter_options
-def list_command(settings: Settings, **filters: Any) -> None:
+def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> None:
     """List actions in chain order (oldest first), newest 100 on a terminal, all when piped.
 
     A prune is listed with the tags it removed, a promotion with those it set, an untag with its
@@ -146,28 +182,42 @@ def list_command(settings: Settings, **filters: Any) -> None:
     reconcile audit list --since 2h --action prune --target 'ci/team-a/*'
     reconcile audit list --target '*build-10*'
     reconcile audit list --commit 1a2b3c --status failed | cut -f1,7,12
+    reconcile audit list --db /var/lib/reconcile/audit/ --status failed   # every shard's trail
+
+    With several trails (--db), actions are merged in time order (each trail's in chain order) and
+    a first column names each one's trail.
     """
     console = _console()
     flt = _filter(filters)
     limit = _terminal_limit(console, filters["limit"])
-    with _reading(settings) as store:
-        rows = list_actions(store, replace(flt, limit=limit + 1 if limit else None))
+    with _reading(settings, dbs) as trails:
+        rows = trails.actions(replace(flt, limit=limit + 1 if limit else None))
+        several = trails.several
     rows, left_out = _newest(rows, limit)
-    _listing(console, rows, left_out, "actions", render.actions_tsv, render.actions_table, "no actions match")
+    _listing(console, rows, left_out, "actions", partial(render.actions_tsv, trail=several),
+             partial(render.actions_table, trail=several), "no actions match")
 
 
 @audit_group.command()
 @common_options
+@db_option
 @click.option("--limit", type=click.IntRange(min=0), metavar="N",
               help="The newest N runs (default 100 on a terminal, all when piped; 0: all).")
-def runs(settings: Settings, limit: int | None) -> None:
-    """List runs, oldest first: mode, who, policy commit, outcome, action counts."""
+def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None) -> None:
+    """List runs, oldest first: mode, who, policy commit, outcome, action counts.
+
+    With several trails (--db), by start time across them, a first column naming each run's trail.
+    """
     console = _console()
     limit = _terminal_limit(console, limit)
-    with _reading(settings) as store:
-        records = store.runs(limit=limit + 1 if limit else None)
-    records, left_out = _newest(records[::-1], limit)
-    _listing(console, records, left_out, "runs", render.runs_tsv, render.runs_table, "no runs recorded")
+    with _reading(settings, dbs) as trails:
+        found = trails.runs(limit=limit + 1 if limit else None)
+        several = trails.several
+    found, left_out = _newest(found, limit)
+    records = [r.run for r in found]
+    names = [r.trail for r in found] if several else None
+    _listing(console, records, left_out, "runs", partial(render.runs_tsv, trails=names),
+             partial(render.runs_table, trails=names), "no runs recorded")
 
 
 def _listing(console: Console, rows: list[Any], left_out: bool, noun: str, tsv: Callable[..., str],
@@ -184,30 +234,47 @@ def _listing(console: Console, rows: list[Any], left_out: bool, noun: str, tsv: 
 
 @audit_group.command()
 @common_options
+@db_option
 @click.argument("entry_id", metavar="RUN_ID|EVENT_ID")
-def show(settings: Settings, entry_id: str) -> None:
-    """Show a run (its fields and actions) or one event (intent and outcome side by side)."""
+def show(settings: Settings, dbs: tuple[str, ...], entry_id: str) -> None:
+    """Show a run (its fields and actions) or one event (intent and outcome side by side).
+
+    With several trails (--db), from whichever trail holds it, named in a first field.
+    """
     console = _console()
-    with _reading(settings) as store:
+    with _reading(settings, dbs) as trails:
+        where = _where(trails)
         if entry_id.startswith("evt-"):
-            event = store.action(entry_id)
-            if event is None:
-                raise click.ClickException(f"no event {entry_id} in the audit trail {settings.audit_db}")
-            intent, outcome = _mutation_of(store, event)
+            found_event = trails.find_action(entry_id)
+            if not found_event:
+                raise click.ClickException(f"no event {entry_id} in {where}")
+            (trail, event), = _one(found_event, f"event {entry_id}")
+            intent, outcome = _mutation_of(trail.store, event)
+            name = trail.name if trails.several else None
             if not console.is_terminal:
-                click.echo(render.event_detail_tsv(event, intent, outcome), nl=False)
+                click.echo(render.event_detail_tsv(event, intent, outcome, trail=name), nl=False)
                 return
-            _show(console, render.event_detail(event, intent, outcome, datetime.now(UTC)))
+            _show(console, render.event_detail(event, intent, outcome, datetime.now(UTC), trail=name))
             return
-        run = store.run(entry_id)
-        if run is None:
+        found_run = trails.find_run(entry_id)
+        if not found_run:
             hint = "" if entry_id.startswith("run-") else " (ids look like run-… or evt-…)"
-            raise click.ClickException(f"no run {entry_id} in the audit trail {settings.audit_db}{hint}")
-        actions = list_actions(store, ActionFilter(run=entry_id))
+            raise click.ClickException(f"no run {entry_id} in {where}{hint}")
+        (trail, run), = _one(found_run, f"run {entry_id}")
+        actions = list_actions(trail.store, ActionFilter(run=entry_id))
+        name = trail.name if trails.several else None
     if not console.is_terminal:
-        click.echo(render.run_detail_tsv(run, actions), nl=False)
+        click.echo(render.run_detail_tsv(run, actions, trail=name), nl=False)
         return
-    _show(console, render.run_detail(run, actions, datetime.now(UTC)))
+    _show(console, render.run_detail(run, actions, datetime.now(UTC), trail=name))
+
+
+def _one(found: list[tuple[Trail, Any]], what: str) -> list[tuple[Trail, Any]]:
+    """``found`` when it is one trail's; an id in several trails (a copied trail) is an error."""
+    if len(found) > 1:
+        raise click.ClickException(f"{what} is in more than one audit trail: "
+                                   f"{', '.join(t.name for t, _ in found)} (give one with --db)")
+    return found
 
 
 def _mutation_of(store: AuditStore, event: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -221,24 +288,28 @@ def _mutation_of(store: AuditStore, event: dict[str, Any]) -> tuple[dict[str, An
 
 @audit_group.command()
 @common_options
+@db_option
 @click.option("--format", "output", type=click.Choice(["json", "jsonl", "csv"]), default="json", show_default=True,
               help='json: {"runs": [...], "actions": [...]}; jsonl: one object per line with "type": '
                    '"run" or "action"; csv: actions only, with a header row.')
 @filter_options
-def export(settings: Settings, output: str, **filters: Any) -> None:
+def export(settings: Settings, dbs: tuple[str, ...], output: str, **filters: Any) -> None:
     """Export actions and runs for other tools; with filters, only the runs of the exported actions.
 
     Each action has its repository (REGISTRY/REPOSITORY) and tags (those a prune removed, a
     promotion set, an untag removed): an array in json and jsonl (null when none were recorded),
-    comma-separated in csv.
+    comma-separated in csv. With several trails (--db): merged in time order, each run and action
+    with a "trail" field first (csv: a first column), the file name of its trail.
     """
     flt = _filter(filters)
-    with _reading(settings) as store:
-        actions = [_exported_action(row) for row in list_actions(store, flt)]
-        runs = [render.run_dict(run) for run in reversed(store.runs())]
+    with _reading(settings, dbs) as trails:
+        several = trails.several
+        actions = [_exported_action(row) for row in trails.actions(flt)]
+        runs = [{"trail": r.trail, **render.run_dict(r.run)} if several else render.run_dict(r.run)
+                for r in trails.runs()]
     if not flt.is_empty():
-        wanted = {a["run_id"] for a in actions}
-        runs = [r for r in runs if r["id"] in wanted]
+        wanted = {(a.get("trail"), a["run_id"]) for a in actions}
+        runs = [r for r in runs if (r.get("trail"), r["id"]) in wanted]
     if output == "json":
         click.echo(json.dumps({"runs": runs, "actions": actions}, indent=2))
     elif output == "jsonl":
@@ -246,21 +317,22 @@ def export(settings: Settings, output: str, **filters: Any) -> None:
             for obj in objects:
                 click.echo(json.dumps({"type": kind, **obj}))
     else:
-        click.echo(_csv(actions), nl=False)
+        click.echo(_csv(actions, trail=several), nl=False)
 
 
 def _exported_action(row: dict[str, Any]) -> dict[str, Any]:
     """The row, ``dry_run`` a boolean and ``tags`` an array (null when none were recorded); a trail
     from before schema version 2 gets the newer columns as null."""
     tags = render.tags_of(row)
-    return {**row, "repository": row.get("repository"), "tags": list(tags) if tags else None,
+    trail = {"trail": row["trail"]} if "trail" in row else {}
+    return {**trail, **row, "repository": row.get("repository"), "tags": list(tags) if tags else None,
             "dry_run": bool(row["dry_run"]) if row["dry_run"] is not None else None}
 
 
-def _csv(actions: Sequence[dict[str, Any]]) -> str:
+def _csv(actions: Sequence[dict[str, Any]], *, trail: bool = False) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    columns = [*render.ACTION_COLUMNS, "prev_hash", "hash"]
+    columns = [*(["trail"] if trail else []), *render.ACTION_COLUMNS, "prev_hash", "hash"]
     writer.writerow(columns)
     for action in actions:
         values = [render.tags_text(action) if c == "tags" else action.get(c) for c in columns]
@@ -270,24 +342,59 @@ def _csv(actions: Sequence[dict[str, Any]]) -> str:
 
 @audit_group.command()
 @common_options
-@click.option("--expect-head", metavar="HASH",
+@db_option
+@click.option("--expect-head", "expect_heads", multiple=True, metavar="[TRAIL=]HASH",
               help="A chain head printed by an earlier run and kept elsewhere; it must still be in the "
-                   "trail (catches a removed tail).")
-def verify(settings: Settings, expect_head: str | None) -> None:
+                   "trail (catches a removed tail). With several trails (--db): TRAIL=HASH, TRAIL the file "
+                   "name verify prints, repeatable, one per trail (a trail without one is verified without "
+                   "it; a TRAIL not among those given is reported broken: a shard's file went missing).")
+def verify(settings: Settings, dbs: tuple[str, ...], expect_heads: tuple[str, ...]) -> None:
     """Recompute the whole hash chain; exit status 1 naming the first entry that does not match.
 
     Also warns (on stderr, without changing the exit status) about runs that never finished and
     intents without an outcome: mutations that may or may not have happened.
+
+    With several trails (--db), each chain is verified on its own, one line each prefixed with its
+    trail's file name; exit status 1 when any is broken.
     """
-    with _reading(settings) as store:
-        result = store.verify(expect_head)
-        unfinished = store.unfinished_runs()
-        pending = store.pending_intents()
-    if result.ok:
-        click.echo(f"ok: {result.entries} entries, head {result.head}")
-    else:
-        click.echo(f"broken: {result.first_break}")
-    for warning in render.unfinished_warnings(unfinished, pending):
-        click.echo(f"warning: {warning}", err=True)
-    if not result.ok:
+    with _reading(settings, dbs) as trails:
+        heads, missing = _expected_heads(trails, expect_heads)
+        results = trails.verify(heads)
+        unfinished = trails.unfinished()
+        several = trails.several
+    broken = bool(missing)
+    for trail, result in results:
+        prefix = f"{trail.name}: " if several else ""
+        if result.ok:
+            click.echo(f"{prefix}ok: {result.entries} entries, head {result.head}")
+        else:
+            broken = True
+            click.echo(f"{prefix}broken: {result.first_break}")
+    for name, head in missing.items():
+        click.echo(f"{name}: broken: no such trail among those given, but its head {head} was expected "
+                   "(a trail went missing, or the name is wrong)")
+    for trail, runs_, pending in unfinished:
+        prefix = f"{trail.name}: " if several else ""
+        for warning in render.unfinished_warnings(runs_, pending):
+            click.echo(f"warning: {prefix}{warning}", err=True)
+    if broken:
         sys.exit(1)
+
+
+def _expected_heads(trails: AuditTrails, values: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``--expect-head`` values as (trail name -> head, for the trails given; name -> head, for
+    names that are not). A bare HASH only with one trail."""
+    heads: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for value in values:
+        name, sep, head = value.rpartition("=")  # hashes hold no "="; trail names may
+        if not sep:
+            if trails.several:
+                raise click.BadParameter(f"{value!r}: with several trails, say whose head it is: TRAIL=HASH "
+                                         f"(TRAIL one of {', '.join(trails.names)})", param_hint="'--expect-head'")
+            name = trails.names[0]
+        if name in heads or name in missing:
+            raise click.BadParameter(f"more than one expected head for the trail {name}",
+                                     param_hint="'--expect-head'")
+        (heads if name in trails.names else missing)[name] = head
+    return heads, missing

@@ -157,15 +157,18 @@ def _table(title: str | None = None) -> Table:
 
 
 def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: str | None = None,
-                  by_event: bool = False) -> Table:
+                  by_event: bool = False, trail: bool = False) -> Table:
     """One row per action, in the order given (chain order). ``by_event`` shows the event id
     instead of the run id (for one run's actions); a run id shared by every row goes in the title
-    instead of a column, leaving the width to targets and reasons."""
+    instead of a column, leaving the width to targets and reasons. ``trail``: a first column with
+    each row's ``trail`` (rows from several audit trails)."""
     runs = {row["run_id"] for row in rows}
     one_run = len(runs) == 1 and not by_event
     if one_run:
         title = f"{title + ' of ' if title else ''}run {next(iter(runs))}"
     table = _table(title)
+    if trail:
+        table.add_column("trail", no_wrap=True)
     table.add_column("seq", justify="right", style="dim", no_wrap=True)
     table.add_column("when", no_wrap=True)
     table.add_column("UTC", style="dim", no_wrap=True)
@@ -180,14 +183,19 @@ def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: st
     for row in rows:
         ids = [] if one_run else [_text(row["event_id"] if by_event else row["run_id"])]
         table.add_row(
+            *([_text(row.get("trail"))] if trail else []),
             _text(row["seq"]), _text(relative_time(row["timestamp"], now)), _text(absolute_time(row["timestamp"])),
             *ids, _text(row["kind"]), status_text(row["status"]), _target(row), _text(row["policy"]),
             _text(digest_change(row["digest_before"], row["digest_after"])), _reason(row))
     return table
 
 
-def runs_table(runs: Sequence[RunRecord], now: datetime, *, title: str | None = None) -> Table:
+def runs_table(runs: Sequence[RunRecord], now: datetime, *, title: str | None = None,
+               trails: Sequence[str] | None = None) -> Table:
+    """One row per run; ``trails``: the audit trail of each run, in a first column."""
     table = _table(title)
+    if trails is not None:
+        table.add_column("trail", no_wrap=True)
     table.add_column("run", no_wrap=True)
     table.add_column("started", no_wrap=True)
     table.add_column("UTC", style="dim", no_wrap=True)
@@ -197,9 +205,10 @@ def runs_table(runs: Sequence[RunRecord], now: datetime, *, title: str | None = 
     table.add_column("commit", no_wrap=True)
     table.add_column("outcome", no_wrap=True)
     table.add_column("actions", overflow="fold", ratio=1)
-    for run in runs:
+    for i, run in enumerate(runs):
         mode = run.mode + (" (dry run)" if run.dry_run else "")
         table.add_row(
+            *([_text(trails[i])] if trails is not None else []),
             _text(run.id), _text(relative_time(run.started_at, now)), _text(absolute_time(run.started_at)),
             _text(elapsed(run.started_at, run.finished_at)), _text(mode), _text(_actor(run)),
             _text((run.repo_commit or "")[:12]), _run_outcome(run), _text(summary_text(run.summary)),
@@ -226,8 +235,11 @@ def _fields(pairs: Iterable[tuple[str, Text | str]]) -> Table:
     return grid
 
 
-def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: datetime) -> RenderableType:
+def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: datetime, *,
+               trail: str | None = None) -> RenderableType:
+    """The run's fields (first the audit trail holding it, when given) and its actions."""
     fields = _fields([
+        *([("trail", _text(trail))] if trail is not None else []),
         ("run", _text(run.id, "bold")), ("outcome", _run_outcome(run)),
         ("mode", run.mode + (" (dry run)" if run.dry_run else "")), ("by", _actor(run)), ("pid", str(run.pid or "")),
         ("repo", run.repo_url or ""), ("commit", run.repo_commit or ""),
@@ -240,19 +252,23 @@ def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: dateti
 
 
 def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None,
-                 now: datetime) -> RenderableType:
+                 now: datetime, *, trail: str | None = None) -> RenderableType:
     """Every field of ``event`` and its digest before and after, side by side. When it is half of
-    a mutation: the intent (BEFORE) and the outcome (AFTER) side by side, field by field."""
+    a mutation: the intent (BEFORE) and the outcome (AFTER) side by side, field by field.
+    ``trail``: the audit trail holding it, as a first field."""
+    first = [("trail", _text(trail))] if trail is not None else []
     status = status_text(event["status"])
     title = Text.assemble((event["event_id"], "bold"), "  ", event["kind"], " ", status, "  ", _text(event["target"]))
     if intent is None and outcome is None:
-        fields = _fields((name, _event_value(name, event.get(name), now)) for name in EVENT_FIELDS)
+        fields = _fields([*first, *((name, _event_value(name, event.get(name), now)) for name in EVENT_FIELDS)])
         return Group(title, Text(""), _digests(event["digest_before"], event["digest_after"]), Text(""), fields)
     table = _table()
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column(f"BEFORE: intent {intent['event_id'] if intent else ''}".rstrip(), overflow="fold", ratio=1)
     after = f"AFTER: outcome {outcome['event_id']}" if outcome else "AFTER: no outcome recorded"
     table.add_column(after, overflow="fold", ratio=1)
+    for name, value in first:
+        table.add_row(name, value, value.copy())
     for name in EVENT_FIELDS:
         left = _event_value(name, intent.get(name), now) if intent else Text("")
         right = _event_value(name, outcome.get(name), now) if outcome else Text("")
@@ -325,26 +341,38 @@ def _action_row(row: Mapping[str, Any]) -> list[Any]:
     return [_plain(c, row.get(c)) for c in ACTION_COLUMNS]
 
 
-def actions_tsv(rows: Iterable[Mapping[str, Any]]) -> str:
+def actions_tsv(rows: Iterable[Mapping[str, Any]], *, trail: bool = False) -> str:
+    """``trail``: a leading ``trail`` column with each row's ``trail`` (rows from several audit trails)."""
+    if trail:
+        return tsv(("trail", *ACTION_COLUMNS), ([r.get("trail"), *_action_row(r)] for r in rows))
     return tsv(ACTION_COLUMNS, (_action_row(r) for r in rows))
 
 
-def runs_tsv(runs: Iterable[RunRecord]) -> str:
+def runs_tsv(runs: Iterable[RunRecord], *, trails: Sequence[str] | None = None) -> str:
+    """``trails``: the audit trail of each run, in a leading ``trail`` column."""
+    if trails is not None:
+        return tsv(("trail", *RUN_COLUMNS), ([name, *_run_row(r)] for name, r in zip(trails, runs, strict=True)))
     return tsv(RUN_COLUMNS, (_run_row(r) for r in runs))
 
 
-def run_detail_tsv(run: RunRecord, actions: Sequence[Mapping[str, Any]]) -> str:
-    """The run's fields as ``field<TAB>value`` lines, a blank line, then its actions' TSV."""
-    return tsv(("field", "value"), zip(RUN_COLUMNS, _run_row(run), strict=True)) + "\n" + actions_tsv(actions)
+def run_detail_tsv(run: RunRecord, actions: Sequence[Mapping[str, Any]], *, trail: str | None = None) -> str:
+    """The run's fields as ``field<TAB>value`` lines (first ``trail``, the audit trail holding it,
+    when given), a blank line, then its actions' TSV."""
+    first = [("trail", trail)] if trail is not None else []
+    return (tsv(("field", "value"), [*first, *zip(RUN_COLUMNS, _run_row(run), strict=True)]) + "\n"
+            + actions_tsv(actions))
 
 
 def event_detail_tsv(event: Mapping[str, Any], intent: Mapping[str, Any] | None,
-                     outcome: Mapping[str, Any] | None) -> str:
+                     outcome: Mapping[str, Any] | None, *, trail: str | None = None) -> str:
+    """``trail``: the audit trail holding the event, as a first field."""
     if intent is None and outcome is None:
-        return tsv(("field", "value"), ((name, _plain(name, event.get(name))) for name in EVENT_FIELDS))
+        first: list[tuple[Any, ...]] = [("trail", trail)] if trail is not None else []
+        return tsv(("field", "value"), [*first, *((name, _plain(name, event.get(name))) for name in EVENT_FIELDS)])
+    first = [("trail", trail, trail)] if trail is not None else []
     return tsv(("field", "before", "after"),
-               ((name, _plain(name, (intent or {}).get(name)), _plain(name, (outcome or {}).get(name)))
-                for name in EVENT_FIELDS))
+               [*first, *((name, _plain(name, (intent or {}).get(name)), _plain(name, (outcome or {}).get(name)))
+                          for name in EVENT_FIELDS)])
 
 
 def _plain(name: str, value: Any) -> Any:
