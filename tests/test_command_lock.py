@@ -4,9 +4,11 @@ it. Beyond the file lock, a Lease that pods on other nodes see: held, renewed, a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,8 @@ from reconcile.audit import AuditStore
 from reconcile.cli import LOCKED, cli, session
 from reconcile.quickstart.sandbox import Sandbox, build, prepare
 from reconcile.reconciler import LockLost, Reconciler
+from tests.adapters.registry.faults import FaultProxy
+from tests.conftest import RunningRegistry
 
 POLICIES = str(Path(__file__).resolve().parents[1] / "policies")
 # Take the lock, say so, hold it a while, and leave a mark just before letting go.
@@ -145,3 +149,58 @@ def test_in_a_pod_run_takes_the_pods_lease_and_one_held_elsewhere_is_exit_5(
     assert lease["spec"]["leaseTransitions"] >= 1  # taken over from the other pod's released one
     with AuditStore.open(db, read_only=True) as store:
         assert [run.outcome for run in reversed(store.runs())] == ["locked", "succeeded"]
+
+
+def test_two_concurrent_runs_in_pods_exactly_one_proceeds(tmp_path: Path, plain_registry: RunningRegistry, repo: str,
+                                                         proxy_factory: Callable[..., FaultProxy],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `reconcile run` processes as two pods of one CronJob see them (the same service account,
+    the API-server fixture): the one that takes the Lease first proceeds, the other exits 5 at once
+    and leaves a `locked` run; the Lease is free again afterwards."""
+    from tests.adapters.registry.oci import Layout, push
+    from tests.kube import ADMIN, mount_service_account, running
+    from tests.kube.server import BY_PLURAL
+
+    layout = Layout(tmp_path / "layout")
+    for day, tag in enumerate(("v1", "build-1"), 1):
+        layout.tag(layout.image(created=f"2026-11-0{day}T00:00:00Z"), tag)
+        push(layout, tag, plain_registry.host, repo)
+    proxy = proxy_factory(plain_registry.url)
+    proxy.inject(r"/tags/list", "delay", delay=3.0, times=1)  # the first run is slow to observe: they overlap
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "ci.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "{proxy.url}"}}
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {{name: ci-cleanup}}
+spec: {{registry: ci, repositories: ["{repo}"], keep: [{{tags: '^v\\d+$'}}]}}
+""")
+    # Two pods on two nodes: their own volumes, so no file lock in common; the Lease alone keeps them apart.
+    command = [sys.executable, "-m", "reconcile", "run", "--repo", str(root), "--audit-db"]
+    with running(tls=True) as api:
+        api.create_object(BY_PLURAL["namespaces"], None, {"metadata": {"name": "reconcile"}})
+        mount_service_account(api, tmp_path / "serviceaccount", ADMIN, monkeypatch)
+        env = {**os.environ, "RECONCILE_CACHE_DIR": str(tmp_path / "cache")}
+        first = subprocess.Popen([*command, str(tmp_path / "a.db")], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not ((api.get("leases", "reconcile", "reconcile") or {}).get("spec") or {}).get("holderIdentity"):
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second = subprocess.run([*command, str(tmp_path / "b.db")], env=env, capture_output=True, text=True,
+                                timeout=60)
+        _, first_err = first.communicate(timeout=60)
+        lease = api.get("leases", "reconcile", "reconcile")
+    assert second.returncode == LOCKED, second.stderr
+    assert "another reconcile run holds the Lease reconcile/reconcile (holder " in second.stderr
+    assert first.returncode == 0, first_err
+    assert lease is not None and lease["spec"]["holderIdentity"] == ""
+    outcomes = []
+    for name in ("a.db", "b.db"):
+        with AuditStore.open(str(tmp_path / name), read_only=True) as store:
+            outcomes += [run.outcome for run in store.runs()]
+    assert outcomes == ["succeeded", "locked"]
