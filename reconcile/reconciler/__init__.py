@@ -187,12 +187,8 @@ class Reconciler:
         ``review`` sees the plan about to be carried out; False stops there (NotConfirmed).
         ``report`` sees what was done before the run's end is recorded (its chain head the last word).
         ``wait``: wait for another command holding the lock (else Busy)."""
-        try:
-            with command_lock(self.audit_db, self.notice, wait=wait), leased(self.lock) as guard:
-                return self._apply(plan, only, max_plan_age, review, report, mode, guard)
-        except Busy as busy:
-            self._record_locked(mode, busy)
-            raise
+        with self._exclusive(mode, wait=wait) as guard:
+            return self._apply(plan, only, max_plan_age, review, report, mode, guard)
 
     def run(self, only: str | None = None, *, review: Callable[[Plan], bool] | None = None,
             report: Callable[[Applied], None] | None = None) -> Applied:
@@ -207,7 +203,7 @@ class Reconciler:
         ``to_digest`` or ``revision``) and hold the digest rolled back from. ``confirm`` is asked
         the question first; RollbackFailed when refused or when it did not complete."""
         policies, policy = self._deploy_policy(deploy_policy)
-        with command_lock(self.audit_db, self.notice, wait=True), connections_for(policies) as connections:
+        with self._exclusive("rollback", wait=True), connections_for(policies) as connections:
             try:
                 return roll_back_policy(self.audit_db, self.notice, policies, policy, connections, to_digest,
                                         revision, confirm)
@@ -218,7 +214,7 @@ class Reconciler:
         """Let ``deploy_policy`` deploy the digest a rollback held back again (recorded); the hold
         released, or None when there was none."""
         policies, policy = self._deploy_policy(deploy_policy)
-        with command_lock(self.audit_db, self.notice, wait=True):
+        with self._exclusive("release-hold", wait=True):
             _, _, holds = history(self.audit_db)
             if isinstance(holds, str):
                 raise ReconcileError(f"nothing released: {holds}")
@@ -311,6 +307,17 @@ class Reconciler:
             if report is not None:
                 report(applied)
         return applied
+
+    @contextmanager
+    def _exclusive(self, mode: RunMode, *, wait: bool) -> Iterator[Callable[[], None] | None]:
+        """The file lock and the Lease for a command that changes things; yields the Lease's check.
+        Held elsewhere: Busy, and a ``locked`` run in the trail."""
+        try:
+            with command_lock(self.audit_db, self.notice, wait=wait), leased(self.lock) as guard:
+                yield guard
+        except Busy as busy:
+            self._record_locked(mode, busy)
+            raise
 
     def _record_locked(self, mode: RunMode, busy: Busy) -> None:
         """A run that did nothing because another held the lock is in the trail too (outcome
