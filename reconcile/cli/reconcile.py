@@ -155,6 +155,6 @@ def apply_command(settings: Settings, only: str | None, saved: str | None, max_p
 @common_options
 @only_option
 def run_command(settings: Settings, only: str | None) -> None:
-    """The CronJob entry point: take the lock, plan, apply. A second run while one holds the lock
-    exits 1 at once rather than racing it."""
+    """The CronJob entry point: take the lock (and the Lease, in a cluster), plan, apply. A second
+    run while one holds it exits 5 at once rather than racing it, and is recorded as a locked run."""
     _execute(settings, "run", only, None)
