@@ -161,10 +161,11 @@ def test_a_directory_is_every_trail_in_it_sorted_by_name_numbers_by_value(shards
     by_directory = audit("list", "--db", str(shards.directory))
     assert by_directory.exit_code == 0, by_directory.output
     assert by_directory.stdout == audit("list", *shards.args).stdout
-    # shard-10 after shard-2; a file that is not *.db (a WAL, a note) is not a trail
+    # shard-10 after shard-2; a file that is not *.db (a lock, a WAL, a note) is not a trail
     for name in ("audit.shard-10-of-11.db", "audit.shard-2-of-11.db"):
         shutil.copy(shards.paths[0], tmp_path / name)
-    (tmp_path / "notes.txt").write_text("not a trail")
+    for other in ("notes.txt", "audit.shard-2-of-11.db.lock", "audit.shard-2-of-11.db-wal"):  # not *.db
+        (tmp_path / other).write_text("not a trail")
     assert trail_names(trail_paths([tmp_path])) == ["audit.shard-2-of-11.db", "audit.shard-10-of-11.db"]
 
 
