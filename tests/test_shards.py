@@ -118,12 +118,12 @@ def test_a_shard_reads_history_from_every_trail_and_writes_its_own(tmp_path: Pat
     """Retention in one shard protects what a DeployPolicy of another shard deployed, and what was
     deployed before sharding: the deploy history is read from the other shards' trails and the
     unsharded one too (an unreadable one fails closed)."""
-    from reconcile.reconciler.runs import history, shard_audit_db, shard_siblings
+    from reconcile.reconciler.runs import history
 
     base, shard = str(tmp_path / "audit.db"), Shard(1, 3)
-    own = shard_audit_db(base, shard)
+    own = shard.audit_db(base)
     assert own == str(tmp_path / "audit.shard-1-of-3.db")
-    assert shard_siblings(base, shard) == [str(tmp_path / "audit.shard-0-of-3.db"),
+    assert shard.other_audit_dbs(base) == [str(tmp_path / "audit.shard-0-of-3.db"),
                                            str(tmp_path / "audit.shard-2-of-3.db"), base]
     for path, digest in ((base, "sha256:" + "a" * 64), (str(tmp_path / "audit.shard-2-of-3.db"), "sha256:" + "b" * 64)):
         with AuditStore.open(path) as store:
@@ -132,8 +132,20 @@ def test_a_shard_reads_history_from_every_trail_and_writes_its_own(tmp_path: Pat
                               digest_after=digest):
                 pass
             run.finish("succeeded")
-    deployed, _, _ = history(own, *shard_siblings(base, shard))
-    assert deployed == {"prod-web": ["sha256:" + "b" * 64, "sha256:" + "a" * 64]}  # another shard's, then the one from before sharding
+    deployed, _, _ = history(own, *shard.other_audit_dbs(base))
+    # another shard's, then the one from before sharding
+    assert deployed == {"prod-web": ["sha256:" + "b" * 64, "sha256:" + "a" * 64]}
     (tmp_path / "audit.shard-0-of-3.db").write_bytes(b"not a database " * 100)
-    deployed, arrivals, _ = history(own, *shard_siblings(base, shard))
+    deployed, arrivals, _ = history(own, *shard.other_audit_dbs(base))
     assert deployed is None and "could not be read" in str(arrivals)
+
+
+def test_audit_with_a_shard_reviews_that_shards_trail(world: Path, tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    ran = CliRunner().invoke(cli, ["run", "--repo", str(world), "--audit-db", str(db), "--shard", "1/4",
+                                   "--lock", "none"])
+    assert ran.exit_code == 0, ran.output
+    runs = CliRunner().invoke(cli, ["audit", "runs", "--audit-db", str(db), "--shard", "1/4"])
+    assert runs.exit_code == 0 and len(runs.stdout.strip().splitlines()) == 2, runs.output  # header and the run
+    several = CliRunner().invoke(cli, ["audit", "verify", "--db", str(tmp_path)])
+    assert several.exit_code == 0 and several.stdout.startswith("ok: "), several.output  # one trail in the directory

@@ -30,6 +30,7 @@ from reconcile.audit.query import ActionFilter, find_outcome, list_actions, pars
 from reconcile.audit.several import AuditTrails, Trail
 from reconcile.audit.store import KINDS, STATUSES, AuditError, AuditStore
 from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
+from reconcile.cli.session import shard_of
 from reconcile.render import audit as render
 
 TERMINAL_LIMIT = 100
@@ -61,9 +62,13 @@ def audit_group(ctx: click.Context, dbs: tuple[str, ...]) -> None:
 # --- shared -------------------------------------------------------------------------------------
 
 def _paths(settings: Settings, dbs: Sequence[str]) -> list[str]:
-    """The --db values given to the group and to the command, else --audit-db."""
+    """The --db values given to the group and to the command, else --audit-db (a shard's own trail
+    with --shard, as the shard's run wrote it)."""
     given = [*click.get_current_context().meta.get(_DBS, ()), *dbs]
-    return given or [settings.audit_db]
+    if given:
+        return given
+    shard = shard_of(settings.shard)
+    return [settings.audit_db if shard is None else shard.audit_db(settings.audit_db)]
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconcile.policy.model import DeployPolicy, PolicySet, PromotionPolicy
 
@@ -38,6 +39,16 @@ class Shard:
     def suffix(self) -> str:
         """What names this shard's own files and Lease: ``shard-K-of-N``."""
         return f"shard-{self.index}-of-{self.count}"
+
+    def audit_db(self, base: str) -> str:
+        """This shard's own trail next to ``base``: ``audit.db`` -> ``audit.shard-2-of-4.db``."""
+        path = Path(base)
+        return str(path.with_name(f"{path.stem}.{self.suffix}{path.suffix or '.db'}"))
+
+    def other_audit_dbs(self, base: str) -> list[str]:
+        """The trails this shard reads history from besides its own: the other shards' of the same
+        N, then ``base`` itself (written before sharding)."""
+        return [*(Shard(k, self.count).audit_db(base) for k in range(self.count) if k != self.index), base]
 
     def owns_repository(self, registry: str, repository: str) -> bool:
         digest = hashlib.sha256(f"{registry}/{repository}".encode()).digest()

@@ -72,8 +72,6 @@ from reconcile.reconciler.runs import (
     command_lock,
     history,
     leased,
-    shard_audit_db,
-    shard_siblings,
 )
 from reconcile.reconciler.saved import check_saved, in_memory, read_saved_file
 from reconcile.render.plan import SavedPlan
@@ -133,8 +131,8 @@ class Reconciler:
                  notice: Notice | None = None, lock: RunLock | None = None, shard: Shard | None = None) -> None:
         # A shard writes its own trail, and reads the others' (and the one from before sharding) for history.
         self.repo, self.ref, self.shard = repo, ref, shard
-        self.audit_db = audit_db if shard is None else shard_audit_db(audit_db, shard)
-        self._also = () if shard is None else tuple(shard_siblings(audit_db, shard))
+        self.audit_db = audit_db if shard is None else shard.audit_db(audit_db)
+        self._also = () if shard is None else tuple(shard.other_audit_dbs(audit_db))
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
         self.lock = lock  # beyond the audit trail's file lock: a Lease other pods see
         tell = notice or log.warning

@@ -16,7 +16,6 @@ from reconcile.audit import AuditError, AuditStore, Run
 from reconcile.audit.query import deploy_history, deploy_holds, promotion_arrivals
 from reconcile.audit.store import RunMode, RunOutcome, outcome_of
 from reconcile.plan.deploy import Hold
-from reconcile.policy.shards import Shard
 from reconcile.reconciler.errors import AuditUnavailable, Busy, LockLost, PlanRefused, ReconcileError
 from reconcile.render.audit import unfinished_warnings
 
@@ -205,16 +204,3 @@ def _history(audit_db: str) -> History:
     except AuditError as e:
         why = f"the audit trail could not be read: {e}"
         return None, why, why
-
-
-def shard_audit_db(audit_db: str, shard: Shard) -> str:
-    """A shard's own trail next to ``audit_db``: ``audit.db`` -> ``audit.shard-2-of-4.db``."""
-    path = Path(audit_db)
-    return str(path.with_name(f"{path.stem}.{shard.suffix}{path.suffix or '.db'}"))
-
-
-def shard_siblings(audit_db: str, shard: Shard) -> list[str]:
-    """The trails a shard reads history from besides its own: the other shards' of the same N,
-    then ``audit_db`` itself (written before sharding)."""
-    others = [shard_audit_db(audit_db, Shard(k, shard.count)) for k in range(shard.count) if k != shard.index]
-    return [*others, audit_db]
