@@ -83,7 +83,7 @@ def check_documents(documents: list[Document]) -> list[Problem]:
     problems = list(_duplicates(documents, index))
     checks: dict[str, Callable[[Document, _Index], Iterator[tuple[str, ...]]]] = {  # pointer, message[, severity]
         "Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
-        "PromotionPolicy": _promotion, "DeployPolicy": _deploy,
+        "PromotionPolicy": _promotion, "DeployPolicy": _deploy, "Notification": _notification,
     }
     for document in documents:
         check = checks.get(document.kind or "")
@@ -433,3 +433,28 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
             if key in seen:
                 yield f"/spec/workloads/{i}", f"same workload and container as workloads[{seen[key]}]"
             seen.setdefault(key, i)
+
+
+def _notification(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:
+    spec = document.body.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if "apprise" not in spec and "webhook" not in spec:
+        yield "/spec", "say where to notify: apprise (secret references to apprise URLs), webhook, or both"
+    on = spec.get("on")
+    if isinstance(on, list) and "always" in on and len(on) > 1:
+        yield "/spec/on", "always already includes every other condition", "warning"
+    refs = [(f"/spec/apprise/{i}", ref) for i, ref in items(spec.get("apprise"))]
+    refs += [(f"/spec/webhook/{field}", dig(spec, "webhook", field)) for field in ("url", "secret")]
+    for pointer, ref in refs:
+        if isinstance(ref, dict) and "dockerConfig" in ref:
+            yield pointer, ("a dockerConfig reference holds registry credentials, not one value; use env, file "
+                            "or kubernetes")
+    url = dig(spec, "webhook", "url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            yield "/spec/webhook/url", "a URL with credentials in it is a secret: give it as a secret reference"
+        elif url.startswith("http://") and not _is_loopback(parts.hostname or ""):
+            yield "/spec/webhook/url", (f"plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, ::1), "
+                                        f"not {parts.hostname or ''!r}; use https://")

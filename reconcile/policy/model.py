@@ -282,13 +282,39 @@ class DeployPolicy:
     origin: Origin | None = field(default=None, compare=False)
 
 
+NotifyOn = Literal["always", "change", "failure", "blocked"]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A signed CloudEvents webhook (Notification ``spec.webhook``): the URL plain or by reference,
+    the HMAC key by reference."""
+
+    url: str | SecretRef
+    secret: SecretRef
+    attempts: int = 3
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Who hears about a recorded apply or run, and when (``on``); every target is a secret
+    reference (apprise URLs carry tokens) or a plain webhook URL."""
+
+    name: str
+    on: tuple[NotifyOn, ...]
+    apprise: tuple[SecretRef, ...] = ()
+    webhook: Webhook | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+
 @dataclass(frozen=True)
 class ConnectionChange:
     """A Registry or Cluster the ref read defines otherwise than the trusted ref does: shown for
     review, never connected with (see reconcile.policy.trust). ``details`` name secret references,
     never a secret."""
 
-    kind: Literal["Registry", "Cluster"]
+    kind: Literal["Registry", "Cluster", "Notification"]
     name: str
     change: Literal["added", "removed", "changed"]
     details: tuple[str, ...]
@@ -306,6 +332,7 @@ class PolicySet:
     retention_policies: Mapping[str, RetentionPolicy] = field(default_factory=dict)
     promotion_policies: Mapping[str, PromotionPolicy] = field(default_factory=dict)
     deploy_policies: Mapping[str, DeployPolicy] = field(default_factory=dict)
+    notifications: Mapping[str, Notification] = field(default_factory=dict)  # from the trusted ref, as connections
     # Set when the connections (Registry, Cluster) come from another commit than the policies:
     trusted_ref: str | None = None  # the ref they come from, and its commit
     trusted_commit: str | None = None
@@ -316,7 +343,8 @@ class PolicySet:
         return {"Registry": len(self.registries), "Cluster": len(self.clusters),
                 "RetentionPolicy": len(self.retention_policies),
                 "PromotionPolicy": len(self.promotion_policies),
-                "DeployPolicy": len(self.deploy_policies)}
+                "DeployPolicy": len(self.deploy_policies),
+                **({"Notification": len(self.notifications)} if self.notifications else {})}
 
 
 def build_policy_set(source: str, commit: str | None, documents: list[Document]) -> PolicySet:
@@ -335,7 +363,7 @@ def build_policy_set(source: str, commit: str | None, documents: list[Document])
     return PolicySet(
         source=source, commit=commit, registries=by_name("Registry"), clusters=by_name("Cluster"),
         retention_policies=by_name("RetentionPolicy"), promotion_policies=by_name("PromotionPolicy"),
-        deploy_policies=by_name("DeployPolicy"))
+        deploy_policies=by_name("DeployPolicy"), notifications=by_name("Notification"))
 
 
 def _duration(value: str | None) -> timedelta | None:
@@ -483,8 +511,19 @@ def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
         origin=origin)
 
 
+def _notification(name: str, spec: dict[str, Any], origin: Origin) -> Notification:
+    raw = spec.get("webhook")
+    webhook = None if raw is None else Webhook(
+        url=raw["url"] if isinstance(raw["url"], str) else SecretRef.from_mapping(raw["url"]),
+        secret=SecretRef.from_mapping(raw["secret"]), attempts=raw.get("attempts", Webhook.attempts),
+        timeout=_duration_or(raw.get("timeout"), Webhook.timeout))
+    return Notification(name=name, on=tuple(spec["on"]),
+                        apprise=tuple(SecretRef.from_mapping(ref) for ref in spec.get("apprise", ())),
+                        webhook=webhook, origin=origin)
+
+
 _BUILDERS = {"Registry": _registry, "Cluster": _cluster, "RetentionPolicy": _retention,
-             "PromotionPolicy": _promotion, "DeployPolicy": _deploy}
+             "PromotionPolicy": _promotion, "DeployPolicy": _deploy, "Notification": _notification}
 
 
 def registry_host(registry: Registry) -> str:

@@ -19,7 +19,7 @@ from reconcile.policy.documents import Document, pointer_join
 from reconcile.policy.problems import Problem
 
 API_VERSION = "reconcile/v1"
-KINDS = ("Registry", "Cluster", "RetentionPolicy", "PromotionPolicy", "DeployPolicy")
+KINDS = ("Registry", "Cluster", "RetentionPolicy", "PromotionPolicy", "DeployPolicy", "Notification")
 _SECRET_REF = "common.schema.json#/$defs/secretRef"
 SECRET_FORMS = "{env: NAME}, {file: PATH} or {kubernetes: {namespace: NS, name: NAME, key: KEY}}"
 

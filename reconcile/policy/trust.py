@@ -9,8 +9,10 @@ What the ref read changes there is kept as :class:`ConnectionChange` entries for
 Registry or Cluster only the ref read defines is not connected to at all (not even anonymously),
 so the policies that use it are blocked as for any source that cannot be read.
 
-Secret references appear in Registry and Cluster documents only (the schemas' ``secretRef``), so
-taking those two kinds from the trusted ref is what keeps a pull request from naming a secret.
+Secret references appear in Registry, Cluster and Notification documents only (the schemas'
+``secretRef``), so taking those kinds from the trusted ref is what keeps a pull request from naming
+a secret. A Notification decides where run summaries (and, through its URLs, tokens) go: every
+Notification is the trusted ref's; one the ref read adds, changes or removes is a change to review.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from reconcile.policy.model import (
     ConnectionChange,
     Credentials,
     ManifestsSource,
+    Notification,
     PolicySet,
     RateLimit,
     Registry,
     Retry,
+    Webhook,
 )
 from reconcile.policy.problems import PolicyError
 from reconcile.policy.secrets import SecretRef
@@ -102,7 +106,8 @@ def compose(trusted: PolicySet, proposed: PolicySet, trusted_ref: str) -> Policy
             unconnectable[f"Cluster/{name}"] = _not_trusted("Cluster", name, at)
     return dataclasses.replace(
         proposed, registries=MappingProxyType(dict(sorted(registries.items()))),
-        clusters=MappingProxyType(dict(sorted(clusters.items()))), trusted_ref=trusted_ref,
+        clusters=MappingProxyType(dict(sorted(clusters.items()))), notifications=trusted.notifications,
+        trusted_ref=trusted_ref,
         trusted_commit=trusted.commit, connection_changes=connection_changes(trusted, proposed, at),
         unconnectable=MappingProxyType(unconnectable))
 
@@ -131,6 +136,19 @@ def connection_changes(trusted: PolicySet, proposed: PolicySet, at: str) -> tupl
                 changes.append(ConnectionChange(kind, name, "changed", _differences(old, new),
                                                 f"not used by this plan: the definition at the trusted ref {at} "
                                                 "is, until the change is merged"))
+    for name in sorted(set(trusted.notifications) | set(proposed.notifications)):
+        was, now = trusted.notifications.get(name), proposed.notifications.get(name)
+        if now is None:
+            changes.append(ConnectionChange("Notification", name, "removed", (), f"still notified: the "
+                                            f"Notification at the trusted ref {at} is used until the change is "
+                                            "merged"))
+        elif was is None:
+            changes.append(ConnectionChange("Notification", name, "added", _described(now), "nothing is sent to "
+                                            f"it: it is not defined at the trusted ref {at}"))
+        elif was != now:
+            changes.append(ConnectionChange("Notification", name, "changed", _differences(was, now),
+                                            f"not used: the definition at the trusted ref {at} is, until the "
+                                            "change is merged"))
     return tuple(changes)
 
 
@@ -141,7 +159,7 @@ _LABELS = {"url": "url", "allowed_hosts": "allowedHosts", "credentials": "creden
            "in_cluster": "inCluster", "kubeconfig": "kubeconfig", "context": "context", "manifests": "manifests",
            "include_namespaces": "namespaces.include", "exclude_namespaces": "namespaces.exclude",
            "username": "credentials.username", "password": "credentials.password", "token": "credentials.token",
-           "docker_config": "credentials.dockerConfig"}
+           "docker_config": "credentials.dockerConfig", "on": "on", "apprise": "apprise", "webhook": "webhook"}
 _SKIPPED = {"name", "origin"}
 
 
@@ -149,7 +167,7 @@ def _fields(value: Any) -> list[tuple[str, Any]]:
     return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _SKIPPED]
 
 
-def _differences(old: Registry | Cluster, new: Registry | Cluster) -> tuple[str, ...]:
+def _differences(old: Registry | Cluster | Notification, new: Registry | Cluster | Notification) -> tuple[str, ...]:
     found = []
     for (attribute, before), (_, after) in zip(_fields(old), _fields(new), strict=True):
         if before == after:
@@ -162,8 +180,8 @@ def _differences(old: Registry | Cluster, new: Registry | Cluster) -> tuple[str,
     return tuple(found)
 
 
-def _described(new: Registry | Cluster) -> tuple[str, ...]:
-    """What an added Registry or Cluster says (its references by name), for review."""
+def _described(new: Registry | Cluster | Notification) -> tuple[str, ...]:
+    """What an added Registry, Cluster or Notification says (its references by name), for review."""
     found = []
     for attribute, value in _fields(new):
         if isinstance(value, Credentials):
@@ -188,7 +206,12 @@ def _show(attribute: str, value: Any) -> str:
     if isinstance(value, str):
         return redact_url(value)
     if isinstance(value, tuple):
-        return ", ".join(map(str, value)) if value else "(none)"
+        return ", ".join(_show(attribute, v) if isinstance(v, SecretRef) else str(v) for v in value) \
+            if value else "(none)"
+    if isinstance(value, Webhook):
+        url = _show("url", value.url)
+        return (f"{{url {url}, secret {_show('secret', value.secret)}, {value.attempts} attempts, "
+                f"{value.timeout.total_seconds():g}s timeout}}")
     if isinstance(value, timedelta):
         return f"{value.total_seconds():g}s"
     if isinstance(value, RateLimit):
