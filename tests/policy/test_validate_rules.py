@@ -113,7 +113,7 @@ def test_unknown_kind_and_api_version(tmp_path: Path) -> None:
         spec: {inCluster: true}
         """,
            "@:2: Registy/x: /kind: unknown kind 'Registy'; expected one of Registry, Cluster, RetentionPolicy, "
-           "PromotionPolicy, DeployPolicy",
+           "PromotionPolicy, DeployPolicy, Notification",
            "@:6: Cluster/c: /apiVersion: unsupported apiVersion 'reconcile/v2'; this version reads reconcile/v1")
 
 
