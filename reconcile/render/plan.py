@@ -14,11 +14,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reconcile.plan.actions import Action, ActionKind, Block, Cause
+from reconcile.plan.actions import Action, ActionKind, Block, Cause, parse_target
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
 from reconcile.policy.secrets import redact
 
-MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 _VERBS = {"prune": "to prune", "untag": "to untag", "promote": "to promote", "deploy": "to deploy",
           "rollback": "to roll back", "blocked": "blocked", "keep": "kept"}
 _STYLES = {"prune": "bold red", "untag": "red", "promote": "green", "deploy": "cyan",
@@ -94,52 +93,321 @@ def _action_json(action: Action) -> dict[str, Any]:
 
 # --- markdown -----------------------------------------------------------------------------------
 
+MARKDOWN_LIMIT = 65_536  # GitHub refuses a pull-request comment (or issue body) over 65,536 characters
+GITLAB_MARKDOWN_LIMIT = 1_000_000  # GitLab's default note limit (an instance setting; set --markdown-limit)
+STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub's cap on a step's $GITHUB_STEP_SUMMARY, in bytes
+FULL_PLAN_HINT = "the full plan is in the JSON (`plan --out plan.json`, uploaded as an artifact)"
+_KIND_ORDER = ("prune", "untag", "promote", "deploy", "rollback", "blocked", "keep")
+_DELETIONS = ("prune", "untag")
+_NOTICE_ROOM = 200  # what the truncation notice and closing tags take, at most
+
+
+def md_text(text: str, *, table: bool = True) -> str:
+    """A user string (a reason, a regex, an error) as GitHub-flavoured markdown that shows it as it is:
+    backslashes, backticks, emphasis and link characters escaped, ``<`` and ``&`` as entities (no HTML
+    gets through), pipes escaped so a table cell stays one cell, newlines as ``<br>`` in a table and as
+    spaces elsewhere. ``>`` is left alone: mid-line it opens nothing."""
+    text = redact(text).replace("&", "&amp;").replace("<", "&lt;")
+    text = re.sub(r"([\\`*_\[\]~|])", r"\\\1", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\n", "<br>" if table else " ")
+
+
+def md_code(text: str, *, table: bool = True) -> str:
+    """A user string as a code span: nothing in it is markdown (backslashes stay), a fence longer than
+    any run of backticks in it, pipes escaped in a table (GFM splits cells before code spans), no
+    newline (a code span cannot hold one)."""
+    text = redact(text).replace("\r", " ").replace("\n", " ")
+    if table:
+        text = text.replace("|", "\\|")
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_html(text: str) -> str:
+    """A user string inside raw HTML (a ``<summary>``): entities for ``&``, ``<``, ``>``; one line."""
+    return redact(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
+        "\r", " ").replace("\n", " ")
+
+
+def tag_order(tag: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural (version) order: ``build-2`` before ``build-10``, ``v1.9.0`` before ``v1.10.0``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", tag) if part)
+
+
+@dataclass
+class _Unit:
+    """Lines that are shown whole or not at all, and how many actions they show."""
+
+    lines: list[str]
+    actions: int = 0
+    opens: str | None = None  # what must close it when the rendering stops inside it ("</details>")
+    closes: bool = False
+    section: int = -1  # the policy section it is in (-1: the head)
+    group: int = -1  # the part of it that shares the room left: a repository, or the section
+    always: bool = False  # shown even when rows are cut (a count of keeps)
+
+    @property
+    def droppable(self) -> bool:
+        return not self.always and (self.actions > 0 or self.lines[0].startswith("- "))
+
+    @property
+    def size(self) -> int:
+        return sum(len(line) + 1 for line in self.lines)
+
+
 def to_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
-    """For a pull-request comment: summary, deletions and rollbacks called out, details folded,
-    never over ``limit`` characters — what does not fit is counted, not silently dropped."""
-    lines = [f"### reconcile plan: {summary_line(plan)}", ""]
+    """For a pull-request comment or a step summary, never over ``limit`` characters: the summary
+    line and a table of counts per kind per policy first, then what could not be decided, blocked
+    actions and warnings (never folded), then one ``<details>`` section per policy. A retention
+    policy's deletions are listed once, by repository, in tag order; when space is short its keeps
+    are counted per repository, and what still does not fit is cut by whole rows and counted."""
+    text, _ = _fit(_units(plan, summarise_keeps=False), limit)
+    if text is None:
+        short = _units(plan, summarise_keeps=True)
+        text, _ = _fit(short, limit)
+        if text is None:
+            text, _ = _fit(short, limit, cut=True)
+    assert text is not None
+    return text
+
+
+def _units(plan: Plan, *, summarise_keeps: bool) -> list[_Unit]:
+    by_policy = plan.by_policy()
+    kinds = [k for k in _KIND_ORDER if any(a.kind == k for a in plan.actions)]
+    units = [_Unit([f"### reconcile plan: {md_text(summary_line(plan), table=False)}", ""])]
+    if by_policy:
+        header = "| policy | " + " | ".join(kinds) + " |"
+        units.append(_Unit([header, "| --- |" + " ---: |" * len(kinds)]))
+        for policy, actions in by_policy.items():
+            counts = count_kinds(actions)
+            units.append(_Unit(["| " + md_code(policy) + " | " + " | ".join(str(counts.get(k, 0)) for k in kinds)
+                                + " |"]))
+        if len(by_policy) > 1:
+            total = plan.counts()
+            units.append(_Unit(["| **total** | " + " | ".join(f"**{total.get(k, 0)}**" for k in kinds) + " |"]))
+        units.append(_Unit([""]))
     if plan.errors:
-        lines += ["**Could not be decided:**", ""] + [f"- ⚠️ {_md(e)}" for e in plan.errors] + [""]
+        units.append(_Unit(["**⚠️ Could not be decided:**", ""]))
+        units += [_Unit([f"- ⚠️ {md_text(e, table=False)}"]) for e in plan.errors]
+        units.append(_Unit([""]))
+    blocked = [a for a in plan.actions if a.kind == "blocked"]
+    if blocked:
+        units.append(_Unit(["**🚫 Blocked:**", ""]))
+        units += [_Unit([f"- {'⛔' if a.is_error else '⏸️'} {md_code(a.policy, table=False)} "
+                         f"{md_code(a.target, table=False)}{_tags(a)}: {md_text(a.reason, table=False)}"], 1)
+                  for a in blocked]
+        units.append(_Unit([""]))
     if plan.warnings:
-        lines += ["**Warnings:**", ""] + [f"- {_md(w)}" for w in plan.warnings] + [""]
-    called_out = [a for a in plan.actions if a.kind in ("prune", "untag", "rollback", "blocked")]
-    sections: list[list[str]] = []
-    if called_out:
-        sections.append(["**Deletions, rollbacks and blocked policies:**", ""] +
-                        [f"- {_md_action(a)}" for a in called_out] + [""])
-    for policy, actions in plan.by_policy().items():
-        counts = ", ".join(f"{n} {_VERBS[k]}" for k, n in count_kinds(actions).items())
-        body = ["| action | target | reason |", "| --- | --- | --- |"]
-        body += [f"| {a.kind} | `{_md(a.target)}` | {_md(a.reason)} |" for a in actions]
-        sections.append([f"<details><summary>{_md(policy)}: {counts}</summary>", "", *body, "", "</details>", ""])
-    return _fit(lines, sections, limit)
+        units.append(_Unit(["**Warnings:**", ""]))
+        units += [_Unit([f"- {md_text(w, table=False)}"]) for w in plan.warnings]
+        units.append(_Unit([""]))
+    for index, (policy, actions) in enumerate(by_policy.items()):
+        first = len(units)
+        shown = [a for a in actions if a.kind != "blocked"]  # blocked: listed above, once
+        said = ", ".join(f"{n} {_VERBS[k]}" for k, n in count_kinds(actions).items())
+        units.append(_Unit([f"<details><summary>{md_html(policy)}: {md_html(said)}</summary>", ""],
+                           opens="</details>"))
+        if not shown:
+            units.append(_Unit(["_nothing but what is blocked (above)_", ""]))
+        if policy.startswith("RetentionPolicy/"):
+            units += _retention_units(shown, summarise_keeps)
+        else:
+            units += _generic_units(shown, summarise_keeps)
+        units.append(_Unit(["</details>", ""], closes=True))
+        for unit in units[first:]:
+            unit.section = index
+    group = -1
+    for unit in units:
+        if unit.opens or unit.lines[0].startswith("#### "):
+            group += 1
+        unit.group = group if unit.section >= 0 else -1
+    return units
 
 
-def _fit(head: list[str], sections: list[list[str]], limit: int) -> str:
-    text = "\n".join(head)
-    kept_lines = 0
-    total = sum(len(s) for s in sections)
-    for section in sections:
-        for line in section:
-            candidate = text + "\n" + line
-            if len(candidate) + 80 > limit:  # room for the note below
-                omitted = total - kept_lines
-                return text + f"\n\n_… {omitted} more lines omitted to stay under {limit} characters; " \
-                              "run `reconcile plan` for the full plan._\n"
-            text = candidate
-            kept_lines += 1
-    return text + "\n"
+def _tags(action: Action) -> str:
+    return f" (tags: {', '.join(md_code(t, table=False) for t in action.tags)})" if action.tags else ""
 
 
-def _md_action(action: Action) -> str:
-    label = "removes tags" if action.kind == "prune" else "tags"  # a promotion's or deploy's: tags it sets or holds
-    extra = f" ({label}: {', '.join(action.tags)})" if action.tags else ""
-    return f"**{action.kind}** `{_md(action.target)}`{_md(extra)} — {_md(action.reason)}"
+def _repository(target: str) -> str:
+    try:
+        registry, repository, _, _ = parse_target(target)
+    except ValueError:
+        return target
+    return f"{registry}/{repository}"
 
 
-def _md(text: str) -> str:
-    # Table cells and list items: keep pipes and newlines from breaking the layout.
-    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+def _short(digest: str | None) -> str:
+    return md_code(digest[:19]) if digest else ""
+
+
+def _retention_units(actions: list[Action], summarise_keeps: bool) -> list[_Unit]:
+    """Per repository: its deletions (a prune with the tags it removes, once; an untag; the platform
+    manifests and referrers that go with a prune right after it), in tag order; then its keeps."""
+    repositories: dict[str, list[Action]] = {}
+    for action in actions:
+        repositories.setdefault(_repository(action.target), []).append(action)
+    units: list[_Unit] = []
+    for repository in sorted(repositories):
+        group = repositories[repository]
+        deletions = [a for a in group if a.kind in _DELETIONS]
+        others = [a for a in group if a.kind not in _DELETIONS]
+        said = ", ".join([f"{len(deletions)} to delete"] * bool(deletions) +
+                         [f"{n} {_VERBS[k]}" for k, n in count_kinds(others).items()])
+        units.append(_Unit([f"#### {md_code(repository, table=False)}: {said}", ""]))
+        if deletions:
+            units.append(_Unit(["| delete | tags | digest | reason |", "| --- | --- | --- | --- |"]))
+            units += [_Unit([f"| {a.kind}{' (with the one above)' if a.depends_on else ''} | "
+                             f"{', '.join(md_code(t) for t in _removed_tags(a)) or '—'} | "
+                             f"{_short(a.digest_before)} | {md_text(a.reason)} |"], 1)
+                      for a in _in_tag_order(deletions)]
+            units.append(_Unit([""]))
+        if others:
+            units += _kept_units(others, summarise_keeps)
+    return units
+
+
+def _removed_tags(action: Action) -> list[str]:
+    if action.kind == "untag":
+        _, _, tag, _ = parse_target(action.target)
+        return [tag] if tag else list(action.tags)
+    return sorted(action.tags, key=tag_order)
+
+
+def _in_tag_order(deletions: list[Action]) -> list[Action]:
+    by_target = {a.target: a for a in deletions}
+
+    def key(action: Action) -> tuple[Any, ...]:
+        chain = [action]
+        while (parent := by_target.get(chain[-1].depends_on or "")) is not None and parent not in chain:
+            chain.append(parent)
+        root = chain[-1]
+        tags = _removed_tags(root)
+        first = (0, tag_order(tags[0])) if tags else (1, ())
+        return (first, root.target, len(chain), action.target)
+
+    return sorted(deletions, key=key)
+
+
+def _kept_units(actions: list[Action], summarise: bool) -> list[_Unit]:
+    if summarise:
+        kinds = ", ".join(f"{n} {_VERBS[k]}" for k, n in count_kinds(actions).items())
+        return [_Unit([f"- {kinds} (one row each in the JSON plan)", ""], len(actions), always=True)]
+    rows = sorted(actions, key=lambda a: (a.kind, tag_order(_tag_of(a)), a.target))
+    return [_Unit(["| action | target | reason |", "| --- | --- | --- |"])] + [
+        _Unit([f"| {a.kind} | {md_code(a.target)}{_tags(a)} | {md_text(a.reason)} |"], 1) for a in rows
+    ] + [_Unit([""])]
+
+
+def _tag_of(action: Action) -> str:
+    try:
+        _, _, tag, _ = parse_target(action.target)
+    except ValueError:
+        return action.target
+    return tag or (action.tags[0] if action.tags else "")
+
+
+def _generic_units(actions: list[Action], summarise_keeps: bool) -> list[_Unit]:
+    changes = [a for a in actions if a.kind != "keep"]
+    keeps = [a for a in actions if a.kind == "keep"]
+    units: list[_Unit] = []
+    if changes or (keeps and not summarise_keeps):
+        rows = changes + ([] if summarise_keeps else keeps)
+        units.append(_Unit(["| action | target | change | reason |", "| --- | --- | --- | --- |"]))
+        units += [_Unit([f"| {'**rollback**' if a.kind == 'rollback' else a.kind} | {md_code(a.target)}"
+                         f"{_tags(a)} | {_change(a)} | {md_text(a.reason)} |"], 1) for a in rows]
+        units.append(_Unit([""]))
+    if keeps and summarise_keeps:
+        units.append(_Unit([f"- {len(keeps)} kept (one row each in the JSON plan)", ""], len(keeps), always=True))
+    return units
+
+
+def _change(action: Action) -> str:
+    if action.digest_before == action.digest_after or not (action.digest_before or action.digest_after):
+        return _short(action.digest_after)
+    return f"{_short(action.digest_before) or '—'} → {_short(action.digest_after) or '—'}"
+
+
+def _fit(units: list[_Unit], limit: int, *, cut: bool = False) -> tuple[str | None, int]:
+    """The units in order if they fit in ``limit`` characters (None if not and ``cut`` is not asked).
+    With ``cut``: the head and every section's frame stay, the head's rows (errors, blocked) come
+    first, then the room left is shared between the sections and their repositories (what one does
+    not need goes to the others), each keeping its first rows; a section says how many of its actions it does not
+    show, and a notice at the end how many in all."""
+    total = sum(u.actions for u in units)
+    whole = "\n".join(line for u in units for line in u.lines).rstrip("\n") + "\n"
+    if len(whole) <= limit:
+        return whole, total
+    if not cut:
+        return None, total
+    sections = sorted({u.section for u in units if u.section >= 0})
+    fixed = sum(u.size for u in units if not u.droppable) + _NOTICE_ROOM * (len(sections) + 1)
+    if fixed > limit:
+        return _cut_in_order(units, limit, total)
+    budget = limit - fixed
+    chosen: set[int] = set()
+    for i, unit in enumerate(units):  # the head's rows: errors and blocked actions, in order
+        if unit.section < 0 and unit.droppable:
+            if unit.size > budget:
+                break
+            chosen.add(i)
+            budget -= unit.size
+    groups = sorted({u.group for u in units if u.group >= 0})
+    need = {g: sum(u.size for u in units if u.group == g and u.droppable) for g in groups}
+    share: dict[int, int] = {}
+    for n, g in enumerate(sorted(groups, key=lambda g: need[g])):  # water-filling
+        share[g] = min(need[g], budget // (len(groups) - n))
+        budget -= share[g]
+    stopped: set[int] = set()
+    for i, unit in enumerate(units):
+        if unit.group >= 0 and unit.droppable and unit.group not in stopped:
+            if unit.size > share[unit.group]:
+                stopped.add(unit.group)
+                continue
+            chosen.add(i)
+            share[unit.group] -= unit.size
+    lines: list[str] = []
+    shown = 0
+    for i, unit in enumerate(units):
+        if unit.droppable and i not in chosen:
+            continue
+        if unit.closes:
+            hidden = sum(u.actions for j, u in enumerate(units)
+                         if u.section == unit.section and j not in chosen and u.droppable)
+            if hidden:
+                lines += [f"_… {hidden} more action{'s' * (hidden != 1)} of this policy not shown_", ""]
+        lines += unit.lines
+        shown += unit.actions
+    return _with_notice(lines, total - shown, limit), shown
+
+
+def _cut_in_order(units: list[_Unit], limit: int, total: int) -> tuple[str, int]:
+    """Whole units up to the first that does not fit, the open section closed (when even the
+    sections' frames do not fit)."""
+    lines: list[str] = []
+    size, shown, open_close = 0, 0, None
+    room = min(_NOTICE_ROOM, limit // 2)
+    for unit in units:
+        pending = len(open_close) + 2 if open_close and not unit.closes else 0
+        if size + unit.size + pending + room > limit:
+            break
+        lines += unit.lines
+        size += unit.size
+        shown += unit.actions
+        if unit.opens:
+            open_close = unit.opens
+        if unit.closes:
+            open_close = None
+    if open_close:
+        lines += ["", open_close]
+    return _with_notice(lines, total - shown, limit), shown
+
+
+def _with_notice(lines: list[str], hidden: int, limit: int) -> str:
+    notice = f"_… {hidden} action{'s' * (hidden != 1)} not shown; {FULL_PLAN_HINT}._"
+    return ("\n".join(lines).rstrip("\n") + "\n\n" + notice + "\n")[:limit]
 
 
 # --- rich ---------------------------------------------------------------------------------------

@@ -45,10 +45,11 @@ def test_json_is_deterministic_and_valid_against_its_schema() -> None:
     assert document["actions"][0]["tags"] == ["a", "b"] and document["hasChanges"] is True
 
 
-def test_markdown_calls_out_deletions_and_folds_details() -> None:
-    text = to_markdown(PLAN)
-    assert text.startswith("### reconcile plan: 1 change at 0123456789ab: 1 to prune, 1 blocked, 1 kept\n")
-    assert f"- **prune** `ci/team-a/web@{D2}` (removes tags: a, b) — no keep rule" in text
+def test_markdown_puts_counts_first_lists_deletions_once_and_folds_details() -> None:
+    text = to_markdown(PLAN)  # the layout in detail: tests/render/test_markdown.py
+    assert text.startswith("### reconcile plan: 1 change at 0123456789ab: 1 to prune, 1 blocked, 1 kept\n\n"
+                           "| policy | prune | blocked | keep |\n")
+    assert text.count("`a`, `b`") == 1 and f"{D2[:19]}" in text
     assert "<details><summary>RetentionPolicy/ci-cleanup: 1 to prune, 1 kept</summary>" in text
     assert "- ⚠️ cluster prod-eu could not be read: 403" in text
 
@@ -57,14 +58,14 @@ def test_markdown_stays_under_the_limit_and_says_what_it_omitted() -> None:
     many = [Action(POLICY, "prune", f"ci/team-a/web@sha256:{n:064x}", f"sha256:{n:064x}", None,
                    "no keep rule or protection applies to build-" + str(n), (f"build-{n}",)) for n in range(5000)]
     text = to_markdown(make_plan("p", None, "t", many))
-    assert len(text) <= MARKDOWN_LIMIT
-    assert "more lines omitted to stay under 60000 characters" in text
+    assert len(text) <= MARKDOWN_LIMIT == 65_536
+    assert "actions not shown; the full plan is in the JSON (`plan --out plan.json`" in text
     assert text.startswith("### reconcile plan: 5000 changes: 5000 to prune")
 
 
 def test_markdown_cells_cannot_break_the_table() -> None:
     odd = make_plan("p", None, "t", [Action(POLICY, "keep", "x", reason="a | b\nc <script>")])
-    assert "| keep | `x` | a \\| b c &lt;script> |" in to_markdown(odd)
+    assert "| keep | `x` | a \\| b<br>c &lt;script> |" in to_markdown(odd)
 
 
 def test_rich_puts_the_summary_first_and_highlights_deletions() -> None:
