@@ -224,4 +224,4 @@ def main() -> None:
 
 
 # Each command module registers itself on ``cli``; imported last, as they import ``cli`` from here.
-from reconcile.cli import audit, explain, quickstart, reconcile, rollback, validate  # noqa: E402, F401
+from reconcile.cli import audit, comment, explain, quickstart, reconcile, rollback, validate  # noqa: E402, F401
