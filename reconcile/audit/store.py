@@ -46,12 +46,13 @@ class AuditKind(StrEnum):
     ROLLBACK = "rollback"
     SKIP = "skip"  # a change not made: blocked, refused, left for the next run
     ERROR = "error"  # the run stopped on an error
+    NOTIFY = "notify"  # a notification delivered (or not) about a run, in a run of mode ``notify``
 
 
 # The kind as a caller may name it: the enum, a plan action's mutation kind, or its wire string.
-AuditKindName = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error"]
+AuditKindName = Literal["promote", "prune", "untag", "deploy", "rollback", "skip", "error", "notify"]
 ActionStatus = Literal["intent", "succeeded", "failed", "skipped"]
-RunMode = Literal["plan", "apply", "run", "rollback", "release-hold"]
+RunMode = Literal["plan", "apply", "run", "rollback", "release-hold", "notify"]
 
 
 class RunOutcome(StrEnum):
@@ -65,7 +66,7 @@ class RunOutcome(StrEnum):
     LOCKED = "locked"  # another run held the lock (a file or a Lease): nothing was done
 
 
-CHANGE_KINDS: frozenset[AuditKind] = frozenset(set(AuditKind) - {AuditKind.SKIP, AuditKind.ERROR})
+CHANGE_KINDS: frozenset[AuditKind] = frozenset(set(AuditKind) - {AuditKind.SKIP, AuditKind.ERROR, AuditKind.NOTIFY})
 
 
 def outcome_of(counts: Mapping[str, int], *, partial: bool = False, blocked: bool = False) -> RunOutcome:
@@ -79,7 +80,7 @@ def outcome_of(counts: Mapping[str, int], *, partial: bool = False, blocked: boo
     return RunOutcome.BLOCKED if blocked else RunOutcome.SUCCEEDED
 KINDS: tuple[str, ...] = tuple(kind.value for kind in AuditKind)
 STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
-MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold")
+MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold", "notify")
 CHAINED_TABLES = ("run_starts", "actions", "run_ends")
 BUSY_TIMEOUT_SECONDS = 60.0
 

@@ -74,7 +74,7 @@ def test_unknown_kinds_and_causes_are_refused_and_kinds_are_typed(tmp_path: Path
         row = run.append(ActionKind.PROMOTE, f"ci/web@{D_A}", status="succeeded", cause=Cause.GATES_OPEN)
         assert (row["kind"], row["cause"], row["repository"]) == ("promote", "gates-open", "ci/web")
         assert type(row["kind"]) is str and type(row["cause"]) is str
-    assert KINDS == ("promote", "prune", "untag", "deploy", "rollback", "skip", "error")
+    assert KINDS == ("promote", "prune", "untag", "deploy", "rollback", "skip", "error", "notify")
     assert {k.value for k in CHANGE_KINDS} == {k.value for k in ActionKind} - {"keep", "blocked"}
     assert AuditKind.SKIP == "skip" and set(KINDS) == {k.value for k in AuditKind}
 
