@@ -63,6 +63,7 @@ from reconcile.reconciler.errors import (
     RollbackFailed,
 )
 from reconcile.reconciler.explain import POLICY_KINDS, deploy_images, explains, removed_from_the_trail
+from reconcile.reconciler.notifications import notify_after
 from reconcile.reconciler.rollback import RolledBack, roll_back_policy
 from reconcile.reconciler.runs import (
     Notice,
@@ -185,8 +186,9 @@ class Reconciler:
         ``review`` sees the plan about to be carried out; False stops there (NotConfirmed).
         ``report`` sees what was done before the run's end is recorded (its chain head the last word).
         ``wait``: wait for another command holding the lock (else Busy)."""
-        with self._exclusive(mode, wait=wait) as guard:
-            return self._apply(plan, only, max_plan_age, review, report, mode, guard)
+        with self._exclusive(mode, wait=wait) as guard:  # then the Notifications hear of the run (never failing it)
+            return notify_after(self.audit_db, mode, self.notice, self.load,
+                                lambda: self._apply(plan, only, max_plan_age, review, report, mode, guard))
 
     def run(self, only: str | None = None, *, review: Callable[[Plan], bool] | None = None,
             report: Callable[[Applied], None] | None = None) -> Applied:
