@@ -16,11 +16,11 @@ from rich.console import Console
 
 from reconcile import defaults
 from reconcile.cli import Settings, cli, common_options
-from reconcile.cli.pullrequest import plan_json, plan_markdown, print_review
+from reconcile.cli.pullrequest import github_output, plan_json, plan_markdown, print_review
 from reconcile.cli.session import interactive, library_errors, reconciler_for
 from reconcile.plan import Plan
 from reconcile.policy.durations import format_duration, parse_duration
-from reconcile.render.plan import summary_line, to_json, to_rich
+from reconcile.render.plan import MARKDOWN_LIMIT, summary_line, to_json, to_rich
 
 if TYPE_CHECKING:
     from reconcile.reconciler import Applied
@@ -35,22 +35,36 @@ def only_option(command: Any) -> Any:
 @cli.command("plan")
 @common_options
 @only_option
-@click.option("--format", "output", type=click.Choice(["rich", "markdown", "json"]), default="rich",
-              show_default=True, help="rich for terminals, markdown for pull-request comments, json for machines.")
+@click.option("--format", "output", type=click.Choice(["rich", "markdown", "json", "github"]), default="rich",
+              show_default=True,
+              help="rich for terminals, markdown for pull-request comments (within --markdown-limit), json for "
+                   "machines, github for GitHub Actions: the markdown appended to $GITHUB_STEP_SUMMARY (within its "
+                   "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed.")
+@click.option("--github-step-summary", is_flag=True,
+              help="The same as --format github.")
+@click.option("--markdown-limit", type=click.IntRange(min=1000), default=MARKDOWN_LIMIT, show_default=True,
+              envvar="RECONCILE_MARKDOWN_LIMIT",
+              help="With --format markdown: at most this many characters; what does not fit is cut by whole rows "
+                   "and counted (GitHub's comment limit; GitLab's default note limit is 1000000). "
+                   "[env: RECONCILE_MARKDOWN_LIMIT]")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True),
-              help="Also save the plan (JSON) for `apply --plan`.")
+              help="Also save the plan (JSON) for `apply --plan` (and as the CI artifact a cut markdown plan "
+                   "points to).")
 @click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 when there is nothing to change, 2 when changes are pending, 1 on error (as Terraform).")
+              help="Exit 0 when there is nothing to change, 2 when changes are pending, 1 on error (as Terraform); "
+                   "the same for every --format.")
 @click.option("--record", is_flag=True, envvar="RECONCILE_RECORD",
               help="Record this plan in the audit trail as a dry-run `plan` run: what it would change and what "
                    "is blocked (the only write a plan ever makes, and only when asked). [env: RECONCILE_RECORD]")
-def plan_command(settings: Settings, only: str | None, output: str, out: str | None, detailed_exitcode: bool,
-                 record: bool) -> None:
+def plan_command(settings: Settings, only: str | None, output: str, github_step_summary: bool, markdown_limit: int,
+                 out: str | None, detailed_exitcode: bool, record: bool) -> None:
     """Compare the policies with registries and clusters; change nothing.
 
     Exit status 1 when a source could not be read (the policies depending on it prune nothing).
     With --record, the plan is also written to the audit trail as a `plan` run (CI plans leave a trail).
     """
+    if github_step_summary:
+        output = "github"
     reconciler = reconciler_for(settings)
     with library_errors():
         policies = reconciler.load(only)
@@ -60,7 +74,9 @@ def plan_command(settings: Settings, only: str | None, output: str, out: str | N
     if output == "json":
         click.echo(plan_json(plan, policies), nl=False)
     elif output == "markdown":
-        click.echo(plan_markdown(plan, policies), nl=False)
+        click.echo(plan_markdown(plan, policies, limit=markdown_limit), nl=False)
+    elif output == "github":
+        click.echo(github_output(plan, policies), nl=False)
     else:
         console = Console(highlight=False)
         console.print(to_rich(plan))
