@@ -441,9 +441,9 @@ def _notification(document: Document, index: _Index) -> Iterator[tuple[str, ...]
         return
     if "apprise" not in spec and "webhook" not in spec:
         yield "/spec", "say where to notify: apprise (secret references to apprise URLs), webhook, or both"
-    on = spec.get("on")
-    if isinstance(on, list) and "always" in on and len(on) > 1:
-        yield "/spec/on", "always already includes every other condition", "warning"
+    when = spec.get("when")
+    if isinstance(when, list) and "always" in when and len(when) > 1:
+        yield "/spec/when", "always already includes every other condition", "warning"
     refs = [(f"/spec/apprise/{i}", ref) for i, ref in items(spec.get("apprise"))]
     refs += [(f"/spec/webhook/{field}", dig(spec, "webhook", field)) for field in ("url", "secret")]
     for pointer, ref in refs:

@@ -302,7 +302,7 @@ class Notification:
     reference (apprise URLs carry tokens) or a plain webhook URL."""
 
     name: str
-    on: tuple[NotifyOn, ...]
+    when: tuple[NotifyOn, ...]
     apprise: tuple[SecretRef, ...] = ()
     webhook: Webhook | None = None
     origin: Origin | None = field(default=None, compare=False)
@@ -517,7 +517,7 @@ def _notification(name: str, spec: dict[str, Any], origin: Origin) -> Notificati
         url=raw["url"] if isinstance(raw["url"], str) else SecretRef.from_mapping(raw["url"]),
         secret=SecretRef.from_mapping(raw["secret"]), attempts=raw.get("attempts", Webhook.attempts),
         timeout=_duration_or(raw.get("timeout"), Webhook.timeout))
-    return Notification(name=name, on=tuple(spec["on"]),
+    return Notification(name=name, when=tuple(spec["when"]),
                         apprise=tuple(SecretRef.from_mapping(ref) for ref in spec.get("apprise", ())),
                         webhook=webhook, origin=origin)
 

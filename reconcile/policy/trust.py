@@ -159,7 +159,7 @@ _LABELS = {"url": "url", "allowed_hosts": "allowedHosts", "credentials": "creden
            "in_cluster": "inCluster", "kubeconfig": "kubeconfig", "context": "context", "manifests": "manifests",
            "include_namespaces": "namespaces.include", "exclude_namespaces": "namespaces.exclude",
            "username": "credentials.username", "password": "credentials.password", "token": "credentials.token",
-           "docker_config": "credentials.dockerConfig", "on": "on", "apprise": "apprise", "webhook": "webhook"}
+           "docker_config": "credentials.dockerConfig", "when": "when", "apprise": "apprise", "webhook": "webhook"}
 _SKIPPED = {"name", "origin"}
 
 

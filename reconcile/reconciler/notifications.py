@@ -1,4 +1,4 @@
-"""After an apply or run is recorded: tell the Notifications whose ``on`` matches, and record each
+"""After an apply or run is recorded: tell the Notifications whose ``when`` matches, and record each
 delivery in the audit trail (a run of mode ``notify``, one ``notify`` action per target).
 
 Nothing here changes the run it reports on, its outcome or what the caller gets: a delivery that
@@ -67,12 +67,12 @@ class RunReport:
                 "holds": [dict(h) for h in self.holds]}
 
 
-def matches(on: tuple[NotifyOn, ...], report: RunReport) -> tuple[NotifyOn, ...]:
-    """The conditions of ``on`` the run meets (none: do not send)."""
+def matches(when: tuple[NotifyOn, ...], report: RunReport) -> tuple[NotifyOn, ...]:
+    """The conditions of ``when`` the run meets (none: do not send)."""
     met = {"always": True, "change": report.changed,
            "failure": report.outcome in (RunOutcome.FAILED, RunOutcome.PARTIAL) or bool(report.failures),
            "blocked": report.outcome == RunOutcome.BLOCKED or bool(report.blocked)}
-    return tuple(condition for condition in on if met[condition])
+    return tuple(condition for condition in when if met[condition])
 
 
 def report_of(audit_db: str, run_id: str, repo: str) -> RunReport | None:
@@ -145,7 +145,7 @@ def summary_text(report: RunReport, notification: str, met: tuple[str, ...]) -> 
     commit = f" at {report.commit[:12]}" if report.commit else ""
     title = f"reconcile {report.mode} {report.outcome}: {_repo_name(report.repo)}{commit}"
     lines = [f"Run {report.run_id} ({report.mode}) {report.outcome}; repo-of-record {report.repo}{commit}.",
-             f"Notification/{notification}: on {', '.join(met)}."]
+             f"Notification/{notification}: when {', '.join(met)}."]
     counted = [f"{kind} {', '.join(f'{n} {status}' for status, n in statuses.items())}"
                for kind, statuses in report.counts.items()]
     lines.append("Counts: " + ("; ".join(counted) if counted else "nothing recorded") + ".")
@@ -163,14 +163,14 @@ def _repo_name(repo: str) -> str:
 
 
 def send_notifications(audit_db: str, notice: Notice, policies: PolicySet, run_id: str) -> None:
-    """Send every Notification whose ``on`` the recorded run ``run_id`` meets, and record the deliveries."""
+    """Send every Notification whose ``when`` the recorded run ``run_id`` meets, and record the deliveries."""
     if not policies.notifications:
         return
     report = report_of(audit_db, run_id, policies.source)
     if report is None:
         notice(f"warning: no notification sent about run {run_id}: the audit trail cannot say how it went")
         return
-    due = [(n, met) for n in policies.notifications.values() if (met := matches(n.on, report))]
+    due = [(n, met) for n in policies.notifications.values() if (met := matches(n.when, report))]
     if not due:
         return
     resolver = SecretResolver(kubernetes_reader=read_kubernetes_secret)
@@ -215,7 +215,7 @@ def _deliver(notification: Notification, met: tuple[NotifyOn, ...], report: RunR
             done.append((notification.name, target, notify.Sent(False, str(e))))
             return done
         at = _parse_time(report.finished_at)
-        data = {**report.data(), "notification": notification.name, "on": list(met)}
+        data = {**report.data(), "notification": notification.name, "when": list(met)}
         body_bytes = notify.cloud_event(data, event_id=report.run_id, source=f"reconcile/{_repo_name(report.repo)}",
                                         at=at)
         done.append((notification.name, target, notify.send_webhook(
