@@ -22,7 +22,7 @@ GITLAB = ROOT / "examples" / "ci" / "gitlab-ci.yml"
 _STOP = {">", ">>", "|", "||", "&&", ";", "2>&1", ")"}
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> dict[Any, Any]:
     document = yaml.safe_load(path.read_text())
     assert isinstance(document, dict)
     return document
@@ -96,7 +96,7 @@ def test_every_reconcile_command_in_the_recipes_exists(recipe: str, tmp_path: Pa
         scripts = gitlab_scripts(load(GITLAB))
     else:
         scripts = github_scripts(readme_workflow())
-    commands = {}
+    commands: dict[str, list[dict[str, Any]]] = {}
     for args in invocations(scripts):
         try:
             name, params = parse(args, tmp_path)
