@@ -155,6 +155,15 @@ def test_validate_help_lists_the_formats_and_the_global_options() -> None:
         assert text in result.stdout
 
 
+def test_plan_help_lists_the_formats_and_the_markdown_limit() -> None:
+    result = run(["plan", "--help"])
+    assert result.exit_code == 0
+    for text in ("rich|markdown|json|github", "--github-step-summary", "--markdown-limit", "RECONCILE_MARKDOWN_LIMIT",
+                 "65536", "1000000", "--detailed-exitcode"):
+        assert text in result.stdout
+    assert run(["plan", "--format", "xml"]).exit_code == 2
+
+
 def test_version() -> None:
     result = run(["--version"])
     assert result.exit_code == 0

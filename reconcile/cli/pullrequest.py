@@ -141,9 +141,13 @@ def github_output(plan: Plan, policies: PolicySet) -> str:
     lines = plan_annotations(plan, policies)
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
-        step_summary(plan, policies, Path(target))
-        lines.append(f"reconcile plan: {redact(summary_line(plan))} (the plan is in the step summary)")
-        return "\n".join(lines) + "\n"
+        try:
+            step_summary(plan, policies, Path(target))
+        except OSError as e:  # the plan is still shown, and the exit status still says what it should
+            lines.append(workflow_command("warning", f"could not write the step summary {target}: {e.strerror or e}"))
+        else:
+            lines.append(f"reconcile plan: {redact(summary_line(plan))} (the plan is in the step summary)")
+            return "\n".join(lines) + "\n"
     lines.append(f"reconcile plan: {redact(summary_line(plan))}")
     return "\n".join(lines) + "\n\n" + plan_markdown(plan, policies)
 

@@ -227,8 +227,8 @@ def _units(plan: Plan, *, summarise_keeps: bool) -> list[_Unit]:
     return units
 
 
-def _tags(action: Action) -> str:
-    return f" (tags: {', '.join(md_code(t, table=False) for t in action.tags)})" if action.tags else ""
+def _tags(action: Action, *, table: bool = False) -> str:
+    return f" (tags: {', '.join(md_code(t, table=table) for t in action.tags)})" if action.tags else ""
 
 
 def _repository(target: str) -> str:
@@ -297,7 +297,7 @@ def _kept_units(actions: list[Action], summarise: bool) -> list[_Unit]:
         return [_Unit([f"- {kinds} (one row each in the JSON plan)", ""], len(actions), always=True)]
     rows = sorted(actions, key=lambda a: (a.kind, tag_order(_tag_of(a)), a.target))
     return [_Unit(["| action | target | reason |", "| --- | --- | --- |"])] + [
-        _Unit([f"| {a.kind} | {md_code(a.target)}{_tags(a)} | {md_text(a.reason)} |"], 1) for a in rows
+        _Unit([f"| {a.kind} | {md_code(a.target)}{_tags(a, table=True)} | {md_text(a.reason)} |"], 1) for a in rows
     ] + [_Unit([""])]
 
 
@@ -317,7 +317,7 @@ def _generic_units(actions: list[Action], summarise_keeps: bool) -> list[_Unit]:
         rows = changes + ([] if summarise_keeps else keeps)
         units.append(_Unit(["| action | target | change | reason |", "| --- | --- | --- | --- |"]))
         units += [_Unit([f"| {'**rollback**' if a.kind == 'rollback' else a.kind} | {md_code(a.target)}"
-                         f"{_tags(a)} | {_change(a)} | {md_text(a.reason)} |"], 1) for a in rows]
+                         f"{_tags(a, table=True)} | {_change(a)} | {md_text(a.reason)} |"], 1) for a in rows]
         units.append(_Unit([""]))
     if keeps and summarise_keeps:
         units.append(_Unit([f"- {len(keeps)} kept (one row each in the JSON plan)", ""], len(keeps), always=True))

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconcile.cli import cli
-from reconcile.cli.pullrequest import plan_annotations, plan_markdown, step_summary, workflow_command
+from reconcile.cli.pullrequest import github_output, plan_annotations, plan_markdown, step_summary, workflow_command
 from reconcile.plan.actions import Action
 from reconcile.plan.plan import make_plan
 from reconcile.policy.model import ConnectionChange, PolicySet
@@ -99,6 +99,15 @@ def test_the_step_summary_is_appended_within_what_is_left_of_one_mib(tmp_path: P
     text = summary.read_text()
     assert len(text.encode()) <= STEP_SUMMARY_LIMIT
     assert text.startswith("x" * 100) and "### reconcile plan: 3000 changes" in text and "actions not shown" in text
+
+
+def test_a_step_summary_that_cannot_be_written_is_a_warning_and_the_plan_is_printed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path))  # a directory
+    plan = make_plan("p", None, "t", [Action("RetentionPolicy/ci", "keep", "ci/web:v1", reason="keep[0]")])
+    lines = github_output(plan, NO_CHANGES).splitlines()
+    assert lines[0].startswith(f"::warning::could not write the step summary {tmp_path}: ")
+    assert lines[1] == "reconcile plan: no changes: 1 kept" and "### reconcile plan: no changes: 1 kept" in lines
 
 
 def test_format_github_writes_the_step_summary_and_annotates_what_is_blocked(

@@ -86,11 +86,13 @@ def test_user_strings_reach_the_plan_escaped() -> None:
     plan = make_plan("p", None, "t", [
         Action(policy, "keep", "ci/web:build-1", digest(1), digest(1), "keep[0]: matches '^build-(\\d+)$'"),
         Action(policy, "prune", f"ci/web@{digest(2)}", digest(2), None, "no rule matches a|b or `x`", ("a|b",)),
-        Action(policy, "blocked", "ci", reason="registry ci could not be read: <html>\nforbidden")])
+        Action(policy, "blocked", "ci", reason="registry ci could not be read: <html>\nforbidden"),
+        Action("PromotionPolicy/web", "promote", "ci/web:staging", digest(1), digest(2), "gates open", ("s|t",))])
     text = to_markdown(plan)
     assert "| keep | `ci/web:build-1` | keep\\[0\\]: matches '^build-(\\\\d+)$' |" in text
     assert "| prune | `a\\|b` | `sha256:000000000000` | no rule matches a\\|b or \\`x\\` |" in text
     assert "`RetentionPolicy/ci` `ci`: registry ci could not be read: &lt;html> forbidden" in text
+    assert "| promote | `ci/web:staging` (tags: `s\\|t`) |" in text
     for table in re.findall(r"(?m)(?:^\|.*\n)+", text):  # every row of a table has its header's cells
         assert len({len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}) == 1, table
 
