@@ -364,14 +364,25 @@ def test_the_input_is_checked_before_anything_is_sent(serve: Any, tmp_path: Path
     fake = serve(Fake("github", users={GITHUB_TOKEN: ALICE}))
     empty = comment("--github", "acme/policies#12", text="  \n", env=github(fake))
     assert empty.exit_code == 1 and "nothing to post" in empty.output
-    huge = tmp_path / "huge.md"
-    huge.write_text("x" * 70_000)
-    too_long = comment("--github", "acme/policies#12", str(huge), env=github(fake))
-    assert too_long.exit_code == 1
-    assert "over the 65536 the forge accepts" in too_long.output
     bad_key = comment("--github", "acme/policies#12", "--key", "a -->", text="plan\n", env=github(fake))
     assert bad_key.exit_code == 1 and "invalid comment key" in bad_key.output
     assert fake.writes() == []
+
+
+def test_a_plan_at_the_markdown_limit_is_cut_to_fit_with_the_marker(serve: Any, tmp_path: Path) -> None:
+    """plan's default --markdown-limit is GitHub's whole limit: the marker line needs room too."""
+    fake = serve(Fake("github", users={GITHUB_TOKEN: ALICE}))
+    rows = "".join(f"| `ci/app:build-{i}` | delete |\n" for i in range(3000))
+    plan = tmp_path / "plan.md"
+    plan.write_text(f"### Plan\n\n<details><summary>RetentionPolicy/ci</summary>\n\n{rows}</details>\n"[:65_536])
+    result = comment("--github", "acme/policies#12", str(plan), env=github(fake))
+    assert result.exit_code == 0, result.output
+    (body,) = [c["body"] for c in marked(fake)]
+    assert len(body) <= 65_536
+    assert body.endswith("</details>\n\n… cut to fit the forge's limit of 65536 characters per comment: the whole "
+                         "plan is in its JSON (`plan --out`)\n")
+    kept = body.split("\n")[:-4]
+    assert all(line.startswith("| `ci/app:build-") for line in kept[5:])  # whole rows only
 
 
 def test_where_to_comment_must_be_known() -> None:

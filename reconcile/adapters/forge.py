@@ -43,6 +43,7 @@ __all__ = [
     "GitHubClient",
     "GitLabClient",
     "Posted",
+    "fit",
     "marker",
     "upsert_comment",
 ]
@@ -109,10 +110,7 @@ def upsert_comment(client: ForgeClient, key: str, markdown: str, *, author: str 
     race between two jobs): the oldest is updated.
     """
     head = marker(key)
-    body = f"{head}\n{markdown}"
-    if len(body) > client.body_limit:
-        raise ForgeError(f"{client.where}: the comment would be {len(body)} characters, over the "
-                         f"{client.body_limit} the forge accepts")
+    body = f"{head}\n{fit(markdown, client.body_limit - len(head) - 1, client.body_limit)}"
     if author is None:
         me: tuple[str, int | None] | None = client.current_user()
         if me is None and fallback_author:
@@ -136,6 +134,32 @@ def upsert_comment(client: ForgeClient, key: str, markdown: str, *, author: str 
             return Posted("unchanged", comment)
         return Posted("updated", client.update(comment.id, body))
     return Posted("created", client.create(body))
+
+
+_CUT = ("… cut to fit the forge's limit of {limit} characters per comment: the whole plan is in its "
+        "JSON (`plan --out`)\n")
+_OPEN = re.compile(r"<details\b", re.I)
+_CLOSE = re.compile(r"</details\s*>", re.I)
+_FENCE = re.compile(r"^\s*```", re.M)
+
+
+def fit(markdown: str, room: int, limit: int | None = None) -> str:
+    """``markdown`` if it fits in ``room`` characters, else cut at a line end with a closing note,
+    open ``<details>`` sections and code fences closed (``plan``'s default ``--markdown-limit``
+    is GitHub's whole limit, which leaves no room for the marker line)."""
+    if len(markdown) <= room:
+        return markdown
+    reserve = len(_CUT) + 40
+    while reserve < room:
+        keep = markdown[:room - reserve]
+        keep = keep[:keep.rfind("\n") + 1] if "\n" in keep else keep
+        tail = "```\n" if len(_FENCE.findall(keep)) % 2 else ""
+        tail += "</details>\n" * max(0, len(_OPEN.findall(keep)) - len(_CLOSE.findall(keep)))
+        cut = f"{keep}{tail}\n{_CUT.format(limit=limit or room)}"
+        if len(cut) <= room:
+            return cut
+        reserve += len(cut) - room + 1
+    raise ForgeError(f"a comment of {room} characters cannot hold even a cut plan")
 
 
 def _is_marked(body: str, head: str) -> bool:
