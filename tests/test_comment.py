@@ -465,3 +465,14 @@ def test_an_unreachable_api_is_one_line() -> None:
     assert result.exit_code == 1
     assert result.output.splitlines() == [
         "Error: GitLab: who am I (GET /user): cannot reach 127.0.0.1:9 (ConnectionError)"]
+
+
+def test_no_netrc_credentials_ride_along(serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = serve(Fake("gitlab", users={GITLAB_TOKEN: GL_BOT}))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-password-123\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    result = comment("--gitlab", "42!7", text="plan\n", env=gitlab(fake))
+    assert result.exit_code == 0, result.output
+    assert fake.requests and all("Authorization" not in r.headers for r in fake.requests)

@@ -203,7 +203,10 @@ class _Http:
         self._header = header
         self._scheme = scheme
         self._session = requests.Session()
-        self._session.trust_env = True  # proxies from the environment; no .netrc since a header is always set
+        # Proxies and CA bundles from the environment, but never ~/.netrc credentials: the token
+        # header is the only credential sent.
+        self._session.trust_env = True
+        self._session.auth = _no_netrc
         self._session.headers["User-Agent"] = f"reconcile/{__version__}"
 
     def close(self) -> None:
@@ -259,6 +262,10 @@ class _Http:
             except URLError:
                 raise ForgeError(f"{self.forge}: {operation}: an unusable next-page link") from None
         raise ForgeError(f"{self.forge}: {operation}: more than {MAX_PAGES} pages")
+
+
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request  # an auth that adds nothing, so requests does not read ~/.netrc
 
 
 def _reason(status: int) -> str:
