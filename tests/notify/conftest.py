@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,7 +91,7 @@ def receiver_factory() -> Iterator[Any]:
         received = Receiver(0, list(statuses) or [200])
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 received.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 n = len(received.requests) - 1
@@ -142,9 +142,10 @@ def commit_notification(sandbox: Sandbox, text: str, *, name: str = "notify.yaml
         return sha
 
 
-def notification(when: str = "[always]", *, apprise: list[str] = (), webhook_url: str | None = None,
+def notification(when: str = "[always]", *, apprise: Sequence[str] = (), webhook_url: str | None = None,
                  name: str = "ops", extra: str = "") -> str:
-    lines = ["apiVersion: reconcile/v1", "kind: Notification", f"metadata: {{name: {name}}}", "spec:", f"  when: {when}"]
+    lines = ["apiVersion: reconcile/v1", "kind: Notification", f"metadata: {{name: {name}}}", "spec:",
+             f"  when: {when}"]
     if apprise:
         lines += ["  apprise:"] + [f"    - {{env: {variable}}}" for variable in apprise]
     if webhook_url is not None:
