@@ -158,6 +158,7 @@ def test_two_concurrent_runs_in_pods_exactly_one_proceeds(tmp_path: Path, plain_
     the API-server fixture): the one that takes the Lease first proceeds, the other exits 5 at once
     and leaves a `locked` run; the Lease is free again afterwards."""
     from tests.adapters.registry.oci import Layout, push
+    from tests.apply.test_retention_end_to_end import policies
     from tests.kube import ADMIN, mount_service_account, running
     from tests.kube.server import BY_PLURAL
 
@@ -167,19 +168,7 @@ def test_two_concurrent_runs_in_pods_exactly_one_proceeds(tmp_path: Path, plain_
         push(layout, tag, plain_registry.host, repo)
     proxy = proxy_factory(plain_registry.url)
     proxy.inject(r"/tags/list", "delay", delay=3.0, times=1)  # the first run is slow to observe: they overlap
-    root = tmp_path / "policies"
-    root.mkdir()
-    (root / "ci.yaml").write_text(f"""\
-apiVersion: reconcile/v1
-kind: Registry
-metadata: {{name: ci}}
-spec: {{url: "{proxy.url}"}}
----
-apiVersion: reconcile/v1
-kind: RetentionPolicy
-metadata: {{name: ci-cleanup}}
-spec: {{registry: ci, repositories: ["{repo}"], keep: [{{tags: '^v\\d+$'}}]}}
-""")
+    root = policies(tmp_path, None, repo, url=proxy.url)
     # Two pods on two nodes: their own volumes, so no file lock in common; the Lease alone keeps them apart.
     command = [sys.executable, "-m", "reconcile", "run", "--repo", str(root), "--audit-db"]
     with running(tls=True) as api:

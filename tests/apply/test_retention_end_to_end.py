@@ -21,14 +21,18 @@ from tests.conftest import RunningRegistry
 from tests.kube import running, write_kubeconfig
 
 
-def policies(tmp_path: Path, registry: RunningRegistry, repository: str, *, max_deletions: int = 100) -> Path:
+def policies(tmp_path: Path, registry: RunningRegistry | None, repository: str, *, max_deletions: int = 100,
+             url: str | None = None, spec: str = "") -> Path:
+    """A repo-of-record: Registry ci (``url``, default the registry's, with ``spec`` fields added)
+    and RetentionPolicy ci-cleanup keeping ``v<N>`` tags of ``repository``."""
     root = tmp_path / "policies"
     root.mkdir()
+    address = url or (registry.url if registry is not None else "")
     (root / "ci.yaml").write_text(f"""\
 apiVersion: reconcile/v1
 kind: Registry
 metadata: {{name: ci}}
-spec: {{url: "{registry.url}"}}
+spec: {{url: "{address}"{", " + spec if spec else ""}}}
 ---
 apiVersion: reconcile/v1
 kind: RetentionPolicy

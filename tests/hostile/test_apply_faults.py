@@ -20,7 +20,7 @@ import pytest
 from reconcile.audit import AuditStore
 from tests.adapters.registry.faults import FaultProxy
 from tests.adapters.registry.oci import Layout, push
-from tests.apply.test_retention_end_to_end import tags
+from tests.apply.test_retention_end_to_end import policies, tags
 from tests.conftest import RunningRegistry
 
 KEPT = ["v1", "v2"]
@@ -36,19 +36,7 @@ def world(tmp_path: Path, plain_registry: RunningRegistry, repo: str,
         layout.tag(layout.image(created=f"2026-11-{day:02d}T00:00:00Z"), tag)
         push(layout, tag, plain_registry.host, repo)
     proxy = proxy_factory(plain_registry.url)
-    root = tmp_path / "policies"
-    root.mkdir()
-    (root / "ci.yaml").write_text(f"""\
-apiVersion: reconcile/v1
-kind: Registry
-metadata: {{name: ci}}
-spec: {{url: "{proxy.url}", concurrency: 1, retry: {{attempts: 4, budget: 30s}}}}
----
-apiVersion: reconcile/v1
-kind: RetentionPolicy
-metadata: {{name: ci-cleanup}}
-spec: {{registry: ci, repositories: ["{repo}"], keep: [{{tags: '^v\\d+$'}}]}}
-""")
+    root = policies(tmp_path, None, repo, url=proxy.url, spec="concurrency: 1, retry: {attempts: 4, budget: 30s}")
     return {"proxy": proxy, "registry": plain_registry, "repo": repo, "root": root, "db": tmp_path / "audit.db",
             "cache": tmp_path / "cache"}
 
