@@ -3,9 +3,11 @@ they run is one the command line accepts, with those options and values."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,92 @@ def test_the_gitlab_pipeline_plans_merge_requests_and_applies_on_the_default_bra
     assert 'git diff --quiet "$planned" "$CI_COMMIT_SHA"' in script
     # The comment's token is a project access token, never the job token.
     assert "CI_JOB_TOKEN" not in "\n".join(gitlab_scripts(pipeline))
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _policies(root: Path, keep: str) -> str:
+    return f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "oci-layout:{root}"}}
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {{name: ci-cleanup}}
+spec:
+  registry: ci
+  repositories: ["team/app"]
+  keep:
+    - tags: '{keep}'
+"""
+
+
+def test_the_recipes_flow_plans_a_pull_request_and_applies_that_plan_after_a_squash_merge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What both recipes do, with git and the real command line: plan at the pull request's head
+    with the trusted base, squash-merge (a new commit, the same tree), then apply the saved plan
+    at the planned commit. Applying it at the merge commit instead is refused."""
+    from tests.adapters.registry.oci import Layout
+
+    for name in ("RECONCILE_REPO", "RECONCILE_REF", "RECONCILE_TRUSTED_REF", "RECONCILE_TRUST_REF_CONNECTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    registry = tmp_path / "registry"
+    layout = Layout(registry / "team" / "app")
+    for i, tag in enumerate(("v1", "build-1", "build-2"), 1):
+        layout.tag(layout.image(created=f"2026-11-0{i}T00:00:00Z"), tag)
+    origin, seed = tmp_path / "origin.git", tmp_path / "seed"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    _git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    (seed / "policies.yaml").write_text(_policies(registry, ".*"))  # main keeps everything
+    _git(seed, "add", "policies.yaml")
+    _git(seed, "commit", "-q", "-m", "policies")
+    _git(seed, "push", "-q", str(origin), "main")
+    _git(seed, "checkout", "-q", "-b", "pr")
+    (seed / "policies.yaml").write_text(_policies(registry, "^v\\d+$"))  # the pull request prunes builds
+    _git(seed, "commit", "-q", "-am", "prune builds")
+    _git(seed, "push", "-q", str(origin), "pr:refs/pull/1/head")
+
+    # The plan job: a checkout of the default branch, the pull request's commit fetched.
+    plan_job = tmp_path / "plan-job"
+    _git(tmp_path, "clone", "-q", str(origin), str(plan_job))
+    _git(plan_job, "fetch", "-q", "--no-tags", "origin", "+refs/pull/1/head:refs/remotes/pr/head")
+    pr_sha = _git(plan_job, "rev-parse", "refs/remotes/pr/head")
+    with monkeypatch.context() as here:
+        here.chdir(plan_job)
+        planned = CliRunner().invoke(cli, ["plan", "--repo", ".", "--ref", pr_sha, "--trusted-ref",
+                                           "refs/remotes/origin/main", "--format", "markdown", "--out", "plan.json",
+                                           "--detailed-exitcode"])
+    assert planned.exit_code == 2, planned.output  # changes to review: not a failure
+    assert "build-1" in planned.output
+    saved = plan_job / "plan.json"
+    assert json.loads(saved.read_text())["commit"] == pr_sha
+
+    # The merge: squashed, so main gets a new commit with the pull request's tree.
+    _git(seed, "checkout", "-q", "main")
+    _git(seed, "merge", "-q", "--squash", "pr")
+    _git(seed, "commit", "-q", "-m", "prune builds (#1)")
+    _git(seed, "push", "-q", str(origin), "main")
+
+    # The apply job: a checkout of the merge, the planned commit fetched, the trees compared.
+    apply_job = tmp_path / "apply-job"
+    _git(tmp_path, "clone", "-q", str(origin), str(apply_job))
+    _git(apply_job, "fetch", "-q", "--no-tags", "origin", "+refs/pull/1/head:refs/remotes/pr/head")
+    merged = _git(apply_job, "rev-parse", "HEAD")
+    assert merged != pr_sha
+    assert subprocess.run(["git", "diff", "--quiet", pr_sha, merged], cwd=apply_job).returncode == 0
+    common = ["--repo", str(apply_job), "--audit-db", str(tmp_path / "audit.db"), "--lock", "none"]
+    naive = CliRunner().invoke(cli, ["apply", "--plan", str(saved), *common, "--yes"])
+    assert naive.exit_code == 1
+    assert f"it was made at commit {pr_sha}, the policies are now at {merged}" in naive.output
+    applied = CliRunner().invoke(cli, ["apply", "--plan", str(saved), "--ref", pr_sha, "--trusted-ref",
+                                       "refs/remotes/origin/main", "--max-plan-age", "7d", "--yes", *common])
+    assert applied.exit_code == 0, applied.output
+    index = json.loads((registry / "team" / "app" / "index.json").read_text())
+    tags = sorted(m.get("annotations", {}).get("org.opencontainers.image.ref.name") for m in index["manifests"])
+    assert tags == ["v1"]
