@@ -122,22 +122,30 @@ def notify_after(audit_db: str, mode: RunMode, notice: Notice, load: Callable[[]
     except Exception:
         _after_error(audit_db, mode, notice, load, since)
         raise
-    with suppress(Exception):  # must not happen; and if it does, the run's result stands
+    try:
         send_notifications(audit_db, notice, applied.policies, applied.run_id)
+    except Exception as e:  # must not happen; and if it does, the run's result stands
+        notice(f"warning: notifications about run {applied.run_id} stopped ({type(e).__name__})")
     return applied
 
 
 def _after_error(audit_db: str, mode: str, notice: Notice, load: Callable[[], PolicySet], since: str) -> None:
-    with suppress(Exception):
-        run_id = _latest_run(audit_db, mode, since)
-        if run_id is None:
-            return
-        try:
-            policies = load()
-        except ReconcileError:
-            notice(f"warning: no notification sent about run {run_id}: the policies could not be read")
-            return
-        send_notifications(audit_db, notice, policies, run_id)
+    try:
+        _notify_failed_run(audit_db, mode, notice, load, since)
+    except Exception as e:  # the run's own error is what the caller gets
+        notice(f"warning: notifications about the failed run stopped ({type(e).__name__})")
+
+
+def _notify_failed_run(audit_db: str, mode: str, notice: Notice, load: Callable[[], PolicySet], since: str) -> None:
+    run_id = _latest_run(audit_db, mode, since)
+    if run_id is None:
+        return
+    try:
+        policies = load()
+    except ReconcileError:
+        notice(f"warning: no notification sent about run {run_id}: the policies could not be read")
+        return
+    send_notifications(audit_db, notice, policies, run_id)
 
 
 def summary_text(report: RunReport, notification: str, met: tuple[str, ...]) -> tuple[str, str]:

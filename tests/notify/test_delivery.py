@@ -280,3 +280,25 @@ def test_a_pull_request_changing_a_notification_does_not_get_to_send(sandbox: Sa
     reconciler.run()
 
     assert proposed.requests == [] and len(trusted.requests) == 1
+
+
+def test_a_run_that_stops_on_an_error_is_notified_and_the_error_still_reaches_the_caller(
+        sandbox: Sandbox, receiver_factory: Any, secrets_env: pytest.MonkeyPatch) -> None:
+    hook: Receiver = receiver_factory(200)
+    commit_notification(sandbox, notification("[failure]", webhook_url=hook.url))
+
+    def broken(plan: Any) -> bool:
+        raise RuntimeError("the reviewer crashed")
+
+    with pytest.raises(RuntimeError, match="the reviewer crashed"):
+        library(sandbox, []).apply(review=broken)
+    with pytest.raises(Exception, match="not confirmed"):
+        library(sandbox, []).apply(review=lambda plan: False)  # a person said no: nothing to tell
+
+    ((_, _, body),) = hook.requests
+    data = json.loads(body)["data"]
+    assert data["run"]["outcome"] == "failed" and data["run"]["mode"] == "apply" and data["when"] == ["failure"]
+    assert data["failures"] == [{"kind": "error", "target": str(sandbox.policies), "policy": None,
+                                 "reason": "RuntimeError: the reviewer crashed"}]
+    _, (action,) = notify_rows(sandbox)
+    assert action["status"] == "succeeded" and f"about run {data['run']['id']} (failed)" in action["reason"]
