@@ -285,6 +285,20 @@ def test_the_token_user_from_get_user_decides_whose_comment_it_is(serve: Any) ->
     assert any(r.path == "/user" for r in fake.requests)
 
 
+def test_an_app_token_in_actions_is_told_to_name_its_author(serve: Any) -> None:
+    app = {"login": "reconcile-app[bot]", "id": 555, "type": "Bot"}
+    fake = serve(Fake("github", users={GITHUB_TOKEN: app}, user_endpoint=False))
+    result = CliRunner().invoke(cli, ["comment", "--github", "acme/policies#12"], input="plan\n",
+                                 env=github(fake, GITHUB_ACTIONS="true"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("warning: the token posts as reconcile-app[bot], not github-actions[bot]: pass "
+                             "--author reconcile-app[bot] so that later runs update this comment\n")
+    again = comment("--github", "acme/policies#12", "--author", "reconcile-app[bot]", text="plan 2\n",
+                    env=github(fake, GITHUB_ACTIONS="true"))
+    assert again.output.startswith("updated comment ")
+    assert len(marked(fake)) == 1
+
+
 def test_without_get_user_or_actions_the_author_must_be_named(serve: Any) -> None:
     fake = serve(Fake("github", users={GITHUB_TOKEN: BOT}, user_endpoint=False))
     result = comment("--github", "acme/policies#12", text="plan\n", env=github(fake))

@@ -78,6 +78,7 @@ class Comment:
 class Posted:
     action: Literal["created", "updated", "unchanged"]
     comment: Comment
+    warning: str | None = None  # the comment was posted as another user than assumed
 
 
 class ForgeClient(Protocol):
@@ -133,7 +134,12 @@ def upsert_comment(client: ForgeClient, key: str, markdown: str, *, author: str 
         if comment.body.replace("\r\n", "\n") == body:
             return Posted("unchanged", comment)
         return Posted("updated", client.update(comment.id, body))
-    return Posted("created", client.create(body))
+    made = client.create(body)
+    if author is None and user_id is None and made.author and made.author.lower() != login.lower():
+        # The assumed author was wrong (a GitHub App's token): every run would add a comment.
+        return Posted("created", made, f"the token posts as {made.author}, not {login}: pass --author "
+                                       f"{made.author} so that later runs update this comment")
+    return Posted("created", made)
 
 
 _CUT = ("… cut to fit the forge's limit of {limit} characters per comment: the whole plan is in its "

@@ -62,6 +62,8 @@ def comment_command(markdown: str, key: str, github: str | None, gitlab: str | N
         raise click.ClickException(str(e)) from None
     url = f" {posted.comment.url}" if posted.comment.url else ""
     click.echo(f"{posted.action} comment {posted.comment.id} on {client.where}{url}")
+    if posted.warning:
+        click.echo(f"warning: {posted.warning}", err=True)
 
 
 def _read(markdown: str) -> str:
