@@ -106,9 +106,9 @@ def upsert_comment(client: ForgeClient, key: str, markdown: str, *, author: str 
     already says ``markdown``).
 
     A comment is ours when its first line is the marker *and* its author is the token's user
-    (``author`` when given, else ``GET /user``, else ``fallback_author``): a comment someone else wrote with the marker
-    is never edited, as it could be edited back later to show another plan. Several of ours (a
-    race between two jobs): the oldest is updated.
+    (``author`` when given, else ``GET /user``, else ``fallback_author``): a comment someone else
+    wrote with the marker is never edited, as it could be edited back later to show another plan.
+    Several of ours (a race between two jobs): the oldest is updated.
     """
     head = marker(key)
     body = f"{head}\n{fit(markdown, client.body_limit - len(head) - 1, client.body_limit)}"
