@@ -239,7 +239,7 @@ def test_a_failing_apprise_target_says_why_without_the_url(sandbox: Sandbox, smt
                                                            caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "canary-wrong-Pw-0d9e1"
-    secrets_env.setenv("NOTIFY_SMTP_URL", smtp.url(password=wrong))
+    secrets_env.setenv("NOTIFY_SMTP_URL", smtp.url(password=wrong) + "&cto=2")  # aiosmtpd stalls after a refusal
     commit_notification(sandbox, notification(apprise=["NOTIFY_SMTP_URL"]))
     notices: list[str] = []
 
