@@ -765,7 +765,7 @@ def test_help_lists_audit_and_its_subcommands() -> None:
         assert re.search(rf"^\s+{name}\s", group.stdout, re.M), name
     listing = CliRunner().invoke(cli, ["audit", "list", "--help"])
     for option in ("--since", "--until", "--action", "--status", "--target", "--policy", "--run", "--commit",
-                   "--limit", "--audit-db", "[promote|prune|untag|deploy|rollback|skip|error]"):
+                   "--limit", "--audit-db", "[promote|prune|untag|deploy|rollback|skip|error|notify]"):
         assert option in listing.stdout, option
 
 
