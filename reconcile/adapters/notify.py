@@ -175,7 +175,8 @@ def send_webhook(url: str | Secret, key: Secret, body: bytes, *, attempts: int =
         try:
             with requests.Session() as session:
                 session.trust_env = False  # no proxy or netrc credentials from the environment
-                response = session.post(target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+                response = session.post(target, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                                        stream=True)  # the answer's body is never read
                 status = response.status_code
                 response.close()
         except requests.RequestException as e:  # the type only: requests' messages quote the URL
