@@ -56,8 +56,8 @@ def plan_markdown(plan: Plan, policies: PolicySet, limit: int = MARKDOWN_LIMIT) 
     if not policies.connection_changes:
         return to_markdown(plan, limit=limit)
     head = [f"### ⚠️ Connection changes (not used by this plan): {len(policies.connection_changes)}", "",
-            f"Registries and Clusters come from the trusted ref {_code(policies.trusted_ref or '')} (commit "
-            f"{_code((policies.trusted_commit or '')[:12])}); what this ref changes in them takes effect only "
+            f"Registries, Clusters and Notifications come from the trusted ref {_code(policies.trusted_ref or '')} "
+            f"(commit {_code((policies.trusted_commit or '')[:12])}); what this ref changes in them takes effect only "
             "once merged, and nothing here was connected to with it. Review:", ""]
     items = []
     for change in policies.connection_changes:
