@@ -41,7 +41,11 @@ class Candidate:
 
 
 def select_candidate(track: Track, repository: RepositoryState) -> Candidate | None:
-    """The newest tag the track accepts. A multi-arch image is its index digest: the tag's own."""
+    """The newest tag the track accepts. A multi-arch image is its index digest: the tag's own.
+    A track of one literal tag (``^latest$``) follows that tag, whatever its order."""
+    if (followed := track.follows) is not None:
+        found = repository.tags.get(followed)
+        return Candidate(followed, followed, found.digest) if found is not None else None
     ranked: list[tuple[object, str, str]] = []
     for tag, descriptor in repository.tags.items():
         match = track.tags.search(tag)

@@ -5,6 +5,7 @@ Built only from documents that passed every check, so constructors here trust th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -183,12 +184,22 @@ class RetentionPolicy:
     origin: Origin | None = field(default=None, compare=False)
 
 
+_LITERAL_TAG = re.compile(r"\^([A-Za-z0-9_][A-Za-z0-9_-]{0,127})\$")  # no regex syntax between the anchors
+
+
 @dataclass(frozen=True)
 class Track:
     tags: Pattern
     order: TagOrder = "semver"
     allow: Pattern | None = None
     ignore: Pattern | None = None
+
+    @property
+    def follows(self) -> str | None:
+        """The one tag a track of a literal name (``^latest$``, ``^stable$``) follows: nothing to
+        rank, so its order does not apply; it moves when that tag points at another digest."""
+        literal = _LITERAL_TAG.fullmatch(self.tags.pattern)
+        return literal[1] if literal else None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,18 @@ def test_candidate_selection(tracked: Track, tags: dict[str, int], winner: str) 
     assert found is not None and found.tag == winner and found.digest == digest(tags[winner])
 
 
+@pytest.mark.parametrize(("pattern", "order", "tags", "expected"), [
+    (r"^latest$", "semver", {"latest": 2, "v1.0.0": 1}, ("latest", 2)),  # no version to rank: the tag itself
+    (r"^stable$", "newest", {"stable": 3}, ("stable", 3)),  # no creation time needed either
+    (r"^latest$", "semver", {"v1.0.0": 1}, None),  # not pushed yet: nothing to follow
+    (r"^lat.st$", "semver", {"latest": 2}, None),  # a pattern, not a name: ranked as the order says
+])
+def test_a_track_of_one_literal_tag_follows_it(pattern: str, order: str, tags: dict[str, int],
+                                                expected: tuple[str, int] | None) -> None:
+    found = select_candidate(track(pattern, order), repo(tags))
+    assert (found and (found.tag, found.digest)) == (expected and (expected[0], digest(expected[1])))
+
+
 def test_no_candidate() -> None:
     assert select_candidate(track(), repo({"latest": 1, "nightly": 2})) is None
 
