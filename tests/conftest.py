@@ -43,6 +43,19 @@ def binaries() -> None:
         pytest.fail(f"registry tests need: {', '.join(missing)}", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def known_secrets() -> Iterator[None]:
+    """Each test starts with the secret values it resolves itself: the redactor's registry is
+    process-wide, and a value one test made a Secret ("user", say) would mask that word in the
+    messages every later test checks."""
+    from reconcile.policy import secrets as secret_values
+
+    before = set(secret_values._KNOWN_VALUES)
+    yield
+    secret_values._KNOWN_VALUES.intersection_update(before)
+    secret_values._PATTERN = (0, None)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
