@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reconcile.adapters.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
 from reconcile.adapters.git.writeback import WriteBackError, write_back
+from reconcile.adapters.heroku import HerokuClient, HerokuError, image_id
 from reconcile.adapters.registry import CannotUntag, RegistryClient, RegistryError, copy_image
 from reconcile.apply.verify import DeleteCheck, InUseReader, StateChanged
 from reconcile.audit import Run
@@ -18,6 +19,7 @@ from reconcile.plan.actions import Action, Cause, parse_target
 from reconcile.plan.deploy import image_ref
 from reconcile.plan.plan import Plan
 from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
+from reconcile.policy.secrets import SecretError, SecretResolver
 
 
 class RolloutFailed(Exception):
@@ -49,6 +51,8 @@ class DeployContext:
     connect: Callable[[str], ClusterClient]  # the run's client for a Cluster name; the caller closes it
     cache_dir: Path
     commit: str | None = None
+    registry: Callable[[str], RegistryClient] | None = None  # heroku targets: the run's client for a Registry
+    resolver: SecretResolver | None = None  # heroku targets' tokens (None: a resolver of env and file refs)
 
     @property
     def writeback_cache(self) -> Path:
@@ -101,12 +105,13 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
             if action.policy.startswith("DeployPolicy/"):
                 if deploys is None:
                     raise ValueError(f"no deploy context to carry out {action.kind} on {action.target}")
-                _deploy(action, deploys, run)
+                _deploy(action, deploys, run, clients)
             else:
                 _apply(action, clients, run, sources or {}, check, done)
         except StateChanged as e:
             result.skipped.append((action, str(e)))
-        except (RegistryError, CannotUntag, ClusterError, WriteBackError, RolloutFailed) as e:
+        except (RegistryError, CannotUntag, ClusterError, WriteBackError, RolloutFailed, HerokuError,
+                SecretError) as e:
             result.failed.append((action, str(e)))
         else:
             result.succeeded.append(action)
@@ -158,7 +163,8 @@ def _verified_delete(action: Action, client: RegistryClient, run: Run, check: De
         raise skipped
 
 
-def _deploy(action: Action, context: DeployContext, run: Run) -> None:
+def _deploy(action: Action, context: DeployContext, run: Run,
+            clients: Mapping[str, RegistryClient] | None = None) -> None:
     name = action.policy.removeprefix("DeployPolicy/")
     policy = context.policies.deploy_policies[name]
     stage = context.policies.promotion_policies[policy.promotion].stage(policy.stage)
@@ -166,6 +172,12 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
     digest = action.digest_after
     if action.kind != "deploy" or digest is None:
         raise ValueError(f"the executor cannot carry out {action.kind} on {action.target}")
+    if policy.heroku is not None:
+        with run.mutation("deploy", action.target, policy=action.policy, reason=action.reason,
+                          digest_before=action.digest_before, digest_after=digest, cause=action.cause) as outcome:
+            released = heroku_release(context, policy, digest, clients)
+            outcome.reason = f"{action.reason}; released image {released[:19]}"
+        return
     commit = (context.commit or "a working tree")[:12]
     if policy.manifests is not None:
         image = image_ref(host, stage.repository, digest, action.tags[0] if action.tags else None)
@@ -199,6 +211,41 @@ def _deploy(action: Action, context: DeployContext, run: Run) -> None:
             except (ClusterError, RolloutFailed) as e:
                 raise RolloutFailed(f"{failure}; the automatic rollback failed too: {e}") from None
         raise
+
+
+def open_heroku(policies: PolicySet, policy: DeployPolicy, resolver: SecretResolver | None = None) -> HerokuClient:
+    """A Platform API client for ``policy``'s heroku target, its token resolved; refused (HerokuError)
+    when, in pull-request mode, the heroku block is not the trusted ref's."""
+    target = policy.heroku
+    assert target is not None
+    refused = policies.unconnectable.get(f"DeployPolicy/{policy.name}")
+    if refused is not None:
+        raise HerokuError(target.app, "connect", refused)
+    token = (resolver or SecretResolver()).resolve(target.token, purpose=f"DeployPolicy {policy.name} heroku token")
+    return HerokuClient(target.api, token)
+
+
+def heroku_release(context: DeployContext, policy: DeployPolicy, digest: str,
+                   clients: Mapping[str, RegistryClient] | None = None) -> str:
+    """Release the stage's manifest ``digest`` to the heroku target: its image ID (config digest) is
+    read from the registry, then PATCHed into the formation. Returns the image ID released."""
+    target = policy.heroku
+    assert target is not None
+    stage = context.policies.promotion_policies[policy.promotion].stage(policy.stage)
+    registry = (clients or {}).get(stage.registry) or (context.registry(stage.registry) if context.registry
+                                                        else None)
+    if registry is None:
+        raise HerokuError(target.app, "release", f"no client for Registry {stage.registry} to read the image ID from")
+    try:
+        image = image_id(registry, stage.repository, digest)
+    except ValueError as e:
+        raise HerokuError(target.app, "release", str(e)) from None
+    client = open_heroku(context.policies, policy, context.resolver)
+    try:
+        client.release(target.app, target.process, image)
+    finally:
+        client.close()
+    return image
 
 
 def write_back_message(verb: str, policy: str, before: str | None, after: str, image: str,

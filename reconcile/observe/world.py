@@ -49,8 +49,8 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     ``clients`` (registry name -> client) is filled in and returned to the caller, who applies
     through the same connections and closes them.
 
-    ``health`` covers every DeployPolicy a healthyIn gate names and every one with a cluster target
-    (what it runs now); ``written``, with ``read_written``, what a manifests target's image is now.
+    ``health`` covers every DeployPolicy a healthyIn gate names and every one with a cluster or
+    heroku target (what it runs now); ``written``, with ``read_written``, what a manifests target's image is now.
 
     With ``shard``, only its repositories and pipelines are observed; what protects images
     (clusters, deploy targets, their health) is read whole, as retention in any shard needs it.
@@ -61,7 +61,8 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     helm = {name for p in retention_policies for name in p.protect.helm_releases}
     gated = {name for policy in policies.promotion_policies.values() for stage in policy.stages
              for name in stage.gates.healthy_in}
-    deployed = {name for name, policy in policies.deploy_policies.items() if policy.cluster is not None}
+    deployed = {name for name, policy in policies.deploy_policies.items()
+                if policy.cluster is not None or policy.heroku is not None}
     # Every source is independent of the others: read them side by side (each adapter bounds its own
     # requests in flight), so a run waits for its slowest source, not for their sum.
     with ThreadPoolExecutor(max_workers=OBSERVERS, thread_name_prefix="observe") as pool:
@@ -86,6 +87,9 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     health = {name: read.result() for name, read in health_reads.items()}
     written = {name: written_reads[name].result() if name in written_reads else "the manifests are not read"
                for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
+    # a heroku target's "what runs now" is its health read (the planner reads it from ``written``)
+    written.update({name: health[name] for name, policy in sorted(policies.deploy_policies.items())
+                    if policy.heroku is not None and name in health})
     return Observation(observed_at, clusters, retention, promotion, health, written)
 
 

@@ -61,7 +61,10 @@ def image_ref(host: str, repository: str, digest: str, tag: str | None = None) -
 
 
 def deploy_target(policy: DeployPolicy) -> str:
-    """What a deploy action names: ``cluster/namespace/Kind/name[,…]`` or the manifests location."""
+    """What a deploy action names: ``cluster/namespace/Kind/name[,…]``, the manifests location or
+    ``heroku:app/process``."""
+    if policy.heroku is not None:
+        return f"heroku:{policy.heroku.app}/{policy.heroku.process}"
     workloads = ",".join(f"{w.kind}/{w.name}" for w in policy.workloads)
     if policy.manifests is not None:
         m = policy.manifests
@@ -91,6 +94,10 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
             return Action(subject, BLOCKED, target, None, desired,
                           f"cluster {policy.cluster} could not be read: {current}; {shown} is not deployed", tags,
                           block=Block.UNREADABLE, cause=Cause.CLUSTER_UNREADABLE)
+        if policy.heroku is not None:  # nor a Heroku app (or one whose token is not the trusted ref's)
+            return Action(subject, BLOCKED, target, None, desired,
+                          f"heroku app {policy.heroku.app} could not be read: {current}; {shown} is not deployed",
+                          tags, block=Block.UNREADABLE, cause=Cause.CLUSTER_UNREADABLE)
         before = None
     if before == desired:
         note = f" (rollout not complete: {current.detail})" if isinstance(current, DeployHealth) and not (

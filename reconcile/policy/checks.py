@@ -416,9 +416,14 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
                 yield "/spec/stage", unknown_message(f"stage of PromotionPolicy {policy_name!r}:",
                                                      stage_name, [n for n in names if n])
     yield from _repository("/spec/manifests/repo", dig(spec, "manifests", "repo"))
-    has_cluster, has_manifests = "cluster" in spec, "manifests" in spec
-    if has_cluster == has_manifests:
-        yield "/spec", "set exactly one target: cluster (patch it) or manifests (git write-back)"
+    has_cluster, has_manifests, has_heroku = "cluster" in spec, "manifests" in spec, "heroku" in spec
+    if has_cluster + has_manifests + has_heroku != 1:
+        yield "/spec", ("set exactly one target: cluster (patch it), manifests (git write-back) or heroku "
+                        "(release through the Heroku Platform API)")
+    if has_heroku:
+        yield from _heroku(spec)
+    elif "workloads" not in spec:
+        yield "/spec", "workloads are required with cluster and manifests"
     if (problem := index.unknown("Cluster", spec.get("cluster"))) is not None:
         yield "/spec/cluster", problem
     elif index.known_by_manifests(spec.get("cluster")):
@@ -433,6 +438,28 @@ def _deploy(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
             if key in seen:
                 yield f"/spec/workloads/{i}", f"same workload and container as workloads[{seen[key]}]"
             seen.setdefault(key, i)
+
+
+def _heroku(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    heroku = spec.get("heroku")
+    if not isinstance(heroku, dict):
+        return
+    if "workloads" in spec:
+        yield "/spec/workloads", "a heroku target releases a process type (heroku.process), not workloads"
+    if "namespace" in spec:
+        yield "/spec/namespace", "a heroku target has no namespace"
+    token = heroku.get("token")
+    if isinstance(token, dict) and "dockerConfig" in token:
+        yield "/spec/heroku/token", ("a dockerConfig reference holds registry credentials, not one value; use env, "
+                                     "file or kubernetes")
+    api = heroku.get("api")
+    if isinstance(api, str) and api.startswith(("http://", "https://")):
+        parts = urlsplit(api)
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            yield "/spec/heroku/api", "the api is a base URL (scheme, host, optional port and path), nothing more"
+        elif api.startswith("http://") and not _is_loopback(parts.hostname or ""):
+            yield "/spec/heroku/api", (f"plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, ::1), "
+                                       f"not {parts.hostname or ''!r}; use https://")
 
 
 def _notification(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:

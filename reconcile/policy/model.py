@@ -275,6 +275,16 @@ class ManifestsTarget:
 
 
 @dataclass(frozen=True)
+class HerokuTarget:
+    """Release through the Heroku Platform API: ``PATCH {api}/apps/{app}/formation``."""
+
+    app: str
+    token: SecretRef
+    process: str = "web"
+    api: str = "https://api.heroku.com"
+
+
+@dataclass(frozen=True)
 class Rollout:
     timeout: timedelta = timedelta(minutes=10)
     auto_rollback: bool = True
@@ -290,6 +300,7 @@ class DeployPolicy:
     manifests: ManifestsTarget | None = None
     namespace: str | None = None
     rollout: Rollout = Rollout()
+    heroku: HerokuTarget | None = None
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -508,10 +519,11 @@ def _promotion(name: str, spec: dict[str, Any], origin: Origin) -> PromotionPoli
 def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
     promotion, stage = spec["stage"].split("/")
     manifests = spec.get("manifests")
+    heroku = spec.get("heroku")
     rollout = spec.get("rollout", {})
     return DeployPolicy(
         name=name, promotion=promotion, stage=stage,
-        workloads=tuple(Workload(w["kind"], w["name"], w["container"]) for w in spec["workloads"]),
+        workloads=tuple(Workload(w["kind"], w["name"], w["container"]) for w in spec.get("workloads", ())),
         cluster=spec.get("cluster"),
         manifests=None if manifests is None else ManifestsTarget(
             repo=manifests["repo"], path=manifests["path"], branch=manifests.get("branch", ManifestsTarget.branch),
@@ -519,6 +531,9 @@ def _deploy(name: str, spec: dict[str, Any], origin: Origin) -> DeployPolicy:
         namespace=spec.get("namespace"),
         rollout=Rollout(timeout=_duration_or(rollout.get("timeout"), Rollout.timeout),
                         auto_rollback=rollout.get("autoRollback", Rollout.auto_rollback)),
+        heroku=None if heroku is None else HerokuTarget(
+            app=heroku["app"], token=SecretRef.from_mapping(heroku["token"]),
+            process=heroku.get("process", HerokuTarget.process), api=heroku.get("api", HerokuTarget.api)),
         origin=origin)
 
 

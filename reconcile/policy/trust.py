@@ -9,10 +9,12 @@ What the ref read changes there is kept as :class:`ConnectionChange` entries for
 Registry or Cluster only the ref read defines is not connected to at all (not even anonymously),
 so the policies that use it are blocked as for any source that cannot be read.
 
-Secret references appear in Registry, Cluster and Notification documents only (the schemas'
-``secretRef``), so taking those kinds from the trusted ref is what keeps a pull request from naming
-a secret. A Notification decides where run summaries (and, through its URLs, tokens) go: every
-Notification is the trusted ref's; one the ref read adds, changes or removes is a change to review.
+Secret references appear in Registry, Cluster and Notification documents and in a DeployPolicy's
+``heroku`` target (the schemas' ``secretRef``), so taking those from the trusted ref is what keeps
+a pull request from naming a secret. A heroku target's token (and the API host it goes to) is used
+only when the DeployPolicy's heroku block is identical at the trusted ref; else the policy is listed
+in ``unconnectable`` and its deploy is blocked. A Notification decides where run summaries (and,
+through its URLs, tokens) go: every Notification is the trusted ref's; one the ref read adds, changes or removes is a change to review.
 """
 
 from __future__ import annotations
@@ -104,6 +106,14 @@ def compose(trusted: PolicySet, proposed: PolicySet, trusted_ref: str) -> Policy
             clusters[name] = dataclasses.replace(cluster, in_cluster=False, kubeconfig=None, context=None,
                                                  manifests=None)
             unconnectable[f"Cluster/{name}"] = _not_trusted("Cluster", name, at)
+    # A heroku target names a token and where it is sent: usable only as the trusted ref has it.
+    for name, deploy in proposed.deploy_policies.items():
+        trusted_deploy = trusted.deploy_policies.get(name)
+        if deploy.heroku is not None and (trusted_deploy is None or trusted_deploy.heroku != deploy.heroku):
+            unconnectable[f"DeployPolicy/{name}"] = (
+                f"DeployPolicy/{name}'s heroku target (app, process, api, token reference) differs from the trusted "
+                f"ref {at} or is not there; its token is not used (connections come from the trusted ref) until "
+                "it is merged")
     return dataclasses.replace(
         proposed, registries=MappingProxyType(dict(sorted(registries.items()))),
         clusters=MappingProxyType(dict(sorted(clusters.items()))), notifications=trusted.notifications,

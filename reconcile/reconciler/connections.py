@@ -17,7 +17,9 @@ from typing import Any, NoReturn
 from reconcile.adapters.cluster import ClusterClient, ClusterError, connect, parse_image
 from reconcile.adapters.cluster.secrets import read_kubernetes_secret
 from reconcile.adapters.git.manifests import read_manifests_state
+from reconcile.adapters.heroku import image_id
 from reconcile.adapters.registry import RegistryClient, RegistryError, open_registry
+from reconcile.apply.executor import open_heroku
 from reconcile.apply.verify import InUse
 from reconcile.observe.state import ClusterState, DeployHealth
 from reconcile.observe.world import ClusterReader, HealthReader, WrittenReader
@@ -86,6 +88,8 @@ def connections_for(policies: PolicySet) -> Iterator[Connections]:
 
 def health_reader(connections: Connections) -> HealthReader:
     def read(deploy: DeployPolicy) -> DeployHealth:
+        if deploy.heroku is not None:
+            return _heroku_health(connections, deploy)
         if deploy.cluster is None or deploy.namespace is None:
             raise ValueError("deploys by manifests write-back; its rollout health is not observable here")
         client = connections.cluster(deploy.cluster)
@@ -99,6 +103,37 @@ def health_reader(connections: Connections) -> HealthReader:
         return DeployHealth(digest, healthy, "; ".join(why) if not healthy else "")
 
     return read
+
+
+HEROKU_DIGESTS_SEARCHED = 100  # the stage's tagged manifests whose image ID is compared with what runs
+
+
+def _heroku_health(connections: Connections, deploy: DeployPolicy) -> DeployHealth:
+    """What a heroku target's process runs now, as the stage's manifest digest: Heroku knows the
+    image ID (config digest), so it is matched against the stage's tagged manifests. An image ID
+    none of them has is reported as no digest (the stage's is then deployed)."""
+    target = deploy.heroku
+    assert target is not None
+    client = open_heroku(connections.policies, deploy, connections.resolver)
+    try:
+        running = client.current(target.app, target.process)
+    finally:
+        client.close()
+    if running is None:
+        return DeployHealth(None, True, f"no image released to {target.process} yet")
+    stage = connections.policies.promotion_policies[deploy.promotion].stage(deploy.stage)
+    registry = connections.registry(stage.registry)
+    seen: set[str] = set()
+    for tag in sorted(registry.tags(stage.repository), reverse=True):
+        descriptor = registry.resolve(stage.repository, tag)
+        if descriptor is None or descriptor.digest in seen:
+            continue
+        seen.add(descriptor.digest)
+        if image_id(registry, stage.repository, descriptor.digest) == running:
+            return DeployHealth(descriptor.digest, True, "")
+        if len(seen) >= HEROKU_DIGESTS_SEARCHED:
+            break
+    return DeployHealth(None, True, f"runs image {running[:19]}, not an image of {stage.repository}")
 
 
 def written_reader(connections: Connections) -> WrittenReader:
