@@ -3,6 +3,8 @@
 - cluster: each workload's container set to the digest (or its retained revision restored, for
   ``--revision``), then the rollout watched like a deploy's; a rollout that does not complete fails
   the action (it is not rolled back again: a person is at the keyboard).
+- heroku: the digest's image ID (config digest, read from the registry) released through the
+  Platform API (``PATCH /apps/{app}/formation``); nothing to watch.
 - manifests: the digest written back to the manifests repository, committed and pushed (or a
   review branch), as a deploy is.
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from reconcile.adapters.cluster import parse_image
 from reconcile.adapters.git.writeback import write_back
-from reconcile.apply.executor import DeployContext, watch_rollouts, write_back_message
+from reconcile.apply.executor import DeployContext, heroku_release, watch_rollouts, write_back_message
 from reconcile.audit import Run
 from reconcile.plan.actions import Cause
 from reconcile.plan.deploy import deploy_target, image_ref
@@ -32,6 +34,11 @@ def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None,
     reason = f"manual rollback to {goal}"
     with run.mutation("rollback", deploy_target(policy), policy=subject, reason=reason, digest_before=current,
                       digest_after=choice.digest, cause=Cause.REQUESTED) as outcome:
+        if policy.heroku is not None:
+            released = heroku_release(context, policy, choice.digest)
+            done = f"released image {released[:19]} to heroku {policy.heroku.app}/{policy.heroku.process}"
+            outcome.reason = f"{reason}; {done}"
+            return done
         if policy.manifests is not None:
             image = image_ref(host, stage.repository, choice.digest, tag)
             written = write_back(policy.manifests, policy.workloads, image, cache_dir=context.writeback_cache,

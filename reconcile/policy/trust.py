@@ -14,7 +14,8 @@ Secret references appear in Registry, Cluster and Notification documents and in 
 a pull request from naming a secret. A heroku target's token (and the API host it goes to) is used
 only when the DeployPolicy's heroku block is identical at the trusted ref; else the policy is listed
 in ``unconnectable`` and its deploy is blocked. A Notification decides where run summaries (and,
-through its URLs, tokens) go: every Notification is the trusted ref's; one the ref read adds, changes or removes is a change to review.
+through its URLs, tokens) go: every Notification is the trusted ref's; one the ref read adds,
+changes or removes is a change to review.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconcile.adapters.cluster import parse_image
+from reconcile.adapters.heroku import HerokuError
 from reconcile.adapters.registry import RegistryClient, RegistryError
 from reconcile.apply.executor import DeployContext
 from reconcile.apply.rollback import roll_back
@@ -42,10 +43,11 @@ class RolledBack:
 def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy: DeployPolicy,
                      connections: Connections, to_digest: str | None, revision: int | None,
                      confirm: Callable[[str], bool] | None) -> RolledBack:
-    read = health_reader(connections) if policy.cluster is not None else written_reader(connections)
+    read = health_reader(connections) if policy.cluster is not None or policy.heroku is not None \
+        else written_reader(connections)
     try:
         current = read(policy).digest
-    except (ValueError, SourceError) as e:
+    except (ValueError, SourceError, HerokuError, RegistryError, SecretError) as e:
         raise RollbackFailed(f"not rolled back: cannot tell what {policy.name} runs now: {e}") from None
     deployed, _, _ = history(audit_db)
     if deployed is None and to_digest is None and revision is None:
@@ -82,9 +84,13 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
         return f"{tag} ({digest})" if tag else digest or "unknown"
 
     tag = version_tag(stage, stage_state, choice.digest) if isinstance(stage_state, RepositoryState) else None
-    context = DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit)
-    with audited_run(audit_db, "rollback", notice, repo_url=policies.source, repo_commit=policies.commit) as run:
-        done = roll_back(policy, choice, current, context, run, tag=tag)
+    context = DeployContext(policies, connections.cluster, default_cache_dir(), policies.commit,
+                            registry=connections.registry, resolver=connections.resolver)
+    try:
+        with audited_run(audit_db, "rollback", notice, repo_url=policies.source, repo_commit=policies.commit) as run:
+            done = roll_back(policy, choice, current, context, run, tag=tag)
+    except (HerokuError, SecretError) as e:  # a heroku target's release (the others' errors: the caller's)
+        raise RollbackFailed(f"not rolled back: {e}") from None
     to = f"revision {choice.revision}, {shown(choice.digest)}" if choice.revision is not None else shown(choice.digest)
     return RolledBack(policy.name, shown(current), to, done, current)
 
