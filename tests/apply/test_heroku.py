@@ -279,7 +279,8 @@ def test_a_pull_request_cannot_redirect_the_token(tmp_path: Path, plain_registry
     built = layout.image(created="2026-11-01T00:00:00Z")
     layout.tag(built, "build-1")
     push(layout, "build-1", plain_registry.host, repo)
-    push(layout, "build-1", plain_registry.host, f"{repo}-demo-app/web")
+    layout.tag(built, "latest")
+    push(layout, "latest", plain_registry.host, f"{repo}-demo-app/web")
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
@@ -295,9 +296,9 @@ def test_a_pull_request_cannot_redirect_the_token(tmp_path: Path, plain_registry
     assert "heroku target (app, process, api, token reference) differs from the trusted ref" in planned.output, \
         planned.output
     assert fake_heroku.requests == []
-    shutil.rmtree(root / ".git")
 
 
-def test_the_gitlab_heroku_example_validates() -> None:
-    result = invoke("validate", "--repo", str(EXAMPLE))
+def test_the_gitlab_heroku_example_validates(tmp_path: Path) -> None:
+    copy = shutil.copytree(EXAMPLE, tmp_path / "gitlab-heroku")  # as a plain directory, as it is now
+    result = invoke("validate", "--repo", str(copy))
     assert result.exit_code == 0, result.output
