@@ -203,7 +203,7 @@ def in_use_reader(policies: PolicySet, connections: Connections) -> Callable[[st
         for deploy in sorted(policies.deploy_policies.values(), key=lambda d: d.name):
             stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
             # what its workloads run now (a manifests target's pins change only by reconcile's own commits)
-            if stage.registry == registry and deploy.cluster is not None and (
+            if stage.registry == registry and (deploy.cluster is not None or deploy.heroku is not None) and (
                     digest := read_health(deploy).digest) is not None:
                 digests.add(digest)
         return InUse(frozenset(digests), frozenset(tags))

@@ -7,6 +7,7 @@ docker-releases Accept variant, a Bearer token, a JSON body; it answers Heroku-s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -302,3 +303,98 @@ def test_the_gitlab_heroku_example_validates(tmp_path: Path) -> None:
     copy = shutil.copytree(EXAMPLE, tmp_path / "gitlab-heroku")  # as a plain directory, as it is now
     result = invoke("validate", "--repo", str(copy))
     assert result.exit_code == 0, result.output
+
+
+def _validate(tmp_path: Path, heroku: str, extra: str = "") -> list[str]:
+    from reconcile.policy.loader import validate_repo
+
+    (tmp_path / "p.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: heroku}}
+spec: {{url: "https://registry.heroku.com"}}
+---
+apiVersion: reconcile/v1
+kind: PromotionPolicy
+metadata: {{name: app}}
+spec:
+  stages: [{{name: web, registry: heroku, repository: demo-app/web, track: {{tags: '^latest$'}}}}]
+---
+apiVersion: reconcile/v1
+kind: DeployPolicy
+metadata: {{name: demo}}
+spec:
+  stage: app/web
+  heroku: {heroku}
+{extra}""")
+    return [str(p) for p in validate_repo(str(tmp_path)).errors]
+
+
+@pytest.mark.parametrize(("heroku", "extra", "expected"), [
+    ("{app: demo-app, token: {env: T}}", "", None),
+    ("{app: demo-app, token: {env: T}, api: 'http://127.0.0.1:9'}", "", None),
+    ("{app: demo-app, token: {env: T}, api: 'http://api.example.com'}", "",
+     "plain http is allowed only for loopback hosts"),
+    ("{app: demo-app, token: {env: T}, api: 'https://u:p@api.example.com'}", "", "the api is a base URL"),
+    ("{app: demo-app, token: {dockerConfig: /x}}", "", "a dockerConfig reference holds registry credentials"),
+    ("{app: demo-app, token: 'plain-token'}", "", "/spec/heroku/token"),
+    ("{app: demo-app, token: {env: T}}", "  cluster: prod\n", "set exactly one target"),
+    ("{app: demo-app, token: {env: T}}", "  workloads: [{kind: Deployment, name: w, container: w}]\n",
+     "releases a process type"),
+])
+def test_the_heroku_target_is_checked(tmp_path: Path, heroku: str, extra: str, expected: str | None) -> None:
+    errors = _validate(tmp_path, heroku, extra)
+    if expected is None:
+        assert errors == []
+    else:
+        assert any(expected in e for e in errors), errors
+
+
+def test_the_client_sends_the_token_to_the_api_host_only_bounded_and_one_line(
+        tmp_path: Path, fake_heroku: FakeHeroku) -> None:
+    from reconcile.adapters.heroku import HerokuClient, HerokuError
+    from reconcile.policy.secrets import Secret
+
+    client = HerokuClient(fake_heroku.url, Secret(TOKEN), timeout=2)
+    assert client.current("demo-app", "web") is None  # never released: no formation yet
+    client.release("demo-app", "web", "sha256:" + "a" * 64)
+    assert client.current("demo-app", "web") == "sha256:" + "a" * 64
+    fake_heroku.fail_with = (422, "invalid_params", f"echoes {TOKEN}\nover two lines")
+    with pytest.raises(HerokuError) as failed:
+        client.release("demo-app", "web", "sha256:" + "b" * 64)
+    message = str(failed.value)
+    assert "\n" not in message and TOKEN not in message and message.startswith(
+        "heroku app demo-app: release web: HTTP 422 invalid_params: echoes ***")
+    client.close()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/big"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(2 << 20))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client stops reading at its bound
+                    self.wfile.write(b"[" + b" " * ((2 << 20) - 1))
+                return
+            self.send_response(307)
+            self.send_header("Location", f"{fake_heroku.url}/apps/demo-app/formation/web")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        other = HerokuClient(f"http://127.0.0.1:{server.server_address[1]}", Secret(TOKEN), timeout=2)
+        requests_before = len(fake_heroku.requests)
+        with pytest.raises(HerokuError, match="HTTP 307"):
+            other.current("demo-app", "web")
+        assert len(fake_heroku.requests) == requests_before  # the redirect was not followed
+        with pytest.raises(HerokuError, match="response larger than"):
+            other._request("GET", "/big", "demo-app", "read")
+        other.close()
+    finally:
+        server.shutdown()
+        server.server_close()
