@@ -9,6 +9,9 @@ manifest digest the planner pins: :func:`image_id` reads it from the manifest in
 
 What a process runs now is ``GET {api}/apps/{app}/formation/{process}`` (same variant): its
 ``docker_image`` (a string or ``{"id": …}``), or None when the app never had an image released.
+The PATCH body, headers and the image ID are as Heroku's docs and CLI (``heroku container:release``)
+show; that the formation GET reports ``docker_image`` is not confirmed by the docs at hand: a
+formation without it reads as "nothing known" (the stage's image is then released again).
 
 The token goes only to the configured api host (requests never follow redirects), in the
 ``Authorization: Bearer`` header; it is never in a message. Every request has a timeout and a

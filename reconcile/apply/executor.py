@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from reconcile.adapters.cluster import ClusterClient, ClusterError, DeployResult, RolloutResult
+from reconcile.adapters.cluster.secrets import read_kubernetes_secret
 from reconcile.adapters.git.writeback import WriteBackError, write_back
 from reconcile.adapters.heroku import HerokuClient, HerokuError, image_id
 from reconcile.adapters.registry import CannotUntag, RegistryClient, RegistryError, copy_image
@@ -52,7 +53,7 @@ class DeployContext:
     cache_dir: Path
     commit: str | None = None
     registry: Callable[[str], RegistryClient] | None = None  # heroku targets: the run's client for a Registry
-    resolver: SecretResolver | None = None  # heroku targets' tokens (None: a resolver of env and file refs)
+    resolver: SecretResolver | None = None  # heroku targets' tokens (None: a resolver of its own)
 
     @property
     def writeback_cache(self) -> Path:
@@ -221,7 +222,8 @@ def open_heroku(policies: PolicySet, policy: DeployPolicy, resolver: SecretResol
     refused = policies.unconnectable.get(f"DeployPolicy/{policy.name}")
     if refused is not None:
         raise HerokuError(target.app, "connect", refused)
-    token = (resolver or SecretResolver()).resolve(target.token, purpose=f"DeployPolicy {policy.name} heroku token")
+    resolver = resolver or SecretResolver(kubernetes_reader=read_kubernetes_secret)
+    token = resolver.resolve(target.token, purpose=f"DeployPolicy {policy.name} heroku token")
     return HerokuClient(target.api, token)
 
 
