@@ -87,9 +87,6 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     health = {name: read.result() for name, read in health_reads.items()}
     written = {name: written_reads[name].result() if name in written_reads else "the manifests are not read"
                for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
-    # a heroku target's "what runs now" is its health read (the planner reads it from ``written``)
-    written.update({name: health[name] for name, policy in sorted(policies.deploy_policies.items())
-                    if policy.heroku is not None and name in health})
     return Observation(observed_at, clusters, retention, promotion, health, written)
 
 

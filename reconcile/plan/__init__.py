@@ -73,7 +73,7 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
             continue
         stage = policies.promotion_policies[deploy.promotion].stage(deploy.stage)
         stage_state = observation.promotion.get(deploy.promotion, {}).get(deploy.stage, "not observed")
-        current = (observation.health if deploy.cluster is not None else observation.written).get(
+        current = (observation.health if deploy.manifests is None else observation.written).get(
             name, "not observed")
         hold = holds if isinstance(holds, str) else (holds or {}).get(name)
         deploy_inputs = DeployInputs(registry_host(policies.registries[stage.registry]), stage_state, current, hold)
@@ -91,7 +91,7 @@ def _deploy_targets(policies: PolicySet, observation: Observation, registry: str
     targets: dict[str, DeployHealth | str] = {}
     for name, deploy in policies.deploy_policies.items():
         if policies.promotion_policies[deploy.promotion].stage(deploy.stage).registry == registry:
-            targets[name] = (observation.health if deploy.cluster is not None else observation.written).get(
+            targets[name] = (observation.health if deploy.manifests is None else observation.written).get(
                 name, "not observed")
     return targets
 
