@@ -92,7 +92,7 @@ def parse_documents(path: str, data: bytes) -> tuple[list[Document], list[Proble
                                         f"{e.start}); policy files must be UTF-8")]
     try:
         _check_depth(text)
-        roots = _compose_all(text)
+        roots = compose_all(text)
     except _Refused as e:
         return [], [Problem(path, e.line, e.message)]
     except yaml.MarkedYAMLError as e:
@@ -143,7 +143,8 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
-def _compose_all(text: str) -> list[Node]:
+def compose_all(text: str) -> list[Node]:
+    """The root node of each YAML document in ``text`` (composing expands no alias)."""
     loader = yaml.SafeLoader(text)
     try:
         roots = []

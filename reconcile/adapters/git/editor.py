@@ -46,7 +46,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconcile.adapters.cluster.references import DEFAULT_REGISTRY, parse_image
 from reconcile.adapters.git.errors import WriteBackError
 from reconcile.adapters.git.manifests import KUSTOMIZATION_FILES, POD_SPECS, kustomize_image
-from reconcile.policy.documents import Document, parse_documents
+from reconcile.policy.documents import Document, compose_all, parse_documents
 from reconcile.policy.model import Workload
 
 _STR = "tag:yaml.org,2002:str"
@@ -122,15 +122,7 @@ class _File:
         if problems:
             raise EditError(f"{problems[0]}; refusing to write back into {posixpath.dirname(path) or '.'}")
         text = data.decode("utf-8-sig")
-        loader = yaml.SafeLoader(text)  # composing makes no alias expansion; parse_documents vetted the rest
-        try:
-            roots = []
-            while loader.check_node():
-                node = loader.get_node()
-                if node is not None:  # check_node() said there is one
-                    roots.append(node)
-        finally:
-            loader.dispose()
+        roots = compose_all(text)  # parse_documents vetted the rest (depth, size, aliases)
         return cls(path, text, data.startswith(codecs.BOM_UTF8), documents, roots)
 
     @property
