@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,7 +167,7 @@ class Reconciler:
     def plan(self, only: str | None = None, *, record: bool = False, policies: PolicySet | None = None) -> Plan:
         """Observe and plan; change nothing (``record``: also write the plan to the audit trail as a
         dry-run ``plan`` run, the only write a plan ever makes)."""
-        with audited_failures(self.audit_db, "plan", self.notice, self.repo) if record else _nothing():
+        with audited_failures(self.audit_db, "plan", self.notice, self.repo) if record else nullcontext():
             policies = policies or self.load(only)
         with connections_for(policies) as connections:
             plan = self._observe_and_plan(policies, only, connections)
@@ -367,8 +367,3 @@ def _record_blocked(run: Run, plan: Plan) -> None:
             run.append("skip", action.target, status="skipped", policy=action.policy, reason=action.reason,
                        digest_before=action.digest_before, digest_after=action.digest_after, tags=action.tags,
                        cause=action.cause)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

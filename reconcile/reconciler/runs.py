@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -141,9 +141,9 @@ def leased(lock: RunLock | None) -> Iterator[Callable[[], None] | None]:
     if lock is None:
         yield None
         return
-    holding = lock.held()
+    held = ExitStack()
     try:
-        holding.__enter__()
+        held.enter_context(lock.held())
     except ClusterError as e:
         holder = getattr(e, "holder", None)
         if holder is not None:
@@ -158,10 +158,8 @@ def leased(lock: RunLock | None) -> Iterator[Callable[[], None] | None]:
         except ClusterError as e:
             raise LockLost(f"the Lease {lock.where} was lost: {e}; no change was made after that") from None
 
-    try:
+    with held:
         yield check
-    finally:
-        holding.__exit__(None, None, None)
 
 
 History = tuple[dict[str, list[str]] | None, dict[tuple[str, str], datetime] | str, dict[str, Hold] | str]

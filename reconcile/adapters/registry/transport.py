@@ -139,24 +139,24 @@ def _deadline_of(response: requests.Response) -> Deadline | None:
     return found if isinstance(found, Deadline) else None
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+class _Watched:
+    """Mixed into urllib3's connections: the watchdog learns each one's deadline as it connects and sends."""
+
     def connect(self) -> None:
         _WATCHDOG.watch(self, _current_deadline())
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _WATCHDOG.watch(self, _current_deadline())
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        _WATCHDOG.watch(self, _current_deadline())
-        super().connect()
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _WATCHDOG.watch(self, _current_deadline())
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
