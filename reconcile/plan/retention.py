@@ -12,9 +12,11 @@ protecting sources cannot be read prunes nothing.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Image, RepositoryState
@@ -491,15 +493,29 @@ def _commit_of(tag: str, image: Image | None, rule: KeepRule, commits: frozenset
     assert refs is not None
     candidates = []
     if refs.tag_commit is not None and (match := refs.tag_commit.search(tag)):
-        candidates.append(match.group("commit").lower())
+        candidates.append((match.group("commit") or "").lower())
     if refs.revision_label and image is not None and image.revision:
         candidates.append(image.revision.lower())
     for prefix in candidates:
-        if len(prefix) >= 7:
-            for commit in commits:
-                if commit.startswith(prefix):
-                    return commit
+        if len(prefix) >= 7 and (commit := _live_commit_named(prefix, commits)) is not None:
+            return commit
     return None
+
+
+def _live_commit_named(prefix: str, commits: frozenset[str]) -> str | None:
+    """The live commit a full SHA or an abbreviated one (7 hex digits or more) names: a bisection
+    of the sorted SHAs, not a scan. An ambiguous prefix is resolved conservatively: it names a live
+    commit if any live commit starts with it (the first in SHA order is the one shown), even though
+    it may name some other commit of the repository too; the image is kept."""
+    ordered = _sorted_commits(commits)
+    at = bisect_left(ordered, prefix)
+    return ordered[at] if at < len(ordered) and ordered[at].startswith(prefix) else None
+
+
+@lru_cache(maxsize=16)
+def _sorted_commits(commits: frozenset[str]) -> tuple[str, ...]:
+    """Sorted once per rule's set of live commits, however many repositories and tags look it up."""
+    return tuple(sorted(commits))
 
 
 def _protection(repository: str, tag: str, digest: str, protected: _Protected) -> _Why | None:

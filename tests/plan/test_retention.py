@@ -252,6 +252,33 @@ def test_an_unreadable_source_repository_prunes_nothing(commits: dict) -> None:
     assert [a.kind for a in actions] == ["blocked"]
 
 
+
+def test_an_abbreviated_sha_is_looked_up_not_scanned_and_an_ambiguous_one_keeps() -> None:
+    """Two live commits share the prefix abcdef0: the tag could name either, both kept, so it is
+    kept (conservatively: it might also name a commit that is not live), and the reason names the
+    first in SHA order. A prefix of no live commit keeps nothing, whatever else it could name."""
+    live = frozenset({"abcdef0" + "1" * 33, "abcdef0" + "0" * 33, "1234567" + "f" * 33})
+    actions = run(policy(KeepRule(git_refs=GIT)),
+                  repo({"sha-abcdef0": 1, "sha-abcdef01": 2, "sha-1234567" + "f" * 33: 3, "sha-abcdef9": 4,
+                        "sha-1234566": 5}), git_commits={0: live})
+    assert outcome(actions) == {"keep": [":sha-1234567" + "f" * 33, ":sha-abcdef0", ":sha-abcdef01"],
+                                "prune": [f"@{digest(4)}", f"@{digest(5)}"]}
+    reasons = {a.target.rsplit(":", 1)[-1]: a.reason for a in actions if a.kind == "keep"}
+    assert "commit abcdef000000," in reasons["sha-abcdef0"] and "commit abcdef011111," in reasons["sha-abcdef01"]
+
+
+def test_the_prefix_lookup_agrees_with_a_scan() -> None:
+    from reconcile.plan.retention import _live_commit_named
+
+    rng = random.Random(11)
+    commits = frozenset(f"{rng.getrandbits(160):040x}" for _ in range(3000)) | {"ab" * 20, "ab" * 19 + "ac"}
+    prefixes = [c[:n] for c in rng.sample(sorted(commits), 200) for n in (7, 9, 40)]
+    prefixes += [f"{rng.getrandbits(28):07x}" for _ in range(500)] + ["abababa", "ab" * 20 + "0", "fffffff"]
+    for prefix in prefixes:
+        matching = sorted(c for c in commits if c.startswith(prefix))
+        assert _live_commit_named(prefix, commits) == (matching[0] if matching else None), prefix
+
+
 # --- determinism ------------------------------------------------------------------------------
 
 

@@ -1,10 +1,23 @@
 """Commits that keep their images: the latest N commits of every live branch and tag of a source
-repository matching a RetentionPolicy's ``gitRefs`` rule. Refs come from ``git for-each-ref`` and
-commits from ``git rev-list --max-count``, so a repository with 100k commits costs one ref
-listing and a few short walks, not a history traversal."""
+repository matching a RetentionPolicy's ``gitRefs`` rule.
+
+All refs in one pass: one ``git for-each-ref`` lists the branches and tags with their commits
+(annotated tags peeled), then one ``git rev-list --parents --timestamp`` walks from every selected
+commit at once, and each ref's own walk is replayed on what it streams: the same commits, in the
+same order, that ``git rev-list --max-count=N REF^{commit}`` gives for that ref alone (git's walk
+pops the newest queued commit by committer timestamp, first queued first among equal ones, and
+queues the parents of each commit it pops that it has not queued yet, every parent, not only the
+first). The walk stops as soon as every ref has its N commits, so refs near the tips cost a short
+walk whatever the history; with ``commitsPerBranch: 1`` no walk runs at all.
+
+A ref that names no commit (a tag of a tree or a blob) has no commits to keep and is skipped; a git
+failure while reading is a :class:`SourceError` (the policy is blocked, nothing is pruned)."""
 
 from __future__ import annotations
 
+import heapq
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import git
@@ -12,29 +25,182 @@ import git
 from reconcile.policy.model import GitRefs
 from reconcile.policy.source import SourceError, default_cache_dir, is_remote, mirror, redact_url
 
+_FORMAT = "%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)"
+
 
 def live_commits(rule: GitRefs, *, cache_dir: Path | None = None) -> frozenset[str]:
     """Full SHAs of the newest ``commits_per_branch`` commits of each matching branch and tag."""
+    with _open(rule, cache_dir) as repository:
+        tips = selected_refs(repository, rule)
+        latest = last_commits(repository, tips.values(), rule.commits_per_branch, shown=redact_url(rule.repo))
+        return frozenset(commit for tip in set(tips.values()) for commit in latest[tip])
+
+
+def _open(rule: GitRefs, cache_dir: Path | None) -> git.Repo:
     try:
         if is_remote(rule.repo):
-            repository = mirror(rule.repo, cache_dir or default_cache_dir() / "repos", "the source repository")
-        else:
-            repository = git.Repo(rule.repo)
+            return mirror(rule.repo, cache_dir or default_cache_dir() / "repos", "the source repository")
+        return git.Repo(rule.repo)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise SourceError(f"{redact_url(rule.repo)} is not a git repository") from None
-    with repository:
-        wanted = []
-        for kind, pattern in (("heads", rule.branches), ("tags", rule.tags)):
-            if pattern is None:
-                continue
-            listing = repository.git.for_each_ref("--format=%(refname)", f"refs/{kind}")
-            for ref in listing.splitlines():
-                short = ref.removeprefix(f"refs/{kind}/")
-                if pattern.search(short):
-                    wanted.append(ref)
-        commits: set[str] = set()
-        for ref in wanted:
-            # ^{commit} peels annotated tags; --max-count keeps the walk short whatever the history.
-            found = repository.git.rev_list(f"--max-count={rule.commits_per_branch}", f"{ref}^{{commit}}", "--")
-            commits.update(found.split())
-        return frozenset(commits)
+
+
+def selected_refs(repository: git.Repo, rule: GitRefs) -> dict[str, str]:
+    """Full ref name -> the commit it names, for every branch and tag whose short name the rule's
+    patterns match: one ``git for-each-ref``."""
+    kinds = {kind: pattern for kind, pattern in (("heads", rule.branches), ("tags", rule.tags)) if pattern is not None}
+    if not kinds:
+        return {}
+    listing = _git(repository, rule, lambda: repository.git.for_each_ref(f"--format={_FORMAT}",
+                                                                          *[f"refs/{kind}" for kind in kinds]))
+    tips: dict[str, str] = {}
+    nested: list[tuple[str, str]] = []  # tags of tags: peeled below
+    for line in listing.splitlines():
+        name, kind, peeled, peeled_kind, ref = line.split(" ", 4)
+        space = ref.split("/", 2)[1]
+        if not kinds[space].search(ref.removeprefix(f"refs/{space}/")):
+            continue
+        if kind == "commit":
+            tips[ref] = name
+        elif peeled_kind == "commit":
+            tips[ref] = peeled
+        elif peeled_kind == "tag":
+            nested.append((ref, peeled))
+    if nested:  # rare: peel all the way, as REF^{commit} would, in one cat-file
+        query = "".join(f"{peeled}^{{}}\n" for _, peeled in nested)
+        found = _git(repository, rule, lambda: _batch_check(repository, query))
+        for (ref, _), answer in zip(nested, found.splitlines(), strict=True):
+            name, _, kind = answer.partition(" ")
+            if kind == "commit":
+                tips[ref] = name
+    return tips
+
+
+def _batch_check(repository: git.Repo, query: str) -> str:
+    process = repository.git.cat_file("--batch-check=%(objectname) %(objecttype)", as_process=True,
+                                      istream=subprocess.PIPE)
+    out, err = process.proc.communicate(query.encode())
+    if process.proc.returncode:
+        raise git.GitCommandError(["git", "cat-file"], process.proc.returncode, err)
+    text: str = out.decode()
+    return text
+
+
+def _git(repository: git.Repo, rule: GitRefs, run: Callable[[], str]) -> str:
+    try:
+        return run()
+    except git.GitCommandError as e:
+        detail = (e.stderr or str(e)).strip().splitlines()
+        raise SourceError(f"cannot read the refs of {redact_url(rule.repo)}: "
+                          f"{detail[-1] if detail else 'git failed'}") from None
+
+
+class _Walk:
+    """One ref's ``rev-list --max-count=N`` walk, replayed: a queue ordered by (newest committer
+    timestamp, first queued), fed as the shared walk learns commits' timestamps and parents."""
+
+    __slots__ = ("done", "expanding", "found", "heap", "queued", "seen", "unknown")
+
+    def __init__(self, tip: str) -> None:
+        self.found: list[str] = []
+        self.seen = {tip}  # git's SEEN flag: queued once, ever
+        self.heap: list[tuple[int, int, str]] = []  # (-timestamp, queued as nth, sha), timestamp known
+        self.unknown: dict[str, int] = {tip: 0}  # queued, timestamp not yet known -> queued as nth
+        self.expanding: str | None = None  # found, its parents not yet known
+        self.queued = 1
+        self.done = False
+
+    def advance(self, known: Mapping[str, tuple[int, tuple[str, ...]]], count: int,
+                waiting: dict[str, list[_Walk]]) -> bool:
+        """Walk as far as what is known allows; True once this ref's walk is complete."""
+        self.done = self._advance(known, count, waiting)
+        return self.done
+
+    def _advance(self, known: Mapping[str, tuple[int, tuple[str, ...]]], count: int,
+                 waiting: dict[str, list[_Walk]]) -> bool:
+        while True:
+            if self.expanding is not None:
+                info = known.get(self.expanding)
+                if info is None:
+                    return False
+                self.expanding = None
+                for parent in info[1]:
+                    if parent not in self.seen:
+                        self.seen.add(parent)
+                        if (parent_info := known.get(parent)) is not None:
+                            heapq.heappush(self.heap, (-parent_info[0], self.queued, parent))
+                        else:
+                            self.unknown[parent] = self.queued
+                            waiting.setdefault(parent, []).append(self)
+                        self.queued += 1
+            if len(self.found) >= count or not (self.heap or self.unknown):
+                return True
+            if self.unknown:
+                if self.heap or len(self.unknown) > 1:
+                    return False  # which is newest needs every queued commit's timestamp
+                commit = self.unknown.popitem()[0]  # alone in the queue: next whatever its timestamp
+            else:
+                commit = heapq.heappop(self.heap)[2]
+            self.found.append(commit)
+            if len(self.found) >= count:
+                return True
+            self.expanding = commit
+            if commit not in known:
+                waiting.setdefault(commit, []).append(self)
+
+    def learn(self, commit: str, timestamp: int) -> None:
+        if (queued := self.unknown.pop(commit, None)) is not None:
+            heapq.heappush(self.heap, (-timestamp, queued, commit))
+
+
+def last_commits(repository: git.Repo, tips: Iterable[str], count: int, *,
+                 shown: str = "the source repository") -> dict[str, tuple[str, ...]]:
+    """Commit SHA -> its newest ``count`` commits, as ``git rev-list --max-count=count SHA`` lists
+    them, for every SHA of ``tips``: one ``git rev-list`` over them all, stopped once each has its
+    commits (none at all for ``count`` 1)."""
+    walks = {tip: _Walk(tip) for tip in tips}
+    known: dict[str, tuple[int, tuple[str, ...]]] = {}
+    waiting: dict[str, list[_Walk]] = {}
+    left = sum(not walk.advance(known, count, waiting) for walk in walks.values())
+    if left:
+        left = _stream(repository, walks, known, waiting, count, left, shown)
+    if left:
+        raise SourceError(f"cannot read the history of {shown}: git rev-list ended before every ref's walk did")
+    return {tip: tuple(walk.found) for tip, walk in walks.items()}
+
+
+def _stream(repository: git.Repo, walks: Mapping[str, _Walk], known: dict[str, tuple[int, tuple[str, ...]]],
+            waiting: dict[str, list[_Walk]], count: int, left: int, shown: str) -> int:
+    # --stdin: 10,000 tips do not fit a command line; rev-list reads them all before it walks, so
+    # writing them first cannot deadlock. Without --topo-order the walk streams as it goes.
+    process = repository.git.rev_list("--parents", "--timestamp", "--stdin", as_process=True,
+                                      istream=subprocess.PIPE)
+    proc = process.proc
+    try:
+        try:
+            proc.stdin.write("".join(f"{tip}\n" for tip in walks).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # git stopped early: its exit status says why
+        for line in proc.stdout:
+            timestamp, commit, *parents = line.decode().split()
+            stamp = int(timestamp)
+            known[commit] = (stamp, tuple(parents))
+            for walk in waiting.pop(commit, ()):
+                if not walk.done:
+                    walk.learn(commit, stamp)
+                    left -= walk.advance(known, count, waiting)
+            if not left:
+                break
+    finally:
+        if proc.poll() is None:  # every walk complete: the rest of the history is not needed
+            proc.kill()
+        err = proc.stderr.read() if proc.stderr else b""
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+    if left and proc.returncode:
+        detail = redact_url(err.decode(errors="replace")).strip().splitlines()
+        raise SourceError(f"cannot read the history of {shown}: {detail[-1] if detail else 'git rev-list failed'}")
+    return left
