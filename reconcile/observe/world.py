@@ -56,6 +56,7 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
     (clusters, deploy targets, their health) is read whole, as retention in any shard needs it.
     """
     clients = {} if clients is None else clients
+    pools: dict[str, ThreadPoolExecutor] = {}  # one request queue per registry, shared by every source on it
     retention_policies = policies.retention_policies.values()
     in_use = {name for p in retention_policies for name in p.protect.in_use}
     helm = {name for p in retention_policies for name in p.protect.helm_releases}
@@ -65,22 +66,27 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
                 if policy.cluster is not None or policy.heroku is not None}
     # Every source is independent of the others: read them side by side (each adapter bounds its own
     # requests in flight), so a run waits for its slowest source, not for their sum.
-    with ThreadPoolExecutor(max_workers=OBSERVERS, thread_name_prefix="observe") as pool:
-        cluster_reads = {name: pool.submit(_read_protecting_cluster, policies.clusters[name], name in in_use,
-                                           name in helm, read_cluster, read_helm)
-                         for name in sorted(in_use | helm)}
-        retention_reads = {name: pool.submit(_observe_retention, policy, policies.registries[policy.registry],
-                                             resolver, cache_dir, clients, shard)
-                           for name, policy in sorted(policies.retention_policies.items())}
-        stage_reads = {name: {stage.name: pool.submit(_observe_stage, policies.registries[stage.registry],
-                                                      stage.repository, resolver, cache_dir, clients)
-                              for stage in policy.stages}
-                       for name, policy in sorted(policies.promotion_policies.items())
-                       if shard is None or shard.owns_promotion(policy)}
-        health_reads = {name: pool.submit(_health, policies.deploy_policies[name], read_health)
-                        for name in sorted(gated | deployed)}
-        written_reads = {name: pool.submit(_health, policy, read_written) for name, policy
-                         in sorted(policies.deploy_policies.items()) if policy.manifests is not None and read_written}
+    try:
+        with ThreadPoolExecutor(max_workers=OBSERVERS, thread_name_prefix="observe") as pool:
+            cluster_reads = {name: pool.submit(_read_protecting_cluster, policies.clusters[name], name in in_use,
+                                               name in helm, read_cluster, read_helm)
+                             for name in sorted(in_use | helm)}
+            retention_reads = {name: pool.submit(_observe_retention, policy, policies.registries[policy.registry],
+                                                 resolver, cache_dir, clients, pools, shard)
+                               for name, policy in sorted(policies.retention_policies.items())}
+            stage_reads = {name: {stage.name: pool.submit(_observe_stage, policies.registries[stage.registry],
+                                                          stage.repository, resolver, cache_dir, clients, pools)
+                                  for stage in policy.stages}
+                           for name, policy in sorted(policies.promotion_policies.items())
+                           if shard is None or shard.owns_promotion(policy)}
+            health_reads = {name: pool.submit(_health, policies.deploy_policies[name], read_health)
+                            for name in sorted(gated | deployed)}
+            written_reads = {name: pool.submit(_health, policy, read_written)
+                             for name, policy in sorted(policies.deploy_policies.items())
+                             if policy.manifests is not None and read_written}
+    finally:
+        for requests in pools.values():
+            requests.shutdown()
     clusters = {name: read.result() for name, read in cluster_reads.items()}
     retention = {name: read.result() for name, read in retention_reads.items()}
     promotion = {name: {stage: read.result() for stage, read in stages.items()} for name, stages in stage_reads.items()}
@@ -111,17 +117,24 @@ def _health(policy: DeployPolicy, read_health: HealthReader | None) -> DeployHea
 
 
 def _client(registry: Registry, resolver: SecretResolver, cache_dir: Path | None,
-            clients: dict[str, RegistryClient]) -> RegistryClient:
+            clients: dict[str, RegistryClient], pools: dict[str, ThreadPoolExecutor]
+            ) -> tuple[RegistryClient, ThreadPoolExecutor]:
+    """The registry's one client and its one request queue, as wide as its concurrency."""
     with _CLIENTS_LOCK:  # sources read side by side share one client per registry
         if registry.name not in clients:
             clients[registry.name] = open_registry(registry, resolver, cache_dir=cache_dir and cache_dir / "content")
-        return clients[registry.name]
+        client = clients[registry.name]
+        if registry.name not in pools:
+            pools[registry.name] = ThreadPoolExecutor(max_workers=client.concurrency,
+                                                      thread_name_prefix=f"registry-{registry.name}")
+        return client, pools[registry.name]
 
 
 def _observe_stage(registry: Registry, repository: str, resolver: SecretResolver, cache_dir: Path | None,
-                   clients: dict[str, RegistryClient]) -> RepositoryState | str:
+                   clients: dict[str, RegistryClient], pools: dict[str, ThreadPoolExecutor]) -> RepositoryState | str:
     try:
-        return observe_repository(_client(registry, resolver, cache_dir, clients), repository)
+        client, requests = _client(registry, resolver, cache_dir, clients, pools)
+        return observe_repository(client, repository, pool=requests)
     except (RegistryError, SecretError) as e:
         if getattr(e, "status", None) == 404:  # a stage nothing was promoted to yet is empty, not broken
             return RepositoryState(registry.name, repository, {}, {}, can_delete_tags=registry.deletion_mode == "tag",
@@ -157,7 +170,7 @@ def _merged(name: str, parts: list[ClusterState | str]) -> ClusterState | str:
 
 def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: SecretResolver,
                        cache_dir: Path | None, clients: dict[str, RegistryClient],
-                       shard: Shard | None = None) -> RetentionObservation:
+                       pools: dict[str, ThreadPoolExecutor], shard: Shard | None = None) -> RetentionObservation:
     commits: dict[int, frozenset[str] | str] = {}
     for index, rule in enumerate(policy.keep):
         if rule.git_refs is not None:
@@ -166,11 +179,11 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
             except SourceError as e:
                 commits[index] = str(e)
     try:
-        client = _client(registry, resolver, cache_dir, clients)
+        client, requests = _client(registry, resolver, cache_dir, clients, pools)
         names = client.repositories(policy.repositories)
         if shard is not None:
             names = [name for name in names if shard.owns_repository(registry.name, name)]
-        repositories = observe_repositories(client, names)
+        repositories = observe_repositories(client, names, pool=requests)
     except (RegistryError, SecretError) as e:
         return RetentionObservation(f"registry {registry.name} could not be read: {e}", commits)
     return RetentionObservation(repositories, commits)

@@ -34,6 +34,16 @@ class RegistryClient(Protocol):
     def resolve(self, repository: str, reference: str) -> Descriptor | None:
         """What a tag or digest points at (without fetching the manifest), or ``None``."""
 
+    def resolve_tag(self, repository: str, tag: str, seen: str | None = None) -> Descriptor | None:
+        """What ``tag`` points at now, in one request: HEAD if ``seen`` (the digest it pointed at
+        last time, from :meth:`last_seen`) has its manifest cached, else GET (and cache) the manifest."""
+
+    def last_seen(self, repository: str) -> Mapping[str, str]:
+        """tag -> digest as :meth:`remember` last recorded them (a hint for :meth:`resolve_tag`)."""
+
+    def remember(self, repository: str, tags: Mapping[str, Descriptor]) -> None:
+        """Record what the tags point at now, for the next observation's :meth:`resolve_tag`."""
+
     def manifest(self, repository: str, reference: str) -> Manifest:
         """A manifest's exact bytes, verified against its digest."""
 

@@ -269,6 +269,27 @@ class DistributionClient:
             raise DigestMismatch(self.name, repository, operation, reference, digest)
         return Descriptor(media_type, digest, int(size))
 
+    def resolve_tag(self, repository: str, tag: str, seen: str | None = None) -> Descriptor | None:
+        """What ``tag`` points at, in one request: a HEAD when ``seen`` (its digest last time) has
+        its manifest cached, else a GET of the manifest, which is verified against the digest the
+        registry claims and cached, so reading the image costs no second request. (Docker Hub's
+        pull limit counts these GETs, not HEADs.)"""
+        if seen is not None and self._cache is not None and self._cache.has(seen):
+            return self.resolve(repository, tag)
+        try:
+            return self.manifest(repository, tag).descriptor
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def last_seen(self, repository: str) -> dict[str, str]:
+        return self._cache.tags(self.endpoint, repository) if self._cache is not None else {}
+
+    def remember(self, repository: str, tags: Mapping[str, Descriptor]) -> None:
+        if self._cache is not None:
+            self._cache.put_tags(self.endpoint, repository, {tag: d.digest for tag, d in tags.items()})
+
     def manifest(self, repository: str, reference: str) -> Manifest:
         check_repository(repository)
         check_reference(reference)

@@ -193,6 +193,15 @@ class LayoutClient:
         found = descriptor(entries[-1])
         return Descriptor(found.media_type, found.digest, found.size)
 
+    def resolve_tag(self, repository: str, tag: str, seen: str | None = None) -> Descriptor | None:
+        return self.resolve(repository, tag)  # a file read: nothing to save
+
+    def last_seen(self, repository: str) -> dict[str, str]:
+        return {}
+
+    def remember(self, repository: str, tags: Mapping[str, Descriptor]) -> None:
+        pass
+
     def manifest(self, repository: str, reference: str) -> Manifest:
         operation = f"get manifest {reference}"
         target = self.resolve(repository, reference) if not is_digest(check_reference(reference)) else None

@@ -7,6 +7,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,11 @@ def test_observing_again_costs_only_the_tag_list_and_heads(
     client = open_client(policy, cache_dir=tmp_path / "shared")
     with proxy.recording() as first:
         before = observe_repository(client, app.repository)
-    assert any(r.method == "GET" and "/manifests/" in r.path for r in first)
+    by_tag = [r for r in first if "/manifests/" in r.path and not r.path.rsplit("/", 1)[1].startswith("sha256:")]
+    assert sorted(r.path.rsplit("/", 1)[1] for r in by_tag) == sorted(before.tags)  # one request per tag...
+    assert {r.method for r in by_tag} == {"GET"}  # ...its manifest, whose digest the answer names
+    by_digest = [r.path for r in first if r.path.rsplit("/", 1)[1].startswith("sha256:")]
+    assert len(by_digest) == len(set(by_digest))  # and each immutable object (config, child) at most once
 
     with proxy.recording() as again:
         after = observe_repository(client, app.repository)
@@ -82,7 +87,7 @@ def test_how_a_registry_deletes_comes_from_its_declaration_not_from_a_request(
     with proxy.recording() as seen:
         state = observe_repository(client, app.repository)
     assert (state.can_delete_tags, state.can_delete) == expected
-    assert {r.method for r in seen} == {"GET", "HEAD"}
+    assert {r.method for r in seen} <= {"GET", "HEAD"}  # reads only: never a DELETE probe
 
 
 def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
@@ -104,40 +109,59 @@ def test_many_repositories_are_observed_at_once_within_the_clients_concurrency(
     assert [s.repository for s in states] == names  # in the order asked
     assert [sorted(s.tags) for s in states] == [[f"v{n}"] for n in range(4)]
     assert proxy.max_in_flight == 2  # side by side, and never more than the client's concurrency
-    assert {r.method for r in seen} == {"GET", "HEAD"}  # no probing DELETE, however many repositories
+    assert {r.method for r in seen} <= {"GET", "HEAD"}  # no probing DELETE, however many repositories
 
 
-def test_repositories_side_by_side_share_the_concurrency_out_rather_than_multiply_it(
+def test_repositories_side_by_side_share_one_request_queue(
         plain_registry: RunningRegistry, proxy_factory: Callable[..., FaultProxy], open_client: OpenClient,
         tmp_path: Path) -> None:
-    """Two repositories of four tags, concurrency 2: one thread per repository resolving its tags,
-    not two each waiting on the client's two request slots."""
+    """A repository of six tags beside one of a single tag, concurrency 3: every slot works for
+    whichever repository has work (slots split per repository would leave the small one's idle),
+    and never more than 3 at once."""
     layout = Layout(tmp_path / "layout")
     names = [f"share-{secrets.token_hex(3)}/app-{n}" for n in range(2)]
-    for name in names:
+    for name, tags in zip(names, ("abcdef", "a"), strict=True):
         image = layout.image(created="2026-11-01T00:00:00Z")
         layout.tag(image, "a")
         push(layout, "a", plain_registry.host, name)
-        for tag in ("b", "c", "d"):
+        for tag in tags[1:]:
             put_tag(plain_registry.url, name, tag, image)
     proxy = proxy_factory(plain_registry.url)
-    proxy.inject(r"/manifests/[abcd]$", "delay", delay=0.2, times=-1)
-    client = open_client(replace(registry_policy("ci", proxy.url), concurrency=2))
+    proxy.inject(r"/manifests/[a-f]$", "delay", delay=0.3, times=-1)
+    client = open_client(replace(registry_policy("ci", proxy.url), concurrency=3))
     lock, inside, peak = threading.Lock(), [0], [0]
-    resolve = client.resolve
+    resolve_tag = client.resolve_tag
 
-    def counted(repository: str, reference: str) -> object:
+    def counted(repository: str, tag: str, seen: str | None = None) -> object:
         with lock:
             inside[0] += 1
             peak[0] = max(peak[0], inside[0])
         try:
-            return resolve(repository, reference)
+            return resolve_tag(repository, tag, seen)
         finally:
             with lock:
                 inside[0] -= 1
 
-    client.resolve = counted  # type: ignore[method-assign]
+    client.resolve_tag = counted  # type: ignore[method-assign]
     states = observe_repositories(client, names)
-    assert [sorted(s.tags) for s in states] == [["a", "b", "c", "d"]] * 2
-    assert peak[0] == 2
+    assert [sorted(s.tags) for s in states] == [list("abcdef"), ["a"]]
+    assert peak[0] == 3
+    assert proxy.max_in_flight <= 3
     assert observe_repositories(client, names[:1]) == states[:1]
+
+
+def test_a_tag_moved_since_the_last_observation_is_seen_where_it_is_now(
+        plain_registry: RunningRegistry, open_client: OpenClient, tmp_path: Path) -> None:
+    """The remembered digest only chooses HEAD over GET: the HEAD's answer is what counts."""
+    layout = Layout(tmp_path / "layout")
+    name = f"moved-{secrets.token_hex(3)}/app"
+    first, second = layout.image(created="2026-11-01T00:00:00Z"), layout.image(created="2026-11-02T00:00:00Z")
+    layout.tag(first, "latest")
+    push(layout, "latest", plain_registry.host, name)
+    client = open_client(registry_policy("ci", plain_registry.url), cache_dir=tmp_path / "cache")
+    assert observe_repository(client, name).tags["latest"].digest == first.digest
+    layout.tag(second, "latest")
+    push(layout, "latest", plain_registry.host, name)
+    again = observe_repository(client, name)
+    assert again.tags["latest"].digest == second.digest
+    assert again.images[second.digest].created == datetime(2026, 11, 2, tzinfo=UTC)

@@ -52,8 +52,8 @@ def test_429_with_retry_after_is_waited_out(proxy: FaultProxy, tagged: str, open
 
 def test_503_and_connection_resets_are_retried(proxy: FaultProxy, tagged: str, open_client: OpenClient) -> None:
     proxy.inject(r"/tags/list", "status", status=503, times=2)
-    proxy.inject(r"/manifests/v3", "reset", method="HEAD")
-    proxy.inject(r"/manifests/v4", "status", status=502, method="HEAD")
+    proxy.inject(r"/manifests/v3", "reset", method="GET")
+    proxy.inject(r"/manifests/v4", "status", status=502, method="GET")
     client = open_client(registry_policy("ci", proxy.url))
     state = observe_repository(client, tagged)
     assert sorted(state.tags) == TAGS
@@ -148,13 +148,13 @@ def test_every_request_has_the_policy_timeout(silent_server: str, open_client: O
 def test_requests_per_second_are_limited(proxy: FaultProxy, tagged: str, open_client: OpenClient) -> None:
     client = open_client(registry_policy("ci", proxy.url, rate_limit=RateLimit(requests_per_second=20, burst=2)))
     started = time.monotonic()
-    observe_repository(client, tagged)  # 1 tag list + 8 HEADs + a few more
+    observe_repository(client, tagged)  # 1 tag list + 8 manifests + a few more
     requests_made = len(proxy.requests)
     assert requests_made >= 10
     assert time.monotonic() - started >= (requests_made - 2) / 20 - 0.05
 
 
 def test_concurrency_is_bounded(proxy: FaultProxy, tagged: str, open_client: OpenClient, tmp_path: Path) -> None:
-    proxy.inject(r"/manifests/", "delay", method="HEAD", delay=0.1, times=-1)
+    proxy.inject(r"/manifests/", "delay", method="GET", delay=0.1, times=-1)
     observe_repository(open_client(registry_policy("ci", proxy.url, concurrency=3)), tagged)
     assert proxy.max_in_flight == 3

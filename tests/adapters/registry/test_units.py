@@ -66,6 +66,33 @@ def test_the_cache_verifies_what_it_reads(tmp_path: Path) -> None:
     assert cache.get("sha256:../../etc/passwd") is None
 
 
+def test_cache_entries_are_written_in_place_and_a_half_written_one_heals(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path)
+    data = b'{"schemaVersion": 2, "layers": []}'
+    digest = digest_of(data)
+    path = tmp_path / "blobs" / "sha256" / digest[7:9] / digest[7:]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data[:10])  # a writer that died half-way (no temporary file, no rename)
+    assert cache.has(digest) and cache.get(digest) is None and not path.exists()
+    cache.put(digest, data)
+    cache.put(digest, data)  # a second writer of the same content: the first one's file stands
+    assert cache.get(digest) == data
+    assert [p.name for p in path.parent.iterdir()] == [digest[7:]]  # nothing left aside
+
+
+def test_tag_hints_are_per_registry_and_repository_and_only_digests(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path)
+    digest = digest_of(b"x")
+    cache.put_tags("https://a.example", "team/web", {"v1": digest})
+    assert cache.tags("https://a.example", "team/web") == {"v1": digest}
+    assert cache.tags("https://b.example", "team/web") == {} and cache.tags("https://a.example", "team/api") == {}
+    (hint,) = [p for p in (tmp_path / "tags").rglob("*") if p.is_file()]
+    hint.write_text('{"v1": "sha256:../../etc", "v2": ' + '"' + digest + '"' + ', "v3": 7}')  # tampered: a hint only
+    assert cache.tags("https://a.example", "team/web") == {"v2": digest}
+    hint.write_text("[not json")
+    assert cache.tags("https://a.example", "team/web") == {}
+
+
 def test_the_default_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "mine"))
     assert default_cache_dir() == tmp_path / "mine"
