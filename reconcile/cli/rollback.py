@@ -22,7 +22,8 @@ def rollback_command(settings: Settings, policy_name: str, to_digest: str | None
     forward to it again until a newer candidate arrives or `reconcile release-hold`.
 
     Default target: the last good digest before the current one in the audit trail's deploy
-    history, cross-checked with the workloads' retained revisions. A cluster target's rollout is
+    history (never the one held: rolling back twice does not redeploy what the first undid),
+    cross-checked with the workloads' retained revisions. A cluster target's rollout is
     watched (exit 1 if it does not complete); a manifests target gets a write-back commit. A digest
     the stage's registry no longer holds is refused.
     """

@@ -8,7 +8,8 @@ whether the stage's registry still holds the digest all come in as data.
 - Neither: the newest digest the audit trail says this policy deployed (or rolled back to)
   successfully before the current one, cross-checked with the cluster's revision history: the
   result says whether a retained revision ran it, and when the revision before the current one ran
-  something the trail does not know (a hand-made change), says that too.
+  something the trail does not know (a hand-made change), says that too. Never the held digest:
+  a rollback undid it, so rolling back again does not redeploy it (``reconcile release-hold`` does).
 - A digest the stage's registry no longer holds is refused: nodes could not pull it.
 """
 
@@ -36,13 +37,13 @@ class RollbackChoice:
 
 def choose_rollback(policy: str, current: str | None, history: Sequence[str], revisions: Revisions | None,
                     in_stage: Callable[[str], bool | str], *, to_digest: str | None = None,
-                    to_revision: int | None = None) -> RollbackChoice:
+                    to_revision: int | None = None, held_digest: str | None = None) -> RollbackChoice:
     """The rollback ``policy`` should make from ``current``.
 
     ``history``: digests deployed successfully, newest first (the audit trail). ``revisions``: each
     workload's retained revisions, or None for a manifests target (its history is its git log).
     ``in_stage(digest)``: whether the stage's repository holds it, or why that is unknown (asked
-    once, for the chosen digest).
+    once, for the chosen digest). ``held_digest``: what the policy's hold keeps back, if any.
     """
     if to_digest is not None and to_revision is not None:
         raise RollbackRefused("--to and --revision exclude each other")
@@ -57,10 +58,18 @@ def choose_rollback(policy: str, current: str | None, history: Sequence[str], re
         notes += _cross_check(digest, revisions)
     else:
         earlier = [d for d in history if d != current]
+        undone = held_digest if held_digest in earlier else None  # a rollback undid it: not good
+        if undone is not None:
+            earlier.remove(undone)
         if not earlier:
+            why = f" ({_short(undone)} is held: a rollback undid it; `reconcile release-hold {policy}` lets the " \
+                  "next run deploy it again)" if undone else ""
             raise RollbackRefused(f"the audit trail has no earlier good digest of {policy} than "
-                                  f"{current or 'what runs'}; name one with --to DIGEST{_revision_hint(revisions)}")
+                                  f"{current or 'what runs'}{why}; name one with --to DIGEST"
+                                  f"{_revision_hint(revisions)}")
         digest = earlier[0]
+        if undone is not None and history.index(undone) < history.index(digest):
+            notes.append(f"skipped {_short(undone)}: held, a rollback undid it")
         notes += _cross_check(digest, revisions)
         notes += _hand_made(current, history, revisions)
     if digest == current:

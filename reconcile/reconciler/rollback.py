@@ -49,7 +49,8 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
         current = read(policy).digest
     except (ValueError, SourceError, HerokuError, RegistryError, SecretError) as e:
         raise RollbackFailed(f"not rolled back: cannot tell what {policy.name} runs now: {e}") from None
-    deployed, _, _ = history(audit_db)
+    deployed, _, holds = history(audit_db)
+    hold = holds.get(policy.name) if isinstance(holds, dict) else None
     if deployed is None and to_digest is None and revision is None:
         raise RollbackFailed("not rolled back: the audit trail cannot be read, so there is no last good digest; "
                              "name one with --to or --revision")
@@ -72,7 +73,7 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
             return f"registry {stage.registry}: {e}"
 
     choice = choose_rollback(policy.name, current, (deployed or {}).get(policy.name, []), revisions, in_stage,
-                             to_digest=to_digest, to_revision=revision)
+                             to_digest=to_digest, to_revision=revision, held_digest=hold.digest if hold else None)
     for note in choice.notes:
         notice(f"note: {note}")
     goal = f"revision {choice.revision} ({choice.digest})" if choice.revision is not None else choice.digest

@@ -48,6 +48,34 @@ def test_choose_rollback(current, history, revisions, in_stage, to_digest, to_re
     assert (choice.digest, choice.revision, list(choice.notes)) == (digest_, revision, notes)
 
 
+# A hold: what a rollback undid (rolled back from D3 to D2, D3 held), then rolled back again.
+HELD = [
+    # id, current, history (newest first), held, to_digest -> digest, notes
+    ("rolling back again skips the held digest", D2, [D2, D3, D1], D3, None,
+     D1, [f"skipped {D3[:19]}: held, a rollback undid it", f"{WEB}: revision 4 ran {D1[:19]}"]),
+    ("a held digest older than the previous one changes nothing", D3, [D3, D2, D1], D1, None,
+     D2, [f"{WEB}: revision 5 ran {D2[:19]}"]),
+    ("--to the held digest is what was asked for", D2, [D2, D3, D1], D3, D3, D3, [f"{WEB}: revision 6 ran {D3[:19]}"]),
+]
+
+
+@pytest.mark.parametrize(("current", "history", "held", "to_digest", "digest_", "notes"),
+                         [case[1:] for case in HELD], ids=[case[0] for case in HELD])
+def test_choose_rollback_never_goes_back_to_the_held_digest(current, history, held, to_digest, digest_,
+                                                            notes) -> None:
+    choice = choose_rollback("prod-web", current, history, KEPT, EVERYWHERE, to_digest=to_digest, held_digest=held)
+    assert (choice.digest, choice.revision, list(choice.notes)) == (digest_, None, notes)
+
+
+def test_rolling_back_twice_with_nothing_before_is_refused_naming_the_hold() -> None:
+    with pytest.raises(RollbackRefused) as refused:  # deployed D3 over D2, rolled back to D2: D3 held
+        choose_rollback("prod-web", D2, [D2, D3], KEPT, EVERYWHERE, held_digest=D3)
+    assert str(refused.value).startswith(
+        f"the audit trail has no earlier good digest of prod-web than {D2} ({D3[:19]} is held: a rollback undid "
+        "it; `reconcile release-hold prod-web` lets the next run deploy it again); name one with --to DIGEST or "
+        "--revision N")
+
+
 REFUSALS = [
     ("--to and --revision together", D3, [D2], KEPT, EVERYWHERE, D1, 4, "--to and --revision exclude each other"),
     ("--to something that is not a digest", D3, [D2], KEPT, EVERYWHERE, "v1.2.3", None,
