@@ -3,12 +3,14 @@ repository matching a RetentionPolicy's ``gitRefs`` rule.
 
 All refs in one pass: one ``git for-each-ref`` lists the branches and tags with their commits
 (annotated tags peeled), then one ``git rev-list --parents --timestamp`` walks from every selected
-commit at once, and each ref's own walk is replayed on what it streams: the same commits, in the
+commit at once, and each ref's own walk is replayed on what it lists: the same commits, in the
 same order, that ``git rev-list --max-count=N REF^{commit}`` gives for that ref alone (git's walk
 pops the newest queued commit by committer timestamp, first queued first among equal ones, and
 queues the parents of each commit it pops that it has not queued yet, every parent, not only the
 first). The walk stops as soon as every ref has its N commits, so refs near the tips cost a short
-walk whatever the history; with ``commitsPerBranch: 1`` no walk runs at all.
+walk whatever the history. Should it run far deeper than the answer needs (tags on old commits),
+``git rev-list --no-walk`` reads just the commits the unfinished refs wait on instead: at most N
+such reads, however many refs. With ``commitsPerBranch: 1`` no walk runs at all.
 
 A ref that names no commit (a tag of a tree or a blob) has no commits to keep and is skipped; a git
 failure while reading is a :class:`SourceError` (the policy is blocked, nothing is pruned)."""
@@ -156,29 +158,49 @@ class _Walk:
 def last_commits(repository: git.Repo, tips: Iterable[str], count: int, *,
                  shown: str = "the source repository") -> dict[str, tuple[str, ...]]:
     """Commit SHA -> its newest ``count`` commits, as ``git rev-list --max-count=count SHA`` lists
-    them, for every SHA of ``tips``: one ``git rev-list`` over them all, stopped once each has its
-    commits (none at all for ``count`` 1)."""
+    them, for every SHA of ``tips``. None of git's walking is redone here, only replayed: git gives
+    each commit's timestamp and parents (as its own walk sees them: grafts, replacements and a
+    shallow clone's cut included), first from one ``git rev-list`` walking from every tip at once,
+    stopped as soon as each ref has its commits; when that walk would go much deeper than the
+    answer (a tag far down an old history: the shared walk reaches it only after every newer
+    commit), then from ``git rev-list --no-walk`` of just the commits the unfinished refs wait on,
+    at most ``count`` more processes however many refs. Nothing runs for ``count`` 1."""
     walks = {tip: _Walk(tip) for tip in tips}
     known: dict[str, tuple[int, tuple[str, ...]]] = {}
     waiting: dict[str, list[_Walk]] = {}
     left = sum(not walk.advance(known, count, waiting) for walk in walks.values())
-    if left:
-        left = _stream(repository, walks, known, waiting, count, left, shown)
-    if left:
-        raise SourceError(f"cannot read the history of {shown}: git rev-list ended before every ref's walk did")
+    if left and (limit := _shared_walk_limit(len(walks), count)):  # --stdin: 10,000 tips fit no command line
+        left = _read(repository, ["--parents", "--timestamp", "--stdin"], list(walks), known, waiting, count,
+                     left, shown, limit=limit)
+    while left:
+        needed = [commit for commit, walks_ in waiting.items() if any(not walk.done for walk in walks_)]
+        if not needed:
+            raise SourceError(f"cannot read the history of {shown}: git did not list every commit a ref's walk needs")
+        left = _read(repository, ["--no-walk=unsorted", "--parents", "--timestamp", "--stdin"], needed, known,
+                     waiting, count, left, shown)
     return {tip: tuple(walk.found) for tip, walk in walks.items()}
 
 
-def _stream(repository: git.Repo, walks: Mapping[str, _Walk], known: dict[str, tuple[int, tuple[str, ...]]],
-            waiting: dict[str, list[_Walk]], count: int, left: int, shown: str) -> int:
-    # --stdin: 10,000 tips do not fit a command line; rev-list reads them all before it walks, so
-    # writing them first cannot deadlock. Without --topo-order the walk streams as it goes.
-    process = repository.git.rev_list("--parents", "--timestamp", "--stdin", as_process=True,
-                                      istream=subprocess.PIPE)
+def _shared_walk_limit(tips: int, count: int) -> int:
+    """How many commits the shared walk may list before targeted reads take over: about one per
+    ref, at least 2,000 (a few hundredths of a second of git and Python here). Refs near the top
+    are done well within it; one far down would otherwise make it list all the newer history."""
+    return max(2_000, tips)
+
+
+def _read(repository: git.Repo, options: list[str], commits: list[str],
+          known: dict[str, tuple[int, tuple[str, ...]]], waiting: dict[str, list[_Walk]], count: int, left: int,
+          shown: str, limit: int | None = None) -> int:
+    """Feed what one ``git rev-list OPTIONS`` of ``commits`` lists to the walks waiting on it;
+    stopped once no walk is left (or after ``limit`` commits). Returns the walks left."""
+    # rev-list reads all of stdin before it lists anything, so writing it first cannot deadlock;
+    # without --topo-order the walk is listed as it goes.
+    process = repository.git.rev_list(*options, as_process=True, istream=subprocess.PIPE)
     proc = process.proc
+    listed = 0
     try:
         try:
-            proc.stdin.write("".join(f"{tip}\n" for tip in walks).encode())
+            proc.stdin.write("".join(f"{commit}\n" for commit in commits).encode())
             proc.stdin.close()
         except BrokenPipeError:
             pass  # git stopped early: its exit status says why
@@ -190,17 +212,18 @@ def _stream(repository: git.Repo, walks: Mapping[str, _Walk], known: dict[str, t
                 if not walk.done:
                     walk.learn(commit, stamp)
                     left -= walk.advance(known, count, waiting)
-            if not left:
+            listed += 1
+            if not left or (limit is not None and listed >= limit):
                 break
     finally:
-        if proc.poll() is None:  # every walk complete: the rest of the history is not needed
+        if proc.poll() is None:  # what is left of the walk is not needed
             proc.kill()
         err = proc.stderr.read() if proc.stderr else b""
         proc.wait()
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
-    if left and proc.returncode:
+    if left and proc.returncode and (limit is None or listed < limit):
         detail = redact_url(err.decode(errors="replace")).strip().splitlines()
         raise SourceError(f"cannot read the history of {shown}: {detail[-1] if detail else 'git rev-list failed'}")
     return left

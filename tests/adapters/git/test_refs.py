@@ -11,6 +11,7 @@ from pathlib import Path
 import git
 import pytest
 
+from reconcile.adapters.git import refs as refs_module
 from reconcile.adapters.git.refs import last_commits, live_commits, selected_refs
 from reconcile.policy.model import GitRefs
 from reconcile.policy.source import SourceError
@@ -111,16 +112,22 @@ ALL = {"branches": re.compile(".*"), "tags": re.compile(".*")}
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 40, 1000])
 def test_each_ref_gets_what_its_own_rev_list_gives(tmp_path: Path, seed: int, count: int) -> None:
+    """Whether the shared walk answers alone (no limit), stops part way and targeted reads finish
+    (7 commits), or targeted reads do it all (0)."""
     repo = generated(tmp_path / "src", seed)
     tips = selected_refs(repo, rule(repo, **ALL))
-    latest = last_commits(repo, set(tips.values()), count)
     refs = repo.git.for_each_ref("--format=%(refname)").split()
     assert "refs/tags/v-tree" not in tips and "refs/tags/v-nested" in tips  # a tree names no commit
     assert set(tips) == set(refs) - {"refs/tags/v-tree"}
-    for ref, tip in tips.items():
-        assert latest[tip] == oracle(repo, ref, count), ref  # same commits, same order
-    live = live_commits(rule(repo, **ALL, commits_per_branch=count))
-    assert live == {c for ref in tips for c in oracle(repo, ref, count)}
+    expected = {ref: oracle(repo, ref, count) for ref in tips}
+    for limit in (10**9, 7, 0):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(refs_module, "_shared_walk_limit", lambda tips, count, limit=limit: limit)
+            latest = last_commits(repo, set(tips.values()), count)
+            for ref, tip in tips.items():
+                assert latest[tip] == expected[ref], (ref, limit)  # same commits, same order
+            live = live_commits(rule(repo, **ALL, commits_per_branch=count))
+            assert live == {c for commits in expected.values() for c in commits}
 
 
 def test_the_patterns_select_refs_by_short_name(tmp_path: Path) -> None:
@@ -146,6 +153,10 @@ def test_one_ref_listing_and_at_most_one_walk_whatever_the_refs(tmp_path: Path,
     monkeypatch.setattr(git.cmd.Git, "execute", counted)
     live_commits(rule(repo, **ALL, commits_per_branch=5))
     assert sorted(commands) == ["cat-file", "for-each-ref", "rev-list"]  # cat-file: the nested tag only
+    commands.clear()
+    monkeypatch.setattr(refs_module, "_shared_walk_limit", lambda tips, count: 0)
+    live_commits(rule(repo, **ALL, commits_per_branch=5))  # targeted reads only: count at most
+    assert commands.count("rev-list") <= 5 and commands.count("for-each-ref") == 1
     commands.clear()
     live_commits(rule(repo, branches=re.compile("main"), commits_per_branch=1))
     assert commands == ["for-each-ref"]  # one commit per ref is the ref's own: no walk
