@@ -14,7 +14,19 @@ from typing import Any, TextIO
 import click
 
 from reconcile import __version__, defaults
-from reconcile.policy.secrets import redact
+
+_SECRETS = "reconcile.policy.secrets"
+
+
+def redact(text: str) -> str:
+    """``reconcile.policy.secrets.redact``, without loading that module to learn that no secret was
+    resolved: only it records secret values, so until something loaded it there are none (``--help``
+    and the audit commands never do)."""
+    secrets = sys.modules.get(_SECRETS)
+    if secrets is None:
+        return text
+    redacted: str = secrets.redact(text)
+    return redacted
 
 
 @dataclass

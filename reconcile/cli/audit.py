@@ -14,24 +14,29 @@ import csv
 import io
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console, RenderableType
 
-from reconcile.audit.query import ActionFilter, find_outcome, list_actions, parse_when
-from reconcile.audit.several import AuditTrails, Trail
-from reconcile.audit.store import KINDS, STATUSES, AuditError, AuditStore
 from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
 from reconcile.cli.session import shard_of
-from reconcile.render import audit as render
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from reconcile.audit.query import ActionFilter
+    from reconcile.audit.several import AuditTrails, Trail
+    from reconcile.audit.store import AuditStore
+
+# The audit store, its queries and the rendering (rich) load when a subcommand runs (or shows its
+# --help, for the --action and --status choices), not when the command tree is built: the functions
+# below import what they use.
 
 TERMINAL_LIMIT = 100
 
@@ -73,6 +78,11 @@ def _paths(settings: Settings, dbs: Sequence[str]) -> list[str]:
 
 @contextmanager
 def _reading(settings: Settings, dbs: Sequence[str] = ()) -> Iterator[AuditTrails]:
+    import sqlite3
+
+    from reconcile.audit.several import AuditTrails
+    from reconcile.audit.store import AuditError
+
     paths = _paths(settings, dbs)
     try:
         with AuditTrails.open(paths) as trails:
@@ -91,6 +101,8 @@ def _where(trails: AuditTrails) -> str:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     # highlight=False: numbers and paths in the trail are data, not something to colour by guess.
     return Console(highlight=False)
 
@@ -120,10 +132,44 @@ def _pager_keeps_colors() -> bool:
 def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
+    from reconcile.audit.query import parse_when
+
     try:
         return parse_when(value, datetime.now(UTC))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+class _StoreChoice(click.Choice[str]):
+    """A choice among one of the audit store's lists, read from the store when first needed (a
+    subcommand's --help shows them, a value is checked against them): building the command tree
+    loads no store."""
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        super().__init__(())
+        self._load: Callable[[], Sequence[str]] | None = load
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._load is not None:
+            self._choices, self._load = tuple(self._load()), None
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        self._choices = tuple(value)
+
+
+def _kinds() -> tuple[str, ...]:
+    from reconcile.audit.store import KINDS
+
+    return KINDS
+
+
+def _statuses() -> tuple[str, ...]:
+    from reconcile.audit.store import STATUSES
+
+    return STATUSES
 
 
 def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,9 +179,9 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Only actions at or after WHEN: a duration back from now (30m, 2h, 7d, 1w), "
                           "an RFC 3339 date-time (2026-11-21T08:00:00Z) or a date (midnight UTC)."),
         click.option("--until", metavar="WHEN", callback=_when, help="Only actions before WHEN (same forms)."),
-        click.option("--action", "actions", multiple=True, type=click.Choice(KINDS),
+        click.option("--action", "actions", multiple=True, type=_StoreChoice(_kinds),
                      help="Only this kind of action (repeatable)."),
-        click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
+        click.option("--status", "statuses", multiple=True, type=_StoreChoice(_statuses),
                      help="Only this status (repeatable)."),
         click.option("--target", metavar="GLOB",
                      help="Actions whose target, REGISTRY/REPOSITORY:TAG of a tag they removed or set, or digest "
@@ -153,6 +199,8 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _filter(filters: dict[str, Any]) -> ActionFilter:
+    from reconcile.audit.query import ActionFilter
+
     flt = ActionFilter(**filters)
     return replace(flt, limit=None) if flt.limit == 0 else flt
 
@@ -192,6 +240,8 @@ def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> No
     With several trails (--db), actions are merged in time order (each trail's in chain order) and
     a first column names each one's trail.
     """
+    from reconcile.render import audit as render
+
     console = _console()
     flt = _filter(filters)
     limit = _terminal_limit(console, filters["limit"])
@@ -213,6 +263,8 @@ def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None) -> None:
 
     With several trails (--db), by start time across them, a first column naming each run's trail.
     """
+    from reconcile.render import audit as render
+
     console = _console()
     limit = _terminal_limit(console, limit)
     with _reading(settings, dbs) as trails:
@@ -246,6 +298,9 @@ def show(settings: Settings, dbs: tuple[str, ...], entry_id: str) -> None:
 
     With several trails (--db), from whichever trail holds it, named in a first field.
     """
+    from reconcile.audit.query import ActionFilter, list_actions
+    from reconcile.render import audit as render
+
     console = _console()
     with _reading(settings, dbs) as trails:
         where = _where(trails)
@@ -284,6 +339,8 @@ def _one(found: list[tuple[Trail, Any]], what: str) -> list[tuple[Trail, Any]]:
 
 def _mutation_of(store: AuditStore, event: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(intent, outcome) when ``event`` is half of a write-ahead mutation, else (None, None)."""
+    from reconcile.audit.query import find_outcome
+
     if event["intent_id"]:
         return store.action(event["intent_id"]), event
     if event["status"] == "intent":
@@ -306,6 +363,8 @@ def export(settings: Settings, dbs: tuple[str, ...], output: str, **filters: Any
     comma-separated in csv. With several trails (--db): merged in time order, each run and action
     with a "trail" field first (csv: a first column), the file name of its trail.
     """
+    from reconcile.render import audit as render
+
     flt = _filter(filters)
     with _reading(settings, dbs) as trails:
         several = trails.several
@@ -328,6 +387,8 @@ def export(settings: Settings, dbs: tuple[str, ...], output: str, **filters: Any
 def _exported_action(row: dict[str, Any]) -> dict[str, Any]:
     """The row, ``dry_run`` a boolean and ``tags`` an array (null when none were recorded); a trail
     from before schema version 2 gets the newer columns as null."""
+    from reconcile.render import audit as render
+
     tags = render.tags_of(row)
     trail = {"trail": row["trail"]} if "trail" in row else {}
     return {**trail, **row, "repository": row.get("repository"), "tags": list(tags) if tags else None,
@@ -335,6 +396,8 @@ def _exported_action(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _csv(actions: Sequence[dict[str, Any]], *, trail: bool = False) -> str:
+    from reconcile.render import audit as render
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = [*(["trail"] if trail else []), *render.ACTION_COLUMNS, "prev_hash", "hash"]
@@ -362,6 +425,8 @@ def verify(settings: Settings, dbs: tuple[str, ...], expect_heads: tuple[str, ..
     With several trails (--db), each chain is verified on its own, one line each prefixed with its
     trail's file name; exit status 1 when any is broken.
     """
+    from reconcile.render import audit as render
+
     with _reading(settings, dbs) as trails:
         heads, missing = _expected_heads(trails, expect_heads)
         results = trails.verify(heads)

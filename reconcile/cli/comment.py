@@ -8,12 +8,15 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconcile.adapters.forge import ForgeClient, ForgeError, GitHubClient, GitLabClient, upsert_comment
 from reconcile.cli import cli
-from reconcile.policy.secrets import Secret
+
+if TYPE_CHECKING:
+    from reconcile.adapters.forge import ForgeClient
+    from reconcile.policy.secrets import Secret
 
 MAX_INPUT_BYTES = 1024 * 1024
 _GITHUB = re.compile(r"([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#([1-9][0-9]{0,9})")
@@ -51,6 +54,8 @@ def comment_command(markdown: str, key: str, github: str | None, gitlab: str | N
 
     Exit status 0 when posted, 1 on any error (one line, with the HTTP status; never the token).
     """
+    from reconcile.adapters.forge import ForgeError, upsert_comment  # requests loads with the command, not --help
+
     text = _read(markdown)
     try:
         client, default_author = _client(github, gitlab, api_url)
@@ -89,6 +94,9 @@ def _read(markdown: str) -> str:
 
 
 def _token(*names: str) -> Secret:
+    from reconcile.adapters.forge import ForgeError
+    from reconcile.policy.secrets import Secret
+
     for name in names:
         value = os.environ.get(name, "").strip()
         if value:
@@ -99,6 +107,8 @@ def _token(*names: str) -> Secret:
 def _client(github: str | None, gitlab: str | None, api_url: str | None) -> tuple[ForgeClient, str | None]:
     """The forge client, and the default author (the Actions GITHUB_TOKEN's bot, which may not
     read GET /user)."""
+    from reconcile.adapters.forge import ForgeError, GitHubClient, GitLabClient
+
     if github and gitlab:
         raise ForgeError("--github and --gitlab: give one")
     env = os.environ
@@ -138,6 +148,8 @@ def _client(github: str | None, gitlab: str | None, api_url: str | None) -> tupl
 def _event_number(path: str | None) -> int:
     """The pull request's number in the event that started the workflow (pull_request,
     pull_request_target, issue_comment on a pull request)."""
+    from reconcile.adapters.forge import ForgeError
+
     if not path:
         raise ForgeError("no GITHUB_EVENT_PATH: pass --github OWNER/REPO#NUMBER")
     try:

@@ -18,24 +18,18 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 import reconcile
-from reconcile.audit import AuditError, AuditStore
 from reconcile.cli import cli
-from reconcile.quickstart.sandbox import (
-    APPROVER,
-    PROMOTED,
-    RUNNING,
-    STAGING_RUNS,
-    DirectoryInUse,
-    Sandbox,
-    SandboxError,
-    Seeded,
-    build,
-    prepare,
-)
+
+if TYPE_CHECKING:
+    from reconcile.quickstart.sandbox import Sandbox, Seeded
+
+# The sandbox (and the audit store) load with the command, not with --help: the functions below
+# that use them import them.
 
 DEFAULT_DIR = "reconcile-quickstart"
 STEP_TIMEOUT = 300  # seconds; a step on local directories takes about one
@@ -49,6 +43,8 @@ class Step:
 
 
 def steps() -> list[Step]:
+    from reconcile.quickstart.sandbox import APPROVER, PROMOTED
+
     common = ("--repo", "policies", "--audit-db", "audit.db")
     return [
         Step("Check the repo-of-record: schemas, references, patterns (read at its git commit).",
@@ -91,6 +87,8 @@ def quickstart_command(directory: Path, force: bool) -> None:
     rollback and audit there, printing each command before its output, and what to try next.
     Exit status 1 naming the step that failed, if any.
     """
+    from reconcile.quickstart.sandbox import DirectoryInUse, SandboxError, build, prepare
+
     now = datetime.now(UTC).replace(microsecond=0)
     try:
         prepare(directory, force=force, now=now)
@@ -185,6 +183,8 @@ def _command(text: str) -> None:
 
 
 def _describe(sandbox: Sandbox, where: str) -> None:
+    from reconcile.quickstart.sandbox import APPROVER, PROMOTED, RUNNING, STAGING_RUNS
+
     _say(click.style(f"reconcile quickstart: a sandbox in {where}/ (no server; nothing written outside it)",
                      bold=True))
     _say("  registries/ci/  the 'ci' registry, one OCI image layout per repository:")
@@ -225,6 +225,8 @@ def _summary(images: list[Seeded]) -> str:
 def _apply_run(sandbox: Sandbox) -> str:
     """The id of the first apply run recorded (the prunes and the promotion to staging, for `audit
     show`), or a placeholder."""
+    from reconcile.audit import AuditError, AuditStore
+
     try:
         with AuditStore.open(sandbox.audit_db, read_only=True) as store:
             return next((run.id for run in reversed(store.runs()) if run.mode == "apply"), "RUN_ID")
@@ -233,6 +235,8 @@ def _apply_run(sandbox: Sandbox) -> str:
 
 
 def _next_steps(sandbox: Sandbox, where: str, program: str) -> None:
+    from reconcile.quickstart.sandbox import PROMOTED, RUNNING
+
     common = "--repo policies --audit-db audit.db"
     api = RUNNING["team-a/api"]
     lines = [

@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from reconcile import defaults
 from reconcile.cli import Settings, cli, common_options
-from reconcile.cli.pullrequest import github_output, plan_json, plan_markdown, print_review
 from reconcile.cli.session import interactive, library_errors, reconciler_for
-from reconcile.plan import Plan
 from reconcile.policy.durations import format_duration, parse_duration
-from reconcile.render.plan import MARKDOWN_LIMIT, summary_line, to_json, to_rich
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reconcile.plan import Plan
     from reconcile.reconciler import Applied
+
+# What renders a plan (rich, the planner's types, the forges' formats) loads with the command that
+# shows one, not with --help: the functions below import it.
 
 
 def only_option(command: Any) -> Any:
@@ -42,7 +44,7 @@ def only_option(command: Any) -> Any:
                    "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed.")
 @click.option("--github-step-summary", is_flag=True,
               help="The same as --format github.")
-@click.option("--markdown-limit", type=click.IntRange(min=1000), default=MARKDOWN_LIMIT, show_default=True,
+@click.option("--markdown-limit", type=click.IntRange(min=1000), default=defaults.MARKDOWN_LIMIT, show_default=True,
               envvar="RECONCILE_MARKDOWN_LIMIT",
               help="With --format markdown: at most this many characters; what does not fit is cut by whole rows "
                    "and counted (GitHub's comment limit; GitLab's default note limit is 1000000). "
@@ -63,6 +65,11 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
     Exit status 1 when a source could not be read (the policies depending on it prune nothing).
     With --record, the plan is also written to the audit trail as a `plan` run (CI plans leave a trail).
     """
+    from rich.console import Console
+
+    from reconcile.cli.pullrequest import github_output, plan_json, plan_markdown, print_review
+    from reconcile.render.plan import to_json, to_rich
+
     if github_step_summary:
         output = "github"
     reconciler = reconciler_for(settings)
@@ -110,6 +117,10 @@ class PlanAge(_DurationParam):
 
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
              max_plan_age: timedelta | None = None) -> None:
+    from rich.console import Console
+
+    from reconcile.render.plan import summary_line, to_rich
+
     reconciler = reconciler_for(settings)
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # a log line stays one line
 
@@ -134,6 +145,8 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
 
 
 def _report(err: Console, applied: Applied) -> None:
+    from reconcile.cli.pullrequest import print_review
+
     for action, error in applied.failed:
         err.print(f"failed: {action.kind} {action.target}: {error}", style="red")
     for action, why in applied.skipped:

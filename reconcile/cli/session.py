@@ -33,8 +33,6 @@ def reconciler_for(settings: Settings) -> Reconciler:
 
 def shard_of(setting: str | None) -> Shard | None:
     """``--shard K/N``, else an Indexed Job's JOB_COMPLETION_INDEX of RECONCILE_SHARDS, else none."""
-    from reconcile.policy.shards import Shard
-
     if setting is None and os.environ.get("RECONCILE_SHARDS"):
         index = os.environ.get("JOB_COMPLETION_INDEX")
         if index is None:
@@ -43,6 +41,8 @@ def shard_of(setting: str | None) -> Shard | None:
         setting = f"{index}/{os.environ['RECONCILE_SHARDS']}"
     if setting is None:
         return None
+    from reconcile.policy.shards import Shard  # (and the policy model) only when sharded: audit reads none
+
     try:
         return Shard.parse(setting)
     except ValueError as e:

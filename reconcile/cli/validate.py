@@ -8,7 +8,6 @@ import sys
 import click
 
 from reconcile.cli import Settings, cli, common_options
-from reconcile.policy import SourceError, validate_repo
 
 
 @cli.command()
@@ -24,6 +23,8 @@ def validate(settings: Settings, output: str) -> None:
     first). Warnings (such as a keep rule whose order can rank none of the tags its pattern
     selects) are listed too but do not fail validation.
     """
+    from reconcile.policy import SourceError, validate_repo  # the loader loads with the command, not --help
+
     try:
         result = validate_repo(settings.repo, settings.ref)
     except SourceError as e:

@@ -1,5 +1,9 @@
 """The planner: a pure, deterministic function of (desired, observed, audit history) to an
 ordered list of actions, each with its reason. No I/O here: same inputs, same plan.
+
+Importing the package stays cheap (what it imports at the top is light): the audit store and the
+command line import ``reconcile.plan.actions``, which imports this package first, without needing
+the planners or the policy model; ``build_plan`` loads them when it is called.
 """
 
 from __future__ import annotations
@@ -8,15 +12,16 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from reconcile.observe.state import ClusterState, DeployHealth, Observation
 from reconcile.plan.actions import Action, ActionKind, Block, Cause
-from reconcile.plan.deploy import DeployInputs, Hold, plan_deploy
 from reconcile.plan.plan import Plan, make_plan
-from reconcile.plan.promotion import PromotionInputs, plan_promotion
-from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
-from reconcile.policy.model import Approval, PolicySet, registry_host
-from reconcile.policy.shards import Shard
+
+if TYPE_CHECKING:
+    from reconcile.observe.state import ClusterState, DeployHealth, Observation
+    from reconcile.plan.deploy import Hold
+    from reconcile.policy.model import Approval, PolicySet
+    from reconcile.policy.shards import Shard
 
 __all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint"]
 
@@ -36,6 +41,11 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
     ``shard``: only the pipelines (and their deploys) it owns; retention plans the repositories
     observed, which are the shard's.
     """
+    from reconcile.plan.deploy import DeployInputs, plan_deploy
+    from reconcile.plan.promotion import PromotionInputs, plan_promotion
+    from reconcile.plan.retention import RetentionInputs, plan_retention, rank_warnings
+    from reconcile.policy.model import registry_host
+
     actions: list[Action] = []
     errors: list[str] = []
     warnings: list[str] = []

@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from reconcile.defaults import MARKDOWN_LIMIT as MARKDOWN_LIMIT  # (re-exported: its home before defaults)
 from reconcile.plan.actions import Action, ActionKind, Block, Cause, parse_target
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
 from reconcile.policy.secrets import redact
@@ -93,7 +94,7 @@ def _action_json(action: Action) -> dict[str, Any]:
 
 # --- markdown -----------------------------------------------------------------------------------
 
-MARKDOWN_LIMIT = 65_536  # GitHub refuses a pull-request comment (or issue body) over 65,536 characters
+# MARKDOWN_LIMIT (GitHub's, 65,536 characters) is in reconcile.defaults: plan --help shows it.
 GITLAB_MARKDOWN_LIMIT = 1_000_000  # GitLab's default note limit (an instance setting; set --markdown-limit)
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub's cap on a step's $GITHUB_STEP_SUMMARY, in bytes
 FULL_PLAN_HINT = "the full plan is in the JSON (`plan --out plan.json`, uploaded as an artifact)"
