@@ -53,8 +53,8 @@ def selected_refs(repository: git.Repo, rule: GitRefs) -> dict[str, str]:
     kinds = {kind: pattern for kind, pattern in (("heads", rule.branches), ("tags", rule.tags)) if pattern is not None}
     if not kinds:
         return {}
-    listing = _git(repository, rule, lambda: repository.git.for_each_ref(f"--format={_FORMAT}",
-                                                                          *[f"refs/{kind}" for kind in kinds]))
+    listing = _git(rule, lambda: repository.git.for_each_ref(f"--format={_FORMAT}",
+                                                              *[f"refs/{kind}" for kind in kinds]))
     tips: dict[str, str] = {}
     nested: list[tuple[str, str]] = []  # tags of tags: peeled below
     for line in listing.splitlines():
@@ -70,7 +70,7 @@ def selected_refs(repository: git.Repo, rule: GitRefs) -> dict[str, str]:
             nested.append((ref, peeled))
     if nested:  # rare: peel all the way, as REF^{commit} would, in one cat-file
         query = "".join(f"{peeled}^{{}}\n" for _, peeled in nested)
-        found = _git(repository, rule, lambda: _batch_check(repository, query))
+        found = _git(rule, lambda: _batch_check(repository, query))
         for (ref, _), answer in zip(nested, found.splitlines(), strict=True):
             name, _, kind = answer.partition(" ")
             if kind == "commit":
@@ -88,7 +88,7 @@ def _batch_check(repository: git.Repo, query: str) -> str:
     return text
 
 
-def _git(repository: git.Repo, rule: GitRefs, run: Callable[[], str]) -> str:
+def _git(rule: GitRefs, run: Callable[[], str]) -> str:
     try:
         return run()
     except git.GitCommandError as e:
