@@ -45,9 +45,10 @@ AUDIT_STORE = (
     "reconcile.plan", "reconcile.plan.actions", "reconcile.plan.plan",  # the store's action kinds and causes
     "reconcile.policy.secrets",  # the store redacts secret values from what it writes
 )
+AUDIT_RENDER = ("reconcile.render", "reconcile.render.audit")  # the TSV (and table) renderings of the trail
 AUDIT_VIEW = (
+    *AUDIT_RENDER,
     "rich.*",  # list, runs and show: a table on a terminal (rich's Console says whether it is one)
-    "reconcile.render", "reconcile.render.audit",  # the table and TSV renderings of the trail
 )
 
 
@@ -146,7 +147,10 @@ def test_audit_list_loads_the_store_and_its_view_only(trail: Path) -> None:
     assert _heavy(modules, AUDIT_STORE + AUDIT_VIEW) == []
 
 
-def test_audit_verify_loads_the_store_only(trail: Path) -> None:
+def test_audit_verify_and_export_load_the_store_and_no_rich(trail: Path) -> None:
     modules, output, status = _loaded(["audit", "verify", "--audit-db", str(trail)])
     assert status == 0 and output.startswith("ok: 8 entries, head ")
-    assert _heavy(modules, AUDIT_STORE + AUDIT_VIEW) == []
+    assert _heavy(modules, AUDIT_STORE + AUDIT_RENDER) == []
+    modules, output, status = _loaded(["audit", "export", "--format", "jsonl", "--audit-db", str(trail)])
+    assert status == 0 and output.count('"type": "action"') == 6
+    assert _heavy(modules, AUDIT_STORE + AUDIT_RENDER) == []

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,6 +120,8 @@ def quickstart_command(directory: Path, force: bool) -> None:
 def display_program(cwd: Path) -> str:
     """How to type this installation's ``reconcile`` in ``cwd``: ``reconcile`` when that is what
     the PATH finds, else the console script's path (relative when short), else ``python -m``."""
+    import shutil
+
     script = Path(sys.executable).parent / "reconcile"
     found = shutil.which("reconcile")
     if script.is_file():
@@ -148,6 +148,8 @@ def child_environment(sandbox: Sandbox) -> dict[str, str]:
 def _run(args: tuple[str, ...], cwd: Path, env: dict[str, str], program: str = "reconcile") -> int:
     """Run ``reconcile ARGS`` (or ``git ARGS``) in ``cwd``; its exit status. Nothing reads stdin: no
     prompt, no pager wait."""
+    import subprocess
+
     command = ["git", "--no-pager", *args] if program == "git" else [sys.executable, "-m", "reconcile", *args]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,7 +4,6 @@ and its errors as click errors (exit 1)."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +76,8 @@ def run_lock(setting: str, shard: Shard | None = None) -> RunLock | None:
 
 def identity() -> str:
     """Who holds the Lease: the pod's name (its hostname), and the process, as kubectl shows it."""
+    import socket
+
     return f"{socket.gethostname()}_{os.getpid()}"
 
 

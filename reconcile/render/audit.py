@@ -3,6 +3,9 @@
 Every value from the trail goes into a ``Text`` (never markup) with control characters made
 visible: reasons and errors can carry text from registries, and a review tool must not let that
 text drive the reader's terminal.
+
+rich loads with the first table: the TSV renderings, and what ``audit verify`` and ``audit export``
+use, need none of it.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
-
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from reconcile.audit.store import RunRecord, decode_tags
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 STATUS_STYLES = {"intent": "yellow", "succeeded": "green", "failed": "bold red", "skipped": "dim"}
 OUTCOME_STYLES = {"succeeded": "green", "partial": "yellow", "failed": "bold red", "blocked": "yellow",
@@ -106,6 +109,8 @@ def summary_text(summary: Mapping[str, int] | None) -> str:
 
 
 def _text(value: Any, style: str = "") -> Text:
+    from rich.text import Text
+
     if value is None:
         return Text("", style=style)
     return Text(str(value).translate(_TERMINAL_ESCAPES), style=style)
@@ -152,6 +157,9 @@ def _reason(row: Mapping[str, Any]) -> Text:
 # --- terminal -------------------------------------------------------------------------------------
 
 def _table(title: str | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+
     return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, title_justify="left",
                  title_style="bold")
 
@@ -221,12 +229,17 @@ def _actor(run: RunRecord) -> str:
 
 
 def _when(ts: str | None, now: datetime) -> Text:
+    from rich.text import Text
+
     if not ts:
         return Text("")
     return Text.assemble(absolute_time(ts) + " UTC  ", (f"({relative_time(ts, now)})", "dim"))
 
 
 def _fields(pairs: Iterable[tuple[str, Text | str]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -238,6 +251,9 @@ def _fields(pairs: Iterable[tuple[str, Text | str]]) -> Table:
 def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: datetime, *,
                trail: str | None = None) -> RenderableType:
     """The run's fields (first the audit trail holding it, when given) and its actions."""
+    from rich.console import Group
+    from rich.text import Text
+
     fields = _fields([
         *([("trail", _text(trail))] if trail is not None else []),
         ("run", _text(run.id, "bold")), ("outcome", _run_outcome(run)),
@@ -256,6 +272,9 @@ def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, out
     """Every field of ``event`` and its digest before and after, side by side. When it is half of
     a mutation: the intent (BEFORE) and the outcome (AFTER) side by side, field by field.
     ``trail``: the audit trail holding it, as a first field."""
+    from rich.console import Group
+    from rich.text import Text
+
     first = [("trail", _text(trail))] if trail is not None else []
     status = status_text(event["status"])
     title = Text.assemble((event["event_id"], "bold"), "  ", event["kind"], " ", status, "  ", _text(event["target"]))
