@@ -16,7 +16,10 @@
 4. Times the query behind ``reconcile audit list --since 1h --action prune`` (through
    ``reconcile.audit.query`` when it is there, else the equivalent SQL) and prints its
    ``EXPLAIN QUERY PLAN``.
-5. Times a full ``verify()`` of the trail.
+5. Times a full ``verify()`` of the trail, against its target (< 5 s at 1M actions, scaled to
+   the size built), and ``reconcile audit verify`` and ``reconcile audit list --since 1h
+   --action prune`` as fresh processes, against ``python -c pass`` and a process that only
+   imports the CLI (start-up), so the part that is the command's own work shows.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -169,7 +174,8 @@ def make_peer_table(path: Path) -> None:
     conn.execute("CREATE TABLE actions_plain (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, "
                  "run_id TEXT NOT NULL, timestamp TEXT NOT NULL, kind TEXT NOT NULL, target TEXT, "
                  "digest_before TEXT, digest_after TEXT, policy TEXT, reason TEXT, status TEXT NOT NULL, "
-                 "error TEXT, duration FLOAT, dry_run INTEGER, intent_id TEXT, repository TEXT, tags TEXT)")
+                 "error TEXT, duration FLOAT, dry_run INTEGER, intent_id TEXT, repository TEXT, tags TEXT, "
+                 "cause TEXT)")
     conn.execute(f"INSERT INTO actions_plain ({columns}) SELECT {columns} FROM actions")
     for name, cols, unique in (("event_id", "event_id", True), ("run_id", "run_id", False),
                                ("timestamp", "timestamp", False), ("kind_timestamp", "kind, timestamp", False),
@@ -273,9 +279,31 @@ def query_prune_last_hour(path: Path) -> tuple[str, list[float], int, list[str]]
     return source, timings, len(result), plan
 
 
-def verify_all(path: Path) -> tuple[float, chain.Verification]:
+VERIFY_TARGET_S = 5.0  # at 1,000,000 actions (issue 17)
+LIST_TARGET_S = 0.3  # ``reconcile audit list``, start-up included
+
+
+def verify_all(path: Path) -> tuple[float, float, chain.Verification]:
+    """Wall time, CPU time (this process and the workers it forks), the result."""
+    def cpu() -> float:
+        own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
     with AuditStore.open(path, read_only=True) as store:
-        return timed(store.verify)
+        before = cpu()
+        seconds, result = timed(store.verify)
+        return seconds, cpu() - before, result
+
+
+def process_seconds(argv: list[str], repeat: int = 3) -> float:
+    """Median wall time of a fresh process (the CLI as a user runs it)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -331,10 +359,31 @@ def main(argv: list[str] | None = None) -> int:
                         f"median of 5, first {timings[0] * 1000:.1f} ms; {matches:,} rows"))
 
         print("verifying ...", flush=True)
-        verify_s, verification = verify_all(args.db)
+        verify_s, verify_cpu, verification = verify_all(args.db)
+        target = VERIFY_TARGET_S * args.rows / 1_000_000
+        meets = "meets it" if verify_s < target else "MISSES it"
         results.append(("verify()", f"{verify_s:8.1f} s",
-                        f"{verification.entries:,} entries, {verification.entries / verify_s:,.0f}/s, "
+                        f"target < {target:.1f} s ({VERIFY_TARGET_S:.0f} s at 1M actions): {meets}; "
+                        f"CPU {verify_cpu:.1f} s; {verification.entries:,} entries, "
+                        f"{verification.entries / verify_s:,.0f}/s, "
                         f"{'ok' if verification.ok else 'BROKEN: ' + str(verification.first_break)}"))
+
+        print("timing the CLI ...", flush=True)
+        python = [sys.executable]
+        bare = process_seconds([*python, "-c", "pass"])
+        startup = process_seconds([*python, "-c", "import reconcile.cli"])
+        cli = [*python, "-m", "reconcile", "audit"]
+        listing = process_seconds([*cli, "list", "--db", str(args.db), "--since", "1h", "--action", "prune"])
+        verifying = process_seconds([*cli, "verify", "--db", str(args.db)], repeat=1)
+        results.append(("python -c pass", f"{bare * 1000:8.0f} ms", "interpreter start, for scale"))
+        results.append(("  start-up (import reconcile.cli)", f"{startup * 1000:8.0f} ms", "median of 3"))
+        results.append(("reconcile audit list --since 1h --action prune", f"{listing * 1000:8.0f} ms",
+                        f"median of 3; target < {LIST_TARGET_S * 1000:.0f} ms: "
+                        f"{'meets it' if listing < LIST_TARGET_S else 'MISSES it'}; "
+                        f"{max(listing - startup, 0) * 1000:.0f} ms past start-up"))
+        results.append(("reconcile audit verify", f"{verifying:8.1f} s",
+                        f"one run; {max(verifying - startup, 0):.1f} s past start-up "
+                        "(verify, then the unfinished runs and intents it warns about)"))
         size = sum(p.stat().st_size for p in args.db.parent.glob(args.db.name + "*"))
     finally:
         if workdir is not None and not args.keep:

@@ -10,14 +10,17 @@ lock and extend one chain; review commands open the file read-only (and do not m
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import getpass
 import json
 import math
+import multiprocessing
 import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -83,6 +86,9 @@ STATUSES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
 MODES: tuple[str, ...] = ("plan", "apply", "run", "rollback", "release-hold", "notify")
 CHAINED_TABLES = ("run_starts", "actions", "run_ends")
 BUSY_TIMEOUT_SECONDS = 60.0
+VERIFY_BATCH = 4096  # entries ``verify`` fetches and hashes at a time
+PARALLEL_ENTRIES = 200_000  # a longer trail is verified in stretches, one forked process each
+MAX_WORKERS = 4
 
 
 class AuditError(Exception):
@@ -169,6 +175,23 @@ EXPECTED_REFS = """SELECT a.repository || ':' || t.value AS ref, a.seq AS seq FR
         WHERE a.repository IS NOT NULL
     UNION SELECT a.digest_before, a.seq FROM actions a WHERE a.digest_before IS NOT NULL
     UNION SELECT a.digest_after, a.seq FROM actions a WHERE a.digest_after IS NOT NULL"""
+
+
+# ``EXPECTED_REFS`` per action ``a``, for ``verify``: ``a`` lacks one of its refs in ``action_refs``;
+# ``action_refs`` row ``r`` is one of ``a``'s refs. The same comparisons as ``EXCEPT`` makes.
+_LACKS_A_REF = """(a.digest_before IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM action_refs r WHERE r.ref = a.digest_before AND r.seq = a.seq))
+    OR (a.digest_after IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM action_refs r WHERE r.ref = a.digest_after AND r.seq = a.seq))
+    OR (a.repository IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE NOT EXISTS
+        (SELECT 1 FROM action_refs r WHERE r.ref = a.repository || ':' || t.value AND r.seq = a.seq)))"""
+_EXPECTED_REFS_OF = """SELECT a.repository || ':' || t.value AS ref FROM actions a, json_each(a.tags) t
+        WHERE a.seq = :seq AND a.repository IS NOT NULL
+    UNION SELECT digest_before FROM actions WHERE seq = :seq AND digest_before IS NOT NULL
+    UNION SELECT digest_after FROM actions WHERE seq = :seq AND digest_after IS NOT NULL"""
+_EXPECTS_REF = """r.ref IS a.digest_before OR r.ref IS a.digest_after
+    OR (a.repository IS NOT NULL AND EXISTS
+        (SELECT 1 FROM json_each(a.tags) t WHERE a.repository || ':' || t.value = r.ref))"""
 
 
 def _migration_3(db: sqlite_utils.Database) -> None:
@@ -302,6 +325,8 @@ class AuditStore:
         self.read_only = read_only
         self.clock = clock
         self.db = sqlite_utils.Database(conn)
+        # One writer at a time on this connection: apply's lanes append from several threads.
+        self._writing = threading.RLock()
         # A trail opened read-only is not migrated: readers ask what it has.
         self.schema_version: int = conn.execute("SELECT COALESCE(MAX(version), 1) FROM schema_versions").fetchone()[0]
 
@@ -358,6 +383,10 @@ class AuditStore:
         if self.read_only:
             raise AuditError("the audit trail was opened read-only")
         fields = {k: _safe(k, v) for k, v in fields.items()}
+        with self._writing:
+            return self._append_locked(table, fields)
+
+    def _append_locked(self, table: str, fields: dict[str, Any]) -> dict[str, Any]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -440,29 +469,113 @@ class AuditStore:
             prev_hash, digest = row.pop("prev_hash"), row.pop("hash")
             yield table, row["seq"], prev_hash, digest, {"table": table, **row}
 
-    def verify(self, expect_head: str | None = None) -> chain.Verification:
+    def chain_rows(self, batch: int | None = None, seqs: tuple[int, int] | None = None
+                   ) -> tuple[tuple[str, ...], Iterator[list[tuple[Any, ...]]]]:
+        """Every entry in chain order (``seqs``: those with seq in that range) as ``chain.check_segment``
+        wants them: the names of the values, and batches of ``(table, seq, prev_hash, hash, *values)``
+        from one cursor. The three tables' primary-key scans are merged by SQLite (``MERGE (UNION
+        ALL)``, no sort) on (seq, table), as ``chain_entries`` merges them; a column one table lacks
+        is NULL in its rows, which ``chain.canonical`` leaves out, so each entry hashes over its own
+        columns, and the key ``table`` is its table's name."""
+        columns = {t: [c for (c,) in self.conn.execute(f"SELECT name FROM pragma_table_info('{t}')")
+                       if c not in ("prev_hash", "hash")] for t in CHAINED_TABLES}
+        keys = tuple(sorted({"table", *(c for names in columns.values() for c in names)}))
+
+        def value(table: str, key: str) -> str:
+            if key in columns[table]:
+                return _quoted(key)
+            return f"'{table}'" if key == "table" else "NULL"
+
+        where = "" if seqs is None else f" WHERE seq BETWEEN {int(seqs[0])} AND {int(seqs[1])}"
+        arms = [f"SELECT '{t}', seq, prev_hash, hash, {', '.join(value(t, k) for k in keys)} FROM {t}{where}"
+                for t in CHAINED_TABLES]
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples
+        cursor.execute(" UNION ALL ".join(arms) + " ORDER BY 2, 1")
+        return keys, iter(functools.partial(cursor.fetchmany, batch or VERIFY_BATCH), [])
+
+    def verify(self, expect_head: str | None = None, *, workers: int | None = None) -> chain.Verification:
         """The chain; then (when it holds) that ``action_refs`` indexes each chained action by exactly
         the names its row gives (an edited index could hide an action from ``audit list --target``);
         then that the views and triggers are the ones reconcile made (``runs`` and
         ``pending_intents`` are not hashed: a redefined view could hide an interrupted run). Refs
-        of actions no longer in the trail find nothing; a removed tail is ``expect_head``'s."""
-        result = chain.verify(self.chain_entries(), expect_head)
+        of actions no longer in the trail find nothing; a removed tail is ``expect_head``'s.
+
+        The same answer as ``chain.verify(self.chain_entries(), expect_head)``, from one streaming
+        pass in batches of ``VERIFY_BATCH`` entries (memory: a batch). A trail of more than
+        ``PARALLEL_ENTRIES`` entries on a file is checked in ``workers`` (default: the CPUs this
+        process may use, at most ``MAX_WORKERS``) stretches of seq side by side, each in a forked
+        process, the links between them checked here; meanwhile this process checks the index."""
+        segments, refs = self._verify_segments(expect_head, workers)
+        result = chain.join(segments, expect_head)
         if not result.ok:
             return result
+        if refs is _NOT_CHECKED:
+            refs = self._check_refs()
+        if isinstance(refs, BaseException):
+            raise refs
+        return result if refs is None else chain.Verification(result.entries, result.head, refs)
+
+    def _check_refs(self) -> chain.Break | None:
         found = self._unindexed() if self.has_refs else None
         if found is None and (changed := self._changed_schema_object()) is not None:
             found = chain.Break("schema", 0, changed)
-        return result if found is None else chain.Verification(result.entries, result.head, found)
+        return found
+
+    def _verify_segments(self, expect_head: str | None, workers: int | None
+                         ) -> tuple[list[chain.Segment], Any]:
+        bounds = self.conn.execute(" UNION ALL ".join(
+            f"SELECT MIN(seq), MAX(seq) FROM {t}" for t in CHAINED_TABLES)).fetchall()
+        lows = [low for low, _ in bounds if low is not None]
+        highs = [high for _, high in bounds if high is not None]
+        if workers is None:
+            workers = min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
+            if not highs or max(highs) - min(lows) < PARALLEL_ENTRIES:
+                workers = 1
+        forking = "fork" in multiprocessing.get_all_start_methods() and self.path != ":memory:"
+        if workers <= 1 or not highs or not forking:
+            keys, batches = self.chain_rows()
+            return [chain.check_segment(batches, keys, expect_head)], _NOT_CHECKED
+        low, high = min(lows), max(highs)
+        step = -(-(high - low + 1) // workers)
+        ranges = [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+        fork = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(len(ranges), mp_context=fork) as pool:
+            futures = [pool.submit(_verify_range, self.path, seqs, expect_head) for seqs in ranges]
+            try:  # the index and the schema meanwhile (their answer counts only if the chain holds)
+                refs: Any = self._check_refs()
+            except sqlite3.Error as e:
+                refs = e
+            try:
+                return [future.result() for future in futures], refs
+            except Exception:  # a value canonical refuses, a worker that died: decided below
+                pass
+        # In one process, what is found first (a break before the value, or the error it raises).
+        keys, batches = self.chain_rows()
+        return [chain.check_segment(batches, keys, expect_head)], refs
 
     def _unindexed(self) -> chain.Break | None:
-        expected = f"SELECT ref, seq FROM ({EXPECTED_REFS})"  # one operand, whatever compounds it holds
-        indexed = "SELECT r.ref, r.seq FROM action_refs r WHERE r.seq IN (SELECT seq FROM actions)"
-        mismatch = self.conn.execute(
-            f"SELECT seq, ref, 'lacks' FROM ({expected} EXCEPT {indexed}) UNION ALL "
-            f"SELECT seq, ref, 'holds' FROM ({indexed} EXCEPT {expected}) ORDER BY seq LIMIT 1").fetchone()
-        if mismatch is None:
+        """The first action (by seq) whose refs in ``action_refs`` are not exactly ``EXPECTED_REFS``'
+        (refs filed under a seq no action has are not looked at): one scan of ``actions`` looking
+        each expected ref up by the primary key, one scan of ``action_refs`` looking each action up
+        by its seq, instead of materialising both sets."""
+        lacking = self.conn.execute(f"SELECT a.seq FROM actions a WHERE {_LACKS_A_REF} ORDER BY a.seq LIMIT 1"
+                                    ).fetchone()
+        holding = self.conn.execute(
+            "SELECT r.seq, r.ref FROM action_refs r JOIN actions a ON a.seq = r.seq "
+            f"WHERE NOT ({_EXPECTS_REF}) ORDER BY r.seq, r.ref LIMIT 1").fetchone()
+        if lacking is None and holding is None:
             return None
-        seq, ref, how = mismatch
+        if holding is None or (lacking is not None and lacking[0] <= holding[0]):
+            seq = lacking[0]
+            ref = self.conn.execute(f"SELECT e.ref FROM ({_EXPECTED_REFS_OF}) e WHERE NOT EXISTS "
+                                    "(SELECT 1 FROM action_refs r WHERE r.ref = e.ref AND r.seq = :seq) "
+                                    "ORDER BY e.ref LIMIT 1", {"seq": seq}).fetchone()[0]
+            how = "lacks"
+        else:
+            seq, ref = holding
+            how = "holds"
         return chain.Break("action_refs", seq, f"the search index {how} {ref!r} for this action (edited outside "
                                                "reconcile)")
 
@@ -482,6 +595,16 @@ class AuditStore:
         return None
 
 
+_NOT_CHECKED = object()
+
+
+def _verify_range(path: str, seqs: tuple[int, int], expect_head: str | None) -> chain.Segment:
+    """A forked worker of ``AuditStore.verify``: the entries with seq in ``seqs``, on its own connection."""
+    with AuditStore.open(path, read_only=True) as store:
+        keys, batches = store.chain_rows(seqs=seqs)
+        return chain.check_segment(batches, keys, expect_head)
+
+
 @functools.cache
 def _schema_objects(version: int) -> dict[tuple[str, str], str]:
     """Views and triggers as the migrations up to ``version`` create them, in a scratch database."""
@@ -495,6 +618,10 @@ def _schema_objects(version: int) -> dict[tuple[str, str], str]:
             "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')")}
     finally:
         conn.close()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _normal(sql: str | None) -> str:
@@ -580,7 +707,8 @@ class Run:
             **({"cause": why.value} if why is not None else {})})
         if status != "intent":
             key = f"{recorded.value}.{status}"
-            self.counts[key] = self.counts.get(key, 0) + 1
+            with self.store._writing:
+                self.counts[key] = self.counts.get(key, 0) + 1
         return row
 
     @contextmanager
