@@ -5,6 +5,7 @@ next run re-plans with the new state. A skipped delete can only keep too much, n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class DeleteCheck:
         self._in_use = in_use
         self._now: dict[tuple[str, str], dict[str, str]] = {}
         self._protected: dict[str, InUse | str] = {}
+        self._reading = threading.Lock()  # lanes of one policy read what is in use once, not each
 
     def prune(self, action: Action, registry: str, repository: str, digest: str) -> None:
         """Raises StateChanged, naming what moved, unless deleting ``digest`` removes exactly what
@@ -94,12 +96,13 @@ class DeleteCheck:
         if self._in_use is None:
             return
         name = action.policy.removeprefix("RetentionPolicy/")
-        if name not in self._protected:
-            try:
-                self._protected[name] = self._in_use(name)
-            except Exception as e:  # unknown is not safe: no delete of this policy goes ahead
-                self._protected[name] = getattr(e, "problem", None) or str(e) or type(e).__name__
-        protected = self._protected[name]
+        with self._reading:
+            if name not in self._protected:
+                try:
+                    self._protected[name] = self._in_use(name)
+                except Exception as e:  # unknown is not safe: no delete of this policy goes ahead
+                    self._protected[name] = getattr(e, "problem", None) or str(e) or type(e).__name__
+            protected = self._protected[name]
         if isinstance(protected, str):
             raise StateChanged(f"what is in use could not be read again: {protected}")
         if digest is not None and digest in protected.digests:
@@ -112,7 +115,9 @@ class DeleteCheck:
         key = (registry, repository)
         if key not in self._now:
             with ThreadPoolExecutor(max_workers=max(1, client.concurrency)) as pool:
-                self._now[key] = {tag: d.digest for tag, d in resolve_tags(client, repository, pool).items()}
+                # On the Distribution API, tag by tag: never from a bulk listing (spec.listing).
+                now = resolve_tags(client, repository, pool, listing=False)
+                self._now[key] = {tag: d.digest for tag, d in now.items()}
         return self._now[key]
 
     def deleted(self, registry: str, repository: str, digest: str) -> None:

@@ -4,7 +4,7 @@ and their referrers (:class:`RepositoryState`), read side by side on the client'
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from types import MappingProxyType
 
@@ -57,15 +57,46 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
         can_delete_tags=client.can_delete_tags(repository), can_delete=client.deletion != "none")
 
 
-def resolve_tags(client: RegistryClient, repository: str, pool: Executor) -> dict[str, Descriptor]:
+def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
+                 listing: bool = True) -> dict[str, Descriptor]:
     """Every tag of ``repository`` and what it points at now, resolved side by side on ``pool``. A
-    tag deleted between listing and resolving is simply not there any more."""
+    tag deleted between listing and resolving is simply not there any more.
+
+    With a bulk listing (:meth:`RegistryClient.list_tags`, unless ``listing`` is false) the tags
+    and their digests come a page at a time, and each distinct digest's manifest from the cache,
+    else fetched by that digest (verified against it, and cached for reading the image): a listing
+    naming a digest the registry does not have fails here. ``listing=False`` asks the Distribution
+    API about every tag (what apply's re-verification of deletes does, whatever a listing says)."""
     seen = client.last_seen(repository)
-    listed = pool.submit(client.tags, repository).result()  # a request like the others: in the queue
-    resolved = pool.map(lambda tag: (tag, client.resolve_tag(repository, tag, seen.get(tag))), listed)
-    found = {tag: descriptor for tag, descriptor in resolved if descriptor is not None}
+    listed = pool.submit(client.list_tags, repository).result() if listing else None
+    if listed is None:
+        names: Iterable[str] = pool.submit(client.tags, repository).result()  # a request like the others
+        digests: dict[str, str] = {}
+    else:
+        names = [tag for tag, digest in listed.items() if digest is None]  # no usable digest: ask
+        digests = {tag: digest for tag, digest in listed.items() if digest is not None}
+    resolved = pool.map(lambda tag: (tag, client.resolve_tag(repository, tag, seen.get(tag))), names)
+    by_digest = dict(pool.map(lambda d: (d, _listed(client, repository, d, digests)), sorted(set(digests.values()))))
+    found = {tag: by_digest[digest] for tag, digest in digests.items()}
+    found.update((tag, descriptor) for tag, descriptor in resolved if descriptor is not None)
     client.remember(repository, found)
     return found
+
+
+def _listed(client: RegistryClient, repository: str, digest: str, digests: Mapping[str, str]) -> Descriptor:
+    """The descriptor of a digest a listing named: its manifest (cached, else fetched by digest and
+    verified against it), so the media type and size are the manifest's own."""
+    try:
+        return client.manifest(repository, digest).descriptor
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
+        tags = sorted(tag for tag, on in digests.items() if on == digest)
+        raise RegistryError(client.name, repository, f"get manifest {digest}",
+                            f"the registry's listing API says tag{'s' * (len(tags) > 1)} {', '.join(tags[:3])}"
+                            f"{', ...' if len(tags) > 3 else ''} point{'s' * (len(tags) == 1)} at {digest}, which the "
+                            "registry does not have (a stale or wrong listing); nothing is planned from this "
+                            "observation", 404) from None
 
 
 def observe_repositories(client: RegistryClient, repositories: Sequence[str], *,

@@ -138,6 +138,18 @@ def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
                                          f"{parts.netloc!r}, so its credentials could never be used")
     if isinstance(dig(spec, "tls"), dict) and isinstance(url, str) and not url.startswith("https://"):
         yield "/spec/tls", "TLS options apply only to https:// registries"
+    listing = dig(spec, "listing")
+    if isinstance(listing, dict) and isinstance(url, str):
+        if url.startswith("oci-layout:"):
+            yield "/spec/listing", "an oci-layout directory has no listing API (its index.json is read whole)"
+        at = listing.get("url")
+        if isinstance(at, str):
+            if (problem := registry_url_problem(at)) is not None:
+                yield "/spec/listing/url", problem.replace("registry url", "listing url")
+            elif at.startswith("http://") and not _is_loopback(urlsplit(at).hostname or ""):
+                yield "/spec/listing/url", "plain http is allowed only for loopback hosts; use https://"
+            elif url.startswith("https://") and at.startswith("http://"):
+                yield "/spec/listing/url", "the registry is https, so its listing API must be too"
 
 
 def _is_loopback(host: str) -> bool:

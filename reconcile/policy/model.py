@@ -24,6 +24,9 @@ TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
 # How a registry deletes (Registry spec.deletion): by manifest digest only (every tag on it goes
 # too), also a tag on its own (OCI 1.1), or not at all.
 Deletion = Literal["manifest", "tag", "none"]
+# A registry's own API that lists tags with their digests in pages (Registry spec.listing).
+ListingAPI = Literal["harbor", "dockerhub"]
+LISTING_URLS: Mapping[str, str] = MappingProxyType({"dockerhub": "https://hub.docker.com"})  # else the registry's url
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,16 @@ class RateLimit:
 class Retry:
     attempts: int = 5  # in all, the first included
     budget: timedelta = timedelta(seconds=60)  # of waiting between the attempts of one request
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Registry ``spec.listing``: tags and their digests read from the registry's own API, a page
+    of 100 tags per request, instead of a request per tag. The digests are checked against the
+    manifests they name; deletes are re-verified on the Distribution API whatever the listing said."""
+
+    api: ListingAPI
+    url: str  # https://HOST[:PORT], no path: where the API is (default: LISTING_URLS, else the registry's url)
 
 
 MiB = 1024 * 1024
@@ -93,6 +106,7 @@ class Registry:
     retry: Retry = Retry()
     deletion: Deletion | None = None  # spec.deletion as written; None: the default, see deletion_mode
     limits: Limits | None = None  # spec.limits as written; None: every default (see limits_or_default)
+    listing: Listing | None = None  # spec.listing; None: tags resolved one request each (the Distribution API)
 
     @property
     def limits_or_default(self) -> Limits:
@@ -427,7 +441,15 @@ def _registry(name: str, spec: dict[str, Any], origin: Origin) -> Registry:
         rate_limit=RateLimit(rate["requestsPerSecond"], rate.get("burst", RateLimit.burst)) if rate else None,
         timeout=_duration_or(spec.get("timeout"), Registry.timeout), origin=origin,
         retry=Retry(retry.get("attempts", Retry.attempts), _duration_or(retry.get("budget"), Retry.budget)),
-        deletion=spec.get("deletion"), limits=_limits(spec.get("limits")))
+        deletion=spec.get("deletion"), limits=_limits(spec.get("limits")),
+        listing=_listing(spec.get("listing"), url.rstrip("/")))
+
+
+def _listing(raw: dict[str, Any] | None, registry_url: str) -> Listing | None:
+    if raw is None:
+        return None
+    api = raw["api"]
+    return Listing(api=api, url=str(raw.get("url") or LISTING_URLS.get(api, registry_url)).rstrip("/"))
 
 
 def _limits(raw: dict[str, Any] | None) -> Limits | None:

@@ -31,6 +31,7 @@ from reconcile.policy.model import (
     Cluster,
     ConnectionChange,
     Credentials,
+    Listing,
     ManifestsSource,
     Notification,
     PolicySet,
@@ -99,7 +100,7 @@ def compose(trusted: PolicySet, proposed: PolicySet, trusted_ref: str) -> Policy
     for name, registry in proposed.registries.items():
         if name not in registries:
             registries[name] = dataclasses.replace(registry, credentials=None, allowed_hosts=(), ca_file=None,
-                                                   insecure_skip_verify=False)
+                                                   insecure_skip_verify=False, listing=None)
             unconnectable[f"Registry/{name}"] = _not_trusted("Registry", name, at)
     clusters = dict(trusted.clusters)
     for name, cluster in proposed.clusters.items():
@@ -166,7 +167,7 @@ def connection_changes(trusted: PolicySet, proposed: PolicySet, at: str) -> tupl
 _LABELS = {"url": "url", "allowed_hosts": "allowedHosts", "credentials": "credentials",
            "ca_file": "tls.caFile", "insecure_skip_verify": "tls.insecureSkipVerify", "concurrency": "concurrency",
            "rate_limit": "rateLimit", "timeout": "timeout", "retry": "retry", "deletion": "deletion",
-           "limits": "limits",
+           "limits": "limits", "listing": "listing",
            "in_cluster": "inCluster", "kubeconfig": "kubeconfig", "context": "context", "manifests": "manifests",
            "include_namespaces": "namespaces.include", "exclude_namespaces": "namespaces.exclude",
            "username": "credentials.username", "password": "credentials.password", "token": "credentials.token",
@@ -229,6 +230,8 @@ def _show(attribute: str, value: Any) -> str:
         return f"{value.requests_per_second:g}/s, burst {value.burst}"
     if isinstance(value, Retry):
         return f"{value.attempts} attempts, {value.budget.total_seconds():g}s budget"
+    if isinstance(value, Listing):
+        return f"{{api {value.api}, url {redact_url(value.url)}}}"
     if isinstance(value, ManifestsSource):
         return f"{redact_url(value.repo)} {value.path}" + (f" (branch {value.branch})" if value.branch else "")
     return str(value).lower() if isinstance(value, bool) else str(value)

@@ -121,6 +121,16 @@ class Authenticator:
             return self._basic[1]
         return None
 
+    def basic_credentials(self) -> tuple[str, Secret] | None:
+        """The user name and password (or access token used as one) of ``spec.credentials``,
+        resolved at first use; ``None`` for anonymous or token-only credentials. For APIs beside
+        the Distribution API (:mod:`listing`), which take them directly, never through a challenge."""
+        with self._lock:
+            self._secrets()
+            if self._basic is None:
+                return None
+            return _plain(self._basic[0]), self._basic[1]
+
     # -- the transport's questions -------------------------------------------------------------
     def authorization(self, scopes: Sequence[str]) -> str | None:
         """The header to send before any challenge: basic once the registry asked for it, a

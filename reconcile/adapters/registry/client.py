@@ -31,6 +31,12 @@ class RegistryClient(Protocol):
     def tags(self, repository: str) -> list[str]:
         """Every tag of ``repository``; empty when the repository does not exist."""
 
+    def list_tags(self, repository: str) -> Mapping[str, str | None] | None:
+        """Every tag and the digest it points at, from a bulk listing API (a request per page of
+        tags; Registry ``spec.listing``), or ``None`` where there is none: resolve each tag with
+        :meth:`resolve_tag`. A digest here is unverified (``None``: none usable; resolve that tag):
+        its manifest, fetched by digest, is verified against it."""
+
     def resolve(self, repository: str, reference: str) -> Descriptor | None:
         """What a tag or digest points at (without fetching the manifest), or ``None``."""
 

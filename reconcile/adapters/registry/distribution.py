@@ -45,6 +45,7 @@ from reconcile.adapters.registry.errors import (
     refused_untag_hint,
 )
 from reconcile.adapters.registry.images import load_image
+from reconcile.adapters.registry.listing import ListingClient
 from reconcile.adapters.registry.transport import TRANSIENT, RetryPolicy, Transport
 from reconcile.observe.state import OCI_INDEX, Descriptor, Image
 from reconcile.policy.model import Registry
@@ -157,7 +158,10 @@ class DistributionClient:
         self._transport = Transport(registry, retry)
         self.limits = self._transport.limits
         self._host = self._transport.base.authority
-        self._transport.authorizer = Authenticator(registry, resolver, self._transport)
+        authenticator = Authenticator(registry, resolver, self._transport)
+        self._transport.authorizer = authenticator
+        self._listing = ListingClient(registry, registry.listing, self._transport, authenticator) \
+            if registry.listing is not None else None
         self._cache = cache
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
@@ -250,6 +254,15 @@ class DistributionClient:
             seen.add(target)
         raise RegistryError(self.name, repository, operation,
                             f"more than {pages} pages (the limit limits.maxPages); the pagination links may loop")
+
+    def list_tags(self, repository: str) -> dict[str, str | None] | None:
+        """Every tag and its digest from the registry's listing API (``spec.listing``), a request
+        per page of tags; ``None`` without one. A tag mapped to ``None`` had no usable digest
+        there. The digests are unverified: the caller fetches (and so verifies) the manifest by
+        digest where it is not cached, and deletes are re-verified on the Distribution API."""
+        if self._listing is None:
+            return None
+        return self._listing.tags(check_repository(repository))
 
     def resolve(self, repository: str, reference: str) -> Descriptor | None:
         check_repository(repository)

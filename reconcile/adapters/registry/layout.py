@@ -193,6 +193,9 @@ class LayoutClient:
         found = descriptor(entries[-1])
         return Descriptor(found.media_type, found.digest, found.size)
 
+    def list_tags(self, repository: str) -> dict[str, str | None] | None:
+        return None  # index.json is read whole: resolve_tag reads no more than a listing would
+
     def resolve_tag(self, repository: str, tag: str, seen: str | None = None) -> Descriptor | None:
         return self.resolve(repository, tag)  # a file read: nothing to save
 

@@ -386,7 +386,7 @@ class Transport:
                 params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
                 data: bytes | Iterable[bytes] | None = None, stream: bool = False,
                 expect: Collection[int] = (200,), body: str | None = None,
-                blob: bool = False) -> requests.Response:
+                blob: bool = False, authorizer: Authorizer | None = None) -> requests.Response:
         """Send one logical request (retries, auth challenges, redirects included) and return
         the final response if its status is in ``expect``; otherwise raise a
         :class:`RegistryError` naming ``operation`` and ``repository``.
@@ -398,13 +398,17 @@ class Transport:
 
         ``data`` that is not ``bytes`` (a stream) is sent once: on a transient failure the error
         is marked ``retryable`` so the caller can restart the whole operation.
+
+        ``authorizer`` answers for credentials instead of the registry's own (an API beside the
+        Distribution API that authenticates otherwise); either is asked only for hosts in allowedHosts.
         """
         deadline = self.deadline(blob)
         outer = _current_deadline()
         _current.deadline = deadline
         try:
             response = self._request(method, self.url(target, what=(operation, repository)), operation, repository,
-                                     scopes, headers or {}, params, data, stream, expect, deadline)
+                                     scopes, headers or {}, params, data, stream, expect, deadline,
+                                     authorizer or self.authorizer)
         except BaseException:
             deadline.finished = True
             raise
@@ -425,7 +429,7 @@ class Transport:
 
     def _request(self, method: str, url: str, operation: str, repository: str | None, scopes: Sequence[str],
                  headers: Mapping[str, str], params: Any, data: Any, stream: bool, expect: Collection[int],
-                 deadline: Deadline) -> requests.Response:
+                 deadline: Deadline, authorizer: Authorizer | None) -> requests.Response:
         replayable = data is None or isinstance(data, bytes)
         policy = self.retry
         waited = 0.0
@@ -436,7 +440,8 @@ class Transport:
             hint: float | None = None
             tls_failed = False
             try:
-                response = self._follow(method, url, scopes, headers, params, data, (operation, repository))
+                response = self._follow(method, url, scopes, headers, params, data, (operation, repository),
+                                        authorizer)
             except TRANSIENT as exc:
                 # A certificate that fails verification fails the same way on every attempt.
                 tls_failed = certificate_failure(exc)
@@ -447,7 +452,7 @@ class Transport:
                     failure, status, retryable = deadline.message(), None, False
                     break
                 if response.status_code not in RETRY_STATUSES or not replayable:
-                    return self._checked(response, operation, repository, expect, deadline)
+                    return self._checked(response, operation, repository, expect, deadline, authorizer)
                 status = response.status_code
                 hint = retry_after(response.headers.get("Retry-After"))
                 failure = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
@@ -483,23 +488,23 @@ class Transport:
         raise RegistryError(self.registry.name, repository, operation, failure, status, retryable=retryable)
 
     def _checked(self, response: requests.Response, operation: str, repository: str | None,
-                 expect: Collection[int], deadline: Deadline) -> requests.Response:
+                 expect: Collection[int], deadline: Deadline, authorizer: Authorizer | None) -> requests.Response:
         if response.status_code in expect:
             return response
         try:
             self.read(response, "error", operation, repository, truncate=True, deadline=deadline)
         finally:
             response.close()
-        authorizer = self.authorizer
         raise status_error(self.registry.name, repository, operation, response,
                            has_credentials=bool(authorizer and authorizer.has_credentials),
                            hint=authorizer.hint if authorizer else None)
 
     def _follow(self, method: str, url: str, scopes: Sequence[str], headers: Mapping[str, str],
-                params: Any, data: Any, what: tuple[str, str | None]) -> requests.Response:
+                params: Any, data: Any, what: tuple[str, str | None],
+                authorizer: Authorizer | None) -> requests.Response:
         """One attempt: redirects of GET/HEAD followed by hand, credentials decided per hop."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._authenticated(method, url, scopes, headers, params, data)
+            response = self._authenticated(method, url, scopes, headers, params, data, authorizer)
             location = response.headers.get("Location")
             if response.status_code not in REDIRECT_STATUSES or not location or method not in ("GET", "HEAD"):
                 return response
@@ -510,19 +515,19 @@ class Transport:
         raise RegistryError(self.registry.name, what[1], what[0], f"more than {MAX_REDIRECTS} redirects")
 
     def _authenticated(self, method: str, url: str, scopes: Sequence[str], headers: Mapping[str, str],
-                       params: Any, data: Any) -> requests.Response:
+                       params: Any, data: Any, authorizer: Authorizer | None) -> requests.Response:
         sent: dict[str, str] = dict(headers)
         trusted = self.may_receive_credentials(url)
-        authorization = self.authorizer.authorization(scopes) if trusted and self.authorizer else None
+        authorization = authorizer.authorization(scopes) if trusted and authorizer else None
         if authorization:
             sent["Authorization"] = authorization
         response = self.exchange(method, url, headers=sent, params=params, data=data)
-        if response.status_code != 401 or not trusted or self.authorizer is None:
+        if response.status_code != 401 or not trusted or authorizer is None:
             return response
         if not (data is None or isinstance(data, bytes)):
             return response  # a consumed stream cannot be sent again; the caller restarts
         try:
-            answer = self.authorizer.challenge(response, scopes, authorization)
+            answer = authorizer.challenge(response, scopes, authorization)
         except BaseException:
             self.discard(response)
             raise

@@ -1,0 +1,320 @@
+"""Bulk tag listing: a registry's own API that answers a page of tags with their digests, so that
+observing a repository costs a request per page (100 tags) instead of a request per tag.
+
+Offered for the APIs that give a digest per tag in pages (Registry ``spec.listing.api``):
+
+- ``harbor``: ``GET /api/v2.0/projects/{project}/repositories/{name}/artifacts`` (the name URL-
+  encoded twice, ``a/b`` -> ``a%252Fb``), ``page``/``page_size`` (100 at most), ``with_tag=true``
+  and ``q=tags=*`` (tagged artifacts only). The answer is a JSON array of artifacts, each with its
+  ``digest`` and its ``tags`` (``[{"name": ...}]``, every tag of the artifact); the next page is in
+  the ``Link: <...>; rel="next"`` header, the total in ``X-Total-Count``. HTTP basic credentials
+  (a user, or a robot account).
+- ``dockerhub``: ``GET /v2/namespaces/{namespace}/repositories/{name}/tags?page_size=100`` on
+  ``https://hub.docker.com``; a JSON object ``{"count", "next", "previous", "results"}``, each result
+  with its ``name`` and the manifest's ``digest``; ``next`` is the next page's URL (``null`` at the
+  end). Anonymous for public repositories; else a bearer token from ``POST /v2/auth/token``
+  (``{"identifier": username, "secret": access token}`` -> ``{"access_token": ...}``).
+
+Not offered: GitLab (its registry REST API lists tag names and locations only; a tag's digest
+needs one request per tag, no better than the Distribution API's HEAD) and ECR (``DescribeImages``
+needs AWS SigV4 request signing with IAM credentials, which a Registry does not hold).
+
+What a listing says is checked like anything a registry sends: tags with the tag grammar, digests
+with :func:`is_digest`, every page read to ``limits.listPageBytes``, at most ``limits.maxPages``
+pages, every URL through the transport (credentials only to ``allowedHosts``). An entry with an
+invalid tag name is skipped (as :meth:`DistributionClient.tags` skips one); a valid tag without a
+usable digest is resolved on the Distribution API instead. The digests themselves are checked by
+the caller: a manifest not yet cached is fetched *by that digest* and verified against it, so a
+listing naming a digest the registry does not have fails the observation; and apply re-verifies
+every delete on the Distribution API, tag by tag, whatever the listing said.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from reconcile.adapters.registry.auth import Authenticator
+from reconcile.adapters.registry.content import TAG, is_digest
+from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
+from reconcile.adapters.registry.transport import Authorizer, Transport
+from reconcile.policy.model import Listing, Registry
+from reconcile.policy.secrets import Secret
+from reconcile.policy.urls import URLError, parse_url
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100  # the most Harbor and Docker Hub answer in a page
+TOKEN_LIFETIME = 300.0  # seconds a Docker Hub access token is reused for (they last longer)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, as sent (validated by :class:`ListingClient`)."""
+
+    entries: list[tuple[object, object]]  # (tag, digest)
+    following: str | None  # the next page's URL (maybe relative), None at the end
+
+
+class HarborAPI:
+    """Harbor's artifacts API (v2.0)."""
+
+    name = "harbor"
+
+    def path(self, repository: str) -> str:
+        project, _, rest = repository.partition("/")
+        if not rest:
+            raise ValueError("a Harbor repository is PROJECT/NAME")
+        # The name goes in one path segment, URL-encoded twice (Harbor's documented form).
+        return (f"/api/v2.0/projects/{quote(project, safe='')}/repositories/"
+                f"{quote(quote(rest, safe=''), safe='')}/artifacts")
+
+    def params(self) -> dict[str, str]:
+        return {"page": "1", "page_size": str(PAGE_SIZE), "with_tag": "true", "q": "tags=*",
+                "with_label": "false", "with_scan_overview": "false", "with_signature": "false",
+                "with_immutable_status": "false", "with_accessory": "false"}
+
+    def page(self, body: Any, response: requests.Response, number: int) -> Page:
+        if not isinstance(body, list):
+            raise ValueError("the artifacts answer is not a JSON array")
+        entries: list[tuple[object, object]] = []
+        for artifact in body:
+            if not isinstance(artifact, dict):
+                entries.append((None, None))
+                continue
+            tags = artifact.get("tags") or []
+            for tag in tags if isinstance(tags, list) else ():
+                entries.append((tag.get("name") if isinstance(tag, dict) else None, artifact.get("digest")))
+        following = response.links.get("next", {}).get("url")
+        if following is None and body:
+            # No Link header (a proxy may drop it): the total says whether a page follows.
+            total = response.headers.get("X-Total-Count", "")
+            if total.isdigit() and number * PAGE_SIZE < int(total):
+                following = _page_url(response.url, number + 1)
+        return Page(entries, following)
+
+
+class DockerHubAPI:
+    """Docker Hub's tags API (hub.docker.com, v2)."""
+
+    name = "dockerhub"
+
+    def path(self, repository: str) -> str:
+        parts = repository.split("/")
+        if len(parts) == 1:
+            parts = ["library", *parts]  # an official image
+        if len(parts) != 2:
+            raise ValueError("a Docker Hub repository is NAMESPACE/NAME")
+        return f"/v2/namespaces/{quote(parts[0], safe='')}/repositories/{quote(parts[1], safe='')}/tags"
+
+    def params(self) -> dict[str, str]:
+        return {"page_size": str(PAGE_SIZE)}
+
+    def page(self, body: Any, response: requests.Response, number: int) -> Page:
+        if not isinstance(body, dict):
+            raise ValueError("the tags answer is not a JSON object")
+        results = body.get("results")
+        entries: list[tuple[object, object]] = []
+        for result in results if isinstance(results, list) else ():
+            if isinstance(result, dict):
+                entries.append((result.get("name"), result.get("digest")))
+            else:
+                entries.append((None, None))
+        following = body.get("next")
+        return Page(entries, following if isinstance(following, str) and following else None)
+
+
+APIS: Mapping[str, HarborAPI | DockerHubAPI] = {"harbor": HarborAPI(), "dockerhub": DockerHubAPI()}
+
+
+def _page_url(url: str, number: int) -> str:
+    base, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith("page=")]
+    return f"{base}?{'&'.join([*kept, f'page={number}'])}"
+
+
+class BasicAuthorizer:
+    """HTTP basic with the Registry's user name and password, sent with the first request (Harbor's
+    API answers a missing header with a 401 that names no challenge); the transport asks only for
+    hosts in allowedHosts."""
+
+    def __init__(self, credentials: Authenticator, hint: str | None) -> None:
+        self.has_credentials = credentials.has_credentials
+        self.hint = hint
+        self._credentials = credentials
+
+    def authorization(self, scopes: Sequence[str]) -> str | None:
+        pair = self._credentials.basic_credentials()
+        if pair is None:
+            return None
+        encoded = base64.b64encode(f"{pair[0]}:{pair[1].reveal()}".encode()).decode()
+        Secret(encoded)  # known to the redactor too
+        return "Basic " + encoded
+
+    def challenge(self, response: requests.Response, scopes: Sequence[str], sent: str | None) -> str | None:
+        return None  # the credentials were sent already: the 401 stands
+
+
+class DockerHubAuthorizer:
+    """A Docker Hub access token (``POST {url}/v2/auth/token``) for the user name and access token of
+    the Registry's credentials, fetched at first use and again when refused; anonymous without them."""
+
+    def __init__(self, credentials: Authenticator, hint: str | None, transport: Transport, url: str,
+                 registry: str) -> None:
+        self.has_credentials = credentials.has_credentials
+        self.hint = hint
+        self._credentials = credentials
+        self._transport = transport
+        self._url = f"{url}/v2/auth/token"
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._token: tuple[Secret, float] | None = None
+
+    def authorization(self, scopes: Sequence[str]) -> str | None:
+        with self._lock:
+            if self._token is not None and time.monotonic() < self._token[1]:
+                return f"Bearer {self._token[0].reveal()}"
+            pair = self._credentials.basic_credentials()
+            if pair is None or not self._transport.may_receive_credentials(self._url):
+                return None
+            token = self._fetch(pair)
+            self._token = (token, time.monotonic() + TOKEN_LIFETIME)
+            return f"Bearer {token.reveal()}"
+
+    def challenge(self, response: requests.Response, scopes: Sequence[str], sent: str | None) -> str | None:
+        with self._lock:
+            self._token = None  # refused: expired or revoked; one more try with a new one
+        header = self.authorization(scopes)
+        return header if header is not None and header != sent else None
+
+    def _fetch(self, pair: tuple[str, Secret]) -> Secret:
+        operation = f"get a token from {safe_url(self._url)}"
+        form = json.dumps({"identifier": pair[0], "secret": pair[1].reveal()}).encode()
+        response = self._transport.exchange("POST", self._url, data=form, headers={
+            "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            if response.status_code != 200:
+                self._transport.read(response, "error", operation, None, truncate=True)
+                raise status_error(self._registry, None, operation, response, has_credentials=True)
+            body = self._transport.read(response, "token", operation, None)
+        finally:
+            response.close()
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        token = document.get("access_token") or document.get("token") if isinstance(document, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(self._registry, None, operation, "the token response has no access_token")
+        return Secret(token)
+
+
+class ListingClient:
+    """One Registry's listing API, over the Registry's transport (its limits, retries, rate and
+    concurrency, and its credential rules)."""
+
+    def __init__(self, registry: Registry, listing: Listing, transport: Transport, credentials: Authenticator) -> None:
+        self.registry = registry
+        self.api = APIS[listing.api]
+        self._transport = transport
+        try:
+            parsed = parse_url(listing.url)
+        except URLError as exc:
+            raise RegistryError(registry.name, None, "open", f"the listing url is refused: {exc}") from None
+        if parsed.path not in ("", "/") or parsed.query:
+            raise RegistryError(registry.name, None, "open", "the listing url is refused: it is http(s)://HOST[:PORT] "
+                                "alone, without a path or query")
+        self.url = str(parsed).rstrip("/")
+        self.hint: str | None = None
+        if credentials.has_credentials and not transport.may_receive_credentials(self.url):
+            self.hint = (f"the listing url's host {parsed.authority} is not in allowedHosts, so no credentials "
+                         "were sent to it")
+        self._authorizer: Authorizer = (
+            DockerHubAuthorizer(credentials, self.hint, transport, self.url, registry.name)
+            if listing.api == "dockerhub" else BasicAuthorizer(credentials, self.hint))
+
+    def tags(self, repository: str) -> dict[str, str | None]:
+        """tag -> digest as the listing says; ``None`` where it gave no usable digest (the caller
+        resolves that tag itself). Empty when the repository does not exist."""
+        operation = f"list tags with digests ({self.api.name} API)"
+        try:
+            path = self.api.path(repository)
+        except ValueError as exc:
+            raise RegistryError(self.registry.name, repository, operation, f"{exc}; spec.listing.api "
+                                f"{self.api.name} cannot list {repository!r}") from None
+        found: dict[str, str | None] = {}
+        invalid_tags: list[object] = []
+        invalid_digests: list[str] = []
+        try:
+            for tag, digest in self._entries(self.url + path, operation, repository):
+                if not (isinstance(tag, str) and TAG.match(tag)):
+                    invalid_tags.append(tag)
+                elif isinstance(digest, str) and is_digest(digest):
+                    if tag not in found:
+                        found[tag] = digest
+                    elif found[tag] != digest:  # twice, on different digests: the registry is asked
+                        invalid_digests.append(tag)
+                        found[tag] = None
+                else:
+                    invalid_digests.append(tag)
+                    found[tag] = None
+        except RegistryError as exc:
+            if exc.status == 404 and exc.message.startswith("not found") and self.hint is None:
+                return {}  # no such repository (yet): nothing tagged
+            if self.hint is not None and exc.status in (401, 403, 404) and self.hint not in exc.message:
+                raise RegistryError(exc.registry, exc.repository, exc.operation, f"{exc.message}; {self.hint}",
+                                    exc.status) from None
+            raise
+        if invalid_tags:
+            shown = ", ".join(_shown(t) for t in invalid_tags[:3]) + (", ..." if len(invalid_tags) > 3 else "")
+            log.warning("registry %s, repository %s: %s: skipped %d entries that are not valid OCI tags: %s",
+                        self.registry.name, repository, operation, len(invalid_tags), shown)
+        if invalid_digests:
+            log.warning("registry %s, repository %s: %s: %d tags without a valid digest (%s%s); resolved one "
+                        "by one instead", self.registry.name, repository, operation, len(invalid_digests),
+                        ", ".join(invalid_digests[:3]), ", ..." if len(invalid_digests) > 3 else "")
+        return found
+
+    def _entries(self, first: str, operation: str, repository: str) -> Iterator[tuple[object, object]]:
+        target = first
+        params: dict[str, str] | None = self.api.params()
+        seen = {self._transport.url(first)}
+        pages = self._transport.limits.max_pages
+        for number in range(1, pages + 1):
+            response = self._transport.request("GET", target, operation=operation, repository=repository,
+                                               headers={"Accept": "application/json"}, params=params,
+                                               body="page", authorizer=self._authorizer)
+            response.close()
+            try:
+                body = json.loads(response.content)
+            except (ValueError, RecursionError):
+                raise RegistryError(self.registry.name, repository, operation, "the response is not JSON") from None
+            try:
+                page = self.api.page(body, response, number)
+            except ValueError as exc:
+                raise RegistryError(self.registry.name, repository, operation, str(exc)) from None
+            yield from page.entries
+            if page.following is None or not page.entries:
+                return
+            target = self._transport.url(page.following, response.url, what=(operation, repository),
+                                         origin="pagination link")
+            params = None
+            if target in seen:
+                raise RegistryError(self.registry.name, repository, operation, "pagination links loop")
+            seen.add(target)
+        raise RegistryError(self.registry.name, repository, operation,
+                            f"more than {pages} pages (the limit limits.maxPages); the pagination links may loop")
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "...'"
