@@ -10,9 +10,11 @@ lock and extend one chain; review commands open the file read-only (and do not m
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import functools
 import getpass
+import itertools
 import json
 import math
 import multiprocessing
@@ -27,6 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -472,11 +475,13 @@ class AuditStore:
     def chain_rows(self, batch: int | None = None, seqs: tuple[int, int] | None = None
                    ) -> tuple[tuple[str, ...], Iterator[list[tuple[Any, ...]]]]:
         """Every entry in chain order (``seqs``: those with seq in that range) as ``chain.check_segment``
-        wants them: the names of the values, and batches of ``(table, seq, prev_hash, hash, *values)``
-        from one cursor. The three tables' primary-key scans are merged by SQLite (``MERGE (UNION
-        ALL)``, no sort) on (seq, table), as ``chain_entries`` merges them; a column one table lacks
-        is NULL in its rows, which ``chain.canonical`` leaves out, so each entry hashes over its own
-        columns, and the key ``table`` is its table's name."""
+        wants them: the names of the values, and batches of ``(table, seq, prev_hash, hash, *values)``.
+        One primary-key scan per table read with ``fetchmany``, merged here on (seq, table) as
+        ``chain_entries`` merges them (cheaper than SQLite's ``MERGE (UNION ALL)``, which copies
+        every row through a co-routine); a column one table lacks is NULL in its rows, which
+        ``chain.canonical`` leaves out, so each entry hashes over its own columns, and the key
+        ``table`` is its table's name. Memory: a batch per table."""
+        size = batch or VERIFY_BATCH
         columns = {t: [c for (c,) in self.conn.execute(f"SELECT name FROM pragma_table_info('{t}')")
                        if c not in ("prev_hash", "hash")] for t in CHAINED_TABLES}
         keys = tuple(sorted({"table", *(c for names in columns.values() for c in names)}))
@@ -487,12 +492,14 @@ class AuditStore:
             return f"'{table}'" if key == "table" else "NULL"
 
         where = "" if seqs is None else f" WHERE seq BETWEEN {int(seqs[0])} AND {int(seqs[1])}"
-        arms = [f"SELECT '{t}', seq, prev_hash, hash, {', '.join(value(t, k) for k in keys)} FROM {t}{where}"
-                for t in CHAINED_TABLES]
-        cursor = self.conn.cursor()
-        cursor.row_factory = None  # plain tuples
-        cursor.execute(" UNION ALL ".join(arms) + " ORDER BY 2, 1")
-        return keys, iter(functools.partial(cursor.fetchmany, batch or VERIFY_BATCH), [])
+        cursors = []
+        for table in CHAINED_TABLES:
+            cursor = self.conn.cursor()
+            cursor.row_factory = None  # plain tuples
+            cursor.execute(f"SELECT '{table}', seq, prev_hash, hash, {', '.join(value(table, k) for k in keys)} "
+                           f"FROM {table}{where} ORDER BY seq")
+            cursors.append(cursor)
+        return keys, _merged(cursors, size)
 
     def verify(self, expect_head: str | None = None, *, workers: int | None = None) -> chain.Verification:
         """The chain; then (when it holds) that ``action_refs`` indexes each chained action by exactly
@@ -596,6 +603,40 @@ class AuditStore:
 
 
 _NOT_CHECKED = object()
+_CHAIN_ORDER = itemgetter(1, 0)  # (seq, table)
+
+
+def _merged(cursors: list[sqlite3.Cursor], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of cursors each ordered by seq (unique in each), in batches ordered by (seq, table):
+    each round takes, from every cursor's buffered rows, those up to the smallest last buffered
+    seq (every row up to it is buffered, seqs being unique per table) and sorts them together
+    (timsort merging a few sorted runs)."""
+    buffers: list[list[tuple[Any, ...]]] = [[] for _ in cursors]
+    live = list(range(len(cursors)))
+    while True:
+        for i in list(live):
+            if not buffers[i]:
+                buffers[i] = cursors[i].fetchmany(size)
+                if not buffers[i]:
+                    live.remove(i)
+        if not live:
+            return
+        high = min(buffers[i][-1][1] for i in live)
+        pieces = []
+        for i in live:
+            rows = buffers[i]
+            if rows[-1][1] <= high:
+                pieces.append(rows)
+                buffers[i] = []
+            else:
+                cut = bisect.bisect_right(rows, high, key=_SEQ)
+                if cut:
+                    pieces.append(rows[:cut])
+                    buffers[i] = rows[cut:]
+        yield pieces[0] if len(pieces) == 1 else sorted(itertools.chain.from_iterable(pieces), key=_CHAIN_ORDER)
+
+
+_SEQ = itemgetter(1)
 
 
 def _verify_range(path: str, seqs: tuple[int, int], expect_head: str | None) -> chain.Segment:

@@ -272,3 +272,24 @@ def test_a_break_before_a_value_canonical_refuses_is_what_is_found(trail: tuple[
         conn.execute("UPDATE actions SET reason = ? WHERE seq = ?", (b"\x00blob", late))
         conn.execute("UPDATE actions SET target = 'elsewhere' WHERE seq = ?", (early,))
     check(path, workers, "actions", early, CONTENT_REASON)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, BATCH, 100])
+def test_the_rows_come_in_chain_order_in_batches_of_at_most_their_size(trail: tuple[Path, str], size: int) -> None:
+    """The three tables' scans merged on (seq, table), as ``chain_entries`` merges them, also where a
+    forged row shares a seq with a real one in another table; memory: batches, not the trail."""
+    path, _ = trail
+    with raw(path) as conn:
+        conn.execute("INSERT INTO run_ends (seq, run_id, finished_at, outcome, prev_hash, hash) "
+                     "VALUES (9, 'run-forged', '2024-01-01T00:00:00Z', 'succeeded', 'x', 'y')")
+    with AuditStore.open(path, read_only=True) as store:
+        keys, batches = store.chain_rows(batch=size)
+        rows = [row for got in batches for row in got]
+        assert [(row[0], row[1], row[2], row[3]) for row in rows] == [
+            (table, seq, prev, digest) for table, seq, prev, digest, _ in store.chain_entries()]
+        assert [{k: v for k, v in zip(keys, row[4:], strict=True) if v is not None} for row in rows] == [
+            {k: v for k, v in fields.items() if v is not None} for *_, fields in store.chain_entries()]
+        _, batches = store.chain_rows(batch=size, seqs=(5, 30))
+        assert [(row[0], row[1]) for got in batches for row in got] == [e for e in order(path) if 5 <= e[1] <= 30]
+    with AuditStore.open(path, read_only=True) as store:
+        assert all(len(got) <= 3 * size for got in store.chain_rows(batch=size)[1])
