@@ -4,7 +4,9 @@ never gets here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -89,17 +91,25 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
                sources: Mapping[str, tuple[str, str]] | None = None,
                deploys: DeployContext | None = None, in_use: InUseReader | None = None,
                guard: Callable[[], None] | None = None) -> ApplyResult:
-    """Every change, in plan order. A failed action is recorded and the rest still run: each
-    deletion was decided on its own, and stopping half-way would not undo the earlier ones.
+    """Every change. A failed action is recorded and the rest still run: each deletion was decided
+    on its own, and stopping half-way would not undo the earlier ones.
 
-    Each delete is re-verified against the registry (and, with ``in_use``, what protecting
-    clusters use now) just before it happens; one whose world moved is skipped and audited so.
-    The prune of a platform manifest or referrer runs only once the prune it depends on succeeded.
-    ``guard`` is asked before each change; what it raises (a lost Lease) stops the run there."""
-    result = ApplyResult()
+    Registry changes run side by side in lanes (:func:`lanes`): a pipeline's promotions in order,
+    a repository's deletes in order, the lanes at once within each registry's concurrency; then the
+    deploys, in plan order (a deploy comes after the promotion it may need). Each action has its own
+    intent and outcome in the trail. Each delete is re-verified against the registry (and, with
+    ``in_use``, what protecting clusters use now) just before it happens; one whose world moved is
+    skipped and audited so. The prune of a platform manifest or referrer runs only once the prune
+    it depends on succeeded. ``guard`` is asked before each change; what it raises (a lost Lease),
+    or any unexpected error, stops every lane before its next change and is raised."""
     check = DeleteCheck(plan.actions, clients, in_use)
     done: set[str] = set()
-    for action in plan.changes:
+    outcomes: dict[int, tuple[str, str | None]] = {}  # index in plan.changes -> (how it went, why)
+    stop = threading.Event()
+    changes = list(plan.changes)
+
+    def carry_out(index: int) -> None:
+        action = changes[index]
         if guard is not None:
             guard()
         try:
@@ -110,14 +120,79 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
             else:
                 _apply(action, clients, run, sources or {}, check, done)
         except StateChanged as e:
-            result.skipped.append((action, str(e)))
+            outcomes[index] = ("skipped", str(e))
         except (RegistryError, CannotUntag, ClusterError, WriteBackError, RolloutFailed, HerokuError,
                 SecretError) as e:
-            result.failed.append((action, str(e)))
+            outcomes[index] = ("failed", str(e))
         else:
-            result.succeeded.append(action)
+            outcomes[index] = ("succeeded", None)
             done.add(action.target)
+
+    def lane(indexes: list[int]) -> None:
+        for index in indexes:
+            if stop.is_set():
+                return
+            try:
+                carry_out(index)
+            except BaseException:
+                stop.set()
+                raise
+
+    registry_lanes, deploy_lane = lanes(changes, sources)
+    width = min(len(registry_lanes), max((c.concurrency for c in clients.values()), default=1)) or 1
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="apply") as pool:
+        running = [pool.submit(lane, indexes) for indexes in registry_lanes]
+    for future in running:
+        future.result()  # the first unexpected error, once every lane has stopped
+    lane(deploy_lane)
+    result = ApplyResult()
+    for index, action in enumerate(changes):
+        if index in outcomes:
+            how, why = outcomes[index]
+            if how == "succeeded":
+                result.succeeded.append(action)
+            else:
+                getattr(result, how).append((action, why))
     return result
+
+
+def lanes(changes: Sequence[Action], sources: Mapping[str, tuple[str, str]] | None = None
+          ) -> tuple[list[list[int]], list[int]]:
+    """Indexes of ``changes`` grouped into lanes that run side by side, each in plan order: the
+    promotions of one PromotionPolicy (stage after stage) and the deletes of one repository
+    (dependants after what they depend on) share a lane, and so does anything touching a repository
+    another lane touches (a promotion into, or from, a repository being pruned); the deploys come
+    last, in plan order."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    keys: list[str] = []
+    deploy_lane = []
+    for index, action in enumerate(changes):
+        if action.policy.startswith("DeployPolicy/"):
+            deploy_lane.append(index)
+            keys.append("")
+            continue
+        registry, repository, _, _ = parse_target(action.target)
+        touched = [f"{registry}/{repository}"]
+        if action.kind == "promote":
+            touched.append(action.policy)
+            source = (sources or {}).get(touched[0])
+            if source is not None:
+                touched.append("/".join(source))
+        for other in touched[1:]:
+            parent[root(other)] = root(touched[0])
+        keys.append(touched[0])
+    by_lane: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        if key:
+            by_lane.setdefault(root(key), []).append(index)
+    return list(by_lane.values()), deploy_lane
 
 
 def _apply(action: Action, clients: Mapping[str, RegistryClient], run: Run,
