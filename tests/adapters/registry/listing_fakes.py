@@ -1,0 +1,274 @@
+"""Fakes of two bulk tag-listing APIs in front of a real registry, on 127.0.0.1.
+
+One server: requests for the registry (``/v2/...`` on the registry's host) are forwarded to the
+real ``docker-registry``; requests for the listing API answer what that registry holds now (its
+``/v2/<name>/tags/list``, then a HEAD per tag for the digest), in the documented shapes:
+
+- Harbor v2.0 ``GET /api/v2.0/projects/{project}/repositories/{name, URL-encoded twice}/artifacts``
+  with ``page``/``page_size`` (at most 100), ``with_tag``, ``q=tags=*``: a JSON array of artifacts
+  (``digest``, ``manifest_media_type``, ``size`` of the whole artifact, ``tags: [{"name": ...}]``),
+  ``X-Total-Count`` and ``Link: </api/v2.0/...?page=N&page_size=S>; rel="next"``; HTTP basic.
+- Docker Hub ``GET /v2/namespaces/{namespace}/repositories/{name}/tags?page=N&page_size=S`` (at most
+  100): ``{"count", "next" (an absolute URL or null), "previous", "results": [{"name", "digest",
+  "media_type", "content_type", "tag_status", "images", ...}]}``; tokens from ``POST /v2/auth/token``.
+  Served on the host name ``localhost`` (the registry is ``127.0.0.1``): another host, as
+  hub.docker.com is beside registry-1.docker.io.
+
+Every request the server receives is recorded; faults: digests that lie (``lie``), extra entries
+(``extra``), a Link header dropped (``drop_link``), a page linking to itself (``loop``).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+ACCEPT = ", ".join(["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.docker.distribution.manifest.v2+json"])
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+MAX_PAGE = 100  # both APIs' largest page
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    host: str
+    path: str
+    authorization: str | None
+
+    @property
+    def listing(self) -> bool:
+        return self.path.startswith(("/api/", "/v2/namespaces/", "/v2/auth/"))
+
+
+class ListingFake:
+    def __init__(self, upstream: str, api: str, *, user: str | None = None, password: str | None = None) -> None:
+        self.upstream = urlsplit(upstream)
+        self.api = api
+        self.user, self.password = user, password
+        self.tokens: set[str] = set()
+        self.lie: dict[str, str] = {}  # tag -> the digest the listing says instead
+        self.hide: set[str] = set()  # tags the listing leaves out
+        self.extra: list[Any] = []  # raw entries added to the first page
+        self.drop_link = False
+        self.loop = False
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"  # the registry (and Harbor's API)
+        self.other_url = f"http://localhost:{self.port}"  # another host: Docker Hub's API
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @contextmanager
+    def recording(self) -> Iterator[list[Seen]]:
+        with self._lock:
+            start = len(self.seen)
+        found: list[Seen] = []
+        yield found
+        with self._lock:
+            found.extend(self.seen[start:])
+
+    # -- what the real registry holds ------------------------------------------------------------
+    def _upstream(self, method: str, path: str, headers: dict[str, str] | None = None,
+                  body: bytes | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def held(self, repository: str) -> list[tuple[str, str, str, int]]:
+        """(tag, digest, media type, manifest size) of every tag, as the registry answers now."""
+        status, _, body = self._upstream("GET", f"/v2/{repository}/tags/list")
+        if status != 200:
+            return []
+        found = []
+        for tag in sorted(json.loads(body).get("tags") or []):
+            status, headers, _ = self._upstream("HEAD", f"/v2/{repository}/manifests/{tag}", {"Accept": ACCEPT})
+            named = {k.lower(): v for k, v in headers}
+            if status == 200:
+                found.append((tag, self.lie.get(tag, named["docker-content-digest"]),
+                              named["content-type"], int(named["content-length"])))
+        return [entry for entry in found if entry[0] not in self.hide]
+
+    # -- the server ------------------------------------------------------------------------------
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _record(self) -> None:
+                with fake._lock:
+                    fake.seen.append(Seen(self.command, self.headers.get("Host", ""), self.path,
+                                          self.headers.get("Authorization")))
+
+            def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _json(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+                self._send(status, json.dumps(document).encode(),
+                           {"Content-Type": "application/json", **(headers or {})})
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _dispatch(self) -> None:
+                self._record()
+                host = self.headers.get("Host", "")
+                path = urlsplit(self.path).path
+                if fake.api == "dockerhub" and host.startswith("localhost"):
+                    if self.command == "POST" and path == "/v2/auth/token":
+                        return self._hub_token()
+                    if self.command == "GET" and path.startswith("/v2/namespaces/"):
+                        return self._hub_tags()
+                    return self._json(404, {"message": "page not found", "errinfo": {}})
+                if fake.api == "harbor" and path.startswith("/api/v2.0/"):
+                    return self._harbor()
+                self._forward()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _dispatch
+
+            def _forward(self) -> None:
+                body = self._body()
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                status, answer_headers, answer = fake._upstream(self.command, self.path, headers, body or None)
+                self.send_response(status)
+                for key, value in answer_headers:
+                    if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                        if key.lower() == "location" and value.startswith(f"http://{fake.upstream.netloc}"):
+                            value = fake.url + value[len(f"http://{fake.upstream.netloc}"):]
+                        self.send_header(key, value)
+                length = dict((k.lower(), v) for k, v in answer_headers).get("content-length", str(len(answer)))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer)
+
+            def _page(self, query: dict[str, list[str]]) -> tuple[int, int]:
+                page = int(query.get("page", ["1"])[0])
+                size = min(int(query.get("page_size", ["10"])[0]), MAX_PAGE)
+                return page, size
+
+            # -- Harbor ----------------------------------------------------------------------
+            def _harbor(self) -> None:
+                if fake.user is not None:
+                    expected = "Basic " + base64.b64encode(f"{fake.user}:{fake.password}".encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        return self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "unauthorized"}]})
+                parts = urlsplit(self.path)
+                segments = parts.path.split("/")  # '', api, v2.0, projects, P, repositories, R, artifacts
+                if len(segments) != 8 or segments[3] != "projects" or segments[7] != "artifacts":
+                    return self._json(404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]})
+                repository = f"{unquote(segments[4])}/{unquote(unquote(segments[6]))}"
+                query = parse_qs(parts.query)
+                page, size = self._page(query)
+                held = fake.held(repository)
+                if not held:
+                    return self._json(404, {"errors": [{"code": "NOT_FOUND",
+                                                        "message": f"repository {repository} not found"}]})
+                artifacts: dict[str, dict[str, Any]] = {}
+                for number, (tag, digest, media_type, _) in enumerate(held, 1):
+                    artifact = artifacts.setdefault(digest, {
+                        "id": len(artifacts) + 1, "type": "IMAGE",
+                        "media_type": "application/vnd.oci.image.config.v1+json",
+                        "manifest_media_type": media_type, "project_id": 1, "repository_id": 1,
+                        "repository_name": repository, "digest": digest, "size": 123456789,  # the artifact's total
+                        "push_time": "2026-11-01T00:00:00.000Z", "pull_time": "0001-01-01T00:00:00.000Z",
+                        "extra_attrs": {}, "annotations": None, "references": None, "labels": None,
+                        "tags": [], "addition_links": {}})
+                    artifact["tags"].append({"id": number, "repository_id": 1, "artifact_id": artifact["id"],
+                                             "name": tag, "push_time": "2026-11-01T00:00:00.000Z",
+                                             "pull_time": "0001-01-01T00:00:00.000Z", "immutable": False})
+                everything = list(artifacts.values())
+                chosen: list[Any] = everything[(page - 1) * size:page * size]
+                if page == 1:
+                    chosen = chosen + fake.extra
+                headers = {"X-Total-Count": str(len(everything))}
+                links = []
+                if page > 1:
+                    links.append(f'<{parts.path}?page={page - 1}&page_size={size}>; rel="prev"')
+                if fake.loop:
+                    links.append(f'<{parts.path}?{parts.query}>; rel="next"')
+                elif page * size < len(everything):
+                    links.append(f'<{parts.path}?page={page + 1}&page_size={size}&with_tag=true&q=tags%3D%2A>; '
+                                 'rel="next"')
+                if links and not fake.drop_link:
+                    headers["Link"] = ", ".join(links)
+                self._json(200, chosen, headers)
+
+            # -- Docker Hub ------------------------------------------------------------------
+            def _hub_token(self) -> None:
+                form = json.loads(self._body() or b"{}")
+                if fake.user is None or (form.get("identifier"), form.get("secret")) != (fake.user, fake.password):
+                    return self._json(401, {"detail": "Incorrect authentication credentials", "errinfo": {}})
+                token = "hub-" + secrets.token_hex(8)
+                fake.tokens.add(token)
+                self._json(200, {"access_token": token})
+
+            def _hub_tags(self) -> None:
+                if fake.user is not None and self.headers.get("Authorization", "").removeprefix("Bearer ") \
+                        not in fake.tokens:
+                    # Docker Hub answers a private repository it will not show with a 404.
+                    return self._json(404, {"message": "object not found", "errinfo": {}})
+                parts = urlsplit(self.path)
+                segments = parts.path.split("/")  # '', v2, namespaces, N, repositories, R, tags
+                if len(segments) != 7 or segments[4] != "repositories" or segments[6] != "tags":
+                    return self._json(404, {"message": "page not found", "errinfo": {}})
+                repository = f"{unquote(segments[3])}/{unquote(segments[5])}"
+                page, size = self._page(parse_qs(parts.query))
+                held = fake.held(repository)
+                if not held:
+                    return self._json(404, {"message": "object not found", "errinfo": {}})
+                results: list[Any] = [{
+                    "creator": 7, "id": number, "images": [{"architecture": "amd64", "features": "", "variant": None,
+                                                            "digest": digest, "os": "linux", "os_features": "",
+                                                            "os_version": None, "size": 1234, "status": "active",
+                                                            "last_pulled": None,
+                                                            "last_pushed": "2026-11-01T00:00:00Z"}],
+                    "last_updated": "2026-11-01T00:00:00Z", "last_updater": 7, "last_updater_username": "ci",
+                    "name": tag, "repository": 42, "full_size": 1234, "v2": True, "tag_status": "active",
+                    "tag_last_pulled": None, "tag_last_pushed": "2026-11-01T00:00:00Z",
+                    "media_type": media_type, "content_type": "image", "digest": digest}
+                    for number, (tag, digest, media_type, _) in enumerate(held, 1)]
+                chosen = results[(page - 1) * size:page * size]
+                if page == 1:
+                    chosen = chosen + fake.extra
+                base = f"{fake.other_url}{quote(parts.path)}"
+                following = f"{base}?page={page + 1}&page_size={size}" if page * size < len(results) else None
+                if fake.loop:
+                    following = f"{base}?{parts.query}"
+                self._json(200, {"count": len(results), "next": following,
+                                 "previous": f"{base}?page={page - 1}&page_size={size}" if page > 1 else None,
+                                 "results": chosen})
+
+        return Handler

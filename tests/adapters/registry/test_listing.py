@@ -1,0 +1,327 @@
+"""Bulk tag listing (Registry ``spec.listing``): Harbor's artifacts API and Docker Hub's tags API,
+faked in their documented shapes in front of a real registry that holds the images (the digests
+the fakes answer are the registry's own). What it costs, what it is trusted for, and where the
+Distribution API stays the witness."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.adapters.registry import RegistryError
+from reconcile.cli import cli
+from reconcile.observe.repositories import observe_repository
+from reconcile.observe.state import OCI_MANIFEST
+from reconcile.policy.model import Limits, Listing, ListingAPI, Registry
+from tests.adapters.registry.listing_fakes import ListingFake, Seen
+from tests.adapters.registry.oci import Built, Layout, push, put_tag
+from tests.conftest import OpenClient, RunningRegistry, registry_policy
+
+DISTINCT = 200  # tags on a digest of their own
+TAGS = DISTINCT + 5  # and five more on digests already tagged
+PAGE = 100
+
+
+def _fill(layout: Layout, registry: RunningRegistry, repository: str) -> dict[str, str]:
+    """``TAGS`` tags on ``DISTINCT + 1`` digests: one image pushed, then manifests that differ by an
+    annotation (same config and layer) put under their tags. tag -> digest."""
+    base = layout.image(created="2026-11-01T00:00:00Z")
+    layout.tag(base, "base")
+    push(layout, "base", registry.host, repository)
+    document = json.loads(base.data)
+    tags = {"base": base.digest}
+    built: list[Built] = []
+    for number in range(DISTINCT):
+        image = layout.manifest({**document, "annotations": {"build": str(number)}}, OCI_MANIFEST)
+        put_tag(registry.url, repository, f"t{number:03d}", image)
+        tags[f"t{number:03d}"] = image.digest
+        built.append(image)
+    for number in range(TAGS - DISTINCT - 1):
+        put_tag(registry.url, repository, f"alias-{number}", built[number])
+        tags[f"alias-{number}"] = built[number].digest
+    return tags
+
+
+@pytest.fixture(scope="module")
+def filled(plain_registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Two repositories of ``TAGS`` tags: a nested Harbor one (PROJECT/TEAM/NAME) and a Docker Hub one."""
+    prefix = f"lst-{secrets.token_hex(3)}"
+    layout = Layout(tmp_path_factory.mktemp("listing"))
+    return {name: _fill(layout, plain_registry, name) for name in (f"{prefix}/team/app", f"{prefix}/app")}
+
+
+@pytest.fixture
+def fakes(plain_registry: RunningRegistry) -> Iterator[dict[str, ListingFake]]:
+    made: dict[str, ListingFake] = {}
+    yield made
+    for fake in made.values():
+        fake.close()
+
+
+def _fake(fakes: dict[str, ListingFake], registry: RunningRegistry, api: str, **options: str) -> ListingFake:
+    fake = ListingFake(registry.url, api, **options)
+    fakes[f"{api}-{len(fakes)}"] = fake
+    return fake
+
+
+def _policy(fake: ListingFake, api: str | None, **options: object) -> Registry:
+    policy = registry_policy("hub", fake.url, **options)  # type: ignore[arg-type]
+    if api is None:
+        return policy
+    chosen: ListingAPI = "harbor" if api == "harbor" else "dockerhub"
+    return replace(policy, listing=Listing(chosen, fake.url if api == "harbor" else fake.other_url))
+
+
+def _repository(filled: dict[str, dict[str, str]], api: str) -> str:
+    return next(name for name in filled if (name.count("/") == 2) == (api == "harbor"))
+
+
+def _by_tag(seen: list[Seen]) -> list[Seen]:
+    return [s for s in seen if "/manifests/" in s.path and not s.path.rsplit("/", 1)[1].startswith("sha256:")]
+
+
+@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+def test_a_warm_observation_costs_one_request_per_page_of_tags(
+        api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
+        fakes: dict[str, ListingFake], open_client: OpenClient, tmp_path: Path) -> None:
+    repository = _repository(filled, api)
+    fake = _fake(fakes, plain_registry, api)
+    listing = open_client(_policy(fake, api), cache_dir=tmp_path / "with")
+    with fake.recording() as cold:
+        state = observe_repository(listing, repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[repository]
+
+    # Cold: the pages, then each distinct manifest once, by digest, and the one config once.
+    pages = [s for s in cold if s.listing]
+    # Harbor pages artifacts (a digest and all its tags), Docker Hub tags.
+    expected_pages = math.ceil((DISTINCT + 1 if api == "harbor" else TAGS) / PAGE)
+    assert len(pages) == expected_pages == 3
+    assert not _by_tag(cold)  # no request per tag
+    by_digest = [s.path for s in cold if "/manifests/sha256:" in s.path]
+    assert len(by_digest) == len(set(by_digest)) == DISTINCT + 1
+    assert len([s for s in cold if "/blobs/" in s.path]) == 1  # the shared config
+    assert {s.method for s in cold} == {"GET"}
+
+    # Warm: the pages alone.
+    with fake.recording() as warm:
+        assert observe_repository(listing, repository) == state
+    assert [s.path.split("?")[0] for s in warm] == [pages[0].path.split("?")[0]] * expected_pages
+    assert len(warm) == expected_pages  # 205 tags in 3 requests; the Distribution API: 1 + 205
+
+    # The same state as the Distribution API alone gives (media types and sizes the manifests' own).
+    plain = open_client(_policy(fake, None), cache_dir=tmp_path / "without")
+    with fake.recording() as distribution:
+        assert observe_repository(plain, repository) == state
+    assert len(_by_tag(distribution)) == TAGS
+    with fake.recording() as distribution_warm:
+        assert observe_repository(plain, repository) == state
+    assert len(distribution_warm) == TAGS + 1  # the tag list and a HEAD per tag
+
+
+def test_harbor_pages_are_followed_by_link_or_by_the_total_count(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    repository = _repository(filled, "harbor")
+    fake = _fake(fakes, plain_registry, "harbor")
+    client = open_client(_policy(fake, "harbor"))
+    with fake.recording() as seen:
+        assert client.list_tags(repository) == filled[repository]
+    project, team_app = repository.split("/", 1)
+    assert seen[0].path == (
+        f"/api/v2.0/projects/{project}/repositories/{team_app.replace('/', '%252F')}/artifacts?page=1&page_size=100"
+        "&with_tag=true&q=tags%3D%2A&with_label=false&with_scan_overview=false&with_signature=false"
+        "&with_immutable_status=false&with_accessory=false")
+    assert ["page=2" in s.path for s in seen] == [False, True, False] and "page=3" in seen[2].path
+
+    fake.drop_link = True  # a proxy that drops Link: X-Total-Count says a page follows
+    with fake.recording() as seen:
+        assert client.list_tags(repository) == filled[repository]
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+def test_a_listing_that_loops_or_passes_the_page_cap_fails(
+        api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
+        fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
+    repository = _repository(filled, api)
+    fake = _fake(fakes, plain_registry, api)
+    capped = open_client(replace(_policy(fake, api), limits=Limits(max_pages=2)))
+    capped_message = r"more than 2 pages \(the limit limits.maxPages\)"
+    with fake.recording() as seen, pytest.raises(RegistryError, match=capped_message):
+        capped.list_tags(repository)
+    assert len(seen) == 2
+    fake.loop = True
+    with pytest.raises(RegistryError, match="pagination links loop"):
+        open_client(_policy(fake, api)).list_tags(repository)
+
+
+def test_invalid_entries_are_skipped_and_a_tag_without_a_usable_digest_is_resolved_alone(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    repository = _repository(filled, "harbor")
+    fake = _fake(fakes, plain_registry, "harbor")
+    digest = filled[repository]["t001"]
+    fake.extra = ["not an artifact", {"digest": digest, "tags": [{"name": "-not a tag"}, {"name": 7}, "x"]},
+                  {"digest": "sha256:short", "tags": [{"name": "base"}]},  # a second, invalid, digest for base
+                  {"digest": digest, "tags": None}, {"tags": [{"name": "t002"}]}]
+    client = open_client(_policy(fake, "harbor"), cache_dir=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING), fake.recording() as seen:
+        state = observe_repository(client, repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[repository]
+    assert "-not a tag" not in state.tags
+    assert sorted(s.path.rsplit("/", 1)[1] for s in _by_tag(seen)) == ["base", "t002"]  # asked one by one
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "skipped 4 entries that are not valid OCI tags" in messages
+    assert "2 tags without a valid digest (base, t002); resolved one by one instead" in messages
+
+
+@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+def test_a_listing_naming_a_digest_the_registry_does_not_have_fails_the_observation(
+        api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
+        fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
+    repository = _repository(filled, api)
+    fake = _fake(fakes, plain_registry, api)
+    wrong = "sha256:" + "0" * 64
+    fake.lie = {"t005": wrong}
+    with pytest.raises(RegistryError, match=rf"listing API says tag t005 points at {wrong}, which the registry does "
+                                            "not have"):
+        observe_repository(open_client(_policy(fake, api)), repository)
+
+
+def test_harbor_gets_basic_credentials_only_on_an_allowed_host(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient) -> None:
+    repository = _repository(filled, "harbor")
+    fake = _fake(fakes, plain_registry, "harbor", user="robot$ci", password="s3cret-harbor")
+    env = {"HARBOR_PW": "s3cret-harbor"}
+    own = _policy(fake, "harbor", password_env="HARBOR_PW", username="robot$ci")
+    with fake.recording() as seen:
+        assert open_client(own, env).list_tags(repository) == filled[repository]
+    assert {s.authorization for s in seen} == {"Basic cm9ib3QkY2k6czNjcmV0LWhhcmJvcg=="}
+
+    elsewhere = replace(own, listing=Listing("harbor", fake.other_url))  # localhost: not in allowedHosts
+    with fake.recording() as seen, pytest.raises(RegistryError) as raised:
+        open_client(elsewhere, env).list_tags(repository)
+    assert [s.authorization for s in seen] == [None]
+    assert "the listing url's host localhost:" in str(raised.value)
+    assert "is not in allowedHosts, so no credentials were sent to it" in str(raised.value)
+
+    allowed = replace(elsewhere, allowed_hosts=(*own.allowed_hosts, f"localhost:{fake.port}"))
+    assert open_client(allowed, env).list_tags(repository) == filled[repository]
+
+
+def test_docker_hub_tokens_go_only_to_an_allowed_host(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    repository = _repository(filled, "dockerhub")
+    fake = _fake(fakes, plain_registry, "dockerhub", user="ci", password="dckr_pat_hub")
+    env = {"HUB_PAT": "dckr_pat_hub"}
+    hub = _policy(fake, "dockerhub", password_env="HUB_PAT", username="ci")  # allowedHosts: 127.0.0.1:PORT alone
+    with fake.recording() as seen, pytest.raises(RegistryError) as raised:
+        open_client(hub, env).list_tags(repository)
+    assert [(s.method, s.authorization) for s in seen] == [("GET", None)]  # no token asked for, none sent
+    assert "is not in allowedHosts, so no credentials were sent to it" in str(raised.value)
+
+    allowed = replace(hub, allowed_hosts=(*hub.allowed_hosts, f"localhost:{fake.port}"))
+    client = open_client(allowed, env, cache_dir=tmp_path / "cache")
+    with fake.recording() as seen:
+        state = observe_repository(client, repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[repository]
+    posts = [s for s in seen if s.method == "POST"]
+    assert [s.path for s in posts] == ["/v2/auth/token"]  # one token for every page
+    listed = [s for s in seen if s.path.startswith("/v2/namespaces/")]
+    assert len(listed) == 3 and {s.authorization for s in listed} == {f"Bearer {t}" for t in fake.tokens}
+    # The registry (no auth) never sees the Hub token; the Hub never sees the password.
+    assert not [s for s in seen if s.host.startswith("127.0.0.1") and s.authorization]
+    assert not [s for s in seen if s.authorization and "Basic" in s.authorization]
+
+
+# -- the plan, end to end: a policy directory, the command line --------------------------------------
+def _policies(root: Path, url: str, repository: str, listing: str) -> Path:
+    root.mkdir()
+    (root / "ci.yaml").write_text(f"""\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec: {{url: "{url}"{listing}}}
+---
+apiVersion: reconcile/v1
+kind: RetentionPolicy
+metadata: {{name: ci-cleanup}}
+spec:
+  registry: ci
+  repositories: ["{repository}"]
+  keep:
+    - tags: '^v\\d+$'
+  maxDeletions: 100
+""")
+    return root
+
+
+def _invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def small(tmp_path: Path, plain_registry: RunningRegistry, repo: str) -> dict[str, str]:
+    """v1 and v2 kept; build-1 and build-2 (one digest) and build-3 pruned."""
+    layout = Layout(tmp_path / "layout")
+    names = ["v1", "v2", "b12", "b3"]
+    built = {name: layout.image(created=f"2026-11-0{i}T00:00:00Z") for i, name in enumerate(names, 1)}
+    for tag, image in (("v1", "v1"), ("v2", "v2"), ("build-1", "b12"), ("build-3", "b3")):
+        layout.tag(built[image], tag)
+        push(layout, tag, plain_registry.host, repo)
+    put_tag(plain_registry.url, repo, "build-2", built["b12"])
+    return {name: b.digest for name, b in built.items()}
+
+
+def _tags(fake: ListingFake, repository: str) -> list[str]:
+    return [tag for tag, *_ in fake.held(repository)]
+
+
+def test_the_plan_is_the_same_with_and_without_the_listing_and_a_lying_one_deletes_nothing_wrong(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, small: dict[str, str],
+        fakes: dict[str, ListingFake], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake(fakes, plain_registry, "harbor")
+    with_listing = _policies(tmp_path / "with", fake.url, repo, ", listing: {api: harbor}")
+    without = _policies(tmp_path / "without", fake.url, repo, "")
+    plans = {}
+    for name, root in (("with", with_listing), ("without", without)):
+        monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        with fake.recording() as seen:
+            result = _invoke("plan", "--repo", str(root), "--audit-db", str(tmp_path / "audit.db"), "--format", "json")
+        assert result.exit_code == 0, result.output
+        plans[name] = json.loads(result.stdout)
+        assert bool([s for s in seen if s.listing]) == (name == "with")
+    assert plans["with"]["actions"] == plans["without"]["actions"]
+    volatile = ("repo", "observedAt", "contentHash")  # the policy directory, the time, the hash of both
+    assert {k: v for k, v in plans["with"].items() if k not in volatile} == \
+        {k: v for k, v in plans["without"].items() if k not in volatile}
+    pruned = sorted((a["target"].split("@")[-1], a["tags"]) for a in plans["with"]["actions"] if a["kind"] == "prune")
+    assert pruned == sorted([(small["b12"], ["build-1", "build-2"]), (small["b3"], ["build-3"])])
+
+    # A digest the registry does not have: the observation fails, nothing is planned for deletion.
+    fake.lie = {"build-3": "sha256:" + "0" * 64}
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache-lie"))
+    result = _invoke("plan", "--repo", str(with_listing), "--audit-db", str(tmp_path / "audit.db"), "--format", "json")
+    assert result.exit_code == 1
+    assert "which the registry does not have" in result.output
+    assert not [a for a in json.loads(result.stdout)["actions"] if a["kind"] == "prune"]
+
+    # A real digest on the wrong tag (build-3 said to be on v2's digest, v2 left out): the plan
+    # prunes v2's digest, and apply, re-verifying on the Distribution API, does not.
+    fake.lie, fake.hide = {"build-3": small["v2"]}, {"v2"}
+    db = str(tmp_path / "apply.db")
+    applied = _invoke("apply", "--repo", str(with_listing), "--audit-db", db)
+    assert applied.exit_code in (0, 1), applied.output
+    fake.lie, fake.hide = {}, set()
+    assert _tags(fake, repo) == ["build-3", "v1", "v2"]  # build-1/2 pruned; v2's digest kept
+    assert "tag build-3 now points at" in applied.output
