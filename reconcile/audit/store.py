@@ -547,6 +547,9 @@ class AuditStore:
         low, high = min(lows), max(highs)
         step = -(-(high - low + 1) // workers)
         ranges = [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+        # Forked (spawn would run ``python -m reconcile``'s ``__main__`` again), all at the first
+        # submit, while this connection has no statement open and so holds no lock: each worker
+        # uses only a connection of its own, never this one (SQLite's rule for fork).
         fork = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(len(ranges), mp_context=fork) as pool:
             futures = [pool.submit(_verify_range, self.path, seqs, expect_head) for seqs in ranges]
