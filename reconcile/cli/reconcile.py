@@ -88,6 +88,9 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
         console = Console(highlight=False)
         console.print(to_rich(plan))
         print_review(console, policies)
+        for registry, made in reconciler.requests.items():  # what the plan spent (pull limits count GETs)
+            click.echo(f"requests to registry {registry}: " + ", ".join(f"{what} {n:,}" for what, n in made.items()),
+                       err=True)
     if plan.errors:
         sys.exit(1)
     if detailed_exitcode and (plan.has_changes or policies.connection_changes):  # changed connections: review

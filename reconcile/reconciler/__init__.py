@@ -50,6 +50,7 @@ from reconcile.reconciler.connections import (
     health_reader,
     helm_reader,
     in_use_reader,
+    requests_made,
     written_reader,
 )
 from reconcile.reconciler.errors import (
@@ -136,6 +137,8 @@ class Reconciler:
         self._also = () if shard is None else tuple(shard.other_audit_dbs(audit_db))
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
         self.lock = lock  # beyond the audit trail's file lock: a Lease other pods see
+        # What the last observation sent each registry, by method and what it asked for (GET manifest...)
+        self.requests: dict[str, dict[str, int]] = {}
         tell = notice or log.warning
         self.notice: Notice = lambda message: tell(redact(message))
 
@@ -267,6 +270,7 @@ class Reconciler:
                               read_helm=helm_reader(connections), read_health=health_reader(connections),
                               read_written=written_reader(connections), observed_at=utc_now(),
                               clients=connections.registries, shard=self.shard)
+        self.requests = requests_made(connections.registries)
         deployed, arrivals, holds = history(self.audit_db, *self._also)
         gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
         approvals = read_approvals(self.repo, policies.commit, gates)
@@ -293,6 +297,8 @@ class Reconciler:
             if review is not None and not review(plan):
                 raise NotConfirmed("not applied: not confirmed")
             run.counts["changes.planned"] = len(plan.changes)  # a run that had nothing to do says so
+            for registry, made in self.requests.items():  # what observing cost each registry (pull limits)
+                run.counts.update({f"requests.{registry}.{what}": n for what, n in made.items()})
             _record_blocked(run, plan)
             for client in connections.registries.values():  # applying is a phase of its own (limits.phaseDeadline)
                 if (begin_phase := getattr(client, "begin_phase", None)) is not None:

@@ -8,7 +8,7 @@ connected to (``reconcile.policy.trust``): its client refuses before anything is
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -247,3 +247,13 @@ def _refused_registries(policies: PolicySet) -> dict[str, Any]:
             for key, reason in policies.unconnectable.items() if key.startswith("Registry/")}
 
 
+
+
+def requests_made(registries: Mapping[str, RegistryClient]) -> dict[str, dict[str, int]]:
+    """What each open registry client has sent so far (``GET manifest``: n, …); layouts send nothing."""
+    made = {}
+    for name, client in sorted(registries.items()):
+        counted = getattr(client, "requests_made", None)
+        if counted is not None and (found := counted()):
+            made[name] = found
+    return made

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from reconcile.audit import AuditStore
 from tests.adapters.registry.oci import Layout, push
 from tests.apply.test_heroku import TOKEN, FakeHeroku, fake_heroku  # noqa: F401 (a fixture)
 from tests.examples.harness import Endpoints, actions, invoke, localize, plan_json
@@ -35,7 +36,14 @@ def test_newest_build_promoted_by_digest_then_released(tmp_path: Path, registrie
     assert not actions(plan, "prune") and not actions(plan, "deploy")
     assert not [r for r in fake_heroku.requests if r["method"] != "GET"]  # a plan sends nothing that changes
 
+    # at a terminal, what the plan spent: cached manifests (the JSON plan's run) cost a HEAD per tag
+    shown = invoke("plan", "--repo", str(root), "--audit-db", str(db))
+    assert "requests to registry ci: GET referrers 1, GET tags 1, HEAD manifest 3\n" in shown.stderr, shown.stderr
+
     assert invoke("apply", "--repo", str(root), "--audit-db", str(db), "--yes").exit_code == 0
+    with AuditStore.open(db, read_only=True) as store:
+        (applied,) = [r for r in store.runs() if r.mode == "apply"]
+    assert applied.summary["requests.ci.HEAD manifest"] == 3 and "requests.ci.GET manifest" not in applied.summary
     (deploy,) = actions(plan_json(root, db), "deploy")
     assert deploy["digestAfter"] == builds[10].digest and deploy["target"] == "heroku:demo-app/web"
     assert invoke("apply", "--repo", str(root), "--audit-db", str(db), "--yes").exit_code == 0

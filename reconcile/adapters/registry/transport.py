@@ -21,8 +21,9 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
@@ -227,6 +228,50 @@ class TokenBucket:
             time.sleep(wait)
 
 
+class AdaptiveLimit:
+    """Requests in flight, at most ``ceiling`` (the Registry's ``concurrency``): halved when the
+    registry answers 429 or 503 (it is overloaded or rate limiting), then grown back by one for
+    every ``ceiling`` answers that were not; a ``Retry-After`` holds every new request to this
+    registry until then, not only the one that got it."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = max(ceiling, 1)
+        self.limit = self.ceiling
+        self._in_flight = 0
+        self._calm = 0  # answers since the last back-off
+        self._not_before = 0.0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._changed:
+            while self._in_flight >= self.limit:
+                self._changed.wait()
+            self._in_flight += 1
+            pause = self._not_before - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify()
+
+    def answered(self, status: int, retry_after: float | None = None) -> None:
+        with self._changed:
+            if status in (429, 503):
+                self.limit = max(1, self.limit // 2)
+                self._calm = 0
+                if retry_after:
+                    self._not_before = max(self._not_before, time.monotonic() + retry_after)
+            elif self.limit < self.ceiling:
+                self._calm += 1
+                if self._calm >= self.ceiling:
+                    self.limit, self._calm = self.limit + 1, 0
+                    self._changed.notify()
+
+
 class Authorizer(Protocol):
     """What the transport needs from :mod:`auth`."""
 
@@ -236,6 +281,18 @@ class Authorizer(Protocol):
     def authorization(self, scopes: Sequence[str]) -> str | None: ...
 
     def challenge(self, response: requests.Response, scopes: Sequence[str], sent: str | None) -> str | None: ...
+
+
+def _kind_of(path: str) -> str:
+    """What a request path asks for, as counted in ``Transport.requests``."""
+    path = path.split("?", 1)[0]
+    if path.rstrip("/") == "/v2":
+        return "ping"
+    for marker, kind in (("/manifests/", "manifest"), ("/blobs/", "blob"), ("/tags/list", "tags"),
+                         ("/_catalog", "catalog"), ("/referrers/", "referrers")):
+        if marker in path:
+            return kind
+    return "other"  # a token realm, a listing API
 
 
 def retry_after(value: str | None) -> float | None:
@@ -320,7 +377,9 @@ class Transport:
         self.limits: Limits = registry.limits_or_default
         self.begin_phase()
         self.authorizer: Authorizer | None = None
-        self._slots = threading.BoundedSemaphore(max(registry.concurrency, 1))
+        self.concurrency = AdaptiveLimit(registry.concurrency)
+        self.requests: Counter[tuple[str, str]] = Counter()  # (method, what: manifest, blob, tags...) sent
+        self._counting = threading.Lock()
         limit = registry.rate_limit
         self._bucket = TokenBucket(limit.requests_per_second, limit.burst) if limit else None
         session = requests.Session()
@@ -559,9 +618,12 @@ class Transport:
         # The slot covers sending and the response headers; a body is read after it is
         # released, so copying a blob between two repositories of one registry cannot deadlock.
         prepared = self._prepare(method, url, headers, params, data)
-        with self._slots:
+        with self.concurrency.slot():
             response = self._adapter.send(prepared, stream=True, timeout=(timeout, timeout), verify=self._verify,
                                           proxies=self._proxies(str(prepared.url)))
+        self.concurrency.answered(response.status_code, retry_after(response.headers.get("Retry-After")))
+        with self._counting:
+            self.requests[(method.upper(), _kind_of(prepared.path_url))] += 1
         _set_deadline(response, deadline)
         return response
 

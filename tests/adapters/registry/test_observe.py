@@ -60,6 +60,8 @@ def test_observing_again_costs_only_the_tag_list_and_heads(
     assert {r.method for r in by_tag} == {"GET"}  # ...its manifest, whose digest the answer names
     by_digest = [r.path for r in first if r.path.rsplit("/", 1)[1].startswith("sha256:")]
     assert len(by_digest) == len(set(by_digest))  # and each immutable object (config, child) at most once
+    made = client.requests_made()  # counted as the registry saw them (pull limits count manifest GETs)
+    assert "HEAD manifest" not in made and made["GET manifest"] == len([r for r in first if "/manifests/" in r.path])
 
     with proxy.recording() as again:
         after = observe_repository(client, app.repository)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.adapters.registry import RegistryError, RetryPolicy
-from reconcile.adapters.registry.transport import retry_after
+from reconcile.adapters.registry.transport import AdaptiveLimit, retry_after
 from reconcile.observe.repositories import observe_repository
 from reconcile.policy.model import RateLimit, Retry
 from tests.adapters.registry.faults import FaultProxy
@@ -158,3 +158,62 @@ def test_concurrency_is_bounded(proxy: FaultProxy, tagged: str, open_client: Ope
     proxy.inject(r"/manifests/", "delay", method="GET", delay=0.1, times=-1)
     observe_repository(open_client(registry_policy("ci", proxy.url, concurrency=3)), tagged)
     assert proxy.max_in_flight == 3
+
+
+def test_the_limit_halves_on_429_and_503_and_grows_back_one_at_a_time() -> None:
+    limit = AdaptiveLimit(8)
+    limit.answered(200)
+    assert limit.limit == 8  # never above the Registry's concurrency
+    limit.answered(429)
+    limit.answered(503)
+    assert limit.limit == 2
+    for _ in range(4):
+        limit.answered(500)
+    limit.answered(429)
+    limit.answered(429)
+    assert limit.limit == 1  # never below one
+    for _ in range(8 * 7):
+        limit.answered(200)
+    assert limit.limit == 8  # one more slot per `concurrency` calm answers
+
+
+def test_a_retry_after_holds_every_new_request_not_only_its_own() -> None:
+    limit = AdaptiveLimit(4)
+    limit.answered(429, retry_after=0.5)
+    started = time.monotonic()
+    with limit.slot():
+        pass
+    assert time.monotonic() - started >= 0.45
+
+
+def test_slots_never_exceed_the_current_limit() -> None:
+    limit = AdaptiveLimit(4)
+    limit.answered(503)  # now 2
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def hold() -> None:
+        with limit.slot():
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=hold) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 2
+
+
+def test_a_rate_limiting_registry_gets_fewer_requests_at_once(proxy: FaultProxy, tagged: str,
+                                                              open_client: OpenClient) -> None:
+    proxy.inject(r"/manifests/", "status", status=429, headers={"Retry-After": "0"}, method="GET", times=2)
+    proxy.inject(r"/manifests/", "delay", method="GET", delay=0.2, times=-1)
+    client = open_client(registry_policy("ci", proxy.url, concurrency=8))
+    state = observe_repository(client, tagged)
+    assert sorted(state.tags) == TAGS
+    assert client._transport.concurrency.limit < 8  # backed off after the 429s, growing back  # type: ignore[attr-defined]
+    assert client.requests_made()["GET manifest"] == len(TAGS) + 2  # each tag once, and the two refused
