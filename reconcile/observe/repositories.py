@@ -24,7 +24,8 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     Tags are resolved side by side (on ``pool``, else on ``workers`` threads, default the client's
     concurrency), one request each (:meth:`RegistryClient.resolve_tag`); manifests and configs
     come from the cache when seen before, so an unchanged repository costs its tag list and one
-    HEAD per tag. Only GETs and HEADs: how the registry deletes comes from its Registry policy
+    HEAD per tag. With a bulk listing (Registry ``spec.listing``) it costs a request per page of
+    tags: see :func:`resolve_tags`. Only GETs and HEADs: how the registry deletes comes from its Registry policy
     (``deletion``), not from trying.
     """
     if pool is None:
