@@ -26,7 +26,7 @@ def _row_encoder() -> Any:
     """``_ENCODE`` for a dict of scalars (what a row holds), without its per-call set-up: the C
     encoder ``JSONEncoder.encode`` itself builds on every call, made once (no cycle check: a
     row's values are scalars)."""
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's private accelerator, typeshed omits it
     if make is None:  # no C accelerator: the encoder as it is
         return _ENCODE
     encode = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, _ENCODER.key_separator,
