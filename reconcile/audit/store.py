@@ -11,13 +11,11 @@ lock and extend one chain; review commands open the file read-only (and do not m
 from __future__ import annotations
 
 import bisect
-import concurrent.futures
 import functools
 import getpass
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import secrets
 import socket
@@ -31,14 +29,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
-
-import sqlite_utils
 
 from reconcile.audit import chain
 from reconcile.plan.actions import Cause, MutatingKind
 from reconcile.policy.secrets import redact
+
+if TYPE_CHECKING:  # sqlite-utils loads with the migrations that use it, not with every reader
+    import sqlite_utils
 
 
 class AuditKind(StrEnum):
@@ -219,6 +218,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if current > latest:
             raise AuditError(f"the audit database has schema version {current}, newer than this "
                              f"reconcile understands ({latest}); upgrade reconcile")
+        import sqlite_utils
+
         db = sqlite_utils.Database(conn)
         for version, migration in MIGRATIONS:
             if version > current:
@@ -327,11 +328,17 @@ class AuditStore:
         self.path = path
         self.read_only = read_only
         self.clock = clock
-        self.db = sqlite_utils.Database(conn)
         # One writer at a time on this connection: apply's lanes append from several threads.
         self._writing = threading.RLock()
         # A trail opened read-only is not migrated: readers ask what it has.
         self.schema_version: int = conn.execute("SELECT COALESCE(MAX(version), 1) FROM schema_versions").fetchone()[0]
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """The connection through sqlite-utils (migrations, tests); loaded on first use."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     @property
     def has_refs(self) -> bool:
@@ -540,6 +547,9 @@ class AuditStore:
                           else os.cpu_count() or 1)
             if not highs or max(highs) - min(lows) < PARALLEL_ENTRIES:
                 workers = 1
+        import concurrent.futures
+        import multiprocessing
+
         forking = "fork" in multiprocessing.get_all_start_methods() and self.path != ":memory:"
         if workers <= 1 or not highs or not forking:
             keys, batches = self.chain_rows()
@@ -652,6 +662,8 @@ def _verify_range(path: str, seqs: tuple[int, int], expect_head: str | None) -> 
 @functools.cache
 def _schema_objects(version: int) -> dict[tuple[str, str], str]:
     """Views and triggers as the migrations up to ``version`` create them, in a scratch database."""
+    import sqlite_utils
+
     conn = sqlite3.connect(":memory:")
     try:
         db = sqlite_utils.Database(conn)
