@@ -25,7 +25,7 @@ TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
 # too), also a tag on its own (OCI 1.1), or not at all.
 Deletion = Literal["manifest", "tag", "none"]
 # A registry's own API that lists tags with their digests in pages (Registry spec.listing).
-ListingAPI = Literal["harbor", "dockerhub"]
+ListingAPI = Literal["harbor", "gitlab", "dockerhub"]
 LISTING_URLS: Mapping[str, str] = MappingProxyType({"dockerhub": "https://hub.docker.com"})  # else the registry's url
 
 

@@ -23,19 +23,21 @@ def test_the_listing_api_is_declared_with_a_url_defaulting_per_api(tmp_path: Pat
     _write(tmp_path, ("plain", "https://r.example.com", ""),
            ("harbor", "https://harbor.example.com", ", listing: {api: harbor}"),
            ("hub", "https://registry-1.docker.io", ", listing: {api: dockerhub}"),
+           ("gitlab", "https://registry.gitlab.com", ", listing: {api: gitlab}"),
            ("elsewhere", "https://harbor.example.com", ", listing: {api: harbor, url: 'https://api.example.com/'}"))
     registries = load_policies(str(tmp_path)).registries
     assert {name: r.listing for name, r in registries.items()} == {
         "plain": None, "harbor": Listing("harbor", "https://harbor.example.com"),
         "hub": Listing("dockerhub", "https://hub.docker.com"),
+        "gitlab": Listing("gitlab", "https://registry.gitlab.com"),
         "elsewhere": Listing("harbor", "https://api.example.com")}
     # Credentials follow allowedHosts, not the listing: hub.docker.com is not the registry's host.
     assert not registries["hub"].may_receive_credentials("https://hub.docker.com/v2/namespaces/a/repositories/b/tags")
 
 
 @pytest.mark.parametrize(("url", "extra", "message"), [
-    ("https://r.example.com", ", listing: {api: gitlab}",
-     "/spec/listing/api: 'gitlab' is not one of: harbor, dockerhub"),
+    ("https://r.example.com", ", listing: {api: ecr}",
+     "/spec/listing/api: 'ecr' is not one of: harbor, gitlab, dockerhub"),
     ("https://r.example.com", ", listing: {url: 'https://r.example.com'}",
      "/spec/listing: 'api' is a required property"),
     ("https://r.example.com", ", listing: {api: harbor, url: 'https://r.example.com/api'}", "/spec/listing/url"),

@@ -263,9 +263,10 @@ class DistributionClient:
 
     def list_tags(self, repository: str) -> dict[str, str | None] | None:
         """Every tag and its digest from the registry's listing API (``spec.listing``), a request
-        per page of tags; ``None`` without one. A tag mapped to ``None`` had no usable digest
-        there. The digests are unverified: the caller fetches (and so verifies) the manifest by
-        digest where it is not cached, and deletes are re-verified on the Distribution API."""
+        per page of tags; ``None`` without one, or when it answers 404 (then each tag is resolved
+        on the Distribution API). A tag mapped to ``None`` had no usable digest there. The digests
+        are unverified: the caller fetches (and so verifies) the manifest by digest where it is not
+        cached, and deletes are re-verified on the Distribution API."""
         if self._listing is None:
             return None
         return self._listing.tags(check_repository(repository))

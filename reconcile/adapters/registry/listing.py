@@ -9,15 +9,20 @@ Offered for the APIs that give a digest per tag in pages (Registry ``spec.listin
   ``digest`` and its ``tags`` (``[{"name": ...}]``, every tag of the artifact); the next page is in
   the ``Link: <...>; rel="next"`` header, the total in ``X-Total-Count``. HTTP basic credentials
   (a user, or a robot account).
+- ``gitlab``: the GitLab container registry's own API (``/gitlab/v1/``, on the registry's host; the
+  registry with its metadata database, as on gitlab.com): ``GET /gitlab/v1/repositories/{path}/
+  tags/list/?n=100``, a JSON array of tags, each with its ``name``, the manifest's ``digest``,
+  ``media_type``, ``config_digest`` and ``size_bytes``; the next page (``last=``) in the ``Link``
+  header. The same credentials as ``/v2/`` (a token for ``repository:{path}:pull``).
 - ``dockerhub``: ``GET /v2/namespaces/{namespace}/repositories/{name}/tags?page_size=100`` on
   ``https://hub.docker.com``; a JSON object ``{"count", "next", "previous", "results"}``, each result
   with its ``name`` and the manifest's ``digest``; ``next`` is the next page's URL (``null`` at the
   end). Anonymous for public repositories; else a bearer token from ``POST /v2/auth/token``
   (``{"identifier": username, "secret": access token}`` -> ``{"access_token": ...}``).
 
-Not offered: GitLab (its registry REST API lists tag names and locations only; a tag's digest
-needs one request per tag, no better than the Distribution API's HEAD) and ECR (``DescribeImages``
-needs AWS SigV4 request signing with IAM credentials, which a Registry does not hold).
+Not offered: GitLab's REST API (``/api/v4/.../registry/repositories/:id/tags`` lists names only; a
+digest costs a request per tag) and ECR (``DescribeImages`` needs AWS SigV4 request signing with
+IAM credentials, which a Registry does not hold).
 
 What a listing says is checked like anything a registry sends: tags with the tag grammar, digests
 with :func:`is_digest`, every page read to ``limits.listPageBytes``, at most ``limits.maxPages``
@@ -133,7 +138,26 @@ class DockerHubAPI:
         return Page(entries, following if isinstance(following, str) and following else None)
 
 
-APIS: Mapping[str, HarborAPI | DockerHubAPI] = {"harbor": HarborAPI(), "dockerhub": DockerHubAPI()}
+class GitLabAPI:
+    """The GitLab container registry's API (``/gitlab/v1/``), beside its ``/v2/``."""
+
+    name = "gitlab"
+
+    def path(self, repository: str) -> str:
+        return f"/gitlab/v1/repositories/{repository}/tags/list/"  # the name's own slashes, as in /v2/
+
+    def params(self) -> dict[str, str]:
+        return {"n": str(PAGE_SIZE)}
+
+    def page(self, body: Any, response: requests.Response, number: int) -> Page:
+        if not isinstance(body, list):
+            raise ValueError("the tags answer is not a JSON array")
+        entries = [(tag.get("name"), tag.get("digest")) if isinstance(tag, dict) else (None, None) for tag in body]
+        return Page(entries, response.links.get("next", {}).get("url"))
+
+
+APIS: Mapping[str, HarborAPI | DockerHubAPI | GitLabAPI] = {
+    "harbor": HarborAPI(), "dockerhub": DockerHubAPI(), "gitlab": GitLabAPI()}
 
 
 def _page_url(url: str, number: int) -> str:
@@ -238,13 +262,16 @@ class ListingClient:
         if credentials.has_credentials and not transport.may_receive_credentials(self.url):
             self.hint = (f"the listing url's host {parsed.authority} is not in allowedHosts, so no credentials "
                          "were sent to it")
-        self._authorizer: Authorizer = (
+        # GitLab's API takes the registry's own tokens (None: the transport's authorizer).
+        self._authorizer: Authorizer | None = (
             DockerHubAuthorizer(credentials, self.hint, transport, self.url, registry.name)
-            if listing.api == "dockerhub" else BasicAuthorizer(credentials, self.hint))
+            if listing.api == "dockerhub" else None if listing.api == "gitlab"
+            else BasicAuthorizer(credentials, self.hint))
 
-    def tags(self, repository: str) -> dict[str, str | None]:
+    def tags(self, repository: str) -> dict[str, str | None] | None:
         """tag -> digest as the listing says; ``None`` where it gave no usable digest (the caller
-        resolves that tag itself). Empty when the repository does not exist."""
+        resolves that tag itself). ``None`` for all of it when the listing answers 404 (no such
+        repository there, or no such API on this registry): the Distribution API is asked instead."""
         operation = f"list tags with digests ({self.api.name} API)"
         try:
             path = self.api.path(repository)
@@ -268,8 +295,10 @@ class ListingClient:
                     invalid_digests.append(tag)
                     found[tag] = None
         except RegistryError as exc:
-            if exc.status == 404 and exc.message.startswith("not found") and self.hint is None:
-                return {}  # no such repository (yet): nothing tagged
+            if exc.status == 404 and self.hint is None:
+                log.debug("registry %s, repository %s: %s answered 404; resolving tag by tag", self.registry.name,
+                          repository, operation)
+                return None  # the Distribution API tells a missing repository from a missing API
             if self.hint is not None and exc.status in (401, 403, 404) and self.hint not in exc.message:
                 raise RegistryError(exc.registry, exc.repository, exc.operation, f"{exc.message}; {self.hint}",
                                     exc.status) from None
@@ -291,6 +320,7 @@ class ListingClient:
         pages = self._transport.limits.max_pages
         for number in range(1, pages + 1):
             response = self._transport.request("GET", target, operation=operation, repository=repository,
+                                               scopes=(f"repository:{repository}:pull",),
                                                headers={"Accept": "application/json"}, params=params,
                                                body="page", authorizer=self._authorizer)
             response.close()

@@ -8,6 +8,10 @@ real ``docker-registry``; requests for the listing API answer what that registry
   with ``page``/``page_size`` (at most 100), ``with_tag``, ``q=tags=*``: a JSON array of artifacts
   (``digest``, ``manifest_media_type``, ``size`` of the whole artifact, ``tags: [{"name": ...}]``),
   ``X-Total-Count`` and ``Link: </api/v2.0/...?page=N&page_size=S>; rel="next"``; HTTP basic.
+- GitLab's container registry ``GET /gitlab/v1/repositories/{path}/tags/list/?n=N&last=TAG`` (``n``
+  at most 100, else 400), on the registry's host: a JSON array of ``{"name", "digest", "config_digest",
+  "media_type", "size_bytes", "created_at", ...}`` sorted by name, ``Link: </gitlab/v1/...?last=T&n=N>;
+  rel="next"``; the registry's own authentication (HTTP basic here, as the upstream's htpasswd).
 - Docker Hub ``GET /v2/namespaces/{namespace}/repositories/{name}/tags?page=N&page_size=S`` (at most
   100): ``{"count", "next" (an absolute URL or null), "previous", "results": [{"name", "digest",
   "media_type", "content_type", "tag_status", "images", ...}]}``; tokens from ``POST /v2/auth/token``.
@@ -48,12 +52,14 @@ class Seen:
 
     @property
     def listing(self) -> bool:
-        return self.path.startswith(("/api/", "/v2/namespaces/", "/v2/auth/"))
+        return self.path.startswith(("/api/", "/v2/namespaces/", "/v2/auth/", "/gitlab/v1/"))
 
 
 class ListingFake:
-    def __init__(self, upstream: str, api: str, *, user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, upstream: str, api: str, *, user: str | None = None, password: str | None = None,
+                 upstream_auth: tuple[str, str] | None = None) -> None:
         self.upstream = urlsplit(upstream)
+        self.upstream_auth = upstream_auth  # the real registry's credentials, for reading what it holds
         self.api = api
         self.user, self.password = user, password
         self.tokens: set[str] = set()
@@ -89,8 +95,11 @@ class ListingFake:
     def _upstream(self, method: str, path: str, headers: dict[str, str] | None = None,
                   body: bytes | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
+        sent = dict(headers or {})
+        if self.upstream_auth is not None and "Authorization" not in sent:
+            sent["Authorization"] = "Basic " + base64.b64encode(":".join(self.upstream_auth).encode()).decode()
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             return response.status, response.getheaders(), response.read()
         finally:
@@ -154,6 +163,8 @@ class ListingFake:
                     return self._json(404, {"message": "page not found", "errinfo": {}})
                 if fake.api == "harbor" and path.startswith("/api/v2.0/"):
                     return self._harbor()
+                if fake.api == "gitlab" and path.startswith("/gitlab/v1/"):
+                    return self._gitlab()
                 self._forward()
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _dispatch
@@ -224,6 +235,44 @@ class ListingFake:
                                  'rel="next"')
                 if links and not fake.drop_link:
                     headers["Link"] = ", ".join(links)
+                self._json(200, chosen, headers)
+
+            # -- GitLab ----------------------------------------------------------------------
+            def _gitlab(self) -> None:
+                if fake.upstream_auth is not None:
+                    expected = "Basic " + base64.b64encode(":".join(fake.upstream_auth).encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        return self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication "
+                                                            "required"}]}, {"WWW-Authenticate": 'Basic realm="gitlab"'})
+                parts = urlsplit(self.path)
+                if not (parts.path.startswith("/gitlab/v1/repositories/") and parts.path.endswith("/tags/list/")):
+                    return self._json(404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]})
+                repository = parts.path.removeprefix("/gitlab/v1/repositories/").removesuffix("/tags/list/")
+                query = parse_qs(parts.query)
+                size = int(query.get("n", ["100"])[0])
+                if not 1 <= size <= MAX_PAGE:
+                    return self._json(400, {"errors": [{"code": "INVALID_QUERY_PARAMETER_VALUE",
+                                                        "message": "invalid query parameter value"}]})
+                held = fake.held(repository)
+                if not held:
+                    return self._json(404, {"errors": [{"code": "NAME_UNKNOWN",
+                                                        "message": "repository name not known to registry"}]})
+                last = query.get("last", [""])[0]
+                rest = [entry for entry in held if entry[0] > last]
+                chosen: list[Any] = [{"name": tag, "digest": digest, "config_digest": "sha256:" + "c" * 64,
+                                      "media_type": media_type, "size_bytes": size_bytes,
+                                      "created_at": "2026-11-01T00:00:00.000Z",
+                                      "published_at": "2026-11-01T00:00:00.000Z"}
+                                     for tag, digest, media_type, size_bytes in rest[:size]]
+                if not last:
+                    chosen = chosen + fake.extra
+                headers = {}
+                if fake.loop:
+                    headers["Link"] = f'<{parts.path}?{parts.query}>; rel="next"'
+                elif len(rest) > size:
+                    headers["Link"] = f'<{quote(parts.path)}?last={quote(rest[size - 1][0])}&n={size}>; rel="next"'
+                if fake.drop_link:
+                    headers.pop("Link", None)
                 self._json(200, chosen, headers)
 
             # -- Docker Hub ------------------------------------------------------------------

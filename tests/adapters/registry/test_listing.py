@@ -5,6 +5,7 @@ Distribution API stays the witness."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -66,7 +68,7 @@ def fakes(plain_registry: RunningRegistry) -> Iterator[dict[str, ListingFake]]:
         fake.close()
 
 
-def _fake(fakes: dict[str, ListingFake], registry: RunningRegistry, api: str, **options: str) -> ListingFake:
+def _fake(fakes: dict[str, ListingFake], registry: RunningRegistry, api: str, **options: Any) -> ListingFake:
     fake = ListingFake(registry.url, api, **options)
     fakes[f"{api}-{len(fakes)}"] = fake
     return fake
@@ -76,19 +78,19 @@ def _policy(fake: ListingFake, api: str | None, **options: object) -> Registry:
     policy = registry_policy("hub", fake.url, **options)  # type: ignore[arg-type]
     if api is None:
         return policy
-    chosen: ListingAPI = "harbor" if api == "harbor" else "dockerhub"
-    return replace(policy, listing=Listing(chosen, fake.url if api == "harbor" else fake.other_url))
+    chosen: ListingAPI = "harbor" if api == "harbor" else "gitlab" if api == "gitlab" else "dockerhub"
+    return replace(policy, listing=Listing(chosen, fake.other_url if api == "dockerhub" else fake.url))
 
 
 def _repository(filled: dict[str, dict[str, str]], api: str) -> str:
-    return next(name for name in filled if (name.count("/") == 2) == (api == "harbor"))
+    return next(name for name in filled if (name.count("/") == 2) == (api != "dockerhub"))
 
 
 def _by_tag(seen: list[Seen]) -> list[Seen]:
     return [s for s in seen if "/manifests/" in s.path and not s.path.rsplit("/", 1)[1].startswith("sha256:")]
 
 
-@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
 def test_a_warm_observation_costs_one_request_per_page_of_tags(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient, tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_a_warm_observation_costs_one_request_per_page_of_tags(
 
     # Cold: the pages, then each distinct manifest once, by digest, and the one config once.
     pages = [s for s in cold if s.listing]
-    # Harbor pages artifacts (a digest and all its tags), Docker Hub tags.
+    # Harbor pages artifacts (a digest and all its tags), GitLab and Docker Hub tags.
     expected_pages = math.ceil((DISTINCT + 1 if api == "harbor" else TAGS) / PAGE)
     assert len(pages) == expected_pages == 3
     assert not _by_tag(cold)  # no request per tag
@@ -147,7 +149,7 @@ def test_harbor_pages_are_followed_by_link_or_by_the_total_count(
     assert len(seen) == 3
 
 
-@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
 def test_a_listing_that_loops_or_passes_the_page_cap_fails(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
@@ -183,7 +185,7 @@ def test_invalid_entries_are_skipped_and_a_tag_without_a_usable_digest_is_resolv
     assert "2 tags without a valid digest (base, t002); resolved one by one instead" in messages
 
 
-@pytest.mark.parametrize("api", ["harbor", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
 def test_a_listing_naming_a_digest_the_registry_does_not_have_fails_the_observation(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
@@ -325,3 +327,33 @@ def test_the_plan_is_the_same_with_and_without_the_listing_and_a_lying_one_delet
     fake.lie, fake.hide = {}, set()
     assert _tags(fake, repo) == ["build-3", "v1", "v2"]  # build-1/2 pruned; v2's digest kept
     assert "tag build-3 now points at" in applied.output
+
+
+def test_gitlab_takes_the_registrys_own_credentials_and_a_registry_without_the_api_is_asked_tag_by_tag(
+        auth_registry: RunningRegistry, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
+        fakes: dict[str, ListingFake], open_client: OpenClient, tmp_path: Path) -> None:
+    assert auth_registry.auth is not None
+    repository = f"lst-{secrets.token_hex(3)}/group/project/app"
+    layout = Layout(tmp_path / "layout")
+    image = layout.image(created="2026-11-01T00:00:00Z")
+    layout.tag(image, "v1")
+    push(layout, "v1", auth_registry.host, repository, auth_registry.creds)
+    put_tag(auth_registry.url, repository, "latest", image, auth_registry.auth)
+    fake = _fake(fakes, auth_registry, "gitlab", upstream_auth=auth_registry.auth)
+    env = {"REGISTRY_PW": auth_registry.auth[1]}
+    policy = _policy(fake, "gitlab", password_env="REGISTRY_PW", username=auth_registry.auth[0])
+    with fake.recording() as seen:
+        state = observe_repository(open_client(policy, env, cache_dir=tmp_path / "cache"), repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == {"latest": image.digest, "v1": image.digest}
+    listed = [s for s in seen if s.listing]
+    assert [s.path for s in listed][-1] == f"/gitlab/v1/repositories/{repository}/tags/list/?n=100"
+    assert listed[-1].authorization == "Basic " + base64.b64encode(":".join(auth_registry.auth).encode()).decode()
+    assert not _by_tag(seen)
+
+    # A registry without /gitlab/v1/ (distribution answers 404): the Distribution API, tag by tag.
+    plain = _fake(fakes, plain_registry, "harbor")  # serves no /gitlab/v1/: forwarded, 404
+    other = _repository(filled, "gitlab")
+    with plain.recording() as seen:
+        state = observe_repository(open_client(_policy(plain, "gitlab"), cache_dir=tmp_path / "plain"), other)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[other]
+    assert len([s for s in seen if s.listing]) == 1 and len(_by_tag(seen)) == TAGS
