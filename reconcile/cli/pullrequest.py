@@ -19,6 +19,7 @@ from reconcile.render.plan import (
     CONTENT_HASH,
     MARKDOWN_LIMIT,
     STEP_SUMMARY_LIMIT,
+    Writer,
     content_hash,
     md_code,
     md_text,
@@ -26,6 +27,7 @@ from reconcile.render.plan import (
     summary_line,
     to_json,
     to_markdown,
+    write_json,
 )
 
 ANNOTATIONS_PER_KIND = 10  # GitHub shows at most 10 error and 10 warning annotations per step
@@ -39,6 +41,14 @@ def plan_json(plan: Plan, policies: PolicySet) -> str:
     document["connectionChanges"] = described_changes(policies.connection_changes)
     document[CONTENT_HASH] = content_hash(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def write_plan_json(plan: Plan, policies: PolicySet, *outs: Writer) -> None:
+    """:func:`plan_json` written to each of ``outs`` an action at a time (the same bytes), without
+    the document in memory (``reconcile.render.plan.write_json``)."""
+    extra = {"connectionChanges": described_changes(policies.connection_changes)} \
+        if policies.connection_changes else None
+    write_json(plan, *outs, extra=extra)
 
 
 def _code(text: str) -> str:

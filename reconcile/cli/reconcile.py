@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -67,8 +66,8 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
     """
     from rich.console import Console
 
-    from reconcile.cli.pullrequest import github_output, plan_json, plan_markdown, print_review
-    from reconcile.render.plan import to_json, to_rich
+    from reconcile.cli.pullrequest import github_output, plan_markdown, print_review, write_plan_json
+    from reconcile.render.plan import to_rich, write_json
 
     if github_step_summary:
         output = "github"
@@ -76,10 +75,19 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
     with library_errors():
         policies = reconciler.load(only)
         plan = reconciler.plan(only, record=record, policies=policies)
+    # The JSON is written an action at a time (a plan of 100k tags is tens of MB as one string);
+    # with both, in one pass when the two are the same document (no connection changes to add).
+    stdout = _Echoed() if output == "json" else None
     if out:
-        Path(out).write_text(to_json(plan))
-    if output == "json":
-        click.echo(plan_json(plan, policies), nl=False)
+        with open(out, "w", encoding="utf-8") as file:
+            if stdout is not None and not policies.connection_changes:
+                write_json(plan, file, stdout)
+            else:
+                write_json(plan, file)
+    if stdout is not None:
+        if not stdout.written:
+            write_plan_json(plan, policies, stdout)
+        stdout.flush()
     elif output == "markdown":
         click.echo(plan_markdown(plan, policies, limit=markdown_limit), nl=False)
     elif output == "github":
@@ -95,6 +103,27 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
         sys.exit(1)
     if detailed_exitcode and (plan.has_changes or policies.connection_changes):  # changed connections: review
         sys.exit(2)
+
+
+class _Echoed:
+    """Text for stdout through ``click.echo``, a megabyte at a time rather than as one string."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.written = False
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        self.written = True
+        if self.size >= 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            click.echo("".join(self.parts), nl=False)
+            self.parts, self.size = [], 0
 
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 # Media types (OCI image spec v1.1, Docker image manifest v2 schema 2).
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -21,8 +21,12 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 REVISION_LABEL = "org.opencontainers.image.revision"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 
+# The one empty read-only mapping every descriptor without annotations, image without labels and
+# repository without referrers shares (one object, not a dict and a proxy each: it cannot change).
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Platform:
     os: str
     architecture: str
@@ -32,7 +36,7 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Descriptor:
     """An OCI content descriptor: what a tag or an index entry points at."""
 
@@ -41,17 +45,17 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     artifact_type: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    annotations: Mapping[str, str] = field(default_factory=lambda: EMPTY)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Image:
     """What a manifest digest is: immutable, so adapters cache it on disk by digest."""
 
     digest: str
     media_type: str
     created: datetime | None  # config 'created' (or the index's created annotation)
-    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     children: tuple[Descriptor, ...] = ()  # platform manifests of an index
     subject: str | None = None  # the digest this artifact refers to (OCI 1.1 referrers)
     artifact_type: str | None = None
@@ -61,7 +65,7 @@ class Image:
         return self.labels.get(REVISION_LABEL)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RepositoryState:
     """One repository as observed: every tag and what it points at, images by digest, and the
     referrers (signatures, SBOMs, attestations) of each digest."""
@@ -70,17 +74,27 @@ class RepositoryState:
     repository: str
     tags: Mapping[str, Descriptor]
     images: Mapping[str, Image]  # digest -> Image, for every tagged digest and index child
-    referrers: Mapping[str, tuple[Descriptor, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    referrers: Mapping[str, tuple[Descriptor, ...]] = field(default_factory=lambda: EMPTY)
     # How the registry deletes, from its Registry policy's ``deletion`` (declared, never probed):
     can_delete_tags: bool = False  # deletion: tag (OCI 1.1 DELETE of a tag); else only a digest can go
     can_delete: bool = True  # False for deletion: none: nothing can be deleted, not even a digest
+    # digest -> its tags, sorted: built by the first tags_of (a scan of every tag), so asking for each
+    # digest of a repository is linear in its tags, not quadratic. Not data: no part of eq or repr.
+    _tags_by_digest: dict[str, tuple[str, ...]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tags_of(self, digest: str) -> tuple[str, ...]:
         """Every tag on ``digest``: deleting the digest removes all of them."""
-        return tuple(sorted(tag for tag, d in self.tags.items() if d.digest == digest))
+        index = self._tags_by_digest
+        if index is None:
+            grouped: dict[str, list[str]] = {}
+            for tag, descriptor in self.tags.items():
+                grouped.setdefault(descriptor.digest, []).append(tag)
+            index = {d: tuple(sorted(tags)) for d, tags in grouped.items()}
+            object.__setattr__(self, "_tags_by_digest", index)  # a cache of what the tags say, computed once
+        return index.get(digest, ())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageReference:
     """An image reference normalised the way container runtimes do: ``nginx`` is
     ``docker.io/library/nginx:latest``; a digest, when present, is what runs."""
@@ -102,7 +116,7 @@ class ImageReference:
 UsageState = Literal["running", "rollback"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Where an image is used in a cluster, and whether it runs or is only kept for rollback."""
 
@@ -114,7 +128,7 @@ class Usage:
     state: UsageState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClusterState:
     """Every image a cluster uses, by normalised reference, with where and how."""
 
@@ -125,7 +139,7 @@ class ClusterState:
         return frozenset(ref.digest for ref in self.images if ref.digest)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeployHealth:
     """What a DeployPolicy's workload is set to now, and whether its rollout is complete."""
 
@@ -134,7 +148,7 @@ class DeployHealth:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetentionObservation:
     """What one RetentionPolicy's decision needs, each part either observed or why not."""
 
@@ -142,7 +156,7 @@ class RetentionObservation:
     git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
     """Everything a plan is decided on, as observed: each source either read or why not."""
 

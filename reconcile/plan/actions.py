@@ -89,7 +89,7 @@ class Block(StrEnum):
 ERROR_BLOCKS: frozenset[Block] = frozenset({Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE})
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Action:
     """One step of a plan. ``keep`` and ``blocked`` change nothing: they say why not."""
 

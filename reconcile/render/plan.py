@@ -3,11 +3,13 @@ machines (schema: schemas/plan.schema.json). A plan holds no secret, so none can
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -50,6 +52,83 @@ def to_json(plan: Plan) -> str:
     document = plan_document(plan)
     document[CONTENT_HASH] = content_hash(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+_INDENTED = json.JSONEncoder(indent=2, sort_keys=True)  # what json.dumps(..., indent=2, sort_keys=True) uses
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Writer(Protocol):
+    """Where text goes: a text file, ``sys.stdout``, an ``io.StringIO``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def write_json(plan: Plan, *outs: Writer, extra: Mapping[str, Any] | None = None) -> str:
+    """:func:`to_json` written to each of ``outs`` a piece at a time, the same bytes, without the
+    whole document (or its text) in memory: an action at a time, each encoded and hashed as it is
+    written; returns the content hash. ``extra``: more top-level members, covered by the content
+    hash, as ``plan --format json`` adds ``connectionChanges`` (not redacted, as there).
+
+    The document's members are in key order; ``contentHash`` comes after ``actions``, so the hash
+    is complete when it is reached: the members after it are small and encoded up front."""
+    members: dict[str, Any] = _redacted(_head(plan))
+    if extra:
+        members.update(extra)
+    keys = sorted([*members, "actions"])
+    at = bisect.bisect_left(keys, CONTENT_HASH)
+    hasher = hashlib.sha256()
+
+    def hashed(text: str) -> None:
+        hasher.update(text.encode("utf-8"))
+
+    def write(text: str) -> None:
+        for out in outs:
+            out.write(text)
+
+    def member(index: int, key: str) -> None:  # in the indented document, one level down
+        write((",\n  " if index else "{\n  ") + _INDENTED.encode(key) + ": ")
+        if key == "actions":
+            write_actions()
+        else:
+            write(_INDENTED.encode(members[key]).replace("\n", "\n  "))
+
+    def write_actions() -> None:  # the document's biggest part, an action at a time: hashed, then written
+        write("[" if plan.actions else "[]")
+        for n, action in enumerate(plan.actions):
+            encoded = _redacted(_action_json(action))
+            hashed(("," if n else "") + _CANONICAL.encode(encoded))
+            write((",\n    " if n else "\n    ") + _INDENTED.encode(encoded).replace("\n", "\n    "))
+        if plan.actions:
+            write("\n  ]")
+
+    hashed("{")
+    for index, key in enumerate(keys[:at]):  # up to (and with) the actions, hashed as written
+        hashed(("," if index else "") + _CANONICAL.encode(key) + ":")
+        if key == "actions":
+            hashed("[")
+            member(index, key)
+            hashed("]")
+        else:
+            hashed(_CANONICAL.encode(members[key]))
+            member(index, key)
+    for index, key in enumerate(keys[at:], start=at):  # the rest, small: hashed before the hash is written
+        hashed(("," if index else "") + _CANONICAL.encode(key) + ":" + _CANONICAL.encode(members[key]))
+    hashed("}")
+    digest = "sha256:" + hasher.hexdigest()
+    members[CONTENT_HASH] = digest
+    for index, key in enumerate([CONTENT_HASH, *keys[at:]], start=at):
+        member(index, key)
+    write("\n}\n")
+    return digest
+
+
+def _head(plan: Plan) -> dict[str, Any]:
+    """Every member of the plan's document but its actions (and content hash)."""
+    return {"formatVersion": FORMAT_VERSION, "repo": plan.repo, "commit": plan.commit,
+            "observedAt": plan.observed_at, "fingerprint": plan.fingerprint, "summary": plan.counts(),
+            "hasChanges": plan.has_changes, "errors": list(plan.errors),
+            **({"warnings": list(plan.warnings)} if plan.warnings else {})}
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
