@@ -160,6 +160,9 @@ def test_a_listing_that_loops_or_passes_the_page_cap_fails(
     with fake.recording() as seen, pytest.raises(RegistryError, match=capped_message):
         capped.list_tags(repository)
     assert len(seen) == 2
+    small = open_client(replace(_policy(fake, api), limits=Limits(list_page_bytes=1024)))
+    with pytest.raises(RegistryError, match=r"larger than the 1024 bytes allowed \(limits.listPageBytes\)"):
+        small.list_tags(repository)
     fake.loop = True
     with pytest.raises(RegistryError, match="pagination links loop"):
         open_client(_policy(fake, api)).list_tags(repository)
@@ -183,6 +186,20 @@ def test_invalid_entries_are_skipped_and_a_tag_without_a_usable_digest_is_resolv
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "skipped 4 entries that are not valid OCI tags" in messages
     assert "2 tags without a valid digest (base, t002); resolved one by one instead" in messages
+
+
+def test_docker_hub_entries_without_a_digest_are_resolved_alone(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    repository = _repository(filled, "dockerhub")
+    fake = _fake(fakes, plain_registry, "dockerhub")
+    fake.hide = {"t002"}
+    fake.extra = [5, {"name": "not a tag!", "digest": filled[repository]["t001"]},
+                  {"name": "t002", "digest": None, "media_type": "application/vnd.oci.image.manifest.v1+json"}]
+    with fake.recording() as seen:
+        state = observe_repository(open_client(_policy(fake, "dockerhub"), cache_dir=tmp_path / "c"), repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[repository]
+    assert [s.path.rsplit("/", 1)[1] for s in _by_tag(seen)] == ["t002"]
 
 
 @pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
