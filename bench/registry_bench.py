@@ -177,7 +177,7 @@ def stop(registry: RunningRegistry) -> None:
 
 
 def policy(name: str, url: str) -> Registry:
-    """A Registry policy as the loader builds it, every default kept (concurrency 8)."""
+    """A Registry policy as the loader builds it, every default kept."""
     return Registry(name=name, url=url, credentials=None, allowed_hosts=(url.split("://", 1)[1],))
 
 
