@@ -4,9 +4,11 @@ and their referrers (:class:`RepositoryState`), read side by side on the client'
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import MappingProxyType
+from typing import TypeVar
 
 from reconcile.adapters.registry import RegistryClient, RegistryError
 from reconcile.observe.state import Descriptor, Image, RepositoryState
@@ -14,6 +16,27 @@ from reconcile.observe.state import Descriptor, Image, RepositoryState
 log = logging.getLogger(__name__)
 
 COORDINATORS = 16  # repositories walked at once; each queues many requests, so a few keep the queue full
+IN_FLIGHT = 64  # requests a walk has queued at once: the queue stays full, and holds no future per tag
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _map(pool: Executor, fn: Callable[[_T], _R], items: Iterable[_T], window: int = IN_FLIGHT) -> Iterator[_R]:
+    """``pool.map(fn, items)`` (results in order; the first failure raised, the rest cancelled) with
+    at most ``window`` calls queued or running at once: ``Executor.map`` submits every item up front,
+    a future (with its lock and condition, about 1 KiB) per tag of a repository, all at once."""
+    pending: deque[Future[_R]] = deque()
+    try:
+        for item in items:
+            if len(pending) >= window:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def observe_repository(client: RegistryClient, repository: str, *, workers: int | None = None,
@@ -37,7 +60,7 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     missing: set[str] = set()
     pending = {d.digest for d in tags.values()}
     while pending:  # tagged digests, then the children of the indexes among them
-        for digest, image in pool.map(lambda d: (d, _image(client, repository, d)), sorted(pending)):
+        for digest, image in _map(pool, lambda d: (d, _image(client, repository, d)), sorted(pending)):
             if image is None:
                 missing.add(digest)
             else:
@@ -46,10 +69,10 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
 
     # Children too: `cosign sign --recursive` signs each platform's manifest.
     subjects = sorted(images)
-    found = pool.map(lambda d: (d, client.referrers(repository, d, tags)), subjects)
+    found = _map(pool, lambda d: (d, client.referrers(repository, d, tags)), subjects)
     referrers = {subject: refs for subject, refs in found if refs}
     extra = {d.digest for refs in referrers.values() for d in refs} - images.keys()
-    for digest, image in pool.map(lambda d: (d, _image(client, repository, d)), sorted(extra)):
+    for digest, image in _map(pool, lambda d: (d, _image(client, repository, d)), sorted(extra)):
         if image is not None:
             images[digest] = image
     return RepositoryState(
@@ -76,8 +99,9 @@ def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
     else:
         names = [tag for tag, digest in listed.items() if digest is None]  # no usable digest: ask
         digests = {tag: digest for tag, digest in listed.items() if digest is not None}
-    resolved = pool.map(lambda tag: (tag, client.resolve_tag(repository, tag, seen.get(tag))), names)
-    by_digest = dict(pool.map(lambda d: (d, _listed(client, repository, d, digests)), sorted(set(digests.values()))))
+    resolved = _map(pool, lambda tag: (tag, client.resolve_tag(repository, tag, seen.get(tag))), names)
+    by_digest = dict(_map(pool, lambda d: (d, _listed(client, repository, d, digests)),
+                          sorted(set(digests.values()))))
     found = {tag: by_digest[digest] for tag, digest in digests.items()}
     found.update((tag, descriptor) for tag, descriptor in resolved if descriptor is not None)
     client.remember(repository, found)
