@@ -113,3 +113,14 @@ def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
     for _ in range(10):
         bucket.acquire()
     assert time.monotonic() - started >= 10 / 50 - 0.02
+
+
+def test_a_cache_that_cannot_be_written_only_costs_requests(tmp_path: Path) -> None:
+    """A read-only root filesystem without a cache volume: nothing raises, nothing is kept."""
+    (tmp_path / "not-a-directory").write_text("")
+    cache = ContentCache(tmp_path / "not-a-directory" / "cache")
+    data = b'{"schemaVersion": 2}'
+    cache.put(digest_of(data), data)
+    cache.put_tags("https://a.example", "team/web", {"v1": digest_of(data)})
+    assert cache.get(digest_of(data)) is None and not cache.has(digest_of(data))
+    assert cache.tags("https://a.example", "team/web") == {}
