@@ -4,6 +4,7 @@ tables of hand-written observations."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,13 @@ CREATED_ANNOTATION = "org.opencontainers.image.created"
 # The one empty read-only mapping every descriptor without annotations, image without labels and
 # repository without referrers shares (one object, not a dict and a proxy each: it cannot change).
 EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _share(value: object, name: str, text: str) -> None:
+    """One string object for each digest and media type however many descriptors and images name
+    it (a tag's descriptor, the image, the index entry: each adapter read makes its own copy)."""
+    if type(text) is str:  # (a str subclass keeps its own type)
+        object.__setattr__(value, name, sys.intern(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,10 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: Mapping[str, str] = field(default_factory=lambda: EMPTY)
 
+    def __post_init__(self) -> None:
+        _share(self, "media_type", self.media_type)
+        _share(self, "digest", self.digest)
+
 
 @dataclass(frozen=True, slots=True)
 class Image:
@@ -59,6 +71,10 @@ class Image:
     children: tuple[Descriptor, ...] = ()  # platform manifests of an index
     subject: str | None = None  # the digest this artifact refers to (OCI 1.1 referrers)
     artifact_type: str | None = None
+
+    def __post_init__(self) -> None:
+        _share(self, "digest", self.digest)
+        _share(self, "media_type", self.media_type)
 
     @property
     def revision(self) -> str | None:

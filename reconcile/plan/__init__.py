@@ -18,7 +18,7 @@ from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.plan import Plan, make_plan
 
 if TYPE_CHECKING:
-    from reconcile.observe.state import ClusterState, DeployHealth, Observation
+    from reconcile.observe.state import ClusterState, DeployHealth, Observation, RepositoryState
     from reconcile.plan.deploy import Hold
     from reconcile.policy.model import Approval, PolicySet
     from reconcile.policy.shards import Shard
@@ -109,7 +109,10 @@ def _deploy_targets(policies: PolicySet, observation: Observation, registry: str
 def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
     """SHA-256 of everything a plan was decided on except the time: every tag and the digest it
     points at, what each cluster uses, git commits and the deploy history. Same world, same
-    fingerprint, hence the same plan for the same policies."""
+    fingerprint, hence the same plan for the same policies.
+
+    What is hashed is ``json.dumps(world, sort_keys=True)`` of the document below, produced a
+    repository at a time (:func:`_hash_json`): the same bytes, without the whole world's text."""
     retention: dict[str, object] = {}
     world: dict[str, object] = {
         "clusters": {name: state if isinstance(state, str) else sorted(str(ref) for ref in state.images)
@@ -117,9 +120,9 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
         "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
         "retention": retention,
     }
-    world["promotion"] = {name: {stage: state if isinstance(state, str) else sorted(
-        (tag, d.digest) for tag, d in state.tags.items()) for stage, state in sorted(stages.items())}
-        for name, stages in sorted(observation.promotion.items())}
+    world["promotion"] = {name: {stage: state if isinstance(state, str) else _tag_list(state)
+                                 for stage, state in sorted(stages.items())}
+                          for name, stages in sorted(observation.promotion.items())}
     for part in ("health", "written"):  # what deploys run now (absent when there are none: older plans agree)
         states = getattr(observation, part)
         if states:
@@ -127,8 +130,41 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
                            for name, state in sorted(states.items())}
     for name, seen in sorted(observation.retention.items()):
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
-            f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())
-            for r in seen.repositories}
+            f"{r.registry}/{r.repository}": _tag_list(r) for r in seen.repositories}
         commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
         retention[name] = {"repositories": repositories, "commits": commits}
-    return hashlib.sha256(json.dumps(world, sort_keys=True).encode()).hexdigest()
+    hasher = hashlib.sha256()
+    _hash_json(hasher, world)
+    return hasher.hexdigest()
+
+
+class _Tags:
+    """A repository's (tag, digest) pairs, sorted: made when hashed, one repository at a time."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: RepositoryState) -> None:
+        self.state = state
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted((tag, d.digest) for tag, d in self.state.tags.items())
+
+
+def _tag_list(state: RepositoryState) -> _Tags:
+    return _Tags(state)
+
+
+def _hash_json(hasher: hashlib._Hash, value: object) -> None:
+    """Feed ``hasher`` the bytes of ``json.dumps(value, sort_keys=True)``, a dict member at a time
+    (JSON without indentation is the same text wherever a value sits, so each part is encoded on
+    its own); a :class:`_Tags` is encoded as its list of pairs."""
+    if isinstance(value, dict):
+        hasher.update(b"{")
+        for index, (key, item) in enumerate(sorted(value.items(), key=lambda member: member[0])):
+            hasher.update(((", " if index else "") + json.dumps(key) + ": ").encode())
+            _hash_json(hasher, item)
+        hasher.update(b"}")
+    elif isinstance(value, _Tags):
+        hasher.update(json.dumps(value.pairs()).encode())
+    else:
+        hasher.update(json.dumps(value, sort_keys=True).encode())
