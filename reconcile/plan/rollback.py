@@ -59,8 +59,7 @@ def choose_rollback(policy: str, current: str | None, history: Sequence[str], re
     else:
         earlier = [d for d in history if d != current]
         undone = held_digest if held_digest in earlier else None  # a rollback undid it: not good
-        if undone is not None:
-            earlier.remove(undone)
+        earlier = [d for d in earlier if d != undone]  # every time it was deployed
         if not earlier:
             why = f" ({_short(undone)} is held: a rollback undid it; `reconcile release-hold {policy}` lets the " \
                   "next run deploy it again)" if undone else ""

@@ -55,6 +55,8 @@ HELD = [
      D1, [f"skipped {D3[:19]}: held, a rollback undid it", f"{WEB}: revision 4 ran {D1[:19]}"]),
     ("a held digest older than the previous one changes nothing", D3, [D3, D2, D1], D1, None,
      D2, [f"{WEB}: revision 5 ran {D2[:19]}"]),
+    ("a held digest deployed twice is skipped both times", D2, [D2, D3, D3, D1], D3, None,
+     D1, [f"skipped {D3[:19]}: held, a rollback undid it", f"{WEB}: revision 4 ran {D1[:19]}"]),
     ("--to the held digest is what was asked for", D2, [D2, D3, D1], D3, D3, D3, [f"{WEB}: revision 6 ran {D3[:19]}"]),
 ]
 
