@@ -222,12 +222,13 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         else:
             doomed.setdefault(digest, []).append(tag)
     scheduled: set[str] = set(doomed)
+    tags_on = _tags_by_digest(repo) if doomed else {}  # (repo.tags_of, but not kept after this repository)
     for digest in sorted(doomed):
         top = Action(subject, PRUNE, f"{where}@{digest}", digest, None, _prune_reason(
-            repo, digest, doomed[digest], graph, kept), repo.tags_of(digest),
+            tags_on.get(digest, ()), digest, doomed[digest], graph, kept), tags_on.get(digest, ()),
             cause=Cause.EXPIRED if expired.intersection(doomed[digest]) else Cause.NO_RULE_MATCHES)
         actions.append(top)
-        actions += _dependants(subject, where, repo, digest, top.target, graph, kept, scheduled)
+        actions += _dependants(subject, where, tags_on, digest, top.target, graph, kept, scheduled)
     for tag in sorted(referrer_tags):
         digest = repo.tags[tag].digest
         subject_digest = _referred_digest(tag)
@@ -331,9 +332,16 @@ class _Graph:
         return grew
 
 
-def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph: _Graph,
+def _tags_by_digest(repo: RepositoryState) -> dict[str, tuple[str, ...]]:
+    """Every digest's tags, sorted (``RepositoryState.tags_of`` of each), in one scan of the tags."""
+    grouped: dict[str, list[str]] = {}
+    for tag, descriptor in repo.tags.items():
+        grouped.setdefault(descriptor.digest, []).append(tag)
+    return {digest: tuple(sorted(tags)) for digest, tags in grouped.items()}
+
+
+def _prune_reason(removes: tuple[str, ...], digest: str, tags: Sequence[str], graph: _Graph,
                   kept: Mapping[str, _Why]) -> str:
-    removes = repo.tags_of(digest)
     reason = f"delete manifest {_short(digest)}, which removes tags {_listed(removes)}: no keep rule or " + (
         "protection applies to them" if set(removes) == set(tags) else f"protection applies to {_listed(tags)}")
     staying = [c for c in graph.children(digest) if c.digest in kept]
@@ -344,8 +352,8 @@ def _prune_reason(repo: RepositoryState, digest: str, tags: Sequence[str], graph
     return reason
 
 
-def _dependants(subject: str, where: str, repo: RepositoryState, digest: str, parent: str, graph: _Graph,
-                kept: Mapping[str, _Why], scheduled: set[str]) -> list[Action]:
+def _dependants(subject: str, where: str, tags_on: Mapping[str, tuple[str, ...]], digest: str, parent: str,
+                graph: _Graph, kept: Mapping[str, _Why], scheduled: set[str]) -> list[Action]:
     """What goes with a pruned image: its platform manifests and its referrers, each only if nothing
     keeps it, and each deleted after (and only after) what it depends on."""
     actions: list[Action] = []
@@ -357,13 +365,13 @@ def _dependants(subject: str, where: str, repo: RepositoryState, digest: str, pa
         if descriptor.digest in kept or descriptor.digest in scheduled:
             continue
         scheduled.add(descriptor.digest)
-        tags = repo.tags_of(descriptor.digest)
+        tags = tags_on.get(descriptor.digest, ())
         removes = f", which removes tags {_listed(tags)}" if tags else ""
         action = Action(subject, PRUNE, f"{where}@{descriptor.digest}", descriptor.digest, None,
                         f"delete manifest {_short(descriptor.digest)}{removes}: {why}", tags, depends_on=parent,
                         cause=Cause.DEPENDANT_OF_PRUNED)
         actions.append(action)
-        actions += _dependants(subject, where, repo, descriptor.digest, action.target, graph, kept, scheduled)
+        actions += _dependants(subject, where, tags_on, descriptor.digest, action.target, graph, kept, scheduled)
     return actions
 
 
