@@ -251,7 +251,7 @@ class _PeakSnapshots:
     def _watch(self) -> None:
         while not self._done.wait(0.2):
             current, _ = self._tracemalloc.get_traced_memory()
-            if current > self.peak * 1.02:
+            if current > self.peak * 1.05:
                 self.peak = current
                 self.best = self._tracemalloc.take_snapshot()
 
