@@ -69,6 +69,7 @@ class Cause(StrEnum):
     STAGE_EMPTY = "stage-empty"  # the stage to promote or deploy from holds no digest yet
     VERSION_UNKNOWN = "version-unknown"  # no tag of the source stage names the digest any more
     TAG_CONFLICT = "tag-conflict"  # an immutable tag already names another digest
+    AMBIGUOUS_CANDIDATE = "ambiguous-candidate"  # the track's order ranks tags on different digests equal
 
 
 class Block(StrEnum):
@@ -81,7 +82,7 @@ class Block(StrEnum):
     GATE = "gate"  # a promotion gate is closed: soak, approval, healthyIn, freeze window
     HELD = "held"  # a rollback holds this digest back
     WAITING = "waiting"  # nothing to act on yet: no candidate, nothing in the stage before
-    CONFLICT = "conflict"  # an immutable tag already names another digest
+    CONFLICT = "conflict"  # an immutable tag already names another digest; the track's order ties
 
 
 # Blocks that mean the job could not do what the policies ask: `plan` and `apply` exit 1. The others

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from reconcile.observe.state import DeployHealth, RepositoryState
 from reconcile.plan.actions import Action, ActionKind, Block, Cause
-from reconcile.plan.promotion import select_candidate, stage_digest
+from reconcile.plan.promotion import AmbiguousCandidate, select_candidate, stage_digest
 from reconcile.policy.model import DeployPolicy, Stage
 
 KEEP, DEPLOY, BLOCKED = ActionKind.KEEP, ActionKind.DEPLOY, ActionKind.BLOCKED
@@ -40,7 +40,10 @@ class DeployInputs:
 def version_tag(stage: Stage, repository: RepositoryState, digest: str) -> str | None:
     """The stage's ``{version}`` tag on ``digest``, if it has one (a tracked stage: the candidate's tag)."""
     if stage.track is not None:
-        candidate = select_candidate(stage.track, repository)
+        try:
+            candidate = select_candidate(stage.track, repository)
+        except AmbiguousCandidate:  # only naming a tag here: any the track matches will do
+            candidate = None
         if candidate and candidate.digest == digest:
             return candidate.tag
         # An older candidate (a rollback's): any tag of it the track matches, the highest sorted.
@@ -82,7 +85,11 @@ def plan_deploy(policy: DeployPolicy, stage: Stage, inputs: DeployInputs) -> Act
         return Action(subject, BLOCKED, target, before, before,
                       f"stage {where} could not be read: {inputs.stage}; nothing is deployed", block=Block.UNREADABLE,
                       cause=Cause.REGISTRY_UNREADABLE)
-    desired = stage_digest(stage, inputs.stage)
+    try:
+        desired = stage_digest(stage, inputs.stage)
+    except AmbiguousCandidate as e:
+        return Action(subject, BLOCKED, target, before, before, f"stage {where}: {e}; nothing is deployed",
+                      block=Block.CONFLICT, cause=Cause.AMBIGUOUS_CANDIDATE)
     if desired is None:
         return Action(subject, BLOCKED, target, before, before, f"stage {where} holds no digest to deploy yet",
                       block=Block.WAITING, cause=Cause.STAGE_EMPTY)

@@ -58,8 +58,23 @@ def select_candidate(track: Track, repository: RepositoryState) -> Candidate | N
             ranked.append((key, tag, version))
     if not ranked:
         return None
-    _, tag, version = max(ranked)
+    best, tag, version = max(ranked)
+    tied = sorted(t for key, t, _ in ranked if key == best and repository.tags[t].digest != repository.tags[tag].digest)
+    if tied:  # the order cannot tell them apart: picking by tag name would be a guess
+        raise AmbiguousCandidate(track, sorted({tag, *tied}))
     return Candidate(tag, version, repository.tags[tag].digest)
+
+
+class AmbiguousCandidate(ValueError):
+    """The track's order ranks tags on different digests equal at the top (reproducible builds
+    share one creation time; ``010`` and ``10`` are one number): nothing is promoted or deployed."""
+
+    def __init__(self, track: Track, tags: list[str]) -> None:
+        shown = ", ".join(tags[:5]) + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")
+        fix = " (reproducible builds share one creation time: order by a build number instead)" \
+            if track.order == "newest" else ""
+        super().__init__(f"the track's order ({track.order}) ranks {shown} equal, on different digests; "
+                         f"nothing is promoted until one ranks first{fix}")
 
 
 def _order_key(order: str, version: str, image: Image | None) -> object | None:
@@ -92,7 +107,11 @@ def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: dateti
         return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}",
                        reason=f"stage {source.name} could not be read: {observed or 'not observed'}",
                        block=Block.UNREADABLE, cause=Cause.REGISTRY_UNREADABLE)]
-    candidate = select_candidate(source.track, observed)
+    try:
+        candidate = select_candidate(source.track, observed)
+    except AmbiguousCandidate as e:
+        return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}", reason=str(e),
+                       block=Block.CONFLICT, cause=Cause.AMBIGUOUS_CANDIDATE)]
     if candidate is None:
         return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}",
                        reason=f"no tag matches the track '{source.track.tags.pattern}'", block=Block.WAITING,

@@ -122,3 +122,13 @@ def test_image_ref() -> None:
     assert image_ref("h:5000", "a/b", digest(1)) == f"h:5000/a/b@{digest(1)}"
     assert image_ref("h", "a", digest(1), "1.2") == f"h/a:1.2@{digest(1)}"
     assert image_ref("", "a", digest(1)) == f"a@{digest(1)}"
+
+
+def test_a_tracked_stage_whose_order_ties_deploys_nothing() -> None:
+    """A one-stage pipeline deployed straight from its track: two builds the order ranks equal
+    (build-010 and build-10 are one number) on different digests are not guessed between."""
+    action = plan_deploy(CLUSTER, BUILD, DeployInputs(HOST, repo({"build-010": 3, "build-10": 4}), runs(1)))
+    assert (action.kind, action.block, action.cause) == ("blocked", "conflict", "ambiguous-candidate")
+    assert action.digest_after == digest(1)  # what runs stays
+    assert "ranks build-010, build-10 equal" in action.reason and action.reason.endswith("nothing is deployed")
+    assert version_tag(BUILD, repo({"build-010": 3, "build-10": 4}), digest(4)) == "build-10"  # naming still works

@@ -9,7 +9,13 @@ import pytest
 
 from reconcile.observe.state import OCI_INDEX, OCI_MANIFEST, DeployHealth, Descriptor, Image, RepositoryState
 from reconcile.plan.actions import Block, Cause
-from reconcile.plan.promotion import PromotionInputs, frozen_until, plan_promotion, select_candidate
+from reconcile.plan.promotion import (
+    AmbiguousCandidate,
+    PromotionInputs,
+    frozen_until,
+    plan_promotion,
+    select_candidate,
+)
 from reconcile.policy.model import Approval, DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday
@@ -77,6 +83,38 @@ def test_a_track_of_one_literal_tag_follows_it(pattern: str, order: str, tags: d
                                                 expected: tuple[str, int] | None) -> None:
     found = select_candidate(track(pattern, order), repo(tags))
     assert (found and (found.tag, found.digest)) == (expected and (expected[0], digest(expected[1])))
+
+
+@pytest.mark.parametrize(("tracked", "tags", "created", "tied"), [
+    # reproducible builds: one creation time for every build, so "newest" cannot choose
+    (track(r"^main-", "newest"), {"main-3f9c2ab": 1, "main-0a1b2c3": 2}, {1: 3, 2: 3}, "main-0a1b2c3, main-3f9c2ab"),
+    (track(r"^build-(\d+)$", "numeric"), {"build-010": 1, "build-10": 2, "build-9": 3}, {}, "build-010, build-10"),
+    (track(r"^rel-(.+)$", "numeric"), {"rel-1.5": 1, "rel-1.50": 2}, {}, "rel-1.5, rel-1.50"),  # one number
+])
+def test_a_tie_at_the_top_on_different_digests_is_refused_not_guessed(tracked: Track, tags: dict[str, int],
+                                                                      created: dict[int, int], tied: str) -> None:
+    with pytest.raises(AmbiguousCandidate, match=f"ranks {tied} equal, on different digests"):
+        select_candidate(tracked, repo(tags, created=created))
+
+
+@pytest.mark.parametrize(("tracked", "tags", "created", "winner"), [
+    (track(r"^main-", "newest"), {"main-a": 1, "main-b": 1}, {1: 3}, "main-b"),  # one digest: no doubt
+    (track(r"^main-", "newest"), {"main-a": 1, "main-b": 2, "main-c": 3}, {1: 3, 2: 3, 3: 1}, "main-c"),  # tie below
+    (track(), {"v1.2.3": 1, "1.2.3": 1}, {}, "v1.2.3"),  # the same version on the same digest
+])
+def test_ties_that_change_nothing_are_not_ambiguous(tracked: Track, tags: dict[str, int], created: dict[int, int],
+                                                    winner: str) -> None:
+    found = select_candidate(tracked, repo(tags, created=created))
+    assert found is not None and found.tag == winner
+
+
+def test_an_ambiguous_track_blocks_the_pipeline_and_says_how_to_fix_it() -> None:
+    source = Stage("build", "ci", "team/web", track=track(r"^main-", "newest"))
+    policy = PromotionPolicy("web", (source, Stage("prod", "prod", "web", source="build", tags=("prod",))))
+    (blocked,) = plan_promotion(policy, PromotionInputs({
+        "build": repo({"main-1": 1, "main-2": 2}, created={1: 2, 2: 2}), "prod": repo({})}), NOW)
+    assert (blocked.kind, blocked.block, blocked.cause) == ("blocked", Block.CONFLICT, Cause.AMBIGUOUS_CANDIDATE)
+    assert "order by a build number instead" in blocked.reason
 
 
 def test_no_candidate() -> None:
