@@ -193,6 +193,23 @@ def test_the_fingerprint_hashes_the_same_bytes_a_repository_at_a_time() -> None:
             assert fingerprint(observation, deployed) == _fingerprint_as_before(observation, deployed)
 
 
+def test_plans_are_ordered_as_before_without_a_key_per_action(generated: tuple[Path, Path]) -> None:
+    root, audit_db = generated
+    real = Reconciler(str(root), audit_db=str(audit_db)).plan()
+    shuffled = list(reversed(real.actions))
+    made = [
+        shuffled,
+        [Action("RetentionPolicy/b", "keep", "ci/x:1"), Action("RetentionPolicy/a", "prune", f"ci/x@{D1}", D1),
+         Action("RetentionPolicy/a", "keep", "ci/x:1", reason="first"), Action("RetentionPolicy/a", "untag", "ci/x:2"),
+         Action("RetentionPolicy/a", "keep", "ci/x:1", reason="second"), Action("PromotionPolicy/p", "blocked", "p"),
+         Action("RetentionPolicy/a", "keep", "ci/x:0")],
+    ]
+    for actions in made:
+        before = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, (a.target,)))  # no depends_on
+        assert make_plan("p", None, "t", actions).actions == tuple(before)
+    assert make_plan("p", None, "t", shuffled).actions == real.actions
+
+
 # --- memory per tag -------------------------------------------------------------------------------
 
 MEASURE = """

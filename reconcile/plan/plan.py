@@ -48,6 +48,10 @@ def count_kinds(actions: tuple[Action, ...] | list[Action]) -> dict[str, int]:
     return {kind.value: counted[kind] for kind in order if counted[kind]}
 
 
+def _target(action: Action) -> str:
+    return action.target
+
+
 def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Action],
               errors: list[str] | None = None, fingerprint: str = "", warnings: list[str] | None = None) -> Plan:
     """Actions in their canonical order: by policy, then mutating before explanatory, then target;
@@ -60,6 +64,12 @@ def make_plan(repo: str, commit: str | None, observed_at: str, actions: list[Act
             chain.append(parent)
         return tuple(reversed(chain))
 
-    ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, lineage(a.target)))
+    if parents:
+        ordered = sorted(actions, key=lambda a: (a.policy, not a.mutates, a.kind, lineage(a.target)))
+    else:  # every lineage is (target,): the same order, in two stable sorts that make no key per action
+        groups = sorted({(a.policy, not a.mutates, a.kind) for a in actions})
+        rank = {group: n for n, group in enumerate(groups)}
+        ordered = sorted(actions, key=_target)
+        ordered.sort(key=lambda a: rank[a.policy, not a.mutates, a.kind])
     return Plan(repo, commit, observed_at, tuple(ordered), tuple(sorted(errors or ())), fingerprint,
                 tuple(sorted(set(warnings or ()))))
