@@ -103,9 +103,17 @@ def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
     by_digest = dict(_map(pool, lambda d: (d, _listed(client, repository, d, digests)),
                           sorted(set(digests.values()))))
     found = {tag: by_digest[digest] for tag, digest in digests.items()}
-    found.update((tag, descriptor) for tag, descriptor in resolved if descriptor is not None)
+    shared: dict[tuple[str, str, int], Descriptor] = {}  # tags on one digest share one (equal) descriptor
+    found.update((tag, _shared(descriptor, shared)) for tag, descriptor in resolved if descriptor is not None)
     client.remember(repository, found)
     return found
+
+
+def _shared(descriptor: Descriptor, shared: dict[tuple[str, str, int], Descriptor]) -> Descriptor:
+    """An equal descriptor seen before for another tag, else this one (immutable: sharing is safe)."""
+    if descriptor.platform is not None or descriptor.artifact_type is not None or descriptor.annotations:
+        return descriptor  # (what a tag resolves to has none of these; kept apart if it ever does)
+    return shared.setdefault((descriptor.media_type, descriptor.digest, descriptor.size), descriptor)
 
 
 def _listed(client: RegistryClient, repository: str, digest: str, digests: Mapping[str, str]) -> Descriptor:
