@@ -387,7 +387,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
     parts = {tag: part for tag in tags if (part := _selected(tag, rule)) is not None}
     selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
-        return [(tag, _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}")) for tag in selected]
+        every = _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}")  # one reason, shared by every tag it keeps
+        return [(tag, every) for tag in selected]
     by_last: dict[str, str] = {}  # tag -> the order that placed it among the newest
     unranked: dict[str, tuple[str, str]] = {}  # tag -> (order, why it cannot rank it)
     orders = _orders(rule, parts) if rule.last is not None else []
@@ -412,6 +413,7 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
             elif now - created < rule.newer_than:
                 young[tag] = f"created {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
     kept = []
+    shared: dict[str, _Why] = {}  # one object per distinct reason: most kept tags share theirs with many
     for tag in selected:
         if tag in unranked:
             order, why = unranked[tag]
@@ -434,7 +436,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                 reasons.append(f"among the {rule.last} newest{kind} by {_order_name(by_last[tag])}")
             if is_young:
                 reasons.append(young[tag])
-            kept.append((tag, _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}, " + " and ".join(reasons))))
+            text = f"{label}: {_selector(rule)}, " + " and ".join(reasons)
+            kept.append((tag, shared.setdefault(text, _Why(Cause.KEPT_BY_RULE, text))))
     return kept
 
 
