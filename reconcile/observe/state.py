@@ -75,6 +75,9 @@ class Image:
     def __post_init__(self) -> None:
         _share(self, "digest", self.digest)
         _share(self, "media_type", self.media_type)
+        if self.labels and type(self.labels) is MappingProxyType:  # the label names repeat on every image
+            object.__setattr__(self, "labels", MappingProxyType(
+                {sys.intern(k) if type(k) is str else k: v for k, v in self.labels.items()}))
 
     @property
     def revision(self) -> str | None:
