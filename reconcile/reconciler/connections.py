@@ -226,6 +226,9 @@ class RefusedRegistry:
 
         return refuse
 
+    def requests_made(self) -> dict[str, int]:
+        return {}  # nothing is ever sent
+
     def close(self) -> None:
         pass
 
