@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -140,10 +140,19 @@ def apply_plan(plan: Plan, clients: Mapping[str, RegistryClient], run: Run,
 
     registry_lanes, deploy_lane = lanes(changes, sources)
     width = min(len(registry_lanes), max((c.concurrency for c in clients.values()), default=1)) or 1
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="apply") as pool:
-        running = [pool.submit(lane, indexes) for indexes in registry_lanes]
-    for future in running:
-        future.result()  # the first unexpected error, once every lane has stopped
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="apply")
+    running: list[Future[None]] = []
+    try:
+        for indexes in registry_lanes:
+            running.append(pool.submit(lane, indexes))
+        for future in running:
+            future.result()  # an unexpected error in a lane, or an interrupt here...
+    except BaseException:
+        stop.set()  # ...stops every lane before its next change,
+        wait(running)  # once each has finished (and recorded) the change it is in
+        raise
+    finally:
+        pool.shutdown(wait=True)
     lane(deploy_lane)
     result = ApplyResult()
     for index, action in enumerate(changes):

@@ -378,7 +378,8 @@ class AuditStore:
             raise AuditError(f"cannot open the audit trail {path}: {e}") from None
 
     def close(self) -> None:
-        self.conn.close()
+        with self._writing:  # never under an append of another thread (an interrupted apply's lane)
+            self.conn.close()
 
     def __enter__(self) -> AuditStore:
         return self

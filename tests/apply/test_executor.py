@@ -130,3 +130,42 @@ def test_independent_deletes_run_side_by_side_each_with_its_own_intent_and_outco
     assert len(intents) == len(outcomes) == 4
     assert all(intents[r["intent_id"]] == r["target"] and r["status"] == "succeeded" for r in outcomes)
     assert all(client.tags(repository) == [] for repository in repositories)
+
+
+def test_an_interrupt_stops_every_lane_before_its_next_change(tmp_path: Path) -> None:
+    """Ctrl-C (or any error) while the lanes run: no lane starts another change, and a change
+    already started still gets its outcome recorded."""
+    import os
+    import signal
+    import threading
+    import time
+
+    client = open_registry(registry_policy("local", f"oci-layout:{tmp_path / 'local'}"), SecretResolver())
+    images = open_registry(registry_policy("src", f"oci-layout:{tmp_path}"), SecretResolver())
+    source = Layout(tmp_path / "images")
+    actions = []
+    for repository in ("team/a", "team/b"):
+        for n in range(5):
+            image = source.image()
+            source.tag(image, f"t{n}")
+            copy_image(images, "images", image.digest, client, repository, [f"t{n}"])
+            actions.append(Action("RetentionPolicy/r", "prune", f"local/{repository}@{image.digest}", image.digest,
+                                  None, "old", (f"t{n}",)))
+    calls = []
+
+    def guard() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C, raised in the thread waiting for the lanes
+            time.sleep(0.3)
+
+    with AuditStore.open(tmp_path / "a.db") as store:
+        run = store.start_run("apply")
+        with pytest.raises(KeyboardInterrupt):
+            apply_plan(make_plan("p", None, "t", actions), {"local": client}, run, guard=guard)
+        for thread in threading.enumerate():
+            if thread.name.startswith("apply"):
+                thread.join(10)
+        statuses = [r[0] for r in store.conn.execute("SELECT status FROM actions")]
+    assert 1 <= len(calls) <= 2  # at most the change each lane was in, then nothing
+    assert statuses.count("intent") == statuses.count("succeeded") <= len(calls)
