@@ -179,8 +179,7 @@ class DistributionClient:
     def requests_made(self) -> dict[str, int]:
         """Requests sent so far, by method and what they asked for (``GET manifest``, ``HEAD
         manifest``, ``GET blob``, …): pull limits such as Docker Hub's count manifest GETs only."""
-        with self._transport._counting:
-            return {f"{method} {kind}": n for (method, kind), n in sorted(self._transport.requests.items())}
+        return self._transport.requests_made()
 
     def begin_phase(self) -> None:
         """A new run phase (observe, apply) begins: ``limits.phaseDeadline`` counts from now."""

@@ -378,7 +378,7 @@ class Transport:
         self.begin_phase()
         self.authorizer: Authorizer | None = None
         self.concurrency = AdaptiveLimit(registry.concurrency)
-        self.requests: Counter[tuple[str, str]] = Counter()  # (method, what: manifest, blob, tags...) sent
+        self._requests: Counter[tuple[str, str]] = Counter()  # (method, what: manifest, blob, tags...) sent
         self._counting = threading.Lock()
         limit = registry.rate_limit
         self._bucket = TokenBucket(limit.requests_per_second, limit.burst) if limit else None
@@ -403,6 +403,11 @@ class Transport:
 
     def close(self) -> None:
         self._session.close()
+
+    def requests_made(self) -> dict[str, int]:
+        """Requests sent so far by method and what they asked for: ``{"GET manifest": n, ...}``."""
+        with self._counting:
+            return {f"{method} {kind}": n for (method, kind), n in sorted(self._requests.items())}
 
     def _proxies(self, url: str) -> dict[str, str]:
         """The environment's proxies for ``url``'s scheme and host, read once per host (reading them
@@ -623,7 +628,7 @@ class Transport:
                                           proxies=self._proxies(str(prepared.url)))
         self.concurrency.answered(response.status_code, retry_after(response.headers.get("Retry-After")))
         with self._counting:
-            self.requests[(method.upper(), _kind_of(prepared.path_url))] += 1
+            self._requests[(method.upper(), _kind_of(prepared.path_url))] += 1
         _set_deadline(response, deadline)
         return response
 
