@@ -41,12 +41,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.policies import KEEP, retention_repo
 from reconcile.adapters.registry.content import Manifest, fallback_referrers, glob_pattern
 from reconcile.adapters.registry.content import image as parse_image
 from reconcile.observe.state import OCI_MANIFEST, Descriptor, Image
 from reconcile.policy.model import Deletion, Registry
 
-KEEP = 10
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -180,24 +180,8 @@ class GeneratedRegistry:
 # --- one measured process ---------------------------------------------------------------------------
 
 def repo_of_record(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "policies.yaml").write_text(f"""\
-apiVersion: reconcile/v1
-kind: Registry
-metadata: {{name: bench}}
-spec: {{url: "https://registry.bench.invalid"}}
----
-apiVersion: reconcile/v1
-kind: RetentionPolicy
-metadata: {{name: builds}}
-spec:
-  registry: bench
-  repositories: ["bench/svc-*"]
-  keep:
-    - {{tags: '^build-(\\d+)$', last: {KEEP}, order: numeric}}
-  maxDeletions: 100000000
-""")
-    return directory
+    """The repo-of-record of every size (``bench/policies.py``, shared with ``plan_bench.py``)."""
+    return retention_repo(directory, "https://registry.bench.invalid", max_deletions=100_000_000)
 
 
 def install(repositories: int, images: int) -> None:
