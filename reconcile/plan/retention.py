@@ -56,25 +56,59 @@ class RetentionInputs:
 
 
 def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: datetime) -> list[Action]:
-    """The actions for one policy: prunes and untags, and a ``keep`` for every tag that stays."""
-    subject = f"RetentionPolicy/{policy.name}"
-    blocked = _unreadable_sources(policy, inputs)
+    """The actions for one policy: prunes and untags, and a ``keep`` for every tag that stays.
+
+    The composition of the per-repository steps a streamed plan takes one repository at a time
+    (:mod:`reconcile.plan.stream`): :func:`unreadable`, then :func:`protection` once, then
+    :func:`plan_repository` for each repository by name, then :func:`within_max_deletions`."""
+    blocked = unreadable(policy, inputs)
     if blocked:
-        return [Action(subject, BLOCKED, f"{policy.registry}", reason=f"{why}; nothing is pruned",
-                       block=Block.UNREADABLE, cause=cause) for cause, why in blocked]
-    protected = _protected_digests(policy, inputs)
+        return blocked
+    protected = protection(policy, inputs)
     actions: list[Action] = []
     for repository in sorted(inputs.repositories, key=lambda r: r.repository):
-        planned = _plan_repository(policy, subject, repository, inputs, protected, now)
-        changes = [a for a in planned if a.mutates]
-        if changes and not repository.can_delete:
-            where = f"{repository.registry}/{repository.repository}"
-            planned = [Action(subject, BLOCKED, where, reason=(
-                f"Registry {policy.registry} declares deletion: none, so the {len(changes)} deletions this policy "
-                "asks for cannot be made; nothing is pruned (enable deletion on the registry and set "
-                "spec.deletion, or drop the policy)"), block=Block.CANNOT_DELETE, cause=Cause.DELETION_DISABLED)] + [
-                    a for a in planned if not a.mutates]
-        actions += planned
+        actions += plan_repository(policy, inputs, protected, repository, now)
+    return within_max_deletions(policy, actions)
+
+
+def unreadable(policy: RetentionPolicy, inputs: RetentionInputs) -> list[Action]:
+    """A ``blocked`` action for each protecting source that could not be read (then nothing is
+    pruned, whatever the repositories hold), else none. ``inputs.repositories`` is not looked at."""
+    subject = f"RetentionPolicy/{policy.name}"
+    return [Action(subject, BLOCKED, f"{policy.registry}", reason=f"{why}; nothing is pruned",
+                   block=Block.UNREADABLE, cause=cause) for cause, why in _unreadable_sources(policy, inputs)]
+
+
+def protection(policy: RetentionPolicy, inputs: RetentionInputs) -> _Protected:
+    """What the policy's protections keep in any repository (clusters' images, deploy history,
+    deploy targets): computed once per policy, from readable sources only (see :func:`unreadable`).
+    ``inputs.repositories`` is not looked at."""
+    return _protected_digests(policy, inputs)
+
+
+def plan_repository(policy: RetentionPolicy, inputs: RetentionInputs, protected: _Protected,
+                    repository: RepositoryState, now: datetime) -> list[Action]:
+    """One repository's actions, the repository's part of :func:`plan_retention` (before the
+    policy's ``maxDeletions``, which counts every repository's): a function of the repository and
+    of what is protected, nothing else (``inputs.git_commits`` for gitRefs rules; not
+    ``inputs.repositories``)."""
+    subject = f"RetentionPolicy/{policy.name}"
+    planned = _plan_repository(policy, subject, repository, inputs, protected, now)
+    changes = [a for a in planned if a.mutates]
+    if changes and not repository.can_delete:
+        where = f"{repository.registry}/{repository.repository}"
+        planned = [Action(subject, BLOCKED, where, reason=(
+            f"Registry {policy.registry} declares deletion: none, so the {len(changes)} deletions this policy "
+            "asks for cannot be made; nothing is pruned (enable deletion on the registry and set "
+            "spec.deletion, or drop the policy)"), block=Block.CANNOT_DELETE, cause=Cause.DELETION_DISABLED)] + [
+                a for a in planned if not a.mutates]
+    return planned
+
+
+def within_max_deletions(policy: RetentionPolicy, actions: list[Action]) -> list[Action]:
+    """Every repository's actions (by repository name), unless together they delete more tags than
+    ``maxDeletions``: then one ``blocked`` action and only the actions that change nothing."""
+    subject = f"RetentionPolicy/{policy.name}"
     deletions = sum(len(a.tags) or 1 for a in actions if a.kind is PRUNE) + sum(
         1 for a in actions if a.kind is UNTAG)
     if deletions > policy.max_deletions:
@@ -87,22 +121,30 @@ def plan_retention(policy: RetentionPolicy, inputs: RetentionInputs, now: dateti
 
 def rank_warnings(policy: RetentionPolicy, repositories: Sequence[RepositoryState]) -> list[str]:
     """Keep rules whose order could rank none of the tags they select in a repository: all of those
-    are kept (fail closed), which is rarely what the rule's author meant."""
+    are kept (fail closed), which is rarely what the rule's author meant. By rule, then by
+    repository in the order given (:func:`repository_rank_warnings` of each)."""
+    found = [(index, n, warning) for n, repo in enumerate(repositories)
+             for index, warning in repository_rank_warnings(policy, repo)]
+    return [warning for _, _, warning in sorted(found, key=lambda item: (item[0], item[1]))]
+
+
+def repository_rank_warnings(policy: RetentionPolicy, repo: RepositoryState) -> list[tuple[int, str]]:
+    """:func:`rank_warnings` for one repository, each with the index of its keep rule."""
     warnings = []
     for index, rule in enumerate(policy.keep):
         if rule.last is None or rule.git_refs is not None:
             continue
-        for repo in repositories:
-            parts = {tag: part for tag in repo.tags if (part := _selected(tag, rule)) is not None}
-            order = rule.order or ("semver" if rule.semver is not None else "newest")
-            if not parts or order in ("alphabetical", "newest"):
-                continue  # an inferred order ranks each kind; missing creation times are reported per tag
-            if all(rank_key(order, part, None) is None for part in parts.values()):
-                example = min(parts)
-                why = why_unranked(order, parts[example], rule.tags.pattern if rule.tags is not None else None,
-                                   rule.tags is None or not rule.tags.groups)
-                warnings.append(f"RetentionPolicy/{policy.name} keep[{index}]: order {order} can rank none of the "
-                                f"{len(parts)} tags it selects in {repo.repository}, so all are kept: {why}")
+        parts = {tag: part for tag in repo.tags if (part := _selected(tag, rule)) is not None}
+        order = rule.order or ("semver" if rule.semver is not None else "newest")
+        if not parts or order in ("alphabetical", "newest"):
+            continue  # an inferred order ranks each kind; missing creation times are reported per tag
+        if all(rank_key(order, part, None) is None for part in parts.values()):
+            example = min(parts)
+            why = why_unranked(order, parts[example], rule.tags.pattern if rule.tags is not None else None,
+                               rule.tags is None or not rule.tags.groups)
+            warnings.append((index, f"RetentionPolicy/{policy.name} keep[{index}]: order {order} can rank none "
+                                    f"of the {len(parts)} tags it selects in {repo.repository}, so all are kept: "
+                                    f"{why}"))
     return warnings
 
 
