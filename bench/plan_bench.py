@@ -174,22 +174,23 @@ def seed(directory: Path, registry: RunningRegistry, repositories: int, tags: in
             entries.append((f"build-{n}", f"sha-{r:02x}{n:06x}", built))
         plan[name] = entries
 
-    def one(name: str) -> dict[str, str]:
+    def mount(name: str) -> None:
         mounted = requests.post(f"{registry.url}/v2/{name}/blobs/uploads/", timeout=30,
                                 params={"mount": base["digest"], "from": "bench/seed"})
         if mounted.status_code != 201:
             raise RuntimeError(f"mounting the layer into {name}: HTTP {mounted.status_code}")
-        found = {}
-        with requests.Session():
-            for build, sha, built in plan[name]:
-                upload_blob(registry.url, name, layout, json.loads(built.data)["config"])
-                put_tag(registry.url, name, build, built)
-                put_tag(registry.url, name, sha, built)
-                found[build] = found[sha] = built.digest
-        return found
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        seeded = dict(zip(plan, pool.map(one, plan), strict=True))
+    def one(item: tuple[str, str, str, Any]) -> None:
+        name, build, sha, built = item
+        upload_blob(registry.url, name, layout, json.loads(built.data)["config"])
+        put_tag(registry.url, name, build, built)
+        put_tag(registry.url, name, sha, built)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # images side by side, one repository or many
+        list(pool.map(mount, plan))
+        list(pool.map(one, [(name, *entry) for name, entries in plan.items() for entry in entries]))
+    seeded = {name: {tag: built.digest for build, sha, built in entries for tag in (build, sha)}
+              for name, entries in plan.items()}
     configs = {name: [json.loads(built.data)["config"]["digest"] for _, _, built in entries]
                for name, entries in plan.items()}
     return Seeded(seeded, configs, time.perf_counter() - started)
@@ -246,6 +247,7 @@ class Run:
     requests: Counter[str]
     output: str
     usage: Usage
+    logged: list[tuple[str, str, int, int]]  # (method, path, status, bytes) as the registry logged them
 
     @property
     def total(self) -> int:
@@ -265,8 +267,9 @@ def measured(command: list[str], registry: RunningRegistry, env: dict[str, str])
     result = json.loads(wrapper.stdout)
     if result["returncode"] not in (0, 2):
         raise SystemExit(f"{command[0]} failed ({result['returncode']}): {result['stderr']}")
-    methods = Counter(method for method, _, _, _ in registry.requests_since(mark))
-    return Run(result["wall"], result["cpu"], result["maxrss_kib"] / 1024, methods, result["stdout"], usage)
+    logged = registry.requests_since(mark)
+    methods = Counter(method for method, _, _, _ in logged)
+    return Run(result["wall"], result["cpu"], result["maxrss_kib"] / 1024, methods, result["stdout"], usage, logged)
 
 
 def repo_of_record(directory: Path, url: str, concurrency: int | None) -> Path:
