@@ -89,6 +89,7 @@ class _Watchdog:
         self._condition = threading.Condition()
         self._watched: dict[Any, Deadline] = {}
         self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")  # when the watchdog's current wait ends
 
     def watch(self, connection: Any, deadline: Deadline | None) -> None:
         with self._condition:
@@ -99,7 +100,11 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="registry-deadlines", daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            # Woken only for a deadline sooner than its wait: a wake-up per request cost a thread
+            # switch (and the GIL) per request.
+            if deadline.at < self._wakes_at:
+                self._wakes_at = deadline.at
+                self._condition.notify()
 
     def _run(self) -> None:
         while True:
@@ -113,7 +118,8 @@ class _Watchdog:
                     del self._watched[connection]
                 if not expired:
                     soonest = min((d.at for d in self._watched.values()), default=None)
-                    self._condition.wait(None if soonest is None else max(soonest - now, 0.001))
+                    self._wakes_at = float("inf") if soonest is None else max(soonest, now + 0.001)
+                    self._condition.wait(None if soonest is None else self._wakes_at - now)
                     continue
             for connection in expired:
                 sock = getattr(connection, "sock", None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from reconcile.adapters.registry import DigestMismatch
 from reconcile.adapters.registry.auth import parse_challenge
 from reconcile.adapters.registry.cache import ContentCache
 from reconcile.adapters.registry.content import digest_of, glob_pattern, verified_chunks
-from reconcile.adapters.registry.transport import TokenBucket
+from reconcile.adapters.registry.transport import Deadline, TokenBucket, _Watchdog
 from reconcile.policy.source import default_cache_dir
 
 
@@ -124,3 +126,35 @@ def test_a_cache_that_cannot_be_written_only_costs_requests(tmp_path: Path) -> N
     cache.put_tags("https://a.example", "team/web", {"v1": digest_of(data)})
     assert cache.get(digest_of(data)) is None and not cache.has(digest_of(data))
     assert cache.tags("https://a.example", "team/web") == {}
+
+
+class _CountingCondition(threading.Condition):
+    notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        type(self).notified += 1
+        super().notify(n)
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.sock, self.peer = socket.socketpair()
+
+
+def test_the_deadline_watchdog_is_woken_only_for_a_sooner_deadline() -> None:
+    watchdog = _Watchdog()
+    watchdog._condition = _CountingCondition()
+    connections = [_Connection() for _ in range(50)]
+    for n, connection in enumerate(connections):  # every new request's deadline is later than the last
+        watchdog.watch(connection, Deadline(60 + n, "requestDeadline"))
+    assert _CountingCondition.notified == 1  # the first; before, one wake-up (a thread switch) per request
+    soon = _Connection()
+    watchdog.watch(soon, Deadline(0.2, "requestDeadline"))
+    assert _CountingCondition.notified == 2
+    soon.sock.settimeout(5)
+    started = time.monotonic()
+    assert soon.sock.recv(1) == b""  # cut at its deadline although the watchdog was waiting for a minute
+    assert time.monotonic() - started < 4
+    connections[0].sock.setblocking(False)
+    with pytest.raises(BlockingIOError):  # the others are still open
+        connections[0].sock.recv(1)
