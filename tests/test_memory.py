@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ from reconcile.observe.state import (
     Descriptor,
     ImageReference,
     Observation,
+    PlannedRepository,
     RepositoryState,
     RetentionObservation,
     Usage,
 )
-from reconcile.plan import Plan, fingerprint
+from reconcile.plan import Plan, fingerprint, tags_hash
 from reconcile.plan.actions import Action, Block, Cause
 from reconcile.plan.plan import make_plan
 from reconcile.policy import secrets
@@ -145,8 +147,13 @@ def test_the_generated_registry_answers_like_a_registry() -> None:
     assert client.resolve("bench/svc-001", "build-12") is None and client.tags("bench/svc-002") == []
 
 
-def _fingerprint_as_before(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
-    """``reconcile.plan.fingerprint`` as it was, with the whole world's JSON in memory: the reference."""
+def _tags(state: RepositoryState) -> str:
+    return hashlib.sha256(json.dumps(sorted((tag, d.digest) for tag, d in state.tags.items())).encode()).hexdigest()
+
+
+def _fingerprint_reference(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
+    """``reconcile.plan.fingerprint`` with the whole world's JSON in memory (each repository's tags
+    the SHA-256 of their JSON, as a streamed observation keeps them): the reference."""
     retention: dict[str, object] = {}
     world: dict[str, object] = {
         "clusters": {name: state if isinstance(state, str) else sorted(str(ref) for ref in state.images)
@@ -154,9 +161,9 @@ def _fingerprint_as_before(observation: Observation, deployed: Mapping[str, Sequ
         "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
         "retention": retention,
     }
-    world["promotion"] = {name: {stage: state if isinstance(state, str) else sorted(
-        (tag, d.digest) for tag, d in state.tags.items()) for stage, state in sorted(stages.items())}
-        for name, stages in sorted(observation.promotion.items())}
+    world["promotion"] = {name: {stage: state if isinstance(state, str) else _tags(state)
+                                 for stage, state in sorted(stages.items())}
+                          for name, stages in sorted(observation.promotion.items())}
     for part in ("health", "written"):
         states = getattr(observation, part)
         if states:
@@ -164,7 +171,7 @@ def _fingerprint_as_before(observation: Observation, deployed: Mapping[str, Sequ
                            for name, state in sorted(states.items())}
     for name, seen in sorted(observation.retention.items()):
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
-            f"{r.registry}/{r.repository}": sorted((tag, d.digest) for tag, d in r.tags.items())
+            f"{r.registry}/{r.repository}": r.tags_hash if isinstance(r, PlannedRepository) else _tags(r)
             for r in seen.repositories}
         commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
         retention[name] = {"repositories": repositories, "commits": commits}
@@ -172,6 +179,9 @@ def _fingerprint_as_before(observation: Observation, deployed: Mapping[str, Sequ
 
 
 def test_the_fingerprint_hashes_the_same_bytes_a_repository_at_a_time() -> None:
+    """The world's JSON, each repository's tags hashed on their own (what a streamed observation
+    keeps of a repository once planned): hashed a member at a time, the same bytes; a repository
+    planned as it was observed counts as its state would."""
     def repo(name: str, tags: dict[str, str], registry: str = "ci") -> RepositoryState:
         return RepositoryState(registry, name, {t: Descriptor(OCI_MANIFEST, d, 1) for t, d in tags.items()}, {})
 
@@ -190,7 +200,11 @@ def test_the_fingerprint_hashes_the_same_bytes_a_repository_at_a_time() -> None:
     ]
     for observation in observations:
         for deployed in (None, {}, {"web": [D1, D2]}):
-            assert fingerprint(observation, deployed) == _fingerprint_as_before(observation, deployed)
+            assert fingerprint(observation, deployed) == _fingerprint_reference(observation, deployed)
+            streamed = {name: seen if isinstance(seen.repositories, str) else RetentionObservation(tuple(
+                PlannedRepository(r.registry, r.repository, tags_hash(r)) for r in seen.repositories
+                if isinstance(r, RepositoryState)), seen.git_commits) for name, seen in observation.retention.items()}
+            assert fingerprint(replace(observation, retention=streamed), deployed) == fingerprint(observation, deployed)
 
 
 def test_plans_are_ordered_as_before_without_a_key_per_action(generated: tuple[Path, Path]) -> None:

@@ -139,16 +139,29 @@ def observe_repositories(client: RegistryClient, repositories: Sequence[str], *,
     (else one as wide as the client's concurrency): whichever repository has work fills a free
     slot, so no slot idles while another repository still waits. The first failure is raised,
     once the others have stopped."""
+    return stream_repositories(client, repositories, _state, pool=pool)
+
+
+def _state(state: RepositoryState) -> RepositoryState:
+    return state
+
+
+def stream_repositories(client: RegistryClient, repositories: Sequence[str], each: Callable[[RepositoryState], _R],
+                        *, pool: Executor | None = None) -> tuple[_R, ...]:
+    """:func:`observe_repositories`, each repository's state handed to ``each`` as soon as it is
+    observed (in the thread that walked it, in no particular order), and what ``each`` returns kept
+    in its place: the results in the order of ``repositories``. The first failure (in that order)
+    is raised, once the others have stopped, as :func:`observe_repositories` does."""
     if pool is None:
         with ThreadPoolExecutor(max_workers=client.concurrency, thread_name_prefix="registry") as own:
-            return observe_repositories(client, repositories, pool=own)
+            return stream_repositories(client, repositories, each, pool=own)
     if len(repositories) <= 1:
-        return tuple(observe_repository(client, name, pool=pool) for name in repositories)
+        return tuple(each(observe_repository(client, name, pool=pool)) for name in repositories)
     # Each repository's walk runs in its own (waiting, not requesting) thread and queues its requests
     # on the shared pool; enough walks at once to keep the queue full, not one thread per repository.
     walks = min(len(repositories), COORDINATORS)
     with ThreadPoolExecutor(max_workers=walks, thread_name_prefix="observe-repository") as coordinators:
-        return tuple(coordinators.map(lambda name: observe_repository(client, name, pool=pool), repositories))
+        return tuple(coordinators.map(lambda name: each(observe_repository(client, name, pool=pool)), repositories))
 
 
 def _image(client: RegistryClient, repository: str, digest: str) -> Image | None:

@@ -9,7 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from reconcile.plan.actions import Action
 
 # Media types (OCI image spec v1.1, Docker image manifest v2 schema 2).
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -168,10 +171,25 @@ class DeployHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class RetentionObservation:
-    """What one RetentionPolicy's decision needs, each part either observed or why not."""
+class PlannedRepository:
+    """A RetentionPolicy's repository planned as soon as it was observed, its state then dropped
+    (``reconcile.plan.stream``): what is left of it is its name, the hash of its tags (its part of
+    the plan's fingerprint) and the planner's actions and warnings for it (none when the policy is
+    not planned, or its protecting sources could not be read)."""
 
-    repositories: tuple[RepositoryState, ...] | str
+    registry: str  # Registry policy name
+    repository: str
+    tags_hash: str  # reconcile.plan.tags_hash of the RepositoryState
+    actions: tuple[Action, ...] = ()
+    warnings: tuple[tuple[int, str], ...] = ()  # (keep rule index, warning)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionObservation:
+    """What one RetentionPolicy's decision needs, each part either observed or why not. The
+    repositories are their states, or (a streamed observation) each one already planned."""
+
+    repositories: tuple[RepositoryState, ...] | tuple[PlannedRepository, ...] | str
     git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
 
 

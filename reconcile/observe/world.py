@@ -4,20 +4,23 @@ reason rather than an exception: the planner then blocks exactly what depended o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from reconcile.adapters.cluster import ClusterError
 from reconcile.adapters.git.refs import live_commits
 from reconcile.adapters.registry import RegistryClient, RegistryError, open_registry
-from reconcile.observe.repositories import observe_repositories, observe_repository
+from reconcile.observe.repositories import observe_repositories, observe_repository, stream_repositories
 from reconcile.observe.state import (
     ClusterState,
     DeployHealth,
     ImageReference,
     Observation,
+    PlannedRepository,
     RepositoryState,
     RetentionObservation,
     Usage,
@@ -33,12 +36,26 @@ _CLIENTS_LOCK = threading.Lock()
 ClusterReader = Callable[[Cluster], ClusterState]
 HealthReader = Callable[[DeployPolicy], DeployHealth]
 WrittenReader = Callable[[DeployPolicy], DeployHealth]
+Commits = Mapping[int, frozenset[str] | str]
+
+
+class RetentionSink(Protocol):
+    """Who a streamed observation hands each RetentionPolicy's repositories to as they are observed
+    (``reconcile.plan.stream.RetentionStream``): first, once, every source that protects images
+    (``protecting``), then each repository (``repository``), whose answer the observation keeps in
+    place of the state. Called one call at a time."""
+
+    def protecting(self, clusters: Mapping[str, ClusterState | str], health: Mapping[str, DeployHealth | str],
+                   written: Mapping[str, DeployHealth | str]) -> None: ...
+
+    def repository(self, policy: str, git_commits: Commits, state: RepositoryState) -> PlannedRepository: ...
 
 
 def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: ClusterReader | None,
             observed_at: str, cache_dir: Path | None = None, clients: dict[str, RegistryClient] | None = None,
             read_helm: ClusterReader | None = None, read_health: HealthReader | None = None,
-            read_written: WrittenReader | None = None, shard: Shard | None = None) -> Observation:
+            read_written: WrittenReader | None = None, shard: Shard | None = None,
+            retained: RetentionSink | None = None) -> Observation:
     """Observe the registries, clusters and source repositories the retention policies name.
 
     A cluster named in ``protect.inUse`` is read with ``read_cluster`` (images running or kept for
@@ -54,6 +71,11 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
 
     With ``shard``, only its repositories and pipelines are observed; what protects images
     (clusters, deploy targets, their health) is read whole, as retention in any shard needs it.
+
+    With ``retained``, each RetentionPolicy's repository is handed to it as soon as it is observed
+    and what it answers kept instead of the state (which is then dropped): repositories observed
+    before every protecting source (clusters, ``health``, ``written``) is read wait for them, the
+    others go at once. The observation is otherwise the same, and so is each failure's reason.
     """
     clients = {} if clients is None else clients
     pools: dict[str, ThreadPoolExecutor] = {}  # one request queue per registry, shared by every source on it
@@ -64,6 +86,7 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
              for name in stage.gates.healthy_in}
     deployed = {name for name, policy in policies.deploy_policies.items()
                 if policy.cluster is not None or policy.heroku is not None}
+    handover = None if retained is None else _Handover(retained)
     # Every source is independent of the others: read them side by side (each adapter bounds its own
     # requests in flight), so a run waits for its slowest source, not for their sum.
     try:
@@ -72,7 +95,7 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
                                                name in helm, read_cluster, read_helm)
                              for name in sorted(in_use | helm)}
             retention_reads = {name: pool.submit(_observe_retention, policy, policies.registries[policy.registry],
-                                                 resolver, cache_dir, clients, pools, shard)
+                                                 resolver, cache_dir, clients, pools, shard, handover)
                                for name, policy in sorted(policies.retention_policies.items())}
             stage_reads = {name: {stage.name: pool.submit(_observe_stage, policies.registries[stage.registry],
                                                           stage.repository, resolver, cache_dir, clients, pools)
@@ -84,16 +107,99 @@ def observe(policies: PolicySet, *, resolver: SecretResolver, read_cluster: Clus
             written_reads = {name: pool.submit(_health, policy, read_written)
                              for name, policy in sorted(policies.deploy_policies.items())
                              if policy.manifests is not None and read_written}
+
+            def protecting() -> tuple[dict[str, ClusterState | str], dict[str, DeployHealth | str],
+                                      dict[str, DeployHealth | str]]:
+                clusters = {name: read.result() for name, read in cluster_reads.items()}
+                health = {name: read.result() for name, read in health_reads.items()}
+                written = {name: written_reads[name].result() if name in written_reads else "the manifests are not read"
+                           for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
+                return clusters, health, written
+
+            if handover is not None:
+                handover.when_read([*cluster_reads.values(), *health_reads.values(), *written_reads.values()],
+                                   protecting)
     finally:
         for requests in pools.values():
             requests.shutdown()
-    clusters = {name: read.result() for name, read in cluster_reads.items()}
+    clusters, health, written = protecting()
     retention = {name: read.result() for name, read in retention_reads.items()}
+    if handover is not None:  # each streamed policy's repositories: what the planner made of them, in order
+        retention.update((name, replace(retention[name], repositories=handover.planned(slots)))
+                         for name, slots in handover.slots.items())
     promotion = {name: {stage: read.result() for stage, read in stages.items()} for name, stages in stage_reads.items()}
-    health = {name: read.result() for name, read in health_reads.items()}
-    written = {name: written_reads[name].result() if name in written_reads else "the manifests are not read"
-               for name, policy in sorted(policies.deploy_policies.items()) if policy.manifests is not None}
     return Observation(observed_at, clusters, retention, promotion, health, written)
+
+
+class _Slot:
+    """A repository handed over: its state until it is planned, then what the planner made of it."""
+
+    __slots__ = ("planned", "state")
+
+    def __init__(self, state: RepositoryState) -> None:
+        self.state: RepositoryState | None = state
+        self.planned: PlannedRepository | None = None
+
+
+class _Handover:
+    """Repositories to a :class:`RetentionSink` as each is observed, one call at a time: held until
+    every protecting source is read, then planned (and their states dropped) at once."""
+
+    def __init__(self, sink: RetentionSink) -> None:
+        self.sink = sink
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[str, Commits, _Slot]] | None = []  # None once the protecting sources are in
+        self.failure: BaseException | None = None  # of handing the protecting sources over (raised at the end)
+        self.unread = 0
+        self.slots: dict[str, tuple[_Slot, ...]] = {}  # RetentionPolicy -> its repositories, in order
+
+    def put(self, policy: str, commits: Commits, state: RepositoryState) -> _Slot:
+        slot = _Slot(state)
+        with self.lock:
+            if self.waiting is None:
+                self._plan(policy, commits, slot)
+            else:
+                self.waiting.append((policy, commits, slot))
+        return slot
+
+    def when_read(self, reads: Sequence[Future[Any]], protecting: Callable[[], tuple[
+            Mapping[str, ClusterState | str], Mapping[str, DeployHealth | str], Mapping[str, DeployHealth | str]]]
+                  ) -> None:
+        """Hand the protecting sources over once every one of ``reads`` is done (now, if none)."""
+        count = threading.Lock()
+        self.unread = len(reads) + 1  # one more for this call: the callbacks of reads already done run here
+
+        def done(_: object = None) -> None:
+            with count:
+                self.unread -= 1
+                if self.unread:
+                    return
+            try:
+                clusters, health, written = protecting()
+                with self.lock:
+                    self.sink.protecting(clusters, health, written)
+                    waiting, self.waiting = self.waiting or [], None
+                    for policy, commits, slot in waiting:
+                        self._plan(policy, commits, slot)
+            except BaseException as e:  # a callback's exception would be logged and lost: raised at the end
+                self.failure = e
+
+        for read in reads:
+            read.add_done_callback(done)
+        done()
+
+    def _plan(self, policy: str, commits: Commits, slot: _Slot) -> None:
+        assert slot.state is not None
+        slot.planned = self.sink.repository(policy, commits, slot.state)
+        slot.state = None  # planned: the state can go
+
+    def planned(self, slots: Iterable[_Slot]) -> tuple[PlannedRepository, ...]:
+        found = []
+        for slot in slots:
+            if slot.planned is None:
+                raise self.failure or RuntimeError("a repository observed for retention was never planned")
+            found.append(slot.planned)
+        return tuple(found)
 
 
 def _read_protecting_cluster(cluster: Cluster, in_use: bool, helm: bool, read_cluster: ClusterReader | None,
@@ -170,7 +276,8 @@ def _merged(name: str, parts: list[ClusterState | str]) -> ClusterState | str:
 
 def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: SecretResolver,
                        cache_dir: Path | None, clients: dict[str, RegistryClient],
-                       pools: dict[str, ThreadPoolExecutor], shard: Shard | None = None) -> RetentionObservation:
+                       pools: dict[str, ThreadPoolExecutor], shard: Shard | None = None,
+                       handover: _Handover | None = None) -> RetentionObservation:
     commits: dict[int, frozenset[str] | str] = {}
     for index, rule in enumerate(policy.keep):
         if rule.git_refs is not None:
@@ -183,7 +290,11 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
         names = client.repositories(policy.repositories)
         if shard is not None:
             names = [name for name in names if shard.owns_repository(registry.name, name)]
-        repositories = observe_repositories(client, names, pool=requests)
+        if handover is None:
+            return RetentionObservation(observe_repositories(client, names, pool=requests), commits)
+        slots = stream_repositories(client, names, lambda state: handover.put(policy.name, commits, state),
+                                    pool=requests)
     except (RegistryError, SecretError) as e:
         return RetentionObservation(f"registry {registry.name} could not be read: {e}", commits)
-    return RetentionObservation(repositories, commits)
+    handover.slots[policy.name] = slots  # planned, or waiting for the protecting sources: resolved at the end
+    return RetentionObservation((), commits)

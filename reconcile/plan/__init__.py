@@ -18,12 +18,13 @@ from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.plan import Plan, make_plan
 
 if TYPE_CHECKING:
-    from reconcile.observe.state import ClusterState, DeployHealth, Observation, RepositoryState
+    from reconcile.observe.state import DeployHealth, Observation, PlannedRepository, RepositoryState
     from reconcile.plan.deploy import Hold
-    from reconcile.policy.model import Approval, PolicySet
+    from reconcile.plan.retention import RetentionInputs
+    from reconcile.policy.model import Approval, PolicySet, RetentionPolicy
     from reconcile.policy.shards import Shard
 
-__all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint"]
+__all__ = ["Action", "ActionKind", "Cause", "Plan", "build_plan", "fingerprint", "tags_hash"]
 
 
 def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[str, Sequence[str]] | None,
@@ -40,6 +41,11 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
     digest a rollback holds back (from the trail), or why they are unknown (then nothing is deployed).
     ``shard``: only the pipelines (and their deploys) it owns; retention plans the repositories
     observed, which are the shard's.
+
+    A RetentionPolicy's repositories are either their states (planned here) or, from a streamed
+    observation, each already planned by :class:`reconcile.plan.stream.RetentionStream` as it was
+    observed (made with the same ``deployed``, ``now`` and ``only``): here they are put together
+    as :func:`~reconcile.plan.retention.plan_retention` does, into the same plan.
     """
     from reconcile.plan.deploy import DeployInputs, plan_deploy
     from reconcile.plan.promotion import PromotionInputs, plan_promotion
@@ -59,12 +65,17 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                                   reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE,
                                   cause=Cause.REGISTRY_UNREADABLE))
             continue
-        clusters: dict[str, ClusterState | str] = dict(observation.clusters)
-        retention_inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), seen.repositories,
-                                           clusters, deployed, seen.git_commits,
-                                           _deploy_targets(policies, observation, policy.registry))
-        policy_actions = plan_retention(policy, retention_inputs, now)
-        warnings += rank_warnings(policy, seen.repositories)
+        states, planned = _states_or_planned(seen.repositories)
+        retention_inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), states,
+                                           dict(observation.clusters), deployed, seen.git_commits,
+                                           deploy_targets(policies, observation.health, observation.written,
+                                                          policy.registry))
+        if planned:
+            policy_actions, policy_warnings = _put_together(policy, retention_inputs, planned)
+        else:
+            policy_actions = plan_retention(policy, retention_inputs, now)
+            policy_warnings = rank_warnings(policy, states)
+        warnings += policy_warnings
         errors += [a.reason for a in policy_actions if a.is_error]
         actions += policy_actions
     for name, promotion in policies.promotion_policies.items():
@@ -95,14 +106,41 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                      fingerprint(observation, deployed), warnings)
 
 
-def _deploy_targets(policies: PolicySet, observation: Observation, registry: str) -> dict[str, DeployHealth | str]:
+def _states_or_planned(repositories: tuple[RepositoryState, ...] | tuple[PlannedRepository, ...]
+                       ) -> tuple[tuple[RepositoryState, ...], tuple[PlannedRepository, ...]]:
+    from reconcile.observe.state import PlannedRepository
+
+    planned = tuple(r for r in repositories if isinstance(r, PlannedRepository))
+    states = tuple(r for r in repositories if not isinstance(r, PlannedRepository))
+    if planned and states:
+        raise ValueError("a RetentionPolicy's repositories are all states or all planned, not both")
+    return states, planned
+
+
+def _put_together(policy: RetentionPolicy, inputs: RetentionInputs, planned: tuple[PlannedRepository, ...]
+                  ) -> tuple[list[Action], list[str]]:
+    """``plan_retention`` and ``rank_warnings`` from repositories planned one at a time: blocked as a
+    whole when a protecting source is unreadable, else their actions by repository name within
+    ``maxDeletions``; the warnings by rule, then repository."""
+    from reconcile.plan.retention import unreadable, within_max_deletions
+
+    found = [(index, n, warning) for n, r in enumerate(planned) for index, warning in r.warnings]
+    warnings = [warning for _, _, warning in sorted(found, key=lambda item: (item[0], item[1]))]
+    blocked = unreadable(policy, inputs)
+    if blocked:
+        return blocked, warnings
+    actions = [a for r in sorted(planned, key=lambda r: r.repository) for a in r.actions]
+    return within_max_deletions(policy, actions), warnings
+
+
+def deploy_targets(policies: PolicySet, health: Mapping[str, DeployHealth | str],
+                   written: Mapping[str, DeployHealth | str], registry: str) -> dict[str, DeployHealth | str]:
     """What each DeployPolicy taking its images from ``registry`` runs (or pins) now: retention there
-    never prunes it."""
+    never prunes it. ``health`` and ``written`` are the observation's."""
     targets: dict[str, DeployHealth | str] = {}
     for name, deploy in policies.deploy_policies.items():
         if policies.promotion_policies[deploy.promotion].stage(deploy.stage).registry == registry:
-            targets[name] = (observation.health if deploy.manifests is None else observation.written).get(
-                name, "not observed")
+            targets[name] = (health if deploy.manifests is None else written).get(name, "not observed")
     return targets
 
 
@@ -111,8 +149,12 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
     points at, what each cluster uses, git commits and the deploy history. Same world, same
     fingerprint, hence the same plan for the same policies.
 
-    What is hashed is ``json.dumps(world, sort_keys=True)`` of the document below, produced a
-    repository at a time (:func:`_hash_json`): the same bytes, without the whole world's text."""
+    What is hashed is ``json.dumps(world, sort_keys=True)`` of the document below, in which each
+    repository's tags are their :func:`tags_hash`: a streamed observation hashes a repository's
+    tags when it is observed and keeps only that (:class:`~reconcile.observe.state.PlannedRepository`),
+    so the fingerprint is the same whether the states were kept or not."""
+    from reconcile.observe.state import PlannedRepository
+
     retention: dict[str, object] = {}
     world: dict[str, object] = {
         "clusters": {name: state if isinstance(state, str) else sorted(str(ref) for ref in state.images)
@@ -120,7 +162,7 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
         "deployed": None if deployed is None else {k: list(v) for k, v in sorted(deployed.items())},
         "retention": retention,
     }
-    world["promotion"] = {name: {stage: state if isinstance(state, str) else _tag_list(state)
+    world["promotion"] = {name: {stage: state if isinstance(state, str) else tags_hash(state)
                                  for stage, state in sorted(stages.items())}
                           for name, stages in sorted(observation.promotion.items())}
     for part in ("health", "written"):  # what deploys run now (absent when there are none: older plans agree)
@@ -130,7 +172,8 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
                            for name, state in sorted(states.items())}
     for name, seen in sorted(observation.retention.items()):
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
-            f"{r.registry}/{r.repository}": _tag_list(r) for r in seen.repositories}
+            f"{r.registry}/{r.repository}": r.tags_hash if isinstance(r, PlannedRepository) else tags_hash(r)
+            for r in seen.repositories}
         commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
         retention[name] = {"repositories": repositories, "commits": commits}
     hasher = hashlib.sha256()
@@ -138,33 +181,25 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
     return hasher.hexdigest()
 
 
-class _Tags:
-    """A repository's (tag, digest) pairs, sorted: made when hashed, one repository at a time."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: RepositoryState) -> None:
-        self.state = state
-
-    def pairs(self) -> list[tuple[str, str]]:
-        return sorted((tag, d.digest) for tag, d in self.state.tags.items())
-
-
-def _tag_list(state: RepositoryState) -> _Tags:
-    return _Tags(state)
+def tags_hash(state: RepositoryState) -> str:
+    """A repository's part of the fingerprint: the SHA-256 (hex) of ``json.dumps`` of its (tag,
+    digest) pairs, sorted, fed to the hash a pair at a time (the same bytes, without the text)."""
+    hasher = hashlib.sha256(b"[")
+    for index, pair in enumerate(sorted((tag, d.digest) for tag, d in state.tags.items())):
+        hasher.update(((", " if index else "") + json.dumps(pair)).encode())
+    hasher.update(b"]")
+    return hasher.hexdigest()
 
 
 def _hash_json(hasher: hashlib._Hash, value: object) -> None:
     """Feed ``hasher`` the bytes of ``json.dumps(value, sort_keys=True)``, a dict member at a time
     (JSON without indentation is the same text wherever a value sits, so each part is encoded on
-    its own); a :class:`_Tags` is encoded as its list of pairs."""
+    its own)."""
     if isinstance(value, dict):
         hasher.update(b"{")
         for index, (key, item) in enumerate(sorted(value.items(), key=lambda member: member[0])):
             hasher.update(((", " if index else "") + json.dumps(key) + ": ").encode())
             _hash_json(hasher, item)
         hasher.update(b"}")
-    elif isinstance(value, _Tags):
-        hasher.update(json.dumps(value.pairs()).encode())
     else:
         hasher.update(json.dumps(value, sort_keys=True).encode())

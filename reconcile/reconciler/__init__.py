@@ -35,6 +35,7 @@ from reconcile.observe.world import observe
 from reconcile.plan import Action, Plan, build_plan
 from reconcile.plan.deploy import Hold, deploy_target
 from reconcile.plan.rollback import RollbackRefused
+from reconcile.plan.stream import RetentionStream
 from reconcile.policy import PolicyError, SourceError
 from reconcile.policy.approvals import read_approvals
 from reconcile.policy.loader import load_policies
@@ -266,12 +267,15 @@ class Reconciler:
 
     def _observe_and_plan(self, policies: PolicySet, only: str | None, connections: Connections) -> Plan:
         now = datetime.now(UTC)
+        # The deploy history first: retention plans each repository as soon as it is observed (and
+        # drops its state), which needs what protects images complete (the rest observe() waits for).
+        deployed, arrivals, holds = history(self.audit_db, *self._also)
+        retained = RetentionStream(policies, deployed, now=now, only=only)
         observation = observe(policies, resolver=connections.resolver, read_cluster=cluster_reader(connections),
                               read_helm=helm_reader(connections), read_health=health_reader(connections),
                               read_written=written_reader(connections), observed_at=utc_now(),
-                              clients=connections.registries, shard=self.shard)
+                              clients=connections.registries, shard=self.shard, retained=retained)
         self.requests = requests_made(connections.registries)
-        deployed, arrivals, holds = history(self.audit_db, *self._also)
         gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
         approvals = read_approvals(self.repo, policies.commit, gates)
         return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals,
