@@ -182,6 +182,7 @@ class PlannedRepository:
     tags_hash: str  # reconcile.plan.tags_hash of the RepositoryState
     actions: tuple[Action, ...] = ()
     warnings: tuple[tuple[int, str], ...] = ()  # (keep rule index, warning)
+    planned: bool = False  # its actions were planned (its policy's protecting sources were all read)
 
 
 @dataclass(frozen=True, slots=True)

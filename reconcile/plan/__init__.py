@@ -129,6 +129,9 @@ def _put_together(policy: RetentionPolicy, inputs: RetentionInputs, planned: tup
     blocked = unreadable(policy, inputs)
     if blocked:
         return blocked, warnings
+    if not all(r.planned for r in planned):  # planned from other inputs than these (or not at all): never guess
+        raise ValueError(f"RetentionPolicy/{policy.name}: its repositories were not planned from this observation's "
+                         "protecting sources")
     actions = [a for r in sorted(planned, key=lambda r: r.repository) for a in r.actions]
     return within_max_deletions(policy, actions), warnings
 

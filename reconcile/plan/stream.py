@@ -70,7 +70,7 @@ class RetentionStream:
         if protected is None:  # a protecting source is unreadable: build_plan blocks the policy as a whole
             return PlannedRepository(state.registry, state.repository, tags, (), warnings)
         actions = tuple(plan_repository(retention, inputs, protected, state, self.now))
-        return PlannedRepository(state.registry, state.repository, tags, actions, warnings)
+        return PlannedRepository(state.registry, state.repository, tags, actions, warnings, planned=True)
 
     def _policy(self, name: str, git_commits: Mapping[int, frozenset[str] | str]
                 ) -> tuple[RetentionInputs, _Protected | None]:
