@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconcile.policy import patterns
 from reconcile.policy.documents import Document
+from reconcile.policy.model import ECR_API_HOST, ECR_REGISTRY_HOST, ecr_api_url
 from reconcile.policy.ordering import unrankable_pattern
 from reconcile.policy.problems import Problem
 from reconcile.policy.schema import KINDS
@@ -150,6 +151,48 @@ def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
                 yield "/spec/listing/url", "plain http is allowed only for loopback hosts; use https://"
             elif url.startswith("https://") and at.startswith("http://"):
                 yield "/spec/listing/url", "the registry is https, so its listing API must be too"
+        own = [urlsplit(url).netloc] if url.startswith(("http://", "https://")) else []
+        yield from _ecr_listing(listing, url, allowed if isinstance(allowed, list) else own)
+
+
+def _ecr_listing(listing: dict[str, Any], url: str, allowed: list[Any] | None) -> Iterator[tuple[str, str]]:
+    """An ecr listing: credentials required (and only there), a url that is ECR's API or an
+    endpoint allowedHosts names, and a region to sign for."""
+    api = listing.get("api")
+    if api != "ecr":
+        for key in ("credentials", "region"):
+            if key in listing:
+                yield f"/spec/listing/{key}", (f"only an ecr listing takes {key} (the {api} API uses the "
+                                               "registry's spec.credentials)")
+        return
+    if not isinstance(listing.get("credentials"), dict):
+        yield "/spec/listing/credentials", ("an ecr listing signs DescribeImages with an IAM access key: add "
+                                            "credentials: {accessKeyId, secretAccessKey: SECRET_REF[, "
+                                            "sessionToken: SECRET_REF]}")
+    at = listing.get("url")
+    region = listing.get("region")
+    if not isinstance(at, str):
+        if ecr_api_url(url) is None:
+            yield "/spec/listing/url", ("the registry's url is not an ECR registry's (ACCOUNT.dkr.ecr.REGION."
+                                        "amazonaws.com), so an ecr listing needs its url: "
+                                        "https://api.ecr.REGION.amazonaws.com")
+        at = ecr_api_url(url) or ""
+    parts = urlsplit(at)
+    host = (parts.hostname or "").lower()
+    match = ECR_API_HOST.match(host)
+    if match is not None:
+        if parts.scheme != "https":
+            yield "/spec/listing/url", "ECR's API is https://api.ecr.REGION.amazonaws.com"
+        elif isinstance(region, str) and region != match["region"]:
+            yield "/spec/listing/region", f"{region} is not the region of the listing url ({match['region']})"
+    elif host:
+        names = {host, parts.netloc.lower()}
+        if not names & {str(h).lower() for h in allowed or ()}:
+            yield "/spec/listing/url", (f"{host} is not ECR's API (https://api.ecr.REGION.amazonaws.com): AWS "
+                                        "credentials are signed for another endpoint (a VPC endpoint, a proxy) "
+                                        f"only when allowedHosts names it; add {parts.netloc.lower()!r} there")
+        if not isinstance(region, str) and ECR_REGISTRY_HOST.match(urlsplit(url).hostname or "") is None:
+            yield "/spec/listing/region", f"the region to sign for cannot be told from {host}: give region"
 
 
 def _is_loopback(host: str) -> bool:

@@ -25,8 +25,12 @@ TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
 # too), also a tag on its own (OCI 1.1), or not at all.
 Deletion = Literal["manifest", "tag", "none"]
 # A registry's own API that lists tags with their digests in pages (Registry spec.listing).
-ListingAPI = Literal["harbor", "gitlab", "dockerhub"]
+ListingAPI = Literal["harbor", "gitlab", "dockerhub", "ecr"]
 LISTING_URLS: Mapping[str, str] = MappingProxyType({"dockerhub": "https://hub.docker.com"})  # else the registry's url
+# An ECR registry's host (ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]) and its API's.
+ECR_REGISTRY_HOST = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+)"
+                               r"\.amazonaws\.com(?P<china>\.cn)?$")
+ECR_API_HOST = re.compile(r"^api\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,18 @@ class Listing:
 
     api: ListingAPI
     url: str  # https://HOST[:PORT], no path: where the API is (default: LISTING_URLS, else the registry's url)
+    region: str | None = None  # ecr: the AWS region signed for (default: the url's, else the registry host's)
+    credentials: AWSCredentialRefs | None = None  # ecr: what DescribeImages is signed with
+
+
+@dataclass(frozen=True)
+class AWSCredentialRefs:
+    """Registry ``spec.listing.credentials`` of an ``ecr`` listing: an IAM access key by reference
+    (the id may be plain: it is not a secret), and a session token for temporary credentials."""
+
+    access_key_id: str | SecretRef
+    secret_access_key: SecretRef
+    session_token: SecretRef | None = None
 
 
 MiB = 1024 * 1024
@@ -449,7 +465,38 @@ def _listing(raw: dict[str, Any] | None, registry_url: str) -> Listing | None:
     if raw is None:
         return None
     api = raw["api"]
-    return Listing(api=api, url=str(raw.get("url") or LISTING_URLS.get(api, registry_url)).rstrip("/"))
+    url = str(raw.get("url") or LISTING_URLS.get(api) or (ecr_api_url(registry_url) if api == "ecr" else None)
+              or registry_url).rstrip("/")
+    keys = raw.get("credentials")
+    credentials = None
+    if isinstance(keys, dict):
+        key_id = keys["accessKeyId"]
+        credentials = AWSCredentialRefs(
+            access_key_id=SecretRef.from_mapping(key_id) if isinstance(key_id, dict) else key_id,
+            secret_access_key=SecretRef.from_mapping(keys["secretAccessKey"]),
+            session_token=_secret(keys.get("sessionToken")))
+    return Listing(api=api, url=url, region=raw.get("region"), credentials=credentials)
+
+
+def ecr_api_url(registry_url: str) -> str | None:
+    """``https://api.ecr.REGION.amazonaws.com[.cn]`` for an ECR registry's url, else None."""
+    match = ECR_REGISTRY_HOST.match(urlsplit(registry_url).netloc.lower()) \
+        if registry_url.startswith("https://") else None
+    if match is None:
+        return None
+    fips = "-fips" if ".dkr.ecr-fips." in registry_url.lower() else ""
+    return f"https://api.ecr{fips}.{match['region']}.amazonaws.com{match['china'] or ''}"
+
+
+def ecr_region(listing: Listing, registry_url: str) -> str | None:
+    """The region an ``ecr`` listing signs for: ``region``, else its url's, else the registry host's."""
+    if listing.region:
+        return listing.region
+    for url, pattern in ((listing.url, ECR_API_HOST), (registry_url, ECR_REGISTRY_HOST)):
+        match = pattern.match(urlsplit(url).hostname or "") if "://" in url else None
+        if match is not None:
+            return match["region"]
+    return None
 
 
 def _limits(raw: dict[str, Any] | None) -> Limits | None:

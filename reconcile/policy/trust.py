@@ -231,7 +231,14 @@ def _show(attribute: str, value: Any) -> str:
     if isinstance(value, Retry):
         return f"{value.attempts} attempts, {value.budget.total_seconds():g}s budget"
     if isinstance(value, Listing):
-        return f"{{api {value.api}, url {redact_url(value.url)}}}"
+        shown = f"api {value.api}, url {redact_url(value.url)}" + (f", region {value.region}" if value.region else "")
+        keys = value.credentials
+        if keys is not None:  # by reference, as the registry's credentials; the key id is half of one
+            token = f", sessionToken {_show('token', keys.session_token)}" if keys.session_token else ""
+            key_id = "(an access key id)" if isinstance(keys.access_key_id, str) else _show("id", keys.access_key_id)
+            shown += (f", credentials {{accessKeyId {key_id}, secretAccessKey "
+                      f"{_show('password', keys.secret_access_key)}{token}}}")
+        return "{" + shown + "}"
     if isinstance(value, ManifestsSource):
         return f"{redact_url(value.repo)} {value.path}" + (f" (branch {value.branch})" if value.branch else "")
     return str(value).lower() if isinstance(value, bool) else str(value)
