@@ -22,15 +22,16 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 _ENCODE = _ENCODER.encode
 
 
-def _row_encoder() -> Any:
+def _row_encoder(sorted_already: bool = False) -> Any:
     """``_ENCODE`` for a dict of scalars (what a row holds), without its per-call set-up: the C
     encoder ``JSONEncoder.encode`` itself builds on every call, made once (no cycle check: a
-    row's values are scalars)."""
+    row's values are scalars). ``sorted_already``: for dicts built in sorted key order, which it
+    then need not sort (the same bytes)."""
     make = getattr(json.encoder, "c_make_encoder", None)  # CPython's private accelerator, typeshed omits it
     if make is None:  # no C accelerator: the encoder as it is
         return _ENCODE
     encode = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, _ENCODER.key_separator,
-                  _ENCODER.item_separator, _ENCODER.sort_keys, _ENCODER.skipkeys, _ENCODER.allow_nan)
+                  _ENCODER.item_separator, not sorted_already, _ENCODER.skipkeys, _ENCODER.allow_nan)
     join = "".join
     return lambda value: join(encode(value, 0))
 
@@ -127,12 +128,13 @@ class Segment:
     found: bool  # the expected head is among the hashes that matched
 
 
-def check_segment(batches: Iterable[Sequence[Sequence[Any]]], keys: Sequence[str],
+def check_segment(batches: Iterable[Sequence[Sequence[Any]]], keys: Mapping[str, Sequence[str]],
                   expect_head: str | None = None) -> Segment:
     """Every row's link to the row before it in the stretch, and its hash recomputed from its
-    content (``dict(zip(keys, values))``, NULLs left out as ``canonical`` does) and its previous
-    hash. Memory: one batch."""
-    encode = _row_encoder()
+    content (``dict(zip(keys[table], values))``, NULLs left out as ``canonical`` does) and its
+    previous hash. Memory: one batch."""
+    # A dict built in sorted key order need not be sorted again by the encoder (the same bytes).
+    encode = _row_encoder(sorted_already=all(list(k) == sorted(k) for k in keys.values()))
     sha256 = hashlib.sha256
     prev_of, hash_of = itemgetter(2), itemgetter(3)
     first: tuple[str, int, str] | None = None
@@ -142,7 +144,8 @@ def check_segment(batches: Iterable[Sequence[Sequence[Any]]], keys: Sequence[str
     found = False
 
     def row_hash(row: Sequence[Any]) -> str:
-        present = {key: value for key, value in zip(keys, row[FIRST_VALUE:], strict=True) if value is not None}
+        present = {key: value for key, value in zip(keys[row[0]], row[FIRST_VALUE:], strict=True)
+                   if value is not None}
         return sha256(row[2].encode("ascii") + b"\n" + encode(present).encode("ascii")).hexdigest()
 
     for batch in batches:
@@ -158,7 +161,7 @@ def check_segment(batches: Iterable[Sequence[Sequence[Any]]], keys: Sequence[str
         except (TypeError, ValueError, AttributeError, UnicodeEncodeError):
             ok = False  # a value ``canonical`` refuses, or a NULL previous hash: as ``verify`` finds it
         if not ok:
-            entries = ((row[0], row[1], row[2], row[3], dict(zip(keys, row[FIRST_VALUE:], strict=True)))
+            entries = ((row[0], row[1], row[2], row[3], dict(zip(keys[row[0]], row[FIRST_VALUE:], strict=True)))
                        for row in batch)
             result = verify(entries, start=prev)
             if result.first_break is not None:
@@ -171,6 +174,7 @@ def check_segment(batches: Iterable[Sequence[Sequence[Any]]], keys: Sequence[str
 
 
 FIRST_VALUE = 4  # a row is (table, seq, prev_hash, hash, *values)
+
 
 
 def join(segments: Iterable[Segment], expect_head: str | None = None) -> Verification:
@@ -197,7 +201,7 @@ def join(segments: Iterable[Segment], expect_head: str | None = None) -> Verific
     return Verification(count, prev, None)
 
 
-def verify_batches(batches: Iterable[Sequence[Sequence[Any]]], keys: Sequence[str],
+def verify_batches(batches: Iterable[Sequence[Sequence[Any]]], keys: Mapping[str, Sequence[str]],
                    expect_head: str | None = None) -> Verification:
     """``verify`` over rows ``(table, seq, prev_hash, hash, *values)`` in chain order, in batches."""
     return join([check_segment(batches, keys, expect_head)], expect_head)

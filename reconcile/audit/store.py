@@ -481,31 +481,25 @@ class AuditStore:
             yield table, row["seq"], prev_hash, digest, {"table": table, **row}
 
     def chain_rows(self, batch: int | None = None, seqs: tuple[int, int] | None = None
-                   ) -> tuple[tuple[str, ...], Iterator[list[tuple[Any, ...]]]]:
+                   ) -> tuple[dict[str, tuple[str, ...]], Iterator[list[tuple[Any, ...]]]]:
         """Every entry in chain order (``seqs``: those with seq in that range) as ``chain.check_segment``
-        wants them: the names of the values, and batches of ``(table, seq, prev_hash, hash, *values)``.
-        One primary-key scan per table read with ``fetchmany``, merged here on (seq, table) as
-        ``chain_entries`` merges them (cheaper than SQLite's ``MERGE (UNION ALL)``, which copies
-        every row through a co-routine); a column one table lacks is NULL in its rows, which
-        ``chain.canonical`` leaves out, so each entry hashes over its own columns, and the key
-        ``table`` is its table's name. Memory: a batch per table."""
+        wants them: the names of each table's values (sorted, ``table`` among them: its name), and
+        batches of ``(table, seq, prev_hash, hash, *values)``. One primary-key scan per table read
+        with ``fetchmany``, merged here on (seq, table) as ``chain_entries`` merges them (cheaper
+        than SQLite's ``MERGE (UNION ALL)``, which copies every row through a co-routine). Memory:
+        a batch per table."""
         size = batch or VERIFY_BATCH
-        columns = {t: [c for (c,) in self.conn.execute(f"SELECT name FROM pragma_table_info('{t}')")
-                       if c not in ("prev_hash", "hash")] for t in CHAINED_TABLES}
-        keys = tuple(sorted({"table", *(c for names in columns.values() for c in names)}))
-
-        def value(table: str, key: str) -> str:
-            if key in columns[table]:
-                return _quoted(key)
-            return f"'{table}'" if key == "table" else "NULL"
-
+        keys: dict[str, tuple[str, ...]] = {}
         where = "" if seqs is None else f" WHERE seq BETWEEN {int(seqs[0])} AND {int(seqs[1])}"
         cursors = []
         for table in CHAINED_TABLES:
+            columns = [c for (c,) in self.conn.execute(f"SELECT name FROM pragma_table_info('{table}')")
+                       if c not in ("prev_hash", "hash")]
+            keys[table] = tuple(sorted({"table", *columns}))
             cursor = self.conn.cursor()
             cursor.row_factory = None  # plain tuples
-            cursor.execute(f"SELECT '{table}', seq, prev_hash, hash, {', '.join(value(table, k) for k in keys)} "
-                           f"FROM {table}{where} ORDER BY seq")
+            values = ", ".join(f"'{table}'" if key == "table" else _quoted(key) for key in keys[table])
+            cursor.execute(f"SELECT '{table}', seq, prev_hash, hash, {values} FROM {table}{where} ORDER BY seq")
             cursors.append(cursor)
         return keys, _merged(cursors, size)
 
@@ -647,7 +641,16 @@ def _merged(cursors: list[sqlite3.Cursor], size: int) -> Iterator[list[tuple[Any
                 if cut:
                     pieces.append(rows[:cut])
                     buffers[i] = rows[cut:]
-        yield pieces[0] if len(pieces) == 1 else sorted(itertools.chain.from_iterable(pieces), key=_CHAIN_ORDER)
+        if len(pieces) == 1:
+            yield pieces[0]
+            continue
+        # Runs' rows are a few among many actions: each is inserted where it goes in the largest
+        # piece (a bisection and a move in C) instead of sorting the batch.
+        pieces.sort(key=len, reverse=True)
+        merged = list(pieces[0])
+        for row in itertools.chain.from_iterable(pieces[1:]):
+            merged.insert(bisect.bisect_right(merged, _CHAIN_ORDER(row), key=_CHAIN_ORDER), row)
+        yield merged
 
 
 _SEQ = itemgetter(1)

@@ -287,7 +287,7 @@ def test_the_rows_come_in_chain_order_in_batches_of_at_most_their_size(trail: tu
         rows = [row for got in batches for row in got]
         assert [(row[0], row[1], row[2], row[3]) for row in rows] == [
             (table, seq, prev, digest) for table, seq, prev, digest, _ in store.chain_entries()]
-        assert [{k: v for k, v in zip(keys, row[4:], strict=True) if v is not None} for row in rows] == [
+        assert [{k: v for k, v in zip(keys[row[0]], row[4:], strict=True) if v is not None} for row in rows] == [
             {k: v for k, v in fields.items() if v is not None} for *_, fields in store.chain_entries()]
         _, batches = store.chain_rows(batch=size, seqs=(5, 30))
         assert [(row[0], row[1]) for got in batches for row in got] == [e for e in order(path) if 5 <= e[1] <= 30]
