@@ -160,7 +160,7 @@ class DistributionClient:
         self._host = self._transport.base.authority
         authenticator = Authenticator(registry, resolver, self._transport)
         self._transport.authorizer = authenticator
-        self._listing = ListingClient(registry, registry.listing, self._transport, authenticator) \
+        self._listing = ListingClient(registry, registry.listing, self._transport, authenticator, resolver) \
             if registry.listing is not None else None
         self._cache = cache
         self._lock = threading.Lock()

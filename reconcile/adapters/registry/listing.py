@@ -20,9 +20,24 @@ Offered for the APIs that give a digest per tag in pages (Registry ``spec.listin
   end). Anonymous for public repositories; else a bearer token from ``POST /v2/auth/token``
   (``{"identifier": username, "secret": access token}`` -> ``{"access_token": ...}``).
 
+- ``ecr``: Amazon ECR's ``DescribeImages``: ``POST /`` on ``https://api.ecr.{region}.amazonaws.com``,
+  ``Content-Type: application/x-amz-json-1.1``, ``X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.
+  DescribeImages``, a JSON body ``{"repositoryName", "registryId" (the 12-digit account of an
+  ``ACCOUNT.dkr.ecr.REGION.amazonaws.com`` registry), "maxResults": 1000, "filter": {"tagStatus":
+  "TAGGED"}, "nextToken"}``; the answer ``{"imageDetails": [{"imageDigest", "imageTags": [...],
+  "imagePushedAt", "imageManifestMediaType", ...}], "nextToken"}``, the next page asked for with
+  that token. Signed with AWS Signature Version 4 (:mod:`sigv4`, service ``ecr``) with the IAM
+  access key of ``spec.listing.credentials`` (secret references), sent to the listing url alone:
+  ECR's API host, or an endpoint allowedHosts names. Errors are ``{"__type", "message"}`` (HTTP
+  400 mostly): ``RepositoryNotFoundException`` is a 404 here (the Distribution API is asked);
+  ``ThrottlingException`` backs off as a 429 does (the registry's requests in flight halved,
+  retried within ``spec.retry``); a refused signature or key (``InvalidSignatureException``,
+  ``UnrecognizedClientException``...) says which secret references to check, never their values;
+  ECR's free-text messages are not quoted (an ``InvalidSignatureException``'s quotes the signed
+  headers, the session token among them).
+
 Not offered: GitLab's REST API (``/api/v4/.../registry/repositories/:id/tags`` lists names only; a
-digest costs a request per tag) and ECR (``DescribeImages`` needs AWS SigV4 request signing with
-IAM credentials, which a Registry does not hold).
+digest costs a request per tag).
 
 What a listing says is checked like anything a registry sends: tags with the tag grammar, digests
 with :func:`is_digest`, every page read to ``limits.listPageBytes``, at most ``limits.maxPages``
@@ -39,6 +54,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,17 +64,19 @@ from urllib.parse import quote
 
 import requests
 
+from reconcile.adapters.registry import sigv4
 from reconcile.adapters.registry.auth import Authenticator
 from reconcile.adapters.registry.content import TAG, is_digest
 from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
 from reconcile.adapters.registry.transport import Authorizer, Transport
-from reconcile.policy.model import Listing, Registry
-from reconcile.policy.secrets import Secret
+from reconcile.policy.model import ECR_API_HOST, ECR_REGISTRY_HOST, Listing, Registry, ecr_region
+from reconcile.policy.secrets import Secret, SecretRef, SecretResolver
 from reconcile.policy.urls import URLError, parse_url
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # the most Harbor and Docker Hub answer in a page
+ECR_PAGE_SIZE = 1000  # DescribeImages' largest maxResults
 TOKEN_LIFETIME = 300.0  # seconds a Docker Hub access token is reused for (they last longer)
 
 
@@ -156,8 +174,96 @@ class GitLabAPI:
         return Page(entries, response.links.get("next", {}).get("url"))
 
 
-APIS: Mapping[str, HarborAPI | DockerHubAPI | GitLabAPI] = {
-    "harbor": HarborAPI(), "dockerhub": DockerHubAPI(), "gitlab": GitLabAPI()}
+class ECRAPI:
+    """Amazon ECR's ``DescribeImages`` (API version 2015-09-21, AWS JSON 1.1)."""
+
+    name = "ecr"
+    target = "AmazonEC2ContainerRegistry_V20150921.DescribeImages"
+    content_type = "application/x-amz-json-1.1"
+
+    def path(self, repository: str) -> str:
+        if not repository:
+            raise ValueError("an ECR repository has a name")
+        return "/"  # one endpoint; the repository is in the body
+
+    def body(self, repository: str, registry_id: str | None, token: str | None) -> bytes:
+        document: dict[str, Any] = {"repositoryName": repository}
+        if registry_id is not None:
+            document["registryId"] = registry_id
+        document.update({"maxResults": ECR_PAGE_SIZE, "filter": {"tagStatus": "TAGGED"}})
+        if token is not None:
+            document["nextToken"] = token
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def page(self, body: Any) -> tuple[list[tuple[object, object]], str | None]:
+        """(tag, digest) entries, every tag of every image (an untagged one has none), and the
+        next page's token."""
+        if not isinstance(body, dict):
+            raise ValueError("the DescribeImages answer is not a JSON object")
+        details = body.get("imageDetails")
+        if not isinstance(details, list):
+            raise ValueError("the DescribeImages answer has no imageDetails array")
+        entries: list[tuple[object, object]] = []
+        for image in details:
+            if not isinstance(image, dict):
+                entries.append((None, None))
+                continue
+            tags = image.get("imageTags")
+            for tag in tags if isinstance(tags, list) else ():
+                entries.append((tag, image.get("imageDigest")))
+        token = body.get("nextToken")
+        return entries, token if isinstance(token, str) and token else None
+
+
+APIS: Mapping[str, HarborAPI | DockerHubAPI | GitLabAPI | ECRAPI] = {
+    "harbor": HarborAPI(), "dockerhub": DockerHubAPI(), "gitlab": GitLabAPI(), "ecr": ECRAPI()}
+
+# ECR's errors (``__type``, maybe ``prefix#Name`` or ``Name:uri``) by what they mean here.
+ECR_NOT_FOUND = frozenset({"RepositoryNotFoundException"})
+ECR_THROTTLED = frozenset({"ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+                           "RequestLimitExceeded", "LimitExceededException"})
+ECR_AUTHENTICATION = frozenset({"InvalidSignatureException", "UnrecognizedClientException",
+                                "IncompleteSignatureException", "MissingAuthenticationTokenException",
+                                "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredTokenException",
+                                "ExpiredToken", "RequestExpired", "AuthFailure"})
+ECR_DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
+_ERROR_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+
+
+def ecr_error_type(response: requests.Response) -> str | None:
+    """The error's type name from the ``__type`` of an ECR error body (or the
+    ``X-Amzn-ErrorType`` header), if it is one: never ECR's free text."""
+    found: object = None
+    try:
+        document = json.loads(response.content[:65536] or b"{}")
+    except (ValueError, RecursionError):
+        document = None
+    if isinstance(document, dict):
+        found = document.get("__type") or document.get("code")
+    if not isinstance(found, str):
+        found = response.headers.get("X-Amzn-ErrorType")
+    if not isinstance(found, str):
+        return None
+    name = found.rsplit("#", 1)[-1].split(":", 1)[0].strip()
+    return name if _ERROR_TYPE.match(name) else None
+
+
+class _NoRepository(Exception):
+    """ECR answered RepositoryNotFoundException (a 404 of the other listings)."""
+
+
+class _Signed:
+    """The authorizer of ECR's requests: they carry their own SigV4 headers, so nothing else is
+    added (the registry's credentials never go to ECR's API) and a refusal stands."""
+
+    has_credentials = True
+    hint: str | None = None
+
+    def authorization(self, scopes: Sequence[str]) -> str | None:
+        return None
+
+    def challenge(self, response: requests.Response, scopes: Sequence[str], sent: str | None) -> str | None:
+        return None
 
 
 def _page_url(url: str, number: int) -> str:
@@ -246,10 +352,15 @@ class ListingClient:
     """One Registry's listing API, over the Registry's transport (its limits, retries, rate and
     concurrency, and its credential rules)."""
 
-    def __init__(self, registry: Registry, listing: Listing, transport: Transport, credentials: Authenticator) -> None:
+    def __init__(self, registry: Registry, listing: Listing, transport: Transport, credentials: Authenticator,
+                 resolver: SecretResolver | None = None) -> None:
         self.registry = registry
         self.api = APIS[listing.api]
+        self.listing = listing
         self._transport = transport
+        self._resolver = resolver
+        self._aws: sigv4.AWSCredentials | None = None
+        self._aws_lock = threading.Lock()
         try:
             parsed = parse_url(listing.url)
         except URLError as exc:
@@ -259,11 +370,13 @@ class ListingClient:
                                 "alone, without a path or query")
         self.url = str(parsed).rstrip("/")
         self.hint: str | None = None
-        if credentials.has_credentials and not transport.may_receive_credentials(self.url):
+        if listing.api == "ecr":
+            self._open_ecr(parsed.host, parsed.authority)
+        elif credentials.has_credentials and not transport.may_receive_credentials(self.url):
             self.hint = (f"the listing url's host {parsed.authority} is not in allowedHosts, so no credentials "
                          "were sent to it")
         # GitLab's API takes the registry's own tokens (None: the transport's authorizer).
-        self._authorizer: Authorizer | None = (
+        self._authorizer: Authorizer | None = _Signed() if listing.api == "ecr" else (
             DockerHubAuthorizer(credentials, self.hint, transport, self.url, registry.name)
             if listing.api == "dockerhub" else None if listing.api == "gitlab"
             else BasicAuthorizer(credentials, self.hint))
@@ -281,8 +394,10 @@ class ListingClient:
         found: dict[str, str | None] = {}
         invalid_tags: list[object] = []
         invalid_digests: list[str] = []
+        entries = self._ecr_entries(operation, repository) if isinstance(self.api, ECRAPI) \
+            else self._entries(self.url + path, operation, repository)
         try:
-            for tag, digest in self._entries(self.url + path, operation, repository):
+            for tag, digest in entries:
                 if not (isinstance(tag, str) and TAG.match(tag)):
                     invalid_tags.append(tag)
                 elif isinstance(digest, str) and is_digest(digest):
@@ -294,6 +409,10 @@ class ListingClient:
                 else:
                     invalid_digests.append(tag)
                     found[tag] = None
+        except _NoRepository:
+            log.debug("registry %s, repository %s: %s: RepositoryNotFoundException; resolving tag by tag",
+                      self.registry.name, repository, operation)
+            return None  # as a 404: the Distribution API tells a missing repository
         except RegistryError as exc:
             if exc.status == 404 and self.hint is None:
                 log.debug("registry %s, repository %s: %s answered 404; resolving tag by tag", self.registry.name,
@@ -313,9 +432,146 @@ class ListingClient:
                         ", ".join(invalid_digests[:3]), ", ..." if len(invalid_digests) > 3 else "")
         return found
 
+    # -- ECR ---------------------------------------------------------------------------------------
+    def _open_ecr(self, host: str, authority: str) -> None:
+        """The endpoint AWS credentials may be signed for: ECR's API (https), or one allowedHosts
+        names; the region to sign for; the account (registryId) of an ECR registry's host."""
+        name = self.registry.name
+        if self.listing.credentials is None:
+            raise RegistryError(name, None, "open", "an ecr listing needs spec.listing.credentials (an IAM access "
+                                "key by secret reference) to sign DescribeImages")
+        if ECR_API_HOST.match(host.lower()) is not None:
+            if not self.url.startswith("https://"):
+                raise RegistryError(name, None, "open", "the listing url is refused: ECR's API is https")
+        elif not self._transport.may_receive_credentials(self.url):
+            raise RegistryError(name, None, "open", f"the listing url is refused: {authority} is not ECR's API "
+                                "(https://api.ecr.REGION.amazonaws.com) nor in allowedHosts, so AWS credentials "
+                                "are not signed for it")
+        region = ecr_region(self.listing, self.registry.url)
+        if region is None:
+            raise RegistryError(name, None, "open", f"the AWS region to sign for cannot be told from {authority}: "
+                                "give spec.listing.region")
+        self.region = region
+        base = self._transport.base
+        match = ECR_REGISTRY_HOST.match(base.host) if base.scheme == "https" else None
+        self.registry_id: str | None = match["account"] if match is not None else None
+
+    def _credential_refs(self) -> str:
+        """The secret references of spec.listing.credentials, by what they name: what to check."""
+        keys = self.listing.credentials
+        if keys is None:
+            return "spec.listing.credentials"
+        key_id = keys.access_key_id
+        named = [f"accessKeyId {key_id.describe() if isinstance(key_id, SecretRef) else '(as written)'}",
+                 f"secretAccessKey {keys.secret_access_key.describe()}"]
+        if keys.session_token is not None:
+            named.append(f"sessionToken {keys.session_token.describe()}")
+        return f"spec.listing.credentials ({', '.join(named)})"
+
+    def _aws_credentials(self) -> sigv4.AWSCredentials:
+        """The IAM credentials, resolved at first use (a reference that fails fails every time)."""
+        with self._aws_lock:
+            if self._aws is not None:
+                return self._aws
+            keys = self.listing.credentials
+            if keys is None or self._resolver is None:
+                raise RegistryError(self.registry.name, None, "sign a request",
+                                    "no AWS credentials to sign DescribeImages with")
+            purpose = f"Registry/{self.registry.name} spec.listing.credentials"
+            key_id = keys.access_key_id
+            plain_id = self._resolver.resolve(key_id, purpose=f"{purpose}.accessKeyId").reveal() \
+                if isinstance(key_id, SecretRef) else key_id
+            secret = self._resolver.resolve(keys.secret_access_key, purpose=f"{purpose}.secretAccessKey")
+            token = self._resolver.resolve(keys.session_token, purpose=f"{purpose}.sessionToken") \
+                if keys.session_token is not None else None
+            self._aws = sigv4.AWSCredentials(plain_id, secret, token)
+            return self._aws
+
+    def _ecr_entries(self, operation: str, repository: str) -> Iterator[tuple[object, object]]:
+        api = self.api
+        assert isinstance(api, ECRAPI)
+        target = self.url + "/"
+        host = parse_url(target).authority
+        token: str | None = None
+        seen: set[str] = set()
+        pages = self._transport.limits.max_pages
+        for _ in range(pages):
+            data = api.body(repository, self.registry_id, token)
+            response = self._ecr_request(target, host, data, operation, repository)
+            try:
+                body = json.loads(response.content)
+            except (ValueError, RecursionError):
+                raise RegistryError(self.registry.name, repository, operation, "the response is not JSON") from None
+            try:
+                entries, token = api.page(body)
+            except ValueError as exc:
+                raise RegistryError(self.registry.name, repository, operation, str(exc)) from None
+            yield from entries
+            if token is None:
+                return
+            if token in seen:
+                raise RegistryError(self.registry.name, repository, operation, "pagination links loop (a nextToken "
+                                    "came back)")
+            seen.add(token)
+        raise RegistryError(self.registry.name, repository, operation,
+                            f"more than {pages} pages (the limit limits.maxPages); the pagination links may loop")
+
+    def _ecr_request(self, target: str, host: str, data: bytes, operation: str,
+                     repository: str) -> requests.Response:
+        """One page: signed afresh for every attempt; a ThrottlingException (HTTP 400) retried as
+        the transport retries a 429 (the requests in flight halved, backoff within spec.retry)."""
+        policy = self._transport.retry
+        waited = 0.0
+        credentials = self._aws_credentials()
+        for attempt in range(policy.attempts):
+            headers = sigv4.sign("POST", target, {"Host": host, "Content-Type": ECRAPI.content_type,
+                                                  "X-Amz-Target": ECRAPI.target},
+                                 data, credentials, self.region, "ecr")
+            response = self._transport.request("POST", target, operation=operation, repository=repository,
+                                               headers=headers, data=data, expect=(200, 400, 403), body="page",
+                                               authorizer=self._authorizer)
+            response.close()
+            if response.status_code == 200:
+                return response
+            kind = ecr_error_type(response)
+            if kind in ECR_THROTTLED:
+                self._transport.concurrency.answered(429)  # as a 429: fewer requests in flight
+                failure = f"throttled by ECR ({kind}, HTTP {response.status_code})"
+                if attempt + 1 == policy.attempts:
+                    failure += f"; gave up after {policy.attempts} attempts ({waited:.1f}s of backoff)"
+                    break
+                delay = policy.backoff(attempt)
+                if waited + delay > policy.budget:
+                    failure += f"; gave up after {attempt + 1} attempts, retry budget of {policy.budget:g}s spent"
+                    break
+                log.debug("registry %s: %s %s: %s; retrying in %.2fs", self.registry.name, operation, repository,
+                          failure, delay)
+                time.sleep(delay)
+                waited += delay
+                continue
+            raise self._ecr_failure(response.status_code, kind, operation, repository)
+        raise RegistryError(self.registry.name, repository, operation, failure, 429, retryable=True)
+
+    def _ecr_failure(self, status: int, kind: str | None, operation: str, repository: str) -> Exception:
+        name = self.registry.name
+        shown = f"{kind}, HTTP {status}" if kind else f"HTTP {status}"
+        if kind in ECR_NOT_FOUND:
+            return _NoRepository()
+        if kind in ECR_AUTHENTICATION or (kind is None and status == 403):
+            return RegistryError(name, repository, operation, f"authentication failed for ECR's API ({shown}): AWS "
+                                 "refused the request's signature or access key; check the secret references "
+                                 f"{self._credential_refs()} (and this machine's clock)", 401)
+        if kind in ECR_DENIED:
+            return RegistryError(name, repository, operation, f"access denied ({shown}): the IAM identity of "
+                                 f"{self._credential_refs()} may not ecr:DescribeImages on this repository", 403)
+        return RegistryError(name, repository, operation, f"ECR answered {shown}", status)
+
+    # -- paged GETs -----------------------------------------------------------------------------------
     def _entries(self, first: str, operation: str, repository: str) -> Iterator[tuple[object, object]]:
+        api = self.api
+        assert not isinstance(api, ECRAPI)
         target = first
-        params: dict[str, str] | None = self.api.params()
+        params: dict[str, str] | None = api.params()
         seen = {self._transport.url(first)}
         pages = self._transport.limits.max_pages
         for number in range(1, pages + 1):
@@ -329,7 +585,7 @@ class ListingClient:
             except (ValueError, RecursionError):
                 raise RegistryError(self.registry.name, repository, operation, "the response is not JSON") from None
             try:
-                page = self.api.page(body, response, number)
+                page = api.page(body, response, number)
             except ValueError as exc:
                 raise RegistryError(self.registry.name, repository, operation, str(exc)) from None
             yield from page.entries

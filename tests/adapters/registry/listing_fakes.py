@@ -18,6 +18,20 @@ real ``docker-registry``; requests for the listing API answer what that registry
   Served on the host name ``localhost`` (the registry is ``127.0.0.1``): another host, as
   hub.docker.com is beside registry-1.docker.io.
 
+- Amazon ECR ``POST /`` with ``X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeImages``
+  and ``Content-Type: application/x-amz-json-1.1`` (AWS JSON 1.1), on the host ``localhost`` (ECR's
+  API is beside the registry's host): ``{"repositoryName", "registryId", "maxResults" (1 to 1000),
+  "filter": {"tagStatus"}, "nextToken"}`` -> ``{"imageDetails": [{"registryId", "repositoryName",
+  "imageDigest", "imageTags", "imageSizeInBytes", "imagePushedAt" (epoch seconds, a float),
+  "imageManifestMediaType", "artifactMediaType"}], "nextToken"}`` (an image per digest, its tags
+  together; at most ``ecr_page`` a page). Every request's AWS Signature Version 4 is verified
+  (the algorithm written here again from AWS's specification, not :mod:`sigv4`'s): an unknown
+  access key or session token is ``UnrecognizedClientException``, a wrong signature, scope or an
+  expired date ``InvalidSignatureException`` (its message quoting the canonical request, as AWS's
+  does), all HTTP 400 with ``{"__type", "message"}``, as are ``RepositoryNotFoundException``,
+  ``AccessDeniedException`` (``denied`` repositories) and ``ThrottlingException`` (the next
+  ``throttle`` requests; ``throttle_status`` 429 for a throttling proxy).
+
 Every request the server receives is recorded; faults: digests that lie (``lie``), extra entries
 (``extra``), a Link header dropped (``drop_link``), a page linking to itself (``loop``).
 """
@@ -25,13 +39,18 @@ Every request the server receives is recorded; faults: digests that lie (``lie``
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import http.client
 import json
+import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -52,13 +71,29 @@ class Seen:
 
     @property
     def listing(self) -> bool:
-        return self.path.startswith(("/api/", "/v2/namespaces/", "/v2/auth/", "/gitlab/v1/"))
+        return self.path.startswith(("/api/", "/v2/namespaces/", "/v2/auth/", "/gitlab/v1/")) or \
+            (self.method, self.path) == ("POST", "/")  # ECR's DescribeImages
+
+
+ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921.DescribeImages"
+ECR_ACCOUNT = "123456789012"
+_CREDENTIAL = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+                         r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$")
 
 
 class ListingFake:
     def __init__(self, upstream: str, api: str, *, user: str | None = None, password: str | None = None,
-                 upstream_auth: tuple[str, str] | None = None) -> None:
+                 upstream_auth: tuple[str, str] | None = None, aws: tuple[str, str, str | None] | None = None,
+                 region: str = "eu-west-1") -> None:
         self.upstream = urlsplit(upstream)
+        self.aws = aws  # ECR: (access key id, secret access key, session token or None) it accepts
+        self.region = region
+        self.throttle = 0  # ECR: the next N DescribeImages answer ThrottlingException
+        self.throttle_status = 400
+        self.denied: set[str] = set()  # ECR: repositories the key may not DescribeImages
+        self.ecr_page = 1000  # ECR: images a page at most (it may answer fewer than maxResults)
+        self.ecr_bodies: list[dict[str, Any]] = []  # ECR: the request bodies received
+        self._ecr_tokens: dict[str, int] = {}
         self.upstream_auth = upstream_auth  # the real registry's credentials, for reading what it holds
         self.api = api
         self.user, self.password = user, password
@@ -161,6 +196,8 @@ class ListingFake:
                     if self.command == "GET" and path.startswith("/v2/namespaces/"):
                         return self._hub_tags()
                     return self._json(404, {"message": "page not found", "errinfo": {}})
+                if fake.api == "ecr" and host.startswith("localhost"):
+                    return self._ecr()
                 if fake.api == "harbor" and path.startswith("/api/v2.0/"):
                     return self._harbor()
                 if fake.api == "gitlab" and path.startswith("/gitlab/v1/"):
@@ -319,5 +356,134 @@ class ListingFake:
                 self._json(200, {"count": len(results), "next": following,
                                  "previous": f"{base}?page={page - 1}&page_size={size}" if page > 1 else None,
                                  "results": chosen})
+
+            # -- ECR ----------------------------------------------------------------------------
+            def _ecr_error(self, kind: str, message: str, status: int = 400) -> None:
+                self._send(status, json.dumps({"__type": kind, "message": message}).encode(),
+                           {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": secrets.token_hex(8)})
+
+            def _signature_problem(self, body: bytes) -> tuple[str, str] | None:
+                """SigV4 as AWS checks it: (error type, message), or None for a good signature."""
+                header = self.headers.get("Authorization")
+                stamp = self.headers.get("X-Amz-Date", "")
+                if not header:
+                    return "MissingAuthenticationTokenException", "Missing Authentication Token"
+                match = _CREDENTIAL.match(header)
+                if match is None:
+                    return "IncompleteSignatureException", "Authorization header requires 'Credential', " \
+                        "'Signature' and 'SignedHeaders' parameters"
+                key_id, day, region, service, signed, signature = match.groups()
+                assert fake.aws is not None
+                expected_id, secret, token = fake.aws
+                if key_id != expected_id or (token is not None and self.headers.get("X-Amz-Security-Token") != token):
+                    return "UnrecognizedClientException", "The security token included in the request is invalid."
+                if region != fake.region:
+                    return "InvalidSignatureException", f"Credential should be scoped to a valid region, not " \
+                        f"'{region}'."
+                if service != "ecr":
+                    return "InvalidSignatureException", "Credential should be scoped to correct service: 'ecr'."
+                try:
+                    when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                except ValueError:
+                    return "IncompleteSignatureException", "Date must be in ISO-8601 'basic format'."
+                if abs(time.time() - when.timestamp()) > 15 * 60 or day != stamp[:8]:
+                    return "InvalidSignatureException", f"Signature expired: {stamp} is now earlier than the " \
+                        "request time window."
+                names = signed.split(";")
+                if "host" not in names or "x-amz-date" not in names or (token is not None and
+                                                                        "x-amz-security-token" not in names):
+                    return "InvalidSignatureException", "'Host' and 'X-Amz-Date' must be signed."
+                raw_path, _, raw_query = self.path.partition("?")
+                query = "&".join(sorted(
+                    f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}"
+                    for k, _, v in (p.partition("=") for p in raw_query.split("&") if p)))
+                lines = [self.command, quote(raw_path, safe="/-_.~"), query]
+                for name in names:
+                    values = self.headers.get_all(name) or []
+                    lines.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}")
+                canonical = "\n".join([*lines, "", signed, hashlib.sha256(body).hexdigest()])
+                scope = f"{day}/{region}/{service}/aws4_request"
+                to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+                key = f"AWS4{secret}".encode()
+                for part in (day, region, service, "aws4_request"):
+                    key = hmac.new(key, part.encode(), "sha256").digest()
+                if not hmac.compare_digest(hmac.new(key, to_sign.encode(), "sha256").hexdigest(), signature):
+                    return "InvalidSignatureException", (
+                        "The request signature we calculated does not match the signature you provided. Check "
+                        "your AWS Secret Access Key and signing method. Consult the service documentation for "
+                        f"details.\n\nThe Canonical String for this request should have been\n'{canonical}'\n\n"
+                        f"The String-to-Sign should have been\n'{to_sign}'\n")
+                return None
+
+            def _ecr(self) -> None:
+                body = self._body()
+                if self.command != "POST" or self.path != "/":
+                    return self._send(404, b"<UnknownOperationException/>", {"Content-Type": "text/xml"})
+                problem = self._signature_problem(body)
+                if problem is not None:
+                    return self._ecr_error(*problem)
+                if self.headers.get("X-Amz-Target") != ECR_TARGET:
+                    return self._ecr_error("UnknownOperationException", "")
+                if self.headers.get("Content-Type") != "application/x-amz-json-1.1":
+                    return self._ecr_error("SerializationException", "")
+                with fake._lock:
+                    if fake.throttle > 0:
+                        fake.throttle -= 1
+                        throttled = True
+                    else:
+                        throttled = False
+                if throttled:
+                    return self._ecr_error("ThrottlingException", "Rate exceeded", fake.throttle_status)
+                try:
+                    asked = json.loads(body)
+                except ValueError:
+                    return self._ecr_error("SerializationException", "")
+                with fake._lock:
+                    fake.ecr_bodies.append(asked)
+                repository = asked.get("repositoryName")
+                account = asked.get("registryId", ECR_ACCOUNT)
+                size = asked.get("maxResults", 100)
+                if not isinstance(size, int) or not 1 <= size <= 1000:
+                    return self._ecr_error("InvalidParameterException", "Invalid parameter at 'maxResults' failed to "
+                                           "satisfy constraint: 'Member must have value less than or equal to 1000'")
+                if repository in fake.denied:
+                    return self._ecr_error("AccessDeniedException", f"User: arn:aws:iam::{ECR_ACCOUNT}:user/ci is not "
+                                           "authorized to perform: ecr:DescribeImages on resource: "
+                                           f"arn:aws:ecr:{fake.region}:{ECR_ACCOUNT}:repository/{repository} because "
+                                           "no identity-based policy allows the ecr:DescribeImages action")
+                held = fake.held(repository) if isinstance(repository, str) and account == ECR_ACCOUNT else []
+                if not held:
+                    return self._ecr_error("RepositoryNotFoundException", f"The repository with name '{repository}' "
+                                           f"does not exist in the registry with id '{account}'")
+                images: dict[str, dict[str, Any]] = {}
+                for tag, digest, media_type, size_bytes in held:
+                    image = images.setdefault(digest, {
+                        "registryId": account, "repositoryName": repository, "imageDigest": digest, "imageTags": [],
+                        "imageSizeInBytes": 1000 + size_bytes, "imagePushedAt": 1793491200.123,
+                        "imageManifestMediaType": media_type,
+                        "artifactMediaType": "application/vnd.oci.image.config.v1+json",
+                        "lastRecordedPullTime": 1793577600.5})
+                    image["imageTags"].append(tag)
+                token = asked.get("nextToken")
+                if token is None:
+                    start = 0
+                elif token in fake._ecr_tokens:
+                    start = fake._ecr_tokens[token]
+                else:
+                    return self._ecr_error("InvalidParameterException", "Invalid NextToken")
+                everything = list(images.values())
+                end = start + min(size, fake.ecr_page)
+                chosen: list[Any] = everything[start:end]
+                if start == 0:
+                    chosen = chosen + fake.extra
+                answer: dict[str, Any] = {"imageDetails": chosen}
+                if fake.loop and token is not None:
+                    answer["nextToken"] = token
+                elif end < len(everything) or (fake.loop and token is None):
+                    following = base64.b64encode(secrets.token_bytes(96)).decode()
+                    fake._ecr_tokens[following] = end
+                    answer["nextToken"] = following
+                self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/x-amz-json-1.1",
+                                                              "x-amzn-RequestId": secrets.token_hex(8)})
 
         return Handler

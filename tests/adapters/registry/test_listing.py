@@ -1,7 +1,7 @@
-"""Bulk tag listing (Registry ``spec.listing``): Harbor's artifacts API and Docker Hub's tags API,
-faked in their documented shapes in front of a real registry that holds the images (the digests
-the fakes answer are the registry's own). What it costs, what it is trusted for, and where the
-Distribution API stays the witness."""
+"""Bulk tag listing (Registry ``spec.listing``): Harbor's artifacts API, GitLab's and Docker Hub's
+tags APIs and ECR's DescribeImages (signed with AWS SigV4), faked in their documented shapes in
+front of a real registry that holds the images (the digests the fakes answer are the registry's
+own). What it costs, what it is trusted for, and where the Distribution API stays the witness."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import base64
 import json
 import logging
 import math
+import re
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +20,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from reconcile.adapters.registry import RegistryError
+from reconcile.adapters.registry import RegistryError, sigv4
+from reconcile.adapters.registry.auth import Authenticator
+from reconcile.adapters.registry.listing import ECRAPI, ListingClient
+from reconcile.adapters.registry.transport import Transport
 from reconcile.cli import cli
 from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import OCI_MANIFEST
-from reconcile.policy.model import Limits, Listing, ListingAPI, Registry
+from reconcile.policy.model import AWSCredentialRefs, Limits, Listing, ListingAPI, Registry
+from reconcile.policy.secrets import Secret, SecretRef
 from tests.adapters.registry.listing_fakes import ListingFake, Seen
 from tests.adapters.registry.oci import Built, Layout, push, put_tag
 from tests.conftest import OpenClient, RunningRegistry, registry_policy
@@ -68,16 +74,34 @@ def fakes(plain_registry: RunningRegistry) -> Iterator[dict[str, ListingFake]]:
         fake.close()
 
 
+# ECR: the IAM access key the fake accepts; the secret key in a file (tests open clients without an environment).
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET = "ecr-secret-" + secrets.token_hex(12)
+AWS_SECRET_FILE = Path(tempfile.mkdtemp(prefix="ecr-")) / "aws-secret-access-key"
+AWS_SECRET_FILE.write_text(AWS_SECRET + "\n")
+
+
 def _fake(fakes: dict[str, ListingFake], registry: RunningRegistry, api: str, **options: Any) -> ListingFake:
+    if api == "ecr":
+        options.setdefault("aws", (AWS_KEY_ID, AWS_SECRET, None))
     fake = ListingFake(registry.url, api, **options)
+    if api == "ecr":
+        fake.ecr_page = PAGE  # ECR may answer fewer than maxResults: pages of 100 images, as Harbor's
     fakes[f"{api}-{len(fakes)}"] = fake
     return fake
+
+
+def _keys(secret: SecretRef | None = None, token: SecretRef | None = None) -> AWSCredentialRefs:
+    return AWSCredentialRefs(AWS_KEY_ID, secret or SecretRef("file", path=str(AWS_SECRET_FILE)), token)
 
 
 def _policy(fake: ListingFake, api: str | None, **options: object) -> Registry:
     policy = registry_policy("hub", fake.url, **options)  # type: ignore[arg-type]
     if api is None:
         return policy
+    if api == "ecr":  # ECR's API on another host: an explicitly configured endpoint (allowedHosts), its region
+        return replace(policy, allowed_hosts=(*policy.allowed_hosts, f"localhost:{fake.port}"),
+                       listing=Listing("ecr", fake.other_url, "eu-west-1", _keys()))
     chosen: ListingAPI = "harbor" if api == "harbor" else "gitlab" if api == "gitlab" else "dockerhub"
     return replace(policy, listing=Listing(chosen, fake.other_url if api == "dockerhub" else fake.url))
 
@@ -90,7 +114,7 @@ def _by_tag(seen: list[Seen]) -> list[Seen]:
     return [s for s in seen if "/manifests/" in s.path and not s.path.rsplit("/", 1)[1].startswith("sha256:")]
 
 
-@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub", "ecr"])
 def test_a_warm_observation_costs_one_request_per_page_of_tags(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient, tmp_path: Path) -> None:
@@ -103,14 +127,14 @@ def test_a_warm_observation_costs_one_request_per_page_of_tags(
 
     # Cold: the pages, then each distinct manifest once, by digest, and the one config once.
     pages = [s for s in cold if s.listing]
-    # Harbor pages artifacts (a digest and all its tags), GitLab and Docker Hub tags.
-    expected_pages = math.ceil((DISTINCT + 1 if api == "harbor" else TAGS) / PAGE)
+    # Harbor and ECR page artifacts (a digest and all its tags), GitLab and Docker Hub tags.
+    expected_pages = math.ceil((DISTINCT + 1 if api in ("harbor", "ecr") else TAGS) / PAGE)
     assert len(pages) == expected_pages == 3
     assert not _by_tag(cold)  # no request per tag
     by_digest = [s.path for s in cold if "/manifests/sha256:" in s.path]
     assert len(by_digest) == len(set(by_digest)) == DISTINCT + 1
     assert len([s for s in cold if "/blobs/" in s.path]) == 1  # the shared config
-    assert {s.method for s in cold} == {"GET"}
+    assert {s.method for s in cold} == ({"GET", "POST"} if api == "ecr" else {"GET"})  # DescribeImages is a POST
 
     # Warm: the pages alone.
     with fake.recording() as warm:
@@ -149,7 +173,7 @@ def test_harbor_pages_are_followed_by_link_or_by_the_total_count(
     assert len(seen) == 3
 
 
-@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub", "ecr"])
 def test_a_listing_that_loops_or_passes_the_page_cap_fails(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
@@ -202,7 +226,7 @@ def test_docker_hub_entries_without_a_digest_are_resolved_alone(
     assert [s.path.rsplit("/", 1)[1] for s in _by_tag(seen)] == ["t002"]
 
 
-@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub"])
+@pytest.mark.parametrize("api", ["harbor", "gitlab", "dockerhub", "ecr"])
 def test_a_listing_naming_a_digest_the_registry_does_not_have_fails_the_observation(
         api: str, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
         fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
@@ -374,3 +398,189 @@ def test_gitlab_takes_the_registrys_own_credentials_and_a_registry_without_the_a
         state = observe_repository(open_client(_policy(plain, "gitlab"), cache_dir=tmp_path / "plain"), other)
     assert {tag: d.digest for tag, d in state.tags.items()} == filled[other]
     assert len([s for s in seen if s.listing]) == 1 and len(_by_tag(seen)) == TAGS
+
+
+# -- ECR: DescribeImages, signed ---------------------------------------------------------------------
+MANY = 1005  # images of their own: two pages of up to 1,000
+
+
+@pytest.fixture(scope="module")
+def many(plain_registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """A repository of ``MANY`` digests and ``MANY + 20`` tags (20 aliases)."""
+    repository = f"ecr-{secrets.token_hex(3)}/many"
+    layout = Layout(tmp_path_factory.mktemp("many"))
+    base = layout.image(created="2026-11-01T00:00:00Z")
+    layout.tag(base, "base")
+    push(layout, "base", plain_registry.host, repository)
+    document = json.loads(base.data)
+    tags = {"base": base.digest}
+    for number in range(MANY - 1):
+        image = layout.manifest({**document, "annotations": {"n": str(number)}}, OCI_MANIFEST)
+        put_tag(plain_registry.url, repository, f"n{number:04d}", image)
+        tags[f"n{number:04d}"] = image.digest
+        if number < 20:
+            put_tag(plain_registry.url, repository, f"alias-{number}", image)
+            tags[f"alias-{number}"] = image.digest
+    return repository, tags
+
+
+def test_ecr_describe_images_is_signed_and_paged_by_next_token_1000_images_a_request(
+        plain_registry: RunningRegistry, many: tuple[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient) -> None:
+    repository, tags = many
+    fake = _fake(fakes, plain_registry, "ecr")
+    fake.ecr_page = 1000  # as ECR answers maxResults 1000
+    client = open_client(_policy(fake, "ecr"))
+    with fake.recording() as seen:
+        assert client.list_tags(repository) == tags
+    assert len(tags) == MANY + 20
+    assert [(s.method, s.host, s.path) for s in seen] == [("POST", f"localhost:{fake.port}", "/")] * 2
+    assert fake.ecr_bodies == [
+        {"repositoryName": repository, "maxResults": 1000, "filter": {"tagStatus": "TAGGED"}},
+        {"repositoryName": repository, "maxResults": 1000, "filter": {"tagStatus": "TAGGED"},
+         "nextToken": fake.ecr_bodies[1]["nextToken"]}]
+    for sent in seen:
+        assert sent.authorization is not None
+        assert sent.authorization.startswith(f"AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/")
+        assert "/eu-west-1/ecr/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, " \
+               "Signature=" in sent.authorization
+    with fake.recording() as seen:  # the registry's own requests never carry the AWS signature
+        client.resolve(repository, "base")
+    assert [s.authorization for s in seen] == [None]
+
+
+def test_ecr_sends_the_session_token_and_the_account_of_an_ecr_registry_host(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    repository = _repository(filled, "ecr")
+    token = "session-" + secrets.token_hex(20)
+    fake = _fake(fakes, plain_registry, "ecr", aws=(AWS_KEY_ID, AWS_SECRET, token))
+    policy = _policy(fake, "ecr")
+    assert policy.listing is not None
+    with_token = replace(policy, listing=replace(policy.listing, credentials=_keys(
+        token=SecretRef("env", env="AWS_SESSION_TOKEN"))))
+    assert open_client(with_token, {"AWS_SESSION_TOKEN": token}).list_tags(repository) == filled[repository]
+    with pytest.raises(RegistryError, match=r"UnrecognizedClientException, HTTP 400"):  # no token: refused
+        open_client(policy).list_tags(repository)
+
+    # registryId: the account of ACCOUNT.dkr.ecr.REGION.amazonaws.com; the url and region its API's.
+    ecr = Registry("ecr", "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", None,
+                   ("123456789012.dkr.ecr.eu-west-1.amazonaws.com",),
+                   listing=Listing("ecr", "https://api.ecr.eu-west-1.amazonaws.com", None, _keys()))
+    listing = ListingClient(ecr, ecr.listing, Transport(ecr), Authenticator(ecr, None, Transport(ecr)))  # type: ignore[arg-type]
+    assert (listing.region, listing.registry_id) == ("eu-west-1", "123456789012")
+    assert json.loads(ECRAPI().body("team/app", listing.registry_id, "tok")) == {
+        "repositoryName": "team/app", "registryId": "123456789012", "maxResults": 1000,
+        "filter": {"tagStatus": "TAGGED"}, "nextToken": "tok"}
+
+
+def test_ecr_untagged_and_invalid_images_are_skipped(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    repository = _repository(filled, "ecr")
+    fake = _fake(fakes, plain_registry, "ecr")
+    digest = filled[repository]["t001"]
+    fake.extra = [{"imageDigest": "sha256:" + "e" * 64, "imagePushedAt": 1793491200.0},  # untagged: no imageTags
+                  {"imageDigest": digest, "imageTags": []}, "not an image",
+                  {"imageDigest": digest, "imageTags": ["-not a tag", 7]},
+                  {"imageDigest": "sha256:short", "imageTags": ["base"]}, {"imageTags": ["t002"]}]
+    with caplog.at_level(logging.WARNING), fake.recording() as seen:
+        state = observe_repository(open_client(_policy(fake, "ecr"), cache_dir=tmp_path / "c"), repository)
+    assert {tag: d.digest for tag, d in state.tags.items()} == filled[repository]
+    assert sorted(s.path.rsplit("/", 1)[1] for s in _by_tag(seen)) == ["base", "t002"]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "skipped 3 entries that are not valid OCI tags" in messages
+    assert "2 tags without a valid digest (base, t002)" in messages
+
+
+def test_ecr_a_repository_it_does_not_have_is_asked_on_the_distribution_api_and_access_denied_is_named(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient) -> None:
+    fake = _fake(fakes, plain_registry, "ecr")
+    client = open_client(_policy(fake, "ecr"))
+    with fake.recording() as seen:
+        assert client.list_tags("nowhere/none") is None  # RepositoryNotFoundException: like a 404
+    assert len(seen) == 1
+    repository = _repository(filled, "ecr")
+    fake.denied = {repository}
+    with pytest.raises(RegistryError) as raised:
+        client.list_tags(repository)
+    assert str(raised.value) == (
+        f"registry hub, repository {repository}: list tags with digests (ecr API): access denied "
+        "(AccessDeniedException, HTTP 400): the IAM identity of spec.listing.credentials (accessKeyId (as written), "
+        f"secretAccessKey file:{AWS_SECRET_FILE}) may not ecr:DescribeImages on this repository")
+    assert raised.value.status == 403 and "arn:aws" not in str(raised.value)
+
+
+def test_ecr_a_bad_signature_fails_naming_the_references_and_never_the_secret(
+        plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
+        open_client: OpenClient, caplog: pytest.LogCaptureFixture) -> None:
+    repository = _repository(filled, "ecr")
+    fake = _fake(fakes, plain_registry, "ecr")
+    wrong = "wrong-secret-" + secrets.token_hex(12)
+    policy = _policy(fake, "ecr")
+    assert policy.listing is not None
+    bad = replace(policy, listing=replace(policy.listing, credentials=_keys(SecretRef("env", env="AWS_SECRET"))))
+    with caplog.at_level(logging.DEBUG), fake.recording() as seen, pytest.raises(RegistryError) as raised:
+        open_client(bad, {"AWS_SECRET": wrong}).list_tags(repository)
+    assert len(seen) == 1  # refused once: not retried
+    message = str(raised.value)
+    assert message == (
+        f"registry hub, repository {repository}: list tags with digests (ecr API): authentication failed for ECR's "
+        "API (InvalidSignatureException, HTTP 400): AWS refused the request's signature or access key; check the "
+        "secret references spec.listing.credentials (accessKeyId (as written), secretAccessKey env:AWS_SECRET) "
+        "(and this machine's clock)")
+    assert raised.value.status == 401
+    logged = caplog.text
+    days = {s.authorization.split("/")[1] for s in seen if s.authorization}
+    keys = {sigv4.signing_key(Secret(value), day, "eu-west-1", "ecr").hex() for value in (wrong, AWS_SECRET)
+            for day in days}
+    for text in (message, logged, repr(raised.value), str(raised.value.__context__), str(raised.value.__cause__)):
+        assert wrong not in text and AWS_SECRET not in text
+        assert not [key for key in keys if key in text]
+        assert "Canonical String" not in text  # ECR's free text is not quoted
+    assert raised.value.__cause__ is None
+
+    unknown = replace(policy, listing=replace(policy.listing, credentials=AWSCredentialRefs(
+        "AKIAUNKNOWNEXAMPLE00", SecretRef("file", path=str(AWS_SECRET_FILE)))))
+    with pytest.raises(RegistryError, match=r"authentication failed for ECR's API \(UnrecognizedClientException, "
+                                            r"HTTP 400\)"):
+        open_client(unknown).list_tags(repository)
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_ecr_throttling_backs_off_as_a_429_does(
+        status: int, plain_registry: RunningRegistry, filled: dict[str, dict[str, str]],
+        fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
+    repository = _repository(filled, "ecr")
+    fake = _fake(fakes, plain_registry, "ecr")
+    fake.throttle, fake.throttle_status = 2, status
+    client = open_client(replace(_policy(fake, "ecr"), concurrency=8))
+    with fake.recording() as seen:
+        assert client.list_tags(repository) == filled[repository]
+    assert len(seen) == 3 + 2  # two throttled, then three pages
+    assert client._transport.concurrency.limit < 8  # type: ignore[attr-defined]  # halved, growing back
+    fake.throttle = 100
+    with pytest.raises(RegistryError, match=r"throttled by ECR \(ThrottlingException, HTTP 400\); gave up after "
+                       if status == 400 else r"rate limited \(HTTP 429\); gave up after") as raised:
+        client.list_tags(repository)
+    assert raised.value.status == 429 and raised.value.retryable
+
+
+def test_ecr_credentials_are_signed_only_for_ecrs_api_or_an_allowed_endpoint(
+        plain_registry: RunningRegistry, fakes: dict[str, ListingFake], open_client: OpenClient) -> None:
+    fake = _fake(fakes, plain_registry, "ecr")
+    policy = _policy(fake, "ecr")
+    assert policy.listing is not None
+    cases = [
+        (replace(policy, allowed_hosts=(f"127.0.0.1:{fake.port}",)),
+         f"localhost:{fake.port} is not ECR's API (https://api.ecr.REGION.amazonaws.com) nor in allowedHosts"),
+        (replace(policy, listing=replace(policy.listing, url="http://api.ecr.eu-west-1.amazonaws.com")),
+         "ECR's API is https"),
+        (replace(policy, listing=replace(policy.listing, region=None)), "the AWS region to sign for cannot be told"),
+        (replace(policy, listing=replace(policy.listing, credentials=None)), "an ecr listing needs"),
+    ]
+    for registry, message in cases:
+        with fake.recording() as seen, pytest.raises(RegistryError, match=re.escape(message)):
+            open_client(registry)
+        assert not seen
