@@ -528,7 +528,7 @@ class ListingClient:
                                                   "X-Amz-Target": ECRAPI.target},
                                  data, credentials, self.region, "ecr")
             response = self._transport.request("POST", target, operation=operation, repository=repository,
-                                               headers=headers, data=data, expect=(200, 400, 403), body="page",
+                                               headers=headers, data=data, expect=(200, 400, 401, 403), body="page",
                                                authorizer=self._authorizer)
             response.close()
             if response.status_code == 200:
@@ -557,7 +557,7 @@ class ListingClient:
         shown = f"{kind}, HTTP {status}" if kind else f"HTTP {status}"
         if kind in ECR_NOT_FOUND:
             return _NoRepository()
-        if kind in ECR_AUTHENTICATION or (kind is None and status == 403):
+        if kind in ECR_AUTHENTICATION or (kind is None and status in (401, 403)):
             return RegistryError(name, repository, operation, f"authentication failed for ECR's API ({shown}): AWS "
                                  "refused the request's signature or access key; check the secret references "
                                  f"{self._credential_refs()} (and this machine's clock)", 401)

@@ -584,3 +584,44 @@ def test_ecr_credentials_are_signed_only_for_ecrs_api_or_an_allowed_endpoint(
         with fake.recording() as seen, pytest.raises(RegistryError, match=re.escape(message)):
             open_client(registry)
         assert not seen
+
+
+def test_ecr_through_plan_and_apply_and_no_secret_in_the_plan_the_output_or_the_audit_trail(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, small: dict[str, str],
+        fakes: dict[str, ListingFake], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake(fakes, plain_registry, "ecr")
+    hosts = f"allowedHosts: ['127.0.0.1:{fake.port}', 'localhost:{fake.port}']"
+    listing = (f", {hosts}, listing: {{api: ecr, url: '{fake.other_url}', region: eu-west-1, credentials: "
+               f"{{accessKeyId: {AWS_KEY_ID}, secretAccessKey: {{env: AWS_SECRET_ACCESS_KEY}}}}}}")
+    with_listing = _policies(tmp_path / "with", fake.url, repo, listing)
+    without = _policies(tmp_path / "without", fake.url, repo, "")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    plans = {}
+    for name, root in (("with", with_listing), ("without", without)):
+        monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        with fake.recording() as seen:
+            result = _invoke("plan", "--repo", str(root), "--audit-db", str(tmp_path / "plan.db"), "--format", "json")
+        assert result.exit_code == 0, result.output
+        plans[name] = json.loads(result.stdout)
+        assert [s.method for s in seen if s.listing] == (["POST"] if name == "with" else [])
+    assert plans["with"]["actions"] == plans["without"]["actions"] and plans["with"]["actions"]
+
+    # A wrong secret: the plan fails naming the reference; nothing anywhere holds either key.
+    wrong = "wrong-" + secrets.token_hex(16)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache-wrong"))
+    failed = _invoke("plan", "--repo", str(with_listing), "--audit-db", str(tmp_path / "plan.db"), "--format", "json")
+    assert failed.exit_code == 1
+    assert "authentication failed for ECR's API (InvalidSignatureException, HTTP 400)" in failed.output
+    assert "secretAccessKey env:AWS_SECRET_ACCESS_KEY" in failed.output
+    db = tmp_path / "apply.db"
+    refused = _invoke("apply", "--repo", str(with_listing), "--audit-db", str(db))
+    assert refused.exit_code != 0
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    applied = _invoke("apply", "--repo", str(with_listing), "--audit-db", str(db))
+    assert applied.exit_code == 0, applied.output
+    assert _tags(fake, repo) == ["v1", "v2"]
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("*.db*"))
+    for text in (failed.output, refused.output, applied.output, json.dumps(plans)):
+        assert AWS_SECRET not in text and wrong not in text
+    assert AWS_SECRET.encode() not in stored and wrong.encode() not in stored
