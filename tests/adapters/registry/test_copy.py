@@ -154,3 +154,27 @@ def test_a_200_mib_layer_streams_through_in_bounded_memory(
     growth_mib = (measured["after_kib"] - measured["before_kib"]) / 1024
     assert growth_mib < 40, f"peak RSS grew by {growth_mib:.0f} MiB copying a 200 MiB layer"
     assert raw_digest(f"docker://{auth_registry.host}/{repo}:big", auth_registry.creds) == image.digest
+
+
+def test_what_a_tag_is_stored_as_is_checked_from_the_put_answer_itself(
+        plain_registry: RunningRegistry, auth_registry: RunningRegistry, open_client: OpenClient,
+        proxy_factory: Callable[..., FaultProxy], repo: str, tmp_path: Path) -> None:
+    """A tag's PUT answer names the digest stored (Docker-Content-Digest), which must be the
+    image's: one request a tag, no HEAD after it. An answer naming another digest, or none while
+    the tag points nowhere, fails the copy."""
+    index, _, _ = release(tmp_path, plain_registry, repo)
+    source = open_client(registry_policy("ci", plain_registry.url))
+    front = proxy_factory(auth_registry.url)
+    dest = open_client(registry_policy("prod", front.url, password_env=ENV), {ENV: auth_registry.password})
+
+    assert copy_image(source, repo, index.digest, dest, f"{repo}-ok", ["v1", "v2"]).digest == index.digest
+    tag_requests = [r for r in front.requests if r.path.split("?")[0].endswith(("/manifests/v1", "/manifests/v2"))]
+    assert [r.method for r in tag_requests] == ["PUT", "PUT"]
+
+    other = "sha256:" + "0" * 64
+    front.inject(r"/manifests/v1$", "status", status=201, method="PUT", headers={"Docker-Content-Digest": other})
+    with pytest.raises(DigestMismatch, match=other):
+        copy_image(source, repo, index.digest, dest, f"{repo}-lied", ["v1"])
+    front.inject(r"/manifests/v1$", "status", status=201, method="PUT")  # no digest named, nothing stored
+    with pytest.raises(DigestMismatch, match="no digest"):
+        copy_image(source, repo, index.digest, dest, f"{repo}-silent", ["v1"])
