@@ -56,6 +56,15 @@ def known_secrets() -> Iterator[None]:
     secret_values._PATTERN = (0, None)
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The XDG state directory (where the default audit trail lives) of each test is its own,
+    never the home directory's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -104,7 +104,8 @@ def test_reconcile_help_loads_click_and_the_command_line_only() -> None:
     assert sorted(m for m in modules if m.startswith("reconcile")) == sorted(
         ["reconcile", "reconcile.defaults", "reconcile.policy", "reconcile.policy.durations",
          *("reconcile.cli" + (f".{c}" if c else "") for c in
-           ("", "audit", "comment", "explain", "quickstart", "reconcile", "rollback", "session", "validate"))])
+           ("", "audit", "comment", "config", "explain", "quickstart", "reconcile", "rollback", "session",
+            "validate"))])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import click
+from click.core import ParameterSource
 
 from reconcile import __version__, defaults
 
@@ -35,7 +36,7 @@ class Settings:
 
     repo: str = "."
     ref: str | None = None
-    audit_db: str = defaults.AUDIT_DB
+    audit_db: str | None = None  # None: neither --audit-db nor RECONCILE_AUDIT_DB; see session.audit_db_of
     trusted_ref: str | None = None  # where Registries and Clusters come from; None: the default branch
     trust_ref_connections: bool = False  # take them from --ref instead (a loud opt-in)
     debug: bool = False  # an unexpected error shows its traceback
@@ -46,42 +47,50 @@ class Settings:
 _COMMON: dict[str, dict[str, Any]] = {
     "repo": dict(metavar="PATH|URL", envvar="RECONCILE_REPO", default=".", show_default=True,
                  help="Repo-of-record: a git work tree (or a directory in one), a plain directory, or a "
-                      "git URL (mirrored under RECONCILE_CACHE_DIR, fetched on every run). "
-                      "[env: RECONCILE_REPO]"),
+                      "git URL (mirrored under RECONCILE_CACHE_DIR, fetched on every run)."),
     "ref": dict(metavar="REF", envvar="RECONCILE_REF",
                 help="Git ref to read policies at (branch, tag, SHA); default HEAD. Files are read "
-                     "from that commit, not the working tree. [env: RECONCILE_REF]"),
-    "audit_db": dict(metavar="PATH", envvar="RECONCILE_AUDIT_DB", default=defaults.AUDIT_DB,
-                     show_default=True,
-                     help="SQLite audit trail (never on a network filesystem). "
-                          "[env: RECONCILE_AUDIT_DB]"),
+                     "from that commit, not the working tree."),
+    "audit_db": dict(metavar="PATH", envvar="RECONCILE_AUDIT_DB", show_default=defaults.AUDIT_DB_SHOWN,
+                     help="SQLite audit trail (never on a network filesystem); the default is in the XDG state "
+                          "directory, never the current one (the image and CronJob point it at their volume)."),
     "trusted_ref": dict(metavar="REF", envvar="RECONCILE_TRUSTED_REF",
                         help="Git ref whose Registry and Cluster documents (urls, allowedHosts, credentials, "
                              "kubeconfigs) are used when --ref names another commit, as a pull request's does; "
                              "default: the repo's default branch (origin/HEAD, else main). A setting of the job, "
-                             "never read from the repo. [env: RECONCILE_TRUSTED_REF]"),
+                             "never read from the repo."),
     "trust_ref_connections": dict(is_flag=True, envvar="RECONCILE_TRUST_REF_CONNECTIONS", default=False,
                                   help="DANGEROUS: connect with the Registries and Clusters of --ref itself, so its "
                                        "author chooses where credentials go. Only for refs as trusted as the "
-                                       "default branch. [env: RECONCILE_TRUST_REF_CONNECTIONS]"),
+                                       "default branch."),
     "lock": dict(metavar="auto|none|lease:NS/NAME", envvar="RECONCILE_LOCK", default="auto", show_default=True,
                  help="The lock commands that change things take besides the audit trail's file lock: a "
                       "coordination.k8s.io Lease, so runs in two pods never overlap. auto: the Lease 'reconcile' in "
-                      "the pod's namespace when running in a cluster, none elsewhere. [env: RECONCILE_LOCK]"),
+                      "the pod's namespace when running in a cluster, none elsewhere."),
     "shard": dict(metavar="K/N", envvar="RECONCILE_SHARD",
                   help="Act on shard K of N only (K from 0): the repositories whose stable hash falls in it, and "
                        "the pipelines whose first stage does, with the shard's own audit trail (AUDIT_DB's name "
                        "with .shard-K-of-N) and Lease. Default from an Indexed Job: JOB_COMPLETION_INDEX of "
-                       "RECONCILE_SHARDS. [env: RECONCILE_SHARD]"),
+                       "RECONCILE_SHARDS."),
     "debug": dict(is_flag=True, envvar="RECONCILE_DEBUG", default=False,
-                  help="On an unexpected error, show the Python traceback instead of one line. [env: RECONCILE_DEBUG]"),
+                  help="On an unexpected error, show the Python traceback instead of one line."),
 }
+
+
+class _Override(click.Option):
+    """A common option's copy on a command: a value given after the command name overrides the
+    group's (which reads the variable and has the default); its variable is only shown in --help."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        return None
 
 
 def _option(name: str, *, on_group: bool) -> Callable[[Any], Any]:
     spec = dict(_COMMON[name])
-    if not on_group:  # a command's own copy only overrides; env and defaults live on the group
-        spec = {k: v for k, v in spec.items() if k not in ("envvar", "default", "show_default")}
+    if not on_group:
+        spec = {k: v for k, v in spec.items()
+                if k not in ("default", "show_default") or (k == "show_default" and isinstance(v, str))}
+        spec["cls"] = _Override
     return click.option("--" + name.replace("_", "-"), name, **spec)
 
 
@@ -210,7 +219,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 @_option("shard", on_group=True)
 @_option("debug", on_group=True)
 @click.pass_context
-def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_ref: str | None,
+def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str | None, trusted_ref: str | None,
         trust_ref_connections: bool, lock: str, shard: str | None, debug: bool) -> None:
     """Declarative GitOps reconciliation for container images.
 
@@ -218,7 +227,12 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str, trusted_r
     registries and clusters, and prunes, promotes (by digest), deploys and rolls back, recording
     every action in a hash-chained SQLite audit trail.
 
-    Every option also reads from a RECONCILE_* environment variable (for the CronJob).
+    Every option also reads a RECONCILE_* environment variable, named in its help (for the
+    CronJob and CI): RECONCILE_ and the option's name for the options every command takes and
+    those of plan, apply, run and explain (RECONCILE_ONLY and RECONCILE_YES wherever --only and
+    --yes are); RECONCILE_<COMMAND>_<OPTION> for the other options of audit, comment, config,
+    quickstart, rollback and validate. Flags take 1/0, true/false, yes/no, on/off. `reconcile
+    config` shows the settings in effect and where each came from (there is no configuration file).
 
     Exit status: 0 done (or, with plan --detailed-exitcode, no changes), 1 error (invalid policies, a
     source that could not be read, a refused plan, a failed change), 2 changes pending (plan
@@ -236,4 +250,35 @@ def main() -> None:
 
 
 # Each command module registers itself on ``cli``; imported last, as they import ``cli`` from here.
-from reconcile.cli import audit, comment, explain, quickstart, reconcile, rollback, validate  # noqa: E402, F401
+from reconcile.cli import audit, comment, config, explain, quickstart, reconcile, rollback, validate  # noqa: E402, F401
+
+
+class _NamesItsSource(click.Option):
+    """An error about an option's value names the variable it came from, and only then (click's
+    own hint names the variable whenever --help shows it, even for a value typed after the option)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = " / ".join(f"'{opt}'" for opt in self.opts)
+        if ctx is not None and self.name and ctx.get_parameter_source(self.name) == ParameterSource.ENVIRONMENT:
+            hint += f" (from the environment variable {self.envvar})"
+        return hint
+
+
+_HINTED: dict[type[click.Option], type[click.Option]] = {}
+
+
+def _show_envvars(command: click.Command) -> None:
+    """Every option's variable in its --help (``[env var: RECONCILE_…]``), and named in an error
+    about a value it gave; tests/test_settings.py fails for an option that has none."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            param.show_envvar = True
+            kind = type(param)
+            if kind not in _HINTED:
+                _HINTED[kind] = type(f"Hinted{kind.__name__}", (_NamesItsSource, kind), {})
+            param.__class__ = _HINTED[kind]
+    for sub in getattr(command, "commands", {}).values():
+        _show_envvars(sub)
+
+
+_show_envvars(cli)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
-from reconcile.cli.session import shard_of
+from reconcile.cli.session import audit_db_of, shard_of
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -45,11 +45,12 @@ _DBS = "reconcile.audit.dbs"  # ctx.meta key: the group's --db values
 _DB_HELP = ("An audit trail to review instead of --audit-db (repeatable: several, such as the shard files of a "
             "sharded run, reviewed as one, merged in time order with a trail column; verify checks each chain). "
             "A directory: every *.db file in it, sorted by name; each must be an audit trail (one that is not is "
-            "an error naming it, exit 3).")
+            "an error naming it, exit 3). The variable: paths separated by colons.")
 
 
 def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--db", "dbs", multiple=True, metavar="PATH", help=_DB_HELP)(command)
+    return click.option("--db", "dbs", multiple=True, metavar="PATH", type=click.Path(), envvar="RECONCILE_AUDIT_DBS",
+                        help=_DB_HELP)(command)
 
 
 @cli.group("audit")
@@ -73,7 +74,8 @@ def _paths(settings: Settings, dbs: Sequence[str]) -> list[str]:
     if given:
         return given
     shard = shard_of(settings.shard)
-    return [settings.audit_db if shard is None else shard.audit_db(settings.audit_db)]
+    audit_db = audit_db_of(settings, writes=False)
+    return [audit_db if shard is None else shard.audit_db(audit_db)]
 
 
 @contextmanager
@@ -175,22 +177,26 @@ def _statuses() -> tuple[str, ...]:
 def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that select actions (``list``, ``export``); they become an ``ActionFilter``."""
     options = [
-        click.option("--since", metavar="WHEN", callback=_when,
+        click.option("--since", metavar="WHEN", callback=_when, envvar="RECONCILE_AUDIT_SINCE",
                      help="Only actions at or after WHEN: a duration back from now (30m, 2h, 7d, 1w), "
                           "an RFC 3339 date-time (2026-11-21T08:00:00Z) or a date (midnight UTC)."),
-        click.option("--until", metavar="WHEN", callback=_when, help="Only actions before WHEN (same forms)."),
-        click.option("--action", "actions", multiple=True, type=_StoreChoice(_kinds),
-                     help="Only this kind of action (repeatable)."),
+        click.option("--until", metavar="WHEN", callback=_when, envvar="RECONCILE_AUDIT_UNTIL",
+                     help="Only actions before WHEN (same forms)."),
+        click.option("--action", "actions", multiple=True, type=_StoreChoice(_kinds), envvar="RECONCILE_AUDIT_ACTION",
+                     help="Only this kind of action (repeatable; the variable: separated by spaces)."),
         click.option("--status", "statuses", multiple=True, type=_StoreChoice(_statuses),
-                     help="Only this status (repeatable)."),
-        click.option("--target", metavar="GLOB",
+                     envvar="RECONCILE_AUDIT_STATUS",
+                     help="Only this status (repeatable; the variable: separated by spaces)."),
+        click.option("--target", metavar="GLOB", envvar="RECONCILE_AUDIT_TARGET",
                      help="Actions whose target, REGISTRY/REPOSITORY:TAG of a tag they removed or set, or digest "
                           "matches GLOB (case-sensitive; * and ?): 'ci/team-a/web:*', '*build-10*' (the prune "
                           "that removed build-10), '*sha256:4f2a*'."),
-        click.option("--policy", metavar="KIND/NAME", help="Actions caused by this policy (exact, or a GLOB)."),
-        click.option("--run", metavar="RUN_ID", help="Actions of this run."),
-        click.option("--commit", metavar="SHA", help="Actions of runs at a policy commit starting with SHA."),
-        click.option("--limit", type=click.IntRange(min=0), metavar="N",
+        click.option("--policy", metavar="KIND/NAME", envvar="RECONCILE_AUDIT_POLICY",
+                     help="Actions caused by this policy (exact, or a GLOB)."),
+        click.option("--run", metavar="RUN_ID", envvar="RECONCILE_AUDIT_RUN", help="Actions of this run."),
+        click.option("--commit", metavar="SHA", envvar="RECONCILE_AUDIT_COMMIT",
+                     help="Actions of runs at a policy commit starting with SHA."),
+        click.option("--limit", type=click.IntRange(min=0), metavar="N", envvar="RECONCILE_AUDIT_LIMIT",
                      help="The newest N matching actions (0: all). list: 100 on a terminal unless given."),
     ]
     for option in reversed(options):
@@ -256,7 +262,7 @@ def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> No
 @audit_group.command()
 @common_options
 @db_option
-@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", envvar="RECONCILE_AUDIT_LIMIT",
               help="The newest N runs (default 100 on a terminal, all when piped; 0: all).")
 def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None) -> None:
     """List runs, oldest first: mode, who, policy commit, outcome, action counts.
@@ -352,6 +358,7 @@ def _mutation_of(store: AuditStore, event: dict[str, Any]) -> tuple[dict[str, An
 @common_options
 @db_option
 @click.option("--format", "output", type=click.Choice(["json", "jsonl", "csv"]), default="json", show_default=True,
+              envvar="RECONCILE_AUDIT_FORMAT",
               help='json: {"runs": [...], "actions": [...]}; jsonl: one object per line with "type": '
                    '"run" or "action"; csv: actions only, with a header row.')
 @filter_options
@@ -412,10 +419,12 @@ def _csv(actions: Sequence[dict[str, Any]], *, trail: bool = False) -> str:
 @common_options
 @db_option
 @click.option("--expect-head", "expect_heads", multiple=True, metavar="[TRAIL=]HASH",
+              envvar="RECONCILE_AUDIT_EXPECT_HEAD",
               help="A chain head printed by an earlier run and kept elsewhere; it must still be in the "
                    "trail (catches a removed tail). With several trails (--db): TRAIL=HASH, TRAIL the file "
                    "name verify prints, repeatable, one per trail (a trail without one is verified without "
-                   "it; a TRAIL not among those given is reported broken: a shard's file went missing).")
+                   "it; a TRAIL not among those given is reported broken: a shard's file went missing). The variable: "
+                   "separated by spaces.")
 def verify(settings: Settings, dbs: tuple[str, ...], expect_heads: tuple[str, ...]) -> None:
     """Recompute the whole hash chain; exit status 1 naming the first entry that does not match.
 

@@ -27,16 +27,17 @@ _GITLAB = re.compile(r"([A-Za-z0-9_.\-/]+)!([1-9][0-9]{0,9})")
 @click.argument("markdown", type=click.Path(dir_okay=False, allow_dash=True), default="-")
 @click.option("--key", default="plan", show_default=True, envvar="RECONCILE_COMMENT_KEY",
               help="Which comment: its hidden marker is <!-- reconcile-plan:KEY -->, so several jobs (a plan "
-                   "per environment) keep one comment each. [env: RECONCILE_COMMENT_KEY]")
-@click.option("--github", "github", metavar="OWNER/REPO#NUMBER",
+                   "per environment) keep one comment each.")
+@click.option("--github", "github", metavar="OWNER/REPO#NUMBER", envvar="RECONCILE_COMMENT_GITHUB",
               help="The GitHub pull request; default: GITHUB_REPOSITORY and the number in GITHUB_EVENT_PATH's "
                    "event. Token: GITHUB_TOKEN or GH_TOKEN; API: GITHUB_API_URL (default https://api.github.com).")
-@click.option("--gitlab", "gitlab", metavar="PROJECT!IID",
+@click.option("--gitlab", "gitlab", metavar="PROJECT!IID", envvar="RECONCILE_COMMENT_GITLAB",
               help="The GitLab merge request (PROJECT: an id or GROUP/PROJECT); default: CI_PROJECT_ID and "
                    "CI_MERGE_REQUEST_IID. Token: GITLAB_TOKEN, a project access token (scope api) — CI_JOB_TOKEN "
                    "cannot post notes; API: CI_API_V4_URL (default https://gitlab.com/api/v4).")
-@click.option("--api-url", metavar="URL", help="The REST API's base URL, overriding the environment's.")
-@click.option("--author", metavar="LOGIN",
+@click.option("--api-url", metavar="URL", envvar="RECONCILE_COMMENT_API_URL",
+              help="The REST API's base URL, overriding the environment's.")
+@click.option("--author", metavar="LOGIN", envvar="RECONCILE_COMMENT_AUTHOR",
               help="The user the token posts as, when GET /user cannot tell (a GitHub App's token: "
                    "APP-SLUG[bot]); comments by anyone else are never edited.")
 def comment_command(markdown: str, key: str, github: str | None, gitlab: str | None, api_url: str | None,

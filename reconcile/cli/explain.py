@@ -6,13 +6,15 @@ from __future__ import annotations
 import click
 
 from reconcile.cli import Settings, cli, common_options
+from reconcile.cli.reconcile import only_option
 from reconcile.cli.session import library_errors, reconciler_for
 
 
 @cli.command("explain")
 @common_options
 @click.argument("reference", metavar="IMAGE_REF")
-def explain_command(settings: Settings, reference: str) -> None:
+@only_option
+def explain_command(settings: Settings, reference: str, only: str | None) -> None:
     """Why an image is kept, pruned, promoted or deployed (or not): which rule, protection, gate or
     hold decides, per policy.
 
@@ -33,9 +35,11 @@ def explain_command(settings: Settings, reference: str) -> None:
     A tag or digest no policy decides anything about because it is gone is looked up in the audit
     trail (--audit-db, read-only): each prune or untag that removed it, with when, the run, the
     policy and its reason (naming the rule), and the digest a tag pointed at.
+
+    --only KIND/NAME plans that policy alone, as plan's does: only what it decides is explained.
     """
     with library_errors():
-        explanation = reconciler_for(settings).explain(reference)
+        explanation = reconciler_for(settings).explain(reference, only=only)
     if explanation.unknown:
         click.echo(explanation.unknown)
         return

@@ -73,7 +73,7 @@ def steps() -> list[Step]:
 @cli.command("quickstart")
 @click.argument("directory", metavar="[DIR]", required=False, default=DEFAULT_DIR,
                 type=click.Path(path_type=Path))
-@click.option("--force", is_flag=True,
+@click.option("--force", is_flag=True, envvar="RECONCILE_QUICKSTART_FORCE",
               help="Rebuild DIR when it holds an earlier quickstart sandbox (never touches any other directory).")
 def quickstart_command(directory: Path, force: bool) -> None:
     """Try reconcile on a sandbox in DIR (default ./reconcile-quickstart), no server needed.

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 
 def only_option(command: Any) -> Any:
+    """``--only``, on every command that plans (plan, apply, run, explain)."""
     return click.option("--only", metavar="KIND/NAME", envvar="RECONCILE_ONLY",
-                        help="Plan and apply one policy only, e.g. RetentionPolicy/ci-cleanup. [env: RECONCILE_ONLY]"
+                        help="Plan (and apply) one policy only: RetentionPolicy/NAME, PromotionPolicy/NAME or "
+                             "DeployPolicy/NAME."
                         )(command)
 
 
@@ -37,26 +39,25 @@ def only_option(command: Any) -> Any:
 @common_options
 @only_option
 @click.option("--format", "output", type=click.Choice(["rich", "markdown", "json", "github"]), default="rich",
-              show_default=True,
+              show_default=True, envvar="RECONCILE_FORMAT",
               help="rich for terminals, markdown for pull-request comments (within --markdown-limit), json for "
                    "machines, github for GitHub Actions: the markdown appended to $GITHUB_STEP_SUMMARY (within its "
                    "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed.")
-@click.option("--github-step-summary", is_flag=True,
+@click.option("--github-step-summary", is_flag=True, envvar="RECONCILE_GITHUB_STEP_SUMMARY",
               help="The same as --format github.")
 @click.option("--markdown-limit", type=click.IntRange(min=1000), default=defaults.MARKDOWN_LIMIT, show_default=True,
               envvar="RECONCILE_MARKDOWN_LIMIT",
               help="With --format markdown: at most this many characters; what does not fit is cut by whole rows "
-                   "and counted (GitHub's comment limit; GitLab's default note limit is 1000000). "
-                   "[env: RECONCILE_MARKDOWN_LIMIT]")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+                   "and counted (GitHub's comment limit; GitLab's default note limit is 1000000).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), envvar="RECONCILE_OUT",
               help="Also save the plan (JSON) for `apply --plan` (and as the CI artifact a cut markdown plan "
                    "points to).")
-@click.option("--detailed-exitcode", is_flag=True,
+@click.option("--detailed-exitcode", is_flag=True, envvar="RECONCILE_DETAILED_EXITCODE",
               help="Exit 0 when there is nothing to change, 2 when changes are pending, 1 on error (as Terraform); "
                    "the same for every --format.")
 @click.option("--record", is_flag=True, envvar="RECONCILE_RECORD",
               help="Record this plan in the audit trail as a dry-run `plan` run: what it would change and what "
-                   "is blocked (the only write a plan ever makes, and only when asked). [env: RECONCILE_RECORD]")
+                   "is blocked (the only write a plan ever makes, and only when asked).")
 def plan_command(settings: Settings, only: str | None, output: str, github_step_summary: bool, markdown_limit: int,
                  out: str | None, detailed_exitcode: bool, record: bool) -> None:
     """Compare the policies with registries and clusters; change nothing.
@@ -71,7 +72,7 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
 
     if github_step_summary:
         output = "github"
-    reconciler = reconciler_for(settings)
+    reconciler = reconciler_for(settings, writes=record)
     with library_errors():
         policies = reconciler.load(only)
         plan = reconciler.plan(only, record=record, policies=policies)
@@ -153,7 +154,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
 
     from reconcile.render.plan import summary_line, to_rich
 
-    reconciler = reconciler_for(settings)
+    reconciler = reconciler_for(settings, writes=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # a log line stays one line
 
     def review(plan: Plan) -> bool:
@@ -193,14 +194,13 @@ def _report(err: Console, applied: Applied) -> None:
 @cli.command("apply")
 @common_options
 @only_option
-@click.option("--plan", "saved", type=click.Path(exists=True, dir_okay=False),
+@click.option("--plan", "saved", type=click.Path(exists=True, dir_okay=False), envvar="RECONCILE_PLAN",
               help="Apply a plan saved by `plan --out`, exactly or not at all: refused if the file was edited, "
                    "the policies moved to another commit, it is older than --max-plan-age, or planning again now "
                    "gives other actions, blocks or errors (a gate that closed since, maxDeletions).")
 @click.option("--max-plan-age", type=PlanAge(), default=format_duration(defaults.MAX_PLAN_AGE), show_default=True,
               envvar="RECONCILE_MAX_PLAN_AGE",
-              help="With --plan: refuse a saved plan observed longer ago than this (0: no limit). "
-                   "[env: RECONCILE_MAX_PLAN_AGE]")
+              help="With --plan: refuse a saved plan observed longer ago than this (0: no limit).")
 @click.option("--yes", "-y", is_flag=True, envvar="RECONCILE_YES",
               help="Do not ask for confirmation on a terminal (a saved plan, or no terminal, never asks).")
 def apply_command(settings: Settings, only: str | None, saved: str | None, max_plan_age: timedelta | None,

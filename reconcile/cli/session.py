@@ -4,14 +4,17 @@ and its errors as click errors (exit 1)."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from reconcile import defaults
 from reconcile.cli import AuditUnavailableError, InvalidPoliciesError, LockedError, Settings
 
 if TYPE_CHECKING:
@@ -20,11 +23,13 @@ if TYPE_CHECKING:
     from reconcile.reconciler.runs import RunLock
 
 
-def reconciler_for(settings: Settings) -> Reconciler:
+def reconciler_for(settings: Settings, *, writes: bool = False) -> Reconciler:
+    """``writes``: the command records a run (apply, run, rollback, release-hold, plan --record)."""
     from reconcile.reconciler import Reconciler  # the library loads with the command that needs it
 
     shard = shard_of(settings.shard)
-    return Reconciler(settings.repo, ref=settings.ref, audit_db=settings.audit_db, trusted_ref=settings.trusted_ref,
+    audit_db = audit_db_of(settings, writes=writes)
+    return Reconciler(settings.repo, ref=settings.ref, audit_db=audit_db, trusted_ref=settings.trusted_ref,
                       trust_ref_connections=settings.trust_ref_connections,
                       notice=lambda message: click.echo(message, err=True), lock=run_lock(settings.lock, shard),
                       shard=shard)
@@ -46,6 +51,31 @@ def shard_of(setting: str | None) -> Shard | None:
         return Shard.parse(setting)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--shard") from None
+
+
+def audit_db_of(settings: Settings, *, writes: bool) -> str:
+    """``--audit-db``/``RECONCILE_AUDIT_DB``, else ``audit.db`` in the XDG state directory.
+
+    A trail an older version left in the working directory by default (``reconcile-audit.db``) is
+    never silently passed over: a command that would start a new trail at the new default while it
+    is there refuses (exit 3, nothing done), as two trails would split the hash chain and the deploy
+    history that holds and rollbacks are decided from; a command that only reads says which trail
+    it reads. Either way the message says how to keep using the old file, or move it."""
+    if settings.audit_db is not None:
+        return settings.audit_db
+    default = defaults.audit_db()
+    legacy = Path(defaults.LEGACY_AUDIT_DB)
+    if legacy.is_file():
+        keep = (f"keep using it with --audit-db ./{defaults.LEGACY_AUDIT_DB} (or RECONCILE_AUDIT_DB="
+                f"$PWD/{defaults.LEGACY_AUDIT_DB}), or move it to the new default: mkdir -p "
+                f"{shlex.quote(str(Path(default).parent))} && mv {defaults.LEGACY_AUDIT_DB} {shlex.quote(default)}")
+        found = (f"./{defaults.LEGACY_AUDIT_DB} is an audit trail an older reconcile kept in the working directory; "
+                 f"the default audit trail is now {default}")
+        if writes and not Path(default).exists():
+            raise AuditUnavailableError(f"{found}, which does not exist yet: nothing was done, so that the trail "
+                                        f"(its hash chain, deploy history and holds) does not split in two: {keep}")
+        click.echo(f"warning: {found}, and ./{defaults.LEGACY_AUDIT_DB} is not read: {keep}", err=True)
+    return default
 
 
 LEASE_DURATION = timedelta(seconds=60)  # renewed every 20 s while a run holds it; a crashed pod's expires in 60

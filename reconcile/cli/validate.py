@@ -13,7 +13,7 @@ from reconcile.cli import Settings, cli, common_options
 @cli.command()
 @common_options
 @click.option("--format", "output", type=click.Choice(["text", "json", "github"]), default="text",
-              show_default=True,
+              show_default=True, envvar="RECONCILE_VALIDATE_FORMAT",
               help="text: 'path:line: Kind/name: message' lines; json: a list of objects; "
                    "github: workflow-command annotations for GitHub Actions.")
 def validate(settings: Settings, output: str) -> None:

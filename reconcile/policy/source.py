@@ -25,6 +25,7 @@ from pathlib import Path
 
 import git
 
+from reconcile import defaults
 from reconcile.policy.documents import MAX_FILE_BYTES
 from reconcile.policy.secrets import redact
 
@@ -155,10 +156,9 @@ def redact_url(text: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$RECONCILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconcile``, else ``~/.cache/reconcile``."""
-    if os.environ.get("RECONCILE_CACHE_DIR"):
-        return Path(os.environ["RECONCILE_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reconcile"
+    """``$RECONCILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconcile`` (an absolute one), else
+    ``~/.cache/reconcile``: ``reconcile.defaults.cache_dir``."""
+    return defaults.cache_dir()
 
 
 def _read_remote(url: str, ref: str | None, cache: Path, *, fetch: bool = True) -> Snapshot:

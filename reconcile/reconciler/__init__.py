@@ -122,18 +122,20 @@ class Explanation:
 
 class Reconciler:
     """The repo-of-record at ``repo`` (a work tree, a directory or a git URL), read at ``ref``
-    (default HEAD), with its audit trail at ``audit_db``.
+    (default HEAD), with its audit trail at ``audit_db`` (default: ``reconcile.defaults.audit_db()``,
+    ``$XDG_STATE_HOME/reconcile/audit.db``).
 
     ``trusted_ref`` is where Registries and Clusters (where credentials go) come from when ``ref``
     is another commit (default: the repository's default branch); ``trust_ref_connections`` takes
     them from ``ref`` itself (never for pull requests).
     """
 
-    def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str = defaults.AUDIT_DB,
+    def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str | None = None,
                  trusted_ref: str | None = None, trust_ref_connections: bool = False,
                  notice: Notice | None = None, lock: RunLock | None = None, shard: Shard | None = None) -> None:
         # A shard writes its own trail, and reads the others' (and the one from before sharding) for history.
         self.repo, self.ref, self.shard = repo, ref, shard
+        audit_db = audit_db or defaults.audit_db()  # the XDG state directory, never the working directory
         self.audit_db = audit_db if shard is None else shard.audit_db(audit_db)
         self._also = () if shard is None else tuple(shard.other_audit_dbs(audit_db))
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
@@ -233,14 +235,19 @@ class Reconciler:
 
     # questions
 
-    def explain(self, reference: str) -> Explanation:
+    def explain(self, reference: str, *, only: str | None = None) -> Explanation:
         """Which policy decides what about ``reference`` (a tag, ``repository:tag``,
         ``registry/repository:tag``, a digest, or ``Kind/name`` of a policy), and why; for a tag or
-        digest that is gone, the audit trail's prunes and untags of it."""
-        policies = self.load()
+        digest that is gone, the audit trail's prunes and untags of it. ``only``: plan that one
+        policy alone (as ``plan``'s), so only what it decides is explained."""
         kind, _, name = reference.partition("/")
-        only = reference if kind in POLICY_KINDS else None  # one policy: plan only it
-        if only is not None:
+        named = reference if kind in POLICY_KINDS else None  # one policy: plan only it
+        if named is not None and only is not None and only != named:
+            raise ReconcileError(f"--only {only}: explaining {named} plans {named} alone; drop --only or name "
+                                 "the same policy")
+        policies = self.load(only)
+        only = named or only
+        if named is not None:
             known = {"RetentionPolicy": policies.retention_policies, "PromotionPolicy": policies.promotion_policies,
                      "DeployPolicy": policies.deploy_policies}[kind]
             if name not in known:
@@ -250,7 +257,7 @@ class Reconciler:
         with connections_for(policies) as connections:
             plan = self._observe_and_plan(policies, only, connections)
         found = tuple(a for a in plan.actions if explains(a, reference, images.get(a.policy)))
-        gone = removed_from_the_trail(self.audit_db, reference, self.notice) if not found and only is None else []
+        gone = removed_from_the_trail(self.audit_db, reference, self.notice) if not found and named is None else []
         return Explanation(reference, found, tuple(gone), plan.errors)
 
     @contextmanager

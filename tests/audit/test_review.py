@@ -748,13 +748,14 @@ def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path, args:
     assert list(tmp_path.glob("missing.db*")) == []
 
 
-def test_the_database_from_the_environment_or_the_group_option(trail: Trail) -> None:
+def test_the_database_from_the_environment_or_the_group_option(trail: Trail, state_home: Path) -> None:
     from_env = audit("list", env={"RECONCILE_AUDIT_DB": str(trail.path)})
     assert tsv_seqs(from_env.stdout) == ALL
     group = CliRunner().invoke(cli, ["--audit-db", str(trail.path), "audit", "list", "--action", "skip"])
     assert tsv_seqs(group.stdout) == [4]
     default = audit("list")
-    assert default.exit_code == 3 and default.stderr == "Error: no audit trail at reconcile-audit.db\n"
+    # The default is in the XDG state directory (tests/conftest.py gives each test its own).
+    assert default.exit_code == 3 and default.stderr == f"Error: no audit trail at {state_home}/reconcile/audit.db\n"
 
 
 def test_help_lists_audit_and_its_subcommands() -> None:
