@@ -8,6 +8,7 @@ last of duplicate keys and echoes source lines (which may hold a pasted secret) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +97,7 @@ def parse_documents(path: str, data: bytes) -> tuple[list[Document], list[Proble
     except _Refused as e:
         return [], [Problem(path, e.line, e.message)]
     except yaml.MarkedYAMLError as e:
-        return [], [Problem(path, _mark_line(e), f"YAML syntax error: {_yaml_reason(e)}")]
+        return [], [_syntax_problem(path, text, e)]
     except yaml.YAMLError as e:  # unmarked errors are rare; keep the message, it has no source
         return [], [Problem(path, 1, f"YAML error: {e}")]
 
@@ -121,6 +122,28 @@ def parse_documents(path: str, data: bytes) -> tuple[list[Document], list[Proble
 def _mark_line(error: yaml.MarkedYAMLError) -> int:
     mark = error.problem_mark or error.context_mark
     return mark.line + 1 if mark else 1
+
+
+# Where a tab is indentation: nothing but spaces, tabs and block indicators ("- ", "? ", ": ")
+# before it on its line.
+_INDENTATION = re.compile(r"(?:[ \t]|[-?:](?=[ \t]))*\t")
+
+
+def _syntax_problem(path: str, text: str, error: yaml.MarkedYAMLError) -> Problem:
+    """``path:line:column: ...`` for a YAML syntax error; a tab, the usual cause, said in words."""
+    mark = error.problem_mark or error.context_mark
+    if mark is None:
+        return Problem(path, 1, f"YAML syntax error: {_yaml_reason(error)}")
+    line, column = mark.line + 1, mark.column + 1
+    lines = text.splitlines()
+    source = lines[mark.line] if mark.line < len(lines) else ""
+    if "'\\t'" in (error.problem or "") and source[mark.column:mark.column + 1] == "\t":
+        if _INDENTATION.fullmatch(source[:mark.column + 1]):
+            message = "tabs are not allowed for indentation in YAML; use spaces"
+        else:
+            message = "a tab cannot separate values here (YAML reads only spaces between them); use spaces"
+        return Problem(path, line, message, column=column)
+    return Problem(path, line, f"YAML syntax error: {_yaml_reason(error)}", column=column)
 
 
 def _yaml_reason(error: yaml.MarkedYAMLError) -> str:

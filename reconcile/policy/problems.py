@@ -1,4 +1,5 @@
-"""A problem found in the repo-of-record, reported as ``path:line: Kind/name: message``."""
+"""A problem found in the repo-of-record, reported as ``path:line: Kind/name: message`` (``path:line:column:``
+when the column is known)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ class Problem:
     message: str
     subject: str | None = None  # "Kind/name" once the document says what it is
     severity: str = "error"  # or "warning": reported, but the policies still load and run
+    column: int = 0  # 1-based, when known (YAML syntax errors); 0: the line alone
 
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}"
+        where = f"{self.path}:{self.line}" + (f":{self.column}" if self.column else "")
         if self.severity != "error":
             where += f": {self.severity}"
         return f"{where}: {self.subject}: {self.message}" if self.subject else f"{where}: {self.message}"

@@ -470,7 +470,18 @@ def test_non_utf8(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_does_not_quote_the_source_line(tmp_path: Path) -> None:
     found = problems(tmp_path, "spec:\n  password: hunter2-canary: x\n")
-    assert found == [f"{tmp_path}/case.yaml:2: YAML syntax error: mapping values are not allowed here"]
+    assert found == [f"{tmp_path}/case.yaml:2:27: YAML syntax error: mapping values are not allowed here"]
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("apiVersion: reconcile/v1\nspec:\n\turl: x\n", "3:1", "tabs are not allowed for indentation in YAML; use spaces"),
+    ("spec:\n  keep:\n  \t- last: 3\n", "3:3", "tabs are not allowed for indentation in YAML; use spaces"),
+    ("spec:\n  - a\n  -\tb\n", "3:4", "tabs are not allowed for indentation in YAML; use spaces"),
+    ("spec:\t{url: x}\n", "1:6", "a tab cannot separate values here (YAML reads only spaces between them); "
+                                   "use spaces"),
+])
+def test_a_tab_is_named_with_its_line_and_column(tmp_path: Path, text: str, where: str, message: str) -> None:
+    assert problems(tmp_path, text) == [f"{tmp_path}/case.yaml:{where}: {message}"]
 
 
 def test_python_tags_are_refused(tmp_path: Path) -> None:
