@@ -26,7 +26,7 @@ from reconcile.policy.ordering import unrankable_pattern
 from reconcile.policy.problems import Problem
 from reconcile.policy.schema import KINDS
 from reconcile.policy.source import check_repository_url
-from reconcile.policy.urls import registry_url_problem
+from reconcile.policy.urls import URLError, may_receive_credentials, parse_host, parse_url, registry_url_problem
 
 TAG_PLACEHOLDERS = ("version", "stage", "shortDigest")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # OCI distribution-spec tag grammar
@@ -92,7 +92,8 @@ def check_documents(documents: list[Document]) -> list[Problem]:
             continue
         for pointer, message, *severity in check(document, index):
             problems.append(Problem(document.path, document.line_of(pointer),
-                                    f"{pointer}: {message}", document.subject, *severity))
+                                    f"{pointer}: {message}", document.subject,
+                                    severity=severity[0] if severity else "error"))
     return problems
 
 
@@ -106,7 +107,7 @@ def _duplicates(documents: list[Document], index: _Index) -> Iterator[Problem]:
                           document.subject)
 
 
-def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
+def _registry(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:
     spec = document.body.get("spec")
     url = dig(spec, "url")
     credentials = dig(spec, "credentials")
@@ -134,9 +135,12 @@ def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         names = {host, parts.netloc.lower()}
-        if credentials is not None and not names & {str(h).lower() for h in allowed}:
+        if credentials is not None and not names & {str(h).lower() for h in allowed} \
+                and not may_receive_credentials(url, [h for h in allowed if isinstance(h, str)], url):
             yield "/spec/allowedHosts", (f"does not include the registry's own host "
                                          f"{parts.netloc!r}, so its credentials could never be used")
+        listing_url = dig(spec, "listing", "url")
+        yield from _portless_hosts(allowed, [url, *([listing_url] if isinstance(listing_url, str) else [])])
     if isinstance(dig(spec, "tls"), dict) and isinstance(url, str) and not url.startswith("https://"):
         yield "/spec/tls", "TLS options apply only to https:// registries"
     listing = dig(spec, "listing")
@@ -153,6 +157,26 @@ def _registry(document: Document, index: _Index) -> Iterator[tuple[str, str]]:
                 yield "/spec/listing/url", "the registry is https, so its listing API must be too"
         own = [urlsplit(url).netloc] if url.startswith(("http://", "https://")) else []
         yield from _ecr_listing(listing, url, allowed if isinstance(allowed, list) else own)
+
+
+def _portless_hosts(allowed: list[Any], urls: list[str]) -> Iterator[tuple[str, str, str]]:
+    """A warning for each allowedHosts entry without a port that names the host of a url the
+    Registry sends credentials to on another port: an entry without a port means the scheme's
+    default port only (credentials go to exact host:port entries), so they are withheld there."""
+    for index, entry in enumerate(allowed):
+        if not isinstance(entry, str) or ("]:" in entry if entry.startswith("[") else ":" in entry):
+            continue  # it has a port
+        for target in urls:
+            try:
+                parsed = parse_url(target)
+                host, port = parse_host(entry, parsed.scheme)
+            except URLError:
+                continue
+            if host == parsed.host and port != parsed.port:
+                yield (f"/spec/allowedHosts/{index}",
+                       f"{entry!r} matches port {port} only (the scheme's default), so credentials are withheld "
+                       f"from {parsed.authority}: write {parsed.authority!r}", "warning")
+                break
 
 
 def _ecr_listing(listing: dict[str, Any], url: str, allowed: list[Any] | None) -> Iterator[tuple[str, str]]:

@@ -53,3 +53,39 @@ def test_a_changed_limit_is_a_connection_change_to_review() -> None:
     before = Registry("ci", "https://r.example.com", None, ("r.example.com",))
     after = Registry("ci", "https://r.example.com", None, ("r.example.com",), limits=Limits(max_pages=5))
     assert any(line.startswith("limits ") for line in _differences(before, after))
+
+
+PORTLESS = """apiVersion: reconcile/v1
+kind: Registry
+metadata: {{name: ci}}
+spec:
+  url: {url}
+  credentials: {{username: ci-bot, password: {{env: CI_PASSWORD}}}}
+  allowedHosts: {allowed}
+"""
+
+
+@pytest.mark.parametrize(("url", "allowed", "warning"), [
+    ("https://registry.example.com:5000", '["registry.example.com"]',
+     "/spec/allowedHosts/0: 'registry.example.com' matches port 443 only (the scheme's default), so credentials are "
+     "withheld from registry.example.com:5000: write 'registry.example.com:5000'"),
+    ("http://127.0.0.1:5000", '["other.example.com", "127.0.0.1"]',
+     "/spec/allowedHosts/1: '127.0.0.1' matches port 80 only (the scheme's default), so credentials are withheld "
+     "from 127.0.0.1:5000: write '127.0.0.1:5000'"),
+])
+def test_an_allowed_host_without_the_registrys_port_is_a_warning(tmp_path: Path, url: str, allowed: str,
+                                                                 warning: str) -> None:
+    (tmp_path / "registry.yaml").write_text(PORTLESS.format(url=url, allowed=allowed))
+    result = validate_repo(str(tmp_path))
+    assert result.ok  # the rule is unchanged (exact host:port): only the message is new
+    assert [(p.line, p.severity, p.message) for p in result.problems] == [(7, "warning", warning)]
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://registry.example.com:5000", '["registry.example.com:5000"]'),
+    ("https://registry.example.com", '["registry.example.com"]'),
+    ("https://registry.example.com", '["registry.example.com:443"]'),
+])
+def test_an_allowed_host_that_matches_is_no_warning(tmp_path: Path, url: str, allowed: str) -> None:
+    (tmp_path / "registry.yaml").write_text(PORTLESS.format(url=url, allowed=allowed))
+    assert not validate_repo(str(tmp_path)).problems

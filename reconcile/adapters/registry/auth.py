@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
+from reconcile.adapters.registry.errors import (
+    RegistryError,
+    credential_references,
+    safe_url,
+    status_error,
+    withheld_message,
+)
 from reconcile.adapters.registry.transport import Transport
 from reconcile.policy.model import Registry
 from reconcile.policy.secrets import Secret, SecretResolver
@@ -78,6 +84,8 @@ class Authenticator:
         self.has_credentials = credentials is not None and any(
             (credentials.password, credentials.token, credentials.docker_config))
         self.hint: str | None = None
+        self.withheld: str | None = None  # why the token realm got no credentials (withheld_message)
+        self.references = credential_references(registry)
 
     # -- secrets -------------------------------------------------------------------------------
     def _secrets(self) -> None:
@@ -186,9 +194,11 @@ class Authenticator:
         self._secrets()
         # A realm on a host outside allowedHosts gets an anonymous request: no credential leaves.
         trusted = self._transport.may_receive_credentials(realm)
+        withheld = None
         if not trusted and self.has_credentials:
-            self.hint = (f"the token realm {parse_url(realm).authority} is not in allowedHosts, so no credentials "
-                         "were sent to it")
+            parsed = parse_url(realm)
+            withheld = self.withheld = withheld_message(parsed.authority, self._registry.allowed_hosts,
+                                                        parsed.scheme, what="the token realm ")
         refresh = self._identity_token() if trusted else None
         headers: dict[str, str] = {"Accept": "application/json"}
         if refresh is not None:
@@ -205,7 +215,8 @@ class Authenticator:
         try:
             if response.status_code != 200:
                 self._transport.read(response, "error", operation, None, truncate=True)
-                raise status_error(name, None, operation, response, has_credentials=self.has_credentials and trusted)
+                raise status_error(name, None, operation, response, has_credentials=self.has_credentials,
+                                   withheld=withheld, references=self.references)
             body = self._transport.read(response, "token", operation, None)
         finally:
             response.close()

@@ -85,6 +85,12 @@ def valid_tag(tag: object) -> bool:
     return isinstance(tag, str) and TAG.match(tag) is not None
 
 
+def _catalog_refused(error: RegistryError) -> bool:
+    """The catalog is not offered: 403, 404, 405, an ``UNSUPPORTED`` code, or a 401 with no
+    credentials configured or a token without the catalog's scope."""
+    return error.status in (401, 403, 404, 405) or (error.status == 400 and "UNSUPPORTED" in error.codes)
+
+
 def _skipped(registry: str, repository: str | None, operation: str, what: str, invalid: list[object]) -> None:
     """One warning for the names a registry sent that are not valid: never used, never in a path."""
     if not invalid:
@@ -205,18 +211,22 @@ class DistributionClient:
             names = list(self._paginate("/v2/_catalog", "repositories", "list repositories", None,
                                         ("registry:catalog:*",)))
         except RegistryError as exc:
-            if exc.status not in (401, 403, 404, 405):
+            # Credentials refused (by the registry, or a token endpoint) or withheld: that error says
+            # what to fix. Anything else the catalog answered is the registry not letting us list it.
+            if exc.refusal in ("credentials", "withheld") or not _catalog_refused(exc):
                 raise
-            status = exc.status
+            refused = exc
         else:
             invalid = [n for n in names if not valid_name(n, self._host)]
             _skipped(self.name, None, "list repositories", "repositories", invalid)
             return sorted({n for n in names if isinstance(n, str) and valid_name(n, self._host) and matcher.match(n)})
         # No catalog (Docker Hub, most cloud registries): names without globs still work.
         if any(is_glob(p) for p in patterns):
+            answer = f"HTTP {refused.status}" + (f", {', '.join(refused.codes)}" if refused.codes else "")
+            who = {"anonymous": " without credentials", "scope": " to these credentials"}.get(refused.refusal or "", "")
             raise RegistryError(self.name, None, "list repositories",
-                                f"the registry does not allow listing repositories (_catalog answered HTTP "
-                                f"{status}); name the repositories without globs", status)
+                                f"the registry does not allow listing the catalog{who} (_catalog answered {answer}): "
+                                "list the repositories explicitly, without globs", refused.status)
         return sorted({check_repository(p) for p in patterns})
 
     def tags(self, repository: str) -> list[str]:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 
-from reconcile.policy.secrets import redact
+from reconcile.policy.secrets import SecretRef, redact
+from reconcile.policy.urls import DEFAULT_PORTS
+
+if TYPE_CHECKING:
+    from reconcile.policy.model import Registry
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
@@ -23,7 +28,8 @@ class RegistryError(Exception):
     """A registry operation failed. ``status`` is the HTTP status when there was one."""
 
     def __init__(self, registry: str, repository: str | None, operation: str, message: str,
-                 status: int | None = None, *, retryable: bool = False) -> None:
+                 status: int | None = None, *, retryable: bool = False, refusal: str | None = None,
+                 codes: Sequence[str] = ()) -> None:
         message = redact(message)  # whatever a server said that it quotes: never a secret value
         self.registry = registry
         self.repository = repository
@@ -31,6 +37,10 @@ class RegistryError(Exception):
         self.message = message
         self.status = status
         self.retryable = retryable  # the whole operation may be tried again (e.g. a blob upload)
+        # A 401's cause: "credentials" (sent, and refused), "withheld" (not sent: the host is not in
+        # allowedHosts), "anonymous" (none configured), "scope" (a token without the access asked for).
+        self.refusal = refusal
+        self.codes = tuple(codes)  # the registry's error codes (UNSUPPORTED, DENIED...)
         where = f", repository {repository}" if repository else ""
         super().__init__(f"registry {registry}{where}: {operation}: {message}")
 
@@ -109,16 +119,59 @@ def error_codes(response: requests.Response) -> list[str]:
     return [c for c in codes if isinstance(c, str) and _CODE.match(c)]
 
 
+def credential_references(registry: Registry) -> str | None:
+    """The secret references of a Registry's ``spec.credentials``, each with its field: what to
+    check when the registry refuses them (never a value)."""
+    credentials = registry.credentials
+    if credentials is None:
+        return None
+    named = [(field, ref) for field, ref in (("username", credentials.username), ("password", credentials.password),
+                                             ("token", credentials.token), ("dockerConfig", credentials.docker_config))
+             if isinstance(ref, SecretRef)]
+    return ", ".join(f"{ref.describe()} of spec.credentials.{field}" for field, ref in named) or None
+
+
+def withheld_message(authority: str, allowed_hosts: Sequence[str], scheme: str, *, what: str = "") -> str:
+    """Why no credentials went to ``authority`` (``what`` names it further: "the token realm "):
+    it is not one of ``allowed_hosts``, exact host:port entries. An entry naming its host without
+    a port is said to mean the default port of ``scheme`` only."""
+    default_port = DEFAULT_PORTS.get(scheme)
+    listed = ", ".join(allowed_hosts) if allowed_hosts else "none"
+    message = f"credentials withheld from {what}{authority} (not in allowedHosts: {listed})"
+    host = authority.rsplit(":", 1)[0] if not authority.endswith("]") else authority
+    if default_port is not None and host in allowed_hosts and host != authority:
+        message += f"; {host!r} matches port {default_port} only (the scheme's default)"
+    return f"{message}: add {authority!r} to allowedHosts if the credentials are meant for it"
+
+
+def insufficient_scope(response: requests.Response) -> bool:
+    """A bearer challenge saying the token lacks the access asked for (RFC 6750 ``insufficient_scope``)."""
+    return re.search(r'error\s*=\s*"?insufficient_scope', response.headers.get("WWW-Authenticate", "")) is not None
+
+
 def status_error(registry: str, repository: str | None, operation: str, response: requests.Response,
-                 *, has_credentials: bool, hint: str | None = None) -> RegistryError:
-    """The error for an unexpected response; ``hint`` explains a 401 further."""
+                 *, has_credentials: bool, hint: str | None = None, withheld: str | None = None,
+                 references: str | None = None) -> RegistryError:
+    """The error for an unexpected response. A 401 says why: ``withheld`` (what
+    :func:`withheld_message` says) when the credentials were not sent, else the credentials were
+    refused, ``references`` naming the secret references to check; ``hint`` explains further."""
     status = response.status_code
     codes = error_codes(response)
     detail = f" ({', '.join(codes)})" if codes else ""
+    refusal = None
     if status == 401:
-        message = (f"authentication failed for registry {registry} (check credentials"
-                   f"{'; ' + hint if hint else ''})" if has_credentials
-                   else f"registry {registry} requires authentication and none is configured")
+        if not has_credentials:
+            refusal, message = "anonymous", f"registry {registry} requires authentication and none is configured"
+        elif withheld:
+            refusal, message = "withheld", f"authentication failed for registry {registry}: {withheld}"
+        elif insufficient_scope(response):
+            refusal = "scope"
+            message = f"the credentials for registry {registry} do not allow this (the token lacks the scope)"
+        else:
+            refusal = "credentials"
+            check = f"check the secret reference{'s' * (references is not None and ', ' in references)} " \
+                    f"{references}" if references else "check credentials"
+            message = f"authentication failed for registry {registry} ({check}{'; ' + hint if hint else ''})"
     elif status == 403:
         message = f"forbidden: the credentials for registry {registry} do not allow this{detail}"
     elif status == 404:
@@ -130,7 +183,7 @@ def status_error(registry: str, repository: str | None, operation: str, response
     else:
         message = f"unexpected HTTP {status}{detail}"
     return RegistryError(registry, repository, operation, message, status,
-                         retryable=status in (429, 502, 503, 504))
+                         retryable=status in (429, 502, 503, 504), refusal=refusal, codes=codes)
 
 
 def safe_url(url: str) -> str:

@@ -67,7 +67,7 @@ import requests
 from reconcile.adapters.registry import sigv4
 from reconcile.adapters.registry.auth import Authenticator
 from reconcile.adapters.registry.content import TAG, is_digest
-from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
+from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error, withheld_message
 from reconcile.adapters.registry.transport import Authorizer, Transport
 from reconcile.policy.model import ECR_API_HOST, ECR_REGISTRY_HOST, Listing, Registry, ecr_region
 from reconcile.policy.secrets import Secret, SecretRef, SecretResolver
@@ -334,7 +334,8 @@ class DockerHubAuthorizer:
         try:
             if response.status_code != 200:
                 self._transport.read(response, "error", operation, None, truncate=True)
-                raise status_error(self._registry, None, operation, response, has_credentials=True)
+                raise status_error(self._registry, None, operation, response, has_credentials=True,
+                                   references=self._credentials.references)
             body = self._transport.read(response, "token", operation, None)
         finally:
             response.close()
@@ -373,8 +374,8 @@ class ListingClient:
         if listing.api == "ecr":
             self._open_ecr(parsed.host, parsed.authority)
         elif credentials.has_credentials and not transport.may_receive_credentials(self.url):
-            self.hint = (f"the listing url's host {parsed.authority} is not in allowedHosts, so no credentials "
-                         "were sent to it")
+            self.hint = withheld_message(parsed.authority, registry.allowed_hosts, parsed.scheme,
+                                         what="the listing url ")
         # GitLab's API takes the registry's own tokens (None: the transport's authorizer).
         self._authorizer: Authorizer | None = _Signed() if listing.api == "ecr" else (
             DockerHubAuthorizer(credentials, self.hint, transport, self.url, registry.name)

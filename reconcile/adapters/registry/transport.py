@@ -37,7 +37,13 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from reconcile import __version__
-from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error
+from reconcile.adapters.registry.errors import (
+    RegistryError,
+    credential_references,
+    safe_url,
+    status_error,
+    withheld_message,
+)
 from reconcile.policy.model import Limits, Registry, Retry
 from reconcile.policy.urls import URL, URLError, may_receive_credentials, parse_url
 
@@ -282,7 +288,7 @@ class Authorizer(Protocol):
     """What the transport needs from :mod:`auth`."""
 
     has_credentials: bool
-    hint: str | None  # why credentials may not have been used, for a 401's message
+    hint: str | None  # more on a 401, for its message
 
     def authorization(self, scopes: Sequence[str]) -> str | None: ...
 
@@ -565,9 +571,25 @@ class Transport:
             self.read(response, "error", operation, repository, truncate=True, deadline=deadline)
         finally:
             response.close()
-        raise status_error(self.registry.name, repository, operation, response,
-                           has_credentials=bool(authorizer and authorizer.has_credentials),
-                           hint=authorizer.hint if authorizer else None)
+        has_credentials = bool(authorizer and authorizer.has_credentials)
+        raise status_error(self.registry.name, repository, operation, response, has_credentials=has_credentials,
+                           hint=authorizer.hint if authorizer else None,
+                           withheld=self.withheld(response.url) if has_credentials else None,
+                           references=getattr(authorizer, "references", None) or credential_references(self.registry))
+
+    def withheld(self, url: str) -> str | None:
+        """Why the credentials did not go with a request to ``url`` (withheld_message), or None
+        when they may go there (then a token realm's own, if the registry's authenticator withheld them)."""
+        try:
+            target, own = parse_url(url), parse_url(self.registry.url)
+        except URLError:
+            return None
+        if may_receive_credentials(target, self.registry.allowed_hosts, self.registry.url):
+            realm: str | None = getattr(self.authorizer, "withheld", None)
+            return realm
+        if own.scheme == "https" and target.scheme != "https":
+            return f"credentials withheld from {target.authority}: plain http, and the registry is https"
+        return withheld_message(target.authority, self.registry.allowed_hosts, target.scheme)
 
     def _follow(self, method: str, url: str, scopes: Sequence[str], headers: Mapping[str, str],
                 params: Any, data: Any, what: tuple[str, str | None],

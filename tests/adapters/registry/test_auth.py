@@ -49,7 +49,7 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(
     with pytest.raises(RegistryError) as error:
         client.tags(repo)
     assert str(error.value) == (f"registry secure, repository {repo}: list tags: authentication failed for "
-                                "registry secure (check credentials)")
+                                f"registry secure (check the secret reference env:{ENV} of spec.credentials.password)")
     assert error.value.status == 401
     assert error.value.__context__ is None and error.value.__cause__ is None
     encoded = base64.b64encode(f"{USER}:{wrong}".encode()).decode()
@@ -123,8 +123,9 @@ def test_a_token_realm_outside_allowed_hosts_gets_no_credentials(
     token_host = token_server.url.removeprefix("http://")
     with pytest.raises(RegistryError) as error:
         client.tags(repo)
-    assert str(error.value).endswith(f"authentication failed for registry tokens (check credentials; the token "
-                                     f"realm {token_host} is not in allowedHosts, so no credentials were sent to it)")
+    assert str(error.value).endswith(f"authentication failed for registry tokens: credentials withheld from the token "
+                                     f"realm {token_host} (not in allowedHosts: {token_registry.host}): add "
+                                     f"'{token_host}' to allowedHosts if the credentials are meant for it")
     assert token_server.issued and all(i["authorization"] is None for i in token_server.issued)
 
 
@@ -173,3 +174,67 @@ def test_an_unresolvable_secret_is_an_error_not_an_anonymous_request(auth_regist
         with pytest.raises(SecretError, match=r"Registry/secure spec.credentials.password: env:UNSET_PASSWORD: "
                                               r"environment variable UNSET_PASSWORD is not set"):
             client.tags(repo)
+
+
+# --- messages that say what to do (issue 18) -----------------------------------------------------
+
+
+def test_an_allowed_host_without_its_port_withholds_credentials_and_the_401_says_so(
+        auth_registry: RunningRegistry, open_client: OpenClient, repo: str) -> None:
+    # http://127.0.0.1:PORT with allowedHosts ["127.0.0.1"]: that entry means port 80 only, so the
+    # credentials are never sent (the rule stands), and the registry's 401 names why.
+    policy = registry_policy("secure", auth_registry.url, password_env=ENV, allowed_hosts=("127.0.0.1",))
+    client = open_client(policy, {ENV: auth_registry.password})
+    with pytest.raises(RegistryError) as error:
+        client.tags(repo)
+    assert error.value.status == 401 and error.value.refusal == "withheld"
+    assert str(error.value) == (
+        f"registry secure, repository {repo}: list tags: authentication failed for registry secure: credentials "
+        f"withheld from {auth_registry.host} (not in allowedHosts: 127.0.0.1); '127.0.0.1' matches port 80 only "
+        f"(the scheme's default): add '{auth_registry.host}' to allowedHosts if the credentials are meant for it")
+
+    # An unset variable is not what hides behind it any more: the same message, and once the
+    # entry has its port, the variable is named.
+    unset = open_client(policy, {})
+    with pytest.raises(RegistryError, match=r"credentials withheld from 127\.0\.0\.1:\d+ \(not in allowedHosts"):
+        unset.tags(repo)
+    fixed = open_client(dataclasses.replace(policy, allowed_hosts=(auth_registry.host,)), {})
+    with pytest.raises(SecretError, match=ENV):
+        fixed.tags(repo)
+
+
+def test_a_wrong_password_with_glob_repositories_is_an_authentication_failure(
+        auth_registry: RunningRegistry, open_client: OpenClient, repo: str, tmp_path: Path) -> None:
+    pushed(tmp_path, auth_registry, repo)
+    policy = registry_policy("secure", auth_registry.url, password_env=ENV)
+    with pytest.raises(RegistryError) as error:
+        open_client(policy, {ENV: f"wrong-{auth_registry.password}"}).repositories([f"{repo.split('/')[0]}/*"])
+    assert str(error.value) == ("registry secure: list repositories: authentication failed for registry secure "
+                                f"(check the secret reference env:{ENV} of spec.credentials.password)")
+    assert "catalog" not in str(error.value)
+    assert open_client(policy, {ENV: auth_registry.password}).repositories([f"{repo.split('/')[0]}/*"]) == [repo]
+
+
+def test_a_catalog_the_credentials_may_not_list_says_to_list_repositories_explicitly(
+        auth_registry: RunningRegistry, open_client: OpenClient, proxy_factory: Callable[..., FaultProxy],
+        repo: str, tmp_path: Path) -> None:
+    pushed(tmp_path, auth_registry, repo)
+    proxy = proxy_factory(auth_registry.url)
+    proxy.inject(r"^/v2/_catalog", "status", status=403, times=-1)
+    client = open_client(registry_policy("secure", proxy.url, password_env=ENV), {ENV: auth_registry.password})
+    with pytest.raises(RegistryError) as error:
+        client.repositories(["t-*/*"])
+    assert str(error.value) == ("registry secure: list repositories: the registry does not allow listing the catalog "
+                                "(_catalog answered HTTP 403, DENIED): list the repositories explicitly, without globs")
+    assert client.repositories([repo]) == [repo]
+
+
+def test_a_token_endpoint_refusing_the_credentials_is_an_authentication_failure(
+        token_registry: RunningRegistry, token_server: TokenServer, open_client: OpenClient) -> None:
+    client = open_client(_token_policy(token_registry, token_server), {ENV: "wrong-" + token_server.password})
+    with pytest.raises(RegistryError) as error:
+        client.repositories(["team/*"])
+    assert error.value.status == 401 and error.value.refusal == "credentials"
+    assert str(error.value).endswith(f"authentication failed for registry tokens (check the secret reference "
+                                     f"env:{ENV} of spec.credentials.password)")
+    assert "catalog" not in str(error.value)

@@ -152,8 +152,9 @@ def test_without_catalog_only_literal_names_work(plain_registry: RunningRegistry
     assert client.repositories(["team-a/web", "team-a/api"]) == ["team-a/api", "team-a/web"]
     with pytest.raises(RegistryError) as error:
         client.repositories(["team-a/*"])
-    assert str(error.value) == ("registry hub: list repositories: the registry does not allow listing repositories "
-                                "(_catalog answered HTTP 404); name the repositories without globs")
+    assert str(error.value) == ("registry hub: list repositories: the registry does not allow listing the catalog "
+                                "(_catalog answered HTTP 404, NAME_UNKNOWN): list the repositories explicitly, "
+                                "without globs")
 
 
 def test_the_oci_referrers_api_is_used_where_it_exists(plain_registry: RunningRegistry, web: Published,
