@@ -220,3 +220,51 @@ def config_command(settings: Settings, output: str | None, everything: bool) -> 
                 value.append(f"\n{row.note}", style="yellow")
             table.add_row(name, value, Text(row.source, style="dim" if row.source == DEFAULT else ""))
         console.print(table)
+
+
+# What only a variable sets, for the README's table (the library reads these itself).
+ENVIRONMENT_ONLY = (
+    ("RECONCILE_CACHE_DIR", "the cache: git mirrors, manifests and configs by digest, write-back clones",
+     defaults.CACHE_DIR_SHOWN),
+    ("RECONCILE_SHARDS", "N shards, with an Indexed Job's JOB_COMPLETION_INDEX as K (instead of --shard)", "-"),
+    ("RECONCILE_ACTOR", "who acts, in the audit trail", "the OS user"),
+    ("RECONCILE_SERVICE_ACCOUNT_DIR", "the pod's service-account files",
+     "/var/run/secrets/kubernetes.io/serviceaccount"),
+)
+
+
+def _default_text(param: click.Option) -> str:
+    if isinstance(param.show_default, str):
+        return param.show_default
+    default = param.to_info_dict().get("default")  # None when unset (click's own sentinel otherwise)
+    if param.is_flag or default is None or callable(default) or param.multiple:
+        return "-"
+    return str(default)
+
+
+def variables() -> list[tuple[str, str, str, str]]:
+    """Every option's variable: (name, option, the commands taking it, its default), the common
+    options' first, then by command."""
+    found: dict[str, tuple[str, list[str], str]] = {}
+    for param in cli.params:
+        if isinstance(param, click.Option) and isinstance(param.envvar, str):
+            found[param.envvar] = (param.opts[0], ["every command"], _default_text(param))
+    for path, command in _commands(cli):
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name in _COMMON or not isinstance(param.envvar, str):
+                continue
+            found.setdefault(param.envvar, (param.opts[0], [], _default_text(param)))[1].append(path)
+    return [(env, option, ", ".join(commands), default) for env, (option, commands, default) in found.items()]
+
+
+def settings_markdown() -> str:
+    """The README's table of variables (tests/test_settings.py keeps the two the same)."""
+    def cell(text: str) -> str:
+        return "-" if text == "-" else "`" + text.replace("|", "\\|") + "`"
+
+    lines = ["| variable | option | commands | default |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{env}` | {cell(option)} | {commands} | {cell(default)} |"
+              for env, option, commands, default in variables()]
+    lines += ["", "| variable (no option) | what it sets | default |", "| --- | --- | --- |"]
+    lines += [f"| `{env}` | {what} | {cell(default)} |" for env, what, default in ENVIRONMENT_ONLY]
+    return "\n".join(lines) + "\n"
