@@ -12,10 +12,11 @@ from reconcile.cli.session import interactive, library_errors, reconciler_for
 @cli.command("rollback")
 @common_options
 @click.argument("policy_name", metavar="DEPLOYPOLICY")
-@click.option("--to", "to_digest", metavar="DIGEST", help="Roll back to this digest (sha256:…).")
-@click.option("--revision", type=int,
+@click.option("--to", "to_digest", metavar="DIGEST", envvar="RECONCILE_ROLLBACK_TO",
+              help="Roll back to this digest (sha256:…).")
+@click.option("--revision", type=int, envvar="RECONCILE_ROLLBACK_REVISION",
               help="Restore this retained revision of the workloads (cluster targets; see `kubectl rollout history`).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option("--yes", "-y", is_flag=True, envvar="RECONCILE_YES", help="Do not ask for confirmation on a terminal.")
 def rollback_command(settings: Settings, policy_name: str, to_digest: str | None, revision: int | None,
                      yes: bool) -> None:
     """Roll a DeployPolicy back and hold the digest rolled back from: scheduled runs do not roll
@@ -31,8 +32,8 @@ def rollback_command(settings: Settings, policy_name: str, to_digest: str | None
         return yes or not interactive() or click.confirm(question, err=True)
 
     with library_errors():
-        rolled = reconciler_for(settings).rollback(policy_name, to_digest=to_digest, revision=revision,
-                                                   confirm=confirm)
+        rolled = reconciler_for(settings, writes=True).rollback(policy_name, to_digest=to_digest,
+                                                                revision=revision, confirm=confirm)
     click.echo(str(rolled), err=True)
 
 
@@ -42,7 +43,7 @@ def rollback_command(settings: Settings, policy_name: str, to_digest: str | None
 def release_hold_command(settings: Settings, policy_name: str) -> None:
     """Let a DeployPolicy deploy a digest a rollback held back again (recorded in the audit trail)."""
     with library_errors():
-        hold = reconciler_for(settings).release_hold(policy_name)
+        hold = reconciler_for(settings, writes=True).release_hold(policy_name)
     if hold is None:
         click.echo(f"DeployPolicy {policy_name.removeprefix('DeployPolicy/')} holds nothing back", err=True)
     else:
