@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -460,6 +461,19 @@ def verify(settings: Settings, dbs: tuple[str, ...], expect_heads: tuple[str, ..
         sys.exit(1)
 
 
+def _full_hash(head: str) -> str:
+    """A chain head as given to --expect-head: all 64 hex characters of it. A prefix is refused,
+    not looked up: the check is what catches a removed tail, and a forged tail whose head starts
+    with the same 12 characters takes hours to compute, where one with the same 64 is out of reach."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", head):
+        return head.lower()
+    if re.fullmatch(r"[0-9a-fA-F]{1,63}", head):
+        raise click.BadParameter(f"{head} is not a full hash: give all 64 hex characters of the chain head "
+                                 "(as the run printed it)", param_hint="'--expect-head'")
+    raise click.BadParameter(f"{head!r} is not a chain head: 64 hex characters, as a run prints it",
+                             param_hint="'--expect-head'")
+
+
 def _expected_heads(trails: AuditTrails, values: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
     """``--expect-head`` values as (trail name -> head, for the trails given; name -> head, for
     names that are not). A bare HASH only with one trail."""
@@ -475,5 +489,5 @@ def _expected_heads(trails: AuditTrails, values: Sequence[str]) -> tuple[dict[st
         if name in heads or name in missing:
             raise click.BadParameter(f"more than one expected head for the trail {name}",
                                      param_hint="'--expect-head'")
-        (heads if name in trails.names else missing)[name] = head
+        (heads if name in trails.names else missing)[name] = _full_hash(head)
     return heads, missing

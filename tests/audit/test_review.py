@@ -721,6 +721,19 @@ def test_verify_expect_head_catches_a_truncated_tail(trail: Trail) -> None:
     assert result.stdout.startswith(f"broken: actions seq 10: the expected head {trail.head} is not in the trail")
 
 
+def test_verify_expect_head_refuses_a_prefix_and_asks_for_the_whole_hash(trail: Trail) -> None:
+    # A prefix is refused, not looked up: a forged tail can be ground to match 12 hex characters.
+    for given in (trail.head[:12], trail.head[:63]):
+        result = audit("verify", "--expect-head", given, "--audit-db", str(trail.path))
+        assert result.exit_code == 2 and result.stdout == ""
+        assert f"{given} is not a full hash: give all 64 hex characters of the chain head" in result.stderr
+        assert "broken" not in result.output
+    other = audit("verify", "--expect-head", "not-a-hash", "--audit-db", str(trail.path))
+    assert other.exit_code == 2 and "'not-a-hash' is not a chain head: 64 hex characters" in other.stderr
+    upper = audit("verify", "--expect-head", trail.head.upper(), "--audit-db", str(trail.path))
+    assert (upper.exit_code, upper.stdout) == (0, f"ok: 11 entries, head {trail.head}\n")
+
+
 # --- read-only, where the trail is, help ------------------------------------------------------
 
 
