@@ -14,6 +14,8 @@ the rollback failed half-way, since the person asked not to run it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconcile.adapters.cluster import parse_image
 from reconcile.adapters.git.writeback import write_back
 from reconcile.apply.executor import DeployContext, heroku_release, watch_rollouts, write_back_message
@@ -25,13 +27,18 @@ from reconcile.policy.model import DeployPolicy, registry_host
 
 
 def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None, context: DeployContext, run: Run,
-              *, tag: str | None = None) -> str:
-    """Roll ``policy`` back from ``current`` to ``choice``; returns what was done, in a line."""
+              *, tag: str | None = None, resume: Sequence[str] = ()) -> str:
+    """Roll ``policy`` back from ``current`` to ``choice``; returns what was done, in a line.
+    ``resume``: the paused workloads (``Kind/name``) the rollback's patch resumes, as asked."""
     stage = context.policies.promotion_policies[policy.promotion].stage(policy.stage)
     host = registry_host(context.policies.registries[stage.registry])
     subject = f"DeployPolicy/{policy.name}"
     goal = f"revision {choice.revision}" if choice.revision is not None else choice.digest
     reason = f"manual rollback to {goal}"
+    if choice.hand_edit is not None:
+        reason += f"; {choice.hand_edit}"
+    if resume:
+        reason += f"; resuming {', '.join(resume)} (--resume)"
     with run.mutation("rollback", deploy_target(policy), policy=subject, reason=reason, digest_before=current,
                       digest_after=choice.digest, cause=Cause.REQUESTED) as outcome:
         if policy.heroku is not None:
@@ -53,15 +60,22 @@ def roll_back(policy: DeployPolicy, choice: RollbackChoice, current: str | None,
         client = context.connect(policy.cluster)
         cause = f"reconcile rollback of {subject} at {(context.commit or 'a working tree')[:12]}"
         reference = image_ref(host, stage.repository, choice.digest)
+        results = []
         for workload in policy.workloads:
+            unpause = f"{workload.kind}/{workload.name}" in resume
             if choice.revision is not None:
                 result = client.rollback(policy.namespace, workload.kind, workload.name, to_revision=choice.revision,
-                                         cause=cause)
+                                         cause=cause, resume=unpause)
             else:
                 result = client.rollback(policy.namespace, workload.kind, workload.name, to_digest=reference,
-                                         container=workload.container, cause=cause)
+                                         container=workload.container, cause=cause, resume=unpause)
+            results.append(result)
             after = result.after.get(workload.container)
             outcome.digest_after = parse_image(after).digest if after else None
+        if not any(r.changed for r in results):  # kubectl's "skipped rollback": the templates already match
+            outcome.status = "skipped"
+            outcome.reason = f"{reason}; " + "; ".join(f"{r.kind}/{r.name}: {r.reason}" for r in results)
+            return "nothing patched: " + "; ".join(f"{r.kind}/{r.name}: {r.reason}" for r in results)
         watch_rollouts(client, policy.namespace, [(w.kind, w.name) for w in policy.workloads],
                        policy.rollout.timeout, what="the rollback's rollout")
         return f"{len(policy.workloads)} workload(s) rolled out {choice.digest}"

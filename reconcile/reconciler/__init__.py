@@ -204,15 +204,17 @@ class Reconciler:
     # rollback
 
     def rollback(self, deploy_policy: str, *, to_digest: str | None = None, revision: int | None = None,
-                 confirm: Callable[[str], bool] | None = None) -> RolledBack:
+                 confirm: Callable[[str], bool] | None = None, resume: bool = False) -> RolledBack:
         """Roll ``deploy_policy`` back (to the last good digest of its deploy history unless
         ``to_digest`` or ``revision``) and hold the digest rolled back from. ``confirm`` is asked
-        the question first; RollbackFailed when refused or when it did not complete."""
+        the question first; RollbackFailed when refused or when it did not complete. A paused
+        Deployment is refused unless ``resume`` (the rollback's patch then unpauses it). Already
+        there: a RolledBack with ``skipped`` set, nothing patched."""
         policies, policy = self._deploy_policy(deploy_policy)
         with self._exclusive("rollback", wait=True), connections_for(policies) as connections:
             try:
                 return roll_back_policy(self.audit_db, self.notice, policies, policy, connections, to_digest,
-                                        revision, confirm)
+                                        revision, confirm, resume)
             except (ClusterError, RolloutFailed, WriteBackError, RegistryError, RollbackRefused) as e:
                 raise RollbackFailed(f"not rolled back: {e}") from None
 

@@ -1,21 +1,28 @@
 """A DeployPolicy rolled back by hand: choose the target (the audit trail's last good digest,
 cross-checked with the workloads' retained revisions, or the one asked for), roll back, and hold
-the digest rolled back from."""
+the digest rolled back from.
+
+Before anything is patched, what the workloads are is read (paused, ``revisionHistoryLimit``, and
+for a container set by tag the digest its pods report running); a refusal (a paused Deployment
+without ``resume``, a revision not retained, a pruned digest…) and an "already at revision N" are
+each recorded as a ``skip`` with the reason, in a run of mode ``rollback``, and nothing is patched."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconcile.adapters.cluster import parse_image
+from reconcile.adapters.cluster import RollbackFacts, parse_image
+from reconcile.adapters.cluster.rollback import paused_message
 from reconcile.adapters.heroku import HerokuError
 from reconcile.adapters.registry import RegistryClient, RegistryError
 from reconcile.apply.executor import DeployContext
 from reconcile.apply.rollback import roll_back
 from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import RepositoryState
-from reconcile.plan.deploy import version_tag
-from reconcile.plan.rollback import choose_rollback
+from reconcile.plan.actions import Cause
+from reconcile.plan.deploy import deploy_target, version_tag
+from reconcile.plan.rollback import RollbackRefused, choose_rollback
 from reconcile.policy.model import DeployPolicy, PolicySet
 from reconcile.policy.secrets import SecretError
 from reconcile.policy.source import SourceError, default_cache_dir
@@ -34,21 +41,68 @@ class RolledBack:
     rolled_to: str
     done: str
     held: str | None
+    skipped: str | None = None  # already there ("already at revision N"): nothing patched, nothing held
 
     def __str__(self) -> str:
+        if self.skipped is not None:
+            return f"{self.policy}: {self.skipped}; nothing patched, nothing held"
         return (f"rolled {self.policy} back from {self.rolled_from} to {self.rolled_to}: {self.done}; "
                 f"{self.held or 'what ran'} is held until a newer candidate or `reconcile release-hold {self.policy}`")
 
 
+def _record_skip(audit_db: str, notice: Notice, policies: PolicySet, policy: DeployPolicy, reason: str,
+                 current: str | None, digest: str | None, cause: Cause, *, refused: bool) -> None:
+    """A rollback not made, and why, as a ``skip`` of its own run (``blocked`` when refused)."""
+    with audited_run(audit_db, "rollback", notice, repo_url=policies.source, repo_commit=policies.commit) as run:
+        run.append("skip", deploy_target(policy), status="skipped", policy=f"DeployPolicy/{policy.name}",
+                   reason=reason, digest_before=current, digest_after=digest, cause=cause)
+        run.blocked = refused
+
+
+def _running_digest(facts: dict[str, RollbackFacts], notice: Notice) -> str | None:
+    """What workloads set by tag run, by the digest their pods report (``containerStatuses[].imageID``)."""
+    by_tag = {w: f for w, f in facts.items() if f.image and "@" not in f.image}
+    if not by_tag or len(by_tag) != len(facts):
+        return None
+    seen = {d for f in by_tag.values() for d in f.running}
+    if len(seen) == 1 and all(f.running for f in by_tag.values()):
+        digest = seen.pop()
+        for workload, f in by_tag.items():
+            notice(f"note: {workload} is set by tag ({f.image}); its pods run it as {digest} "
+                   "(status.containerStatuses[].imageID): rolling back from that digest")
+        return digest
+    for workload, f in by_tag.items():
+        why = (f"its pods run {len(f.running)} different digests ({', '.join(d[:19] for d in f.running)})"
+               if f.running else "no running pod reports an imageID for it")
+        notice(f"note: {workload} is set by tag ({f.image}) and {why}: what it runs is not known by digest, "
+               "so nothing can be held for it")
+    return None
+
+
 def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy: DeployPolicy,
                      connections: Connections, to_digest: str | None, revision: int | None,
-                     confirm: Callable[[str], bool] | None) -> RolledBack:
+                     confirm: Callable[[str], bool] | None, resume: bool = False) -> RolledBack:
     read = health_reader(connections) if policy.cluster is not None or policy.heroku is not None \
         else written_reader(connections)
     try:
         current = read(policy).digest
     except (ValueError, SourceError, HerokuError, RegistryError, SecretError) as e:
         raise RollbackFailed(f"not rolled back: cannot tell what {policy.name} runs now: {e}") from None
+    facts: dict[str, RollbackFacts] = {}
+    if policy.cluster is not None and policy.namespace is not None:
+        cluster = connections.cluster(policy.cluster)
+        facts = {f"{w.kind}/{w.name}": cluster.rollback_facts(policy.namespace, w.kind, w.name, w.container)
+                 for w in policy.workloads}
+        if current is None:
+            current = _running_digest(facts, notice)
+    paused = [w for w in policy.workloads if facts.get(f"{w.kind}/{w.name}") is not None
+              and facts[f"{w.kind}/{w.name}"].paused]
+    if paused and not resume:
+        assert policy.namespace is not None
+        refusal = "; ".join(paused_message(policy.namespace, w.name) for w in paused)
+        _record_skip(audit_db, notice, policies, policy, f"refused: {refusal}", current, None, Cause.REQUESTED,
+                     refused=True)
+        raise RollbackFailed(f"not rolled back: {refusal}")
     deployed, _, holds = history(audit_db)
     hold = holds.get(policy.name) if isinstance(holds, dict) else None
     if deployed is None and to_digest is None and revision is None:
@@ -72,12 +126,33 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
         except (RegistryError, SecretError) as e:
             return f"registry {stage.registry}: {e}"
 
-    choice = choose_rollback(policy.name, current, (deployed or {}).get(policy.name, []), revisions, in_stage,
-                             to_digest=to_digest, to_revision=revision, held_digest=hold.digest if hold else None)
+    try:
+        choice = choose_rollback(policy.name, current, (deployed or {}).get(policy.name, []), revisions, in_stage,
+                                 to_digest=to_digest, to_revision=revision, held_digest=hold.digest if hold else None,
+                                 history_limits={w: f.history_limit for w, f in facts.items()})
+    except RollbackRefused as e:
+        _record_skip(audit_db, notice, policies, policy, f"refused: {e}", current, to_digest, Cause.REQUESTED,
+                     refused=True)
+        raise
+    if choice.already is not None:
+        _record_skip(audit_db, notice, policies, policy, choice.already, current, choice.digest, Cause.UP_TO_DATE,
+                     refused=False)
+        return RolledBack(policy.name, current or "unknown", choice.digest, "nothing patched", None,
+                          skipped=choice.already)
     for note in choice.notes:
         notice(f"note: {note}")
+    if choice.hand_edit is not None:
+        notice(f"warning: {choice.hand_edit}")
+    if paused:
+        notice(f"note: --resume: {', '.join(f'{w.kind}/{w.name}' for w in paused)} paused; the rollback's patch "
+               "resumes it (spec.paused: false)")
     goal = f"revision {choice.revision} ({choice.digest})" if choice.revision is not None else choice.digest
-    if confirm is not None and not confirm(f"Roll {policy.name} back from {current} to {goal}?"):
+    question = f"Roll {policy.name} back from {current} to {goal}?"
+    if choice.hand_edit is not None:
+        question = f"{choice.hand_edit}. {question}"
+    if confirm is not None and not confirm(question):
+        _record_skip(audit_db, notice, policies, policy, f"not confirmed: {question}", current, choice.digest,
+                     Cause.REQUESTED, refused=False)
         raise NotConfirmed("not rolled back: not confirmed")
 
     def shown(digest: str | None) -> str:
@@ -89,7 +164,8 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
                             registry=connections.registry, resolver=connections.resolver)
     try:
         with audited_run(audit_db, "rollback", notice, repo_url=policies.source, repo_commit=policies.commit) as run:
-            done = roll_back(policy, choice, current, context, run, tag=tag)
+            done = roll_back(policy, choice, current, context, run, tag=tag,
+                             resume=[f"{w.kind}/{w.name}" for w in paused])
     except (HerokuError, SecretError) as e:  # a heroku target's release (the others' errors: the caller's)
         raise RollbackFailed(f"not rolled back: {e}") from None
     to = f"revision {choice.revision}, {shown(choice.digest)}" if choice.revision is not None else shown(choice.digest)

@@ -91,13 +91,18 @@ REFUSALS = [
     ("--revision on a manifests target", D3, [], None, EVERYWHERE, None, 2,
      "--revision applies to cluster targets; a manifests target's history is its git log: use --to DIGEST"),
     ("--revision that is not retained", D3, [], KEPT, EVERYWHERE, None, 2,
-     f"{WEB} has no revision 2 (revisions: 4, 5, 6)"),
+     f"unable to find specified revision 2 in history of {WEB} (revisions: 4, 5, 6)"),
+    ("--revision that is not retained offers the trail's digest", D3, [D3, D2], KEPT, EVERYWHERE, None, 2,
+     f"unable to find specified revision 2 in history of {WEB} (revisions: 4, 5, 6); the audit trail's deploy "
+     f"history offers --to {D2} (or no --revision: its last good digest)"),
+    ("revisionHistoryLimit 0: no revision, the trail's digest offered", D3, [D3, D2], {WEB: [(7, D3)]}, EVERYWHERE,
+     None, 6, f"unable to find specified revision 6 in history: {WEB} keeps no revision history "
+     f"(revisionHistoryLimit: 0), the cluster has only the current one; the audit trail's deploy history offers "
+     f"--to {D2}"),
     ("--revision whose image is not pinned", D3, [], {WEB: [(1, None), (2, D3)]}, EVERYWHERE, None, 1,
      "revision 1 runs an image not pinned by digest: use --to DIGEST"),
     ("--revision that differs between workloads", D3, [], {WEB: [(1, D1)], "Deployment/worker": [(1, D2)]},
      EVERYWHERE, None, 1, "revision 1 runs different digests in different workloads"),
-    ("--to what already runs", D3, [], KEPT, EVERYWHERE, D3, None, f"prod-web already runs {D3}"),
-    ("--revision of what already runs", D3, [], KEPT, EVERYWHERE, None, 6, f"prod-web already runs {D3}"),
     ("a pruned digest is never rolled back to", D3, [D3, D2], KEPT, {D2: False}.__getitem__, None, None,
      f"{D2} is no longer in the stage's repository (pruned?): nodes could not pull it"),
 ]
@@ -106,7 +111,43 @@ REFUSALS = [
 @pytest.mark.parametrize(("current", "history", "revisions", "in_stage", "to_digest", "to_revision", "message"),
                          [case[1:] for case in REFUSALS], ids=[case[0] for case in REFUSALS])
 def test_rollback_refusals(current, history, revisions, in_stage, to_digest, to_revision, message) -> None:
+    limits = {WEB: 0} if "revisionHistoryLimit" in message else None
     with pytest.raises(RollbackRefused) as refused:
         choose_rollback("prod-web", current, history, revisions, in_stage, to_digest=to_digest,
-                        to_revision=to_revision)
+                        to_revision=to_revision, history_limits=limits)
     assert message in str(refused.value)
+
+
+ALREADY = [
+    # id, current, to_digest, to_revision -> already
+    ("--revision of the current revision", D3, None, 6,
+     "already at revision 6: skipped rollback (current template already matches revision 6)"),
+    ("--to the digest that runs", D3, D3, None, f"already at {D3}: prod-web runs it; skipped rollback"),
+]
+
+
+@pytest.mark.parametrize(("current", "to_digest", "to_revision", "already"), [case[1:] for case in ALREADY],
+                         ids=[case[0] for case in ALREADY])
+def test_already_there_is_not_a_refusal(current, to_digest, to_revision, already) -> None:
+    choice = choose_rollback("prod-web", current, [D3, D2], KEPT, EVERYWHERE, to_digest=to_digest,
+                             to_revision=to_revision)
+    assert (choice.already, choice.digest, choice.hand_edit) == (already, D3, None)
+
+
+def test_a_hand_edit_since_the_last_deploy_is_named() -> None:
+    choice = choose_rollback("prod-web", D9, [D3, D2], KEPT, EVERYWHERE)  # reconcile deployed D3; D9 runs
+    assert choice.digest == D3 and choice.already is None
+    assert choice.hand_edit == (f"hand edit: {WEB} run {D9}, but reconcile last deployed {D3}: changed since "
+                                "(kubectl set image, kubectl edit, a commit?); this rollback overwrites it")
+
+
+def test_no_revision_history_is_said_and_the_trail_still_offers_a_target() -> None:
+    choice = choose_rollback("prod-web", D3, [D3, D2], {WEB: [(7, D3)]}, EVERYWHERE, history_limits={WEB: 0})
+    assert (choice.digest, choice.revision) == (D2, None)
+    assert list(choice.notes) == [f"{WEB} keeps no revision history (revisionHistoryLimit: 0): `kubectl rollout "
+                                  f"undo` has nothing to go back to; set by digest to {D2[:19]} from the audit "
+                                  "trail's deploy history"]
+    with pytest.raises(RollbackRefused) as refused:
+        choose_rollback("prod-web", D3, [D3], {WEB: [(7, D3)]}, EVERYWHERE, history_limits={WEB: 0})
+    assert str(refused.value).endswith(f"; {WEB} keeps no revision history (revisionHistoryLimit: 0), so there is "
+                                       "no earlier revision to go back to either")

@@ -25,7 +25,7 @@ from reconcile.adapters.cluster.errors import (
 )
 from reconcile.adapters.cluster.lease import LeaseHeld, LeaseLock, LeaseLost
 from reconcile.adapters.cluster.references import parse_image, parse_image_id, pinned, running_references
-from reconcile.adapters.cluster.rollback import Revision, RollbackResult
+from reconcile.adapters.cluster.rollback import Revision, RollbackFacts, RollbackResult
 from reconcile.adapters.cluster.rollout import RolloutResult
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "LeaseLost",
     "NotFoundError",
     "Revision",
+    "RollbackFacts",
     "RollbackResult",
     "RolloutResult",
     "UnauthorizedError",

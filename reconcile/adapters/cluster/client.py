@@ -99,9 +99,14 @@ class ClusterClient:
 
     def rollback(self, namespace: str, kind: str, name: str, *, to_revision: int | None = None,
                  to_digest: str | None = None, container: str | None = None,
-                 cause: str | None = None) -> _rollback.RollbackResult:
+                 cause: str | None = None, resume: bool = False) -> _rollback.RollbackResult:
         return _rollback.rollback(self.connection, namespace, kind, name, to_revision=to_revision,
-                                  to_digest=to_digest, container=container, cause=cause, page_size=self.page_size)
+                                  to_digest=to_digest, container=container, cause=cause, resume=resume,
+                                  page_size=self.page_size)
+
+    def rollback_facts(self, namespace: str, kind: str, name: str, container: str) -> _rollback.RollbackFacts:
+        """Paused, revisionHistoryLimit, the container's image and the digests its pods run it as."""
+        return _rollback.rollback_facts(self.connection, namespace, kind, name, container, page_size=self.page_size)
 
     def revisions(self, namespace: str, kind: str, name: str) -> list[_rollback.Revision]:
         """The revisions the workload keeps for rollback, oldest first (``kubectl rollout history``)."""

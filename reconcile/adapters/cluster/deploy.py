@@ -25,6 +25,9 @@ from reconcile.policy import model
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 REVISION = "deployment.kubernetes.io/revision"
+# What reconcile's last rollback of the workload did (a rollback restores its revision's
+# change-cause, so this says who restored it); a deploy removes it.
+ROLLBACK_CAUSE = "reconcile/rollback"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ def deploy(connection: Connection, namespace: str, workload: model.Workload, ima
 
 
 def set_image(connection: Connection, resource: Resource, namespace: str, name: str, container: str,
-              reference: ImageReference, *, cause: str) -> DeployResult:
+              reference: ImageReference, *, cause: str, rollback_cause: str | None = None,
+              resume: bool = False) -> DeployResult:
+    """``rollback_cause``: set ``reconcile/rollback`` to it (a deploy, None, removes it); ``resume``:
+    ``spec.paused: false`` in the same patch."""
     target = pinned(reference)
 
     def attempt(number: int) -> DeployResult:
@@ -75,7 +81,12 @@ def set_image(connection: Connection, resource: Resource, namespace: str, name: 
         if at_digest(before, reference):
             return result(after=before, changed=False, generation=metadata.get("generation"))
         body = template_patch(resource, {list_name: [{"name": container, "image": target}]})
-        body["metadata"] = {"resourceVersion": metadata.get("resourceVersion"), "annotations": {CHANGE_CAUSE: cause}}
+        annotations: dict[str, str | None] = {CHANGE_CAUSE: cause}
+        if rollback_cause is not None or ROLLBACK_CAUSE in (metadata.get("annotations") or {}):
+            annotations[ROLLBACK_CAUSE] = rollback_cause  # null: the strategic merge removes it
+        body["metadata"] = {"resourceVersion": metadata.get("resourceVersion"), "annotations": annotations}
+        if resume:
+            body.setdefault("spec", {})["paused"] = False
         updated = connection.patch(resource, namespace, name, body, STRATEGIC_MERGE_PATCH)
         _, after = find_container(connection.cluster, resource, updated, container)
         return result(after=after.get("image") or "", changed=True,

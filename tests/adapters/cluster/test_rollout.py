@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from reconcile.adapters.cluster import CHANGE_CAUSE, ClusterError
+from reconcile.adapters.cluster.deploy import ROLLBACK_CAUSE
 from reconcile.adapters.cluster.rollout import assess
 from reconcile.policy import model
 from reconcile.policy.model import Workload
@@ -124,12 +125,15 @@ def test_rollback_refusals_say_why(fixture_backend: FixtureBackend) -> None:
         with pytest.raises(ClusterError) as cron:
             client.rollback(namespace, "CronJob", "report")
         current = client.rollback(namespace, "Deployment", "api", to_revision=1)
-    assert str(no_history.value) == (f"cluster prod-eu: Deployment {namespace}/api has no previous revision to roll "
-                                     "back to")
-    assert str(no_revision.value) == f"cluster prod-eu: Deployment {namespace}/api has no revision 7 (revisions: 1)"
+    # kubectl's words (polymorphichelpers/rollback.go: "no rollout history found", revisionNotFoundErr)
+    assert str(no_history.value) == (f"cluster prod-eu: no rollout history found for Deployment {namespace}/api "
+                                     "(revisions: 1)")
+    assert str(no_revision.value) == (f"cluster prod-eu: unable to find specified revision 7 in history of "
+                                      f"Deployment {namespace}/api (revisions: 1)")
     assert str(cron.value) == (f"cluster prod-eu: a CronJob keeps no revision history: roll {namespace}/report back "
                                "to a digest instead")
-    assert (current.changed, current.reason) == (False, "already at revision 1's template")
+    assert (current.changed, current.reason) == (False, "skipped rollback (current template already matches "
+                                                        "revision 1)")
 
 
 @pytest.mark.parametrize(("kind", "obj", "expected"), [
@@ -155,3 +159,108 @@ def test_rollback_refusals_say_why(fixture_backend: FixtureBackend) -> None:
 ])
 def test_rollout_assessment_follows_kubectl_rollout_status(kind: str, obj: dict, expected: tuple) -> None:
     assert assess(kind, obj) == expected
+
+
+# --- as `kubectl rollout undo`, and what reconcile adds (issue 18) -----------------------------------
+
+def _two_revisions(backend: FixtureBackend, **spec: object) -> str:
+    """Deployment api: revision 1 runs V1 (change-cause "first"), revision 2 V2 (change-cause "second")."""
+    namespace = backend.namespace("api")
+    body = deployment(namespace, "api", {"api": V1}, replicas=1, deadline=600)
+    body["metadata"]["annotations"] = {CHANGE_CAUSE: "first"}
+    body["spec"].update(spec)
+    backend.create(body)
+    backend.wait("revision 1", lambda: revision(backend.read("apps/v1", "Deployment", namespace, "api")) == 1)
+    backend.patch("apps/v1", "Deployment", namespace, "api", {
+        "metadata": {"annotations": {CHANGE_CAUSE: "second"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "api", "image": V2}]}}}},
+        "application/strategic-merge-patch+json")
+    backend.wait("revision 2", lambda: revision(backend.read("apps/v1", "Deployment", namespace, "api")) == 2)
+    return namespace
+
+
+def test_an_undo_restores_the_revisions_change_cause_and_says_who_restored_it(
+        fixture_backend: FixtureBackend) -> None:
+    namespace = _two_revisions(fixture_backend)
+    with fixture_backend.connect(fixture_backend.identity([namespace])) as client:
+        undone = client.rollback(namespace, "Deployment", "api", to_revision=1, cause="reconcile rollback of X")
+    live = fixture_backend.read("apps/v1", "Deployment", namespace, "api")
+    annotations = live["metadata"]["annotations"]
+    # kubectl copies the revision's annotations: its change-cause comes back with its template
+    assert (annotations[CHANGE_CAUSE], annotations[ROLLBACK_CAUSE]) == ("first", "reconcile rollback of X")
+    assert (undone.changed, undone.change_cause, dict(undone.after)) == (True, "first", {"api": V1})
+
+
+def test_a_rollback_to_a_digest_restores_the_change_cause_of_the_revision_that_ran_it(
+        fixture_backend: FixtureBackend) -> None:
+    namespace = _two_revisions(fixture_backend)
+    with fixture_backend.connect(fixture_backend.identity([namespace])) as client:
+        back = client.rollback(namespace, "Deployment", "api", to_digest=digest("1"), container="api",
+                               cause="reconcile rollback of X")
+        forward = client.deploy(namespace, API, f"{UNPULLABLE}@{digest('3')}", cause=CAUSE)
+    assert (back.changed, back.change_cause) == (True, "first")
+    assert forward.changed
+    annotations = fixture_backend.read("apps/v1", "Deployment", namespace, "api")["metadata"]["annotations"]
+    # a deploy after it says it is a deploy, and no longer carries the rollback's note
+    assert annotations[CHANGE_CAUSE] == CAUSE and ROLLBACK_CAUSE not in annotations
+
+
+def test_a_paused_deployment_is_refused_before_anything_is_patched_or_resumed_when_asked(
+        fixture_backend: FixtureBackend) -> None:
+    namespace = _two_revisions(fixture_backend)
+    fixture_backend.patch("apps/v1", "Deployment", namespace, "api", {"spec": {"paused": True}})
+
+    def observed() -> bool:
+        live = fixture_backend.read("apps/v1", "Deployment", namespace, "api")
+        return live["status"].get("observedGeneration") == live["metadata"]["generation"]
+
+    fixture_backend.wait("the pause observed", observed)
+    version = fixture_backend.read("apps/v1", "Deployment", namespace, "api")["metadata"]["resourceVersion"]
+    message = (f"cluster prod-eu: deployment {namespace}/api is paused; resume it (kubectl rollout resume "
+               f"deployment/api -n {namespace}) or pass --resume")
+    with fixture_backend.connect(fixture_backend.identity([namespace])) as client:
+        assert client.rollback_facts(namespace, "Deployment", "api", "api").paused
+        with pytest.raises(ClusterError) as by_revision:
+            client.rollback(namespace, "Deployment", "api", to_revision=1)
+        with pytest.raises(ClusterError) as by_digest:
+            client.rollback(namespace, "Deployment", "api", to_digest=digest("1"), container="api")
+        assert str(by_revision.value) == str(by_digest.value) == message
+        live = fixture_backend.read("apps/v1", "Deployment", namespace, "api")
+        assert live["metadata"]["resourceVersion"] == version  # nothing patched
+        resumed = client.rollback(namespace, "Deployment", "api", to_revision=1, resume=True)
+    live = fixture_backend.read("apps/v1", "Deployment", namespace, "api")
+    assert (resumed.changed, resumed.resumed) == (True, True)
+    assert resumed.reason.endswith("; resumed (spec.paused: false)")
+    assert live["spec"].get("paused") in (False, None)
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == V1
+
+
+def test_no_revision_history_is_said_as_such(fixture_backend: FixtureBackend) -> None:
+    namespace = _two_revisions(fixture_backend, revisionHistoryLimit=0)
+    fixture_backend.wait("revision 1's ReplicaSet cleaned up",
+                         lambda: len(owned(fixture_backend, "apps/v1", "ReplicaSet", namespace, "api")) == 1)
+    with fixture_backend.connect(fixture_backend.identity([namespace])) as client:
+        assert client.rollback_facts(namespace, "Deployment", "api", "api").history_limit == 0
+        with pytest.raises(ClusterError) as undo:
+            client.rollback(namespace, "Deployment", "api")
+        with pytest.raises(ClusterError) as to_revision:
+            client.rollback(namespace, "Deployment", "api", to_revision=1)
+    assert str(undo.value) == (f"cluster prod-eu: no rollout history found for Deployment {namespace}/api "
+                               "(revisionHistoryLimit: 0: the cluster keeps no earlier revision) (revisions: 2)")
+    assert str(to_revision.value).startswith("cluster prod-eu: unable to find specified revision 1 in history of "
+                                             f"Deployment {namespace}/api (revisionHistoryLimit: 0")
+
+
+def test_a_container_set_by_tag_is_known_by_the_digest_its_pods_report(fixture_backend: FixtureBackend) -> None:
+    namespace = fixture_backend.namespace("api")
+    fixture_backend.create(deployment(namespace, "api", {"api": f"{UNPULLABLE}:v2"}))
+    with fixture_backend.connect(fixture_backend.identity([namespace])) as client:
+        unknown = client.rollback_facts(namespace, "Deployment", "api", "api")
+        fixture_backend.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "api-1", "namespace": namespace, "labels": {"app": "api"}},
+            "spec": {"containers": [{"name": "api", "image": f"{UNPULLABLE}:v2"}]}})
+        fixture_backend.api.set_status("pods", namespace, "api-1", {"phase": "Running", "containerStatuses": [
+            {"name": "api", "image": f"{UNPULLABLE}:v2", "imageID": f"{UNPULLABLE}@{digest('2')}", "ready": True}]})
+        known = client.rollback_facts(namespace, "Deployment", "api", "api")
+    assert (unknown.image, unknown.running) == (f"{UNPULLABLE}:v2", ())
+    assert (known.paused, known.history_limit, known.running) == (False, None, (digest("2"),))
