@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconcile.cli import AuditUnavailableError, Settings, cli, common_options
+from reconcile.cli import AuditUnavailableError, Settings, _Override, cli, common_options
 from reconcile.cli.session import audit_db_of, shard_of
 
 if TYPE_CHECKING:
@@ -49,13 +49,15 @@ _DB_HELP = ("An audit trail to review instead of --audit-db (repeatable: several
             "an error naming it, exit 3). The variable: paths separated by colons.")
 
 
-def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+def db_option(command: Callable[..., Any], *, on_group: bool = False) -> Callable[..., Any]:
+    """``--db``, on the group and each subcommand; the group's reads RECONCILE_AUDIT_DBS (a
+    subcommand's only shows it), so the trails it names are not read twice."""
     return click.option("--db", "dbs", multiple=True, metavar="PATH", type=click.Path(), envvar="RECONCILE_AUDIT_DBS",
-                        help=_DB_HELP)(command)
+                        help=_DB_HELP, **({} if on_group else {"cls": _Override}))(command)
 
 
 @cli.group("audit")
-@db_option
+@partial(db_option, on_group=True)
 @click.pass_context
 def audit_group(ctx: click.Context, dbs: tuple[str, ...]) -> None:
     """Review the audit trail: what happened, when, why, by whom, and whether it is intact.

@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 
 from reconcile import defaults
-from reconcile.cli import _COMMON, Settings, cli, common_options, redact
+from reconcile.cli import _COMMON, Settings, _Override, cli, common_options, redact
 
 DEFAULT = "default"
 # The common options' counterpart in the library, for --format json (None: the CLI's alone).
@@ -127,7 +127,7 @@ def command_settings(ctx: click.Context, everything: bool) -> Iterator[Setting]:
         sub = click.Context(command, info_name=path, parent=ctx.find_root())
         for param in command.params:
             if not isinstance(param, click.Option) or param.name in common or param.name is None \
-                    or param.is_eager or not param.envvar:
+                    or param.is_eager or not param.envvar or isinstance(param, _Override):  # the group's says
                 continue
             env = param.envvar if isinstance(param.envvar, str) else param.envvar[0]
             option = f"{path} {param.opts[0]}"
@@ -154,12 +154,12 @@ def _plain(value: Any) -> Any:
 
 
 def _commands(group: click.Command, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    """Every command below ``group``, a group (``audit``, for its own --db) before its subcommands."""
     for name, command in sorted(getattr(group, "commands", {}).items()):
         path = f"{prefix}{name}"
+        yield path, command
         if isinstance(command, click.Group):
             yield from _commands(command, path + " ")
-        else:
-            yield path, command
 
 
 def effective_settings(ctx: click.Context, settings: Settings, *, everything: bool = False) -> list[Setting]:
