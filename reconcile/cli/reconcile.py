@@ -28,11 +28,22 @@ if TYPE_CHECKING:
 
 
 def only_option(command: Any) -> Any:
-    """``--only``, on every command that plans (plan, apply, run, explain)."""
-    return click.option("--only", metavar="KIND/NAME", envvar="RECONCILE_ONLY",
-                        help="Plan (and apply) one policy only: RetentionPolicy/NAME, PromotionPolicy/NAME or "
-                             "DeployPolicy/NAME."
-                        )(command)
+    """``--only`` and ``--strict``, on every command that plans (plan, apply, run, explain)."""
+    return strict_option(click.option("--only", metavar="KIND/NAME", envvar="RECONCILE_ONLY",
+                                      help="Plan (and apply) one policy only: RetentionPolicy/NAME, "
+                                           "PromotionPolicy/NAME or DeployPolicy/NAME."
+                                      )(command))
+
+
+STRICT = "reconcile.strict"  # where --strict leaves its value for reconciler_for (click's ctx.meta)
+
+
+def strict_option(command: Any) -> Any:
+    """``--strict``: kept in the context, not passed to the command (reconciler_for reads it)."""
+    return click.option("--strict", is_flag=True, envvar="RECONCILE_STRICT", expose_value=False,
+                        callback=lambda ctx, _, value: ctx.meta.__setitem__(STRICT, bool(value)),
+                        help="A RetentionPolicy's repositories glob that matches no repository is an error "
+                             "(exit 1, nothing pruned for that policy) instead of a warning.")(command)
 
 
 @cli.command("plan")
@@ -158,13 +169,16 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # a log line stays one line
 
     def review(plan: Plan) -> bool:
-        if confirm and plan.has_changes:
+        shown = confirm and plan.has_changes
+        if shown:
             err.print(to_rich(plan))
             if not click.confirm(f"Apply these {len(plan.changes)} changes?", err=True):
                 return False
         err.print(summary_line(plan))
         for error in plan.errors:
             err.print(f"blocked: {error}", style="yellow")
+        for warning in () if shown else plan.warnings:  # (the plan shown has them)
+            err.print(f"warning: {warning}", style="yellow")
         return True
 
     with library_errors():

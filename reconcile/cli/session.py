@@ -32,7 +32,7 @@ def reconciler_for(settings: Settings, *, writes: bool = False) -> Reconciler:
     return Reconciler(settings.repo, ref=settings.ref, audit_db=audit_db, trusted_ref=settings.trusted_ref,
                       trust_ref_connections=settings.trust_ref_connections,
                       notice=lambda message: click.echo(message, err=True), lock=run_lock(settings.lock, shard),
-                      shard=shard)
+                      shard=shard, strict=click.get_current_context().meta.get("reconcile.strict", False))
 
 
 def shard_of(setting: str | None) -> Shard | None:

@@ -192,6 +192,8 @@ class RetentionObservation:
 
     repositories: tuple[RepositoryState, ...] | tuple[PlannedRepository, ...] | str
     git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
+    # The policy's repository globs that matched no repository of the registry (in any shard): a typo?
+    unmatched: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

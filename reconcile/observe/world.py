@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from reconcile.adapters.cluster import ClusterError
 from reconcile.adapters.git.refs import live_commits
 from reconcile.adapters.registry import RegistryClient, RegistryError, open_registry
+from reconcile.adapters.registry.content import glob_pattern, is_glob
 from reconcile.observe.repositories import observe_repositories, observe_repository, stream_repositories
 from reconcile.observe.state import (
     ClusterState,
@@ -288,13 +289,21 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
     try:
         client, requests = _client(registry, resolver, cache_dir, clients, pools)
         names = client.repositories(policy.repositories)
+        unmatched = unmatched_globs(policy.repositories, names)  # before sharding: another shard's match counts
         if shard is not None:
             names = [name for name in names if shard.owns_repository(registry.name, name)]
         if handover is None:
-            return RetentionObservation(observe_repositories(client, names, pool=requests), commits)
+            return RetentionObservation(observe_repositories(client, names, pool=requests), commits, unmatched)
         slots = stream_repositories(client, names, lambda state: handover.put(policy.name, commits, state),
                                     pool=requests)
     except (RegistryError, SecretError) as e:
         return RetentionObservation(f"registry {registry.name} could not be read: {e}", commits)
     handover.slots[policy.name] = slots  # planned, or waiting for the protecting sources: resolved at the end
-    return RetentionObservation((), commits)
+    return RetentionObservation((), commits, unmatched)
+
+
+def unmatched_globs(patterns: Sequence[str], names: Iterable[str]) -> tuple[str, ...]:
+    """The globs among ``patterns`` that match none of ``names`` (a name without a glob is not
+    one: a repository nothing was pushed to yet may be absent from the catalog)."""
+    found = list(names)
+    return tuple(p for p in patterns if is_glob(p) and not any(glob_pattern([p]).match(n) for n in found))

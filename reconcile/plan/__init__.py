@@ -31,7 +31,8 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                *, now: datetime, only: str | None = None,
                arrivals: Mapping[tuple[str, str], datetime] | str | None = None,
                approvals: Mapping[str, tuple[Approval, ...] | str] | None = None,
-               holds: Mapping[str, Hold] | str | None = None, shard: Shard | None = None) -> Plan:
+               holds: Mapping[str, Hold] | str | None = None, shard: Shard | None = None,
+               strict: bool = False) -> Plan:
     """Every policy's actions (or ``only`` one, as ``Kind/name``) for this observation.
 
     ``deployed`` is the audit trail's deploy history (None when it could not be read); ``arrivals``
@@ -40,7 +41,8 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
     the approval files of the repo-of-record at the same commit; ``holds`` DeployPolicy -> the
     digest a rollback holds back (from the trail), or why they are unknown (then nothing is deployed).
     ``shard``: only the pipelines (and their deploys) it owns; retention plans the repositories
-    observed, which are the shard's.
+    observed, which are the shard's. A RetentionPolicy's repositories glob that matches no
+    repository is a warning, or with ``strict`` an error that blocks the policy (nothing pruned).
 
     A RetentionPolicy's repositories are either their states (planned here) or, from a streamed
     observation, each already planned by :class:`reconcile.plan.stream.RetentionStream` as it was
@@ -65,6 +67,16 @@ def build_plan(policies: PolicySet, observation: Observation, deployed: Mapping[
                                   reason=f"{seen.repositories}; nothing is pruned", block=Block.UNREADABLE,
                                   cause=Cause.REGISTRY_UNREADABLE))
             continue
+        unmatched = [f"RetentionPolicy/{name}: repositories {glob!r} matches no repository in registry "
+                     f"{policy.registry}" for glob in seen.unmatched]
+        if unmatched and strict:
+            errors += unmatched
+            actions += [Action(f"RetentionPolicy/{name}", ActionKind.BLOCKED, policy.registry, block=Block.UNMATCHED,
+                               reason=f"{'; '.join(unmatched)}; nothing is pruned (--strict): correct the glob, or "
+                                      "remove it", cause=Cause.NO_REPOSITORY_MATCHES)]
+            continue
+        warnings += [f"{warning} (a typo? nothing is pruned for it; --strict makes this an error)"
+                     for warning in unmatched]
         states, planned = _states_or_planned(seen.repositories)
         retention_inputs = RetentionInputs(registry_host(policies.registries[policy.registry]), states,
                                            dict(observation.clusters), deployed, seen.git_commits,

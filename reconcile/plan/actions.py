@@ -70,6 +70,7 @@ class Cause(StrEnum):
     VERSION_UNKNOWN = "version-unknown"  # no tag of the source stage names the digest any more
     TAG_CONFLICT = "tag-conflict"  # an immutable tag already names another digest
     AMBIGUOUS_CANDIDATE = "ambiguous-candidate"  # the track's order ranks tags on different digests equal
+    NO_REPOSITORY_MATCHES = "no-repository-matches"  # a repositories glob matches nothing (an error with strict)
 
 
 class Block(StrEnum):
@@ -83,11 +84,12 @@ class Block(StrEnum):
     HELD = "held"  # a rollback holds this digest back
     WAITING = "waiting"  # nothing to act on yet: no candidate, nothing in the stage before
     CONFLICT = "conflict"  # an immutable tag already names another digest; the track's order ties
+    UNMATCHED = "unmatched"  # strict: a repositories glob matches no repository (a typo, until shown otherwise)
 
 
 # Blocks that mean the job could not do what the policies ask: `plan` and `apply` exit 1. The others
 # are the policies working as written (a gate waits, a hold holds).
-ERROR_BLOCKS: frozenset[Block] = frozenset({Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE})
+ERROR_BLOCKS: frozenset[Block] = frozenset({Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE, Block.UNMATCHED})
 
 
 @dataclass(frozen=True, order=True, slots=True)

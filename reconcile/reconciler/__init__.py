@@ -127,12 +127,14 @@ class Reconciler:
 
     ``trusted_ref`` is where Registries and Clusters (where credentials go) come from when ``ref``
     is another commit (default: the repository's default branch); ``trust_ref_connections`` takes
-    them from ``ref`` itself (never for pull requests).
+    them from ``ref`` itself (never for pull requests). With ``strict``, a RetentionPolicy's
+    repositories glob that matches no repository is an error that blocks the policy, not a warning.
     """
 
     def __init__(self, repo: str = ".", *, ref: str | None = None, audit_db: str | None = None,
                  trusted_ref: str | None = None, trust_ref_connections: bool = False,
-                 notice: Notice | None = None, lock: RunLock | None = None, shard: Shard | None = None) -> None:
+                 notice: Notice | None = None, lock: RunLock | None = None, shard: Shard | None = None,
+                 strict: bool = False) -> None:
         # A shard writes its own trail, and reads the others' (and the one from before sharding) for history.
         self.repo, self.ref, self.shard = repo, ref, shard
         audit_db = audit_db or defaults.audit_db()  # the XDG state directory, never the working directory
@@ -140,6 +142,7 @@ class Reconciler:
         self._also = () if shard is None else tuple(shard.other_audit_dbs(audit_db))
         self.trusted_ref, self.trust_ref_connections = trusted_ref, trust_ref_connections
         self.lock = lock  # beyond the audit trail's file lock: a Lease other pods see
+        self.strict = strict  # a repositories glob that matches nothing blocks its policy (else a warning)
         # What the last observation sent each registry, by method and what it asked for (GET manifest...)
         self.requests: dict[str, dict[str, int]] = {}
         tell = notice or log.warning
@@ -288,7 +291,7 @@ class Reconciler:
         gates = {s.gates.approval for p in policies.promotion_policies.values() for s in p.stages if s.gates.approval}
         approvals = read_approvals(self.repo, policies.commit, gates)
         return build_plan(policies, observation, deployed, now=now, only=only, arrivals=arrivals,
-                          approvals=approvals, holds=holds, shard=self.shard)
+                          approvals=approvals, holds=holds, shard=self.shard, strict=self.strict)
 
     def _apply(self, given: Plan | str | Path | None, only: str | None, max_plan_age: timedelta | None,
                review: Callable[[Plan], bool] | None, report: Callable[[Applied], None] | None,
@@ -379,7 +382,10 @@ def _reviewed(given: Plan | str | Path | None) -> SavedPlan | None:
 
 
 def _record_blocked(run: Run, plan: Plan) -> None:
-    """What was not done, and why, belongs in the trail as much as what was."""
+    """What was not done, and why, belongs in the trail as much as what was; and what a reader of
+    the plan was warned of (a keep rule that ranks nothing, a glob that matches nothing)."""
+    for warning in plan.warnings:
+        run.append("skip", "", status="skipped", reason=f"warning: {warning}")
     for action in plan.actions:
         if action.kind == "blocked":
             run.blocked = True

@@ -13,7 +13,7 @@ from reconcile.render.plan import from_json, to_json
 @pytest.mark.parametrize("block", list(Block))
 def test_only_unreadable_sources_and_limits_are_errors(block: Block) -> None:
     action = Action("PromotionPolicy/web", "blocked", "ci/web", reason="could not be read", block=block)
-    assert action.is_error == (block in {Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE})
+    assert action.is_error == (block in {Block.UNREADABLE, Block.OVER_LIMIT, Block.CANNOT_DELETE, Block.UNMATCHED})
     assert (block in ERROR_BLOCKS) == action.is_error
 
 
