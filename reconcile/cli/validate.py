@@ -36,12 +36,14 @@ def validate(settings: Settings, output: str) -> None:
     if output == "json":
         click.echo(json.dumps({
             "valid": result.ok, "commit": snapshot.commit, "documents": result.documents,
-            "problems": [{"path": p.path, "line": p.line, "subject": p.subject, "severity": p.severity,
-                          "message": p.message} for p in result.problems]}, indent=2))
+            "problems": [{"path": p.path, "line": p.line, **({"column": p.column} if p.column else {}),
+                          "subject": p.subject, "severity": p.severity, "message": p.message}
+                         for p in result.problems]}, indent=2))
     elif output == "github":
         for p in result.problems:
             text = f"{p.subject}: {p.message}" if p.subject else p.message
-            click.echo(f"::{p.severity} file={p.path},line={p.line}::{_escape(text)}")
+            column = f",col={p.column}" if p.column else ""
+            click.echo(f"::{p.severity} file={p.path},line={p.line}{column}::{_escape(text)}")
     else:
         for problem in result.problems:
             click.echo(str(problem))
