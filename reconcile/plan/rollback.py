@@ -46,14 +46,17 @@ class RollbackChoice:
 def choose_rollback(policy: str, current: str | None, history: Sequence[str], revisions: Revisions | None,
                     in_stage: Callable[[str], bool | str], *, to_digest: str | None = None,
                     to_revision: int | None = None, held_digest: str | None = None,
-                    history_limits: Mapping[str, int | None] | None = None) -> RollbackChoice:
+                    history_limits: Mapping[str, int | None] | None = None,
+                    unrecorded: Sequence[str] = ()) -> RollbackChoice:
     """The rollback ``policy`` should make from ``current``.
 
     ``history``: digests deployed successfully, newest first (the audit trail). ``revisions``: each
     workload's retained revisions, or None for a manifests target (its history is its git log).
     ``in_stage(digest)``: whether the stage's repository holds it, or why that is unknown (asked
     once, for the chosen digest). ``held_digest``: what the policy's hold keeps back, if any.
-    ``history_limits``: each workload's ``revisionHistoryLimit`` where known.
+    ``history_limits``: each workload's ``revisionHistoryLimit`` where known. ``unrecorded``: what
+    is known of an earlier image no digest was recorded for (a revision set by tag), said when the
+    trail offers nothing.
     """
     if to_digest is not None and to_revision is not None:
         raise RollbackRefused("--to and --revision exclude each other")
@@ -83,7 +86,8 @@ def choose_rollback(policy: str, current: str | None, history: Sequence[str], re
                   "next run deploy it again)" if undone else ""
             raise RollbackRefused(f"the audit trail has no earlier good digest of {policy} than "
                                   f"{current or 'what runs'}{why}; name one with --to DIGEST"
-                                  f"{_revision_hint(revisions)}{_no_history(limits)}")
+                                  f"{_revision_hint(revisions)}{_no_history(limits)}"
+                                  + "".join(f"; {hint}" for hint in unrecorded))
         digest = earlier[0]
         if undone is not None and history.index(undone) < history.index(digest):
             notes.append(f"skipped {_short(undone)}: held, a rollback undid it")

@@ -23,7 +23,7 @@ from reconcile.observe.state import RepositoryState
 from reconcile.plan.actions import Cause
 from reconcile.plan.deploy import deploy_target, version_tag
 from reconcile.plan.rollback import RollbackRefused, choose_rollback
-from reconcile.policy.model import DeployPolicy, PolicySet
+from reconcile.policy.model import DeployPolicy, PolicySet, registry_host
 from reconcile.policy.secrets import SecretError
 from reconcile.policy.source import SourceError, default_cache_dir
 from reconcile.reconciler.connections import Connections, health_reader, written_reader
@@ -112,11 +112,18 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
     client = connections.registry(stage.registry)
     stage_state = _stage_state(client, stage.repository)
     revisions = None
+    unrecorded: list[str] = []
     if policy.cluster is not None and policy.namespace is not None:
         cluster = connections.cluster(policy.cluster)
-        revisions = {f"{w.kind}/{w.name}": [(r.number, _pinned_digest(r.images.get(w.container)))
-                                           for r in cluster.revisions(policy.namespace, w.kind, w.name)]
-                     for w in policy.workloads}
+        kept = {w: cluster.revisions(policy.namespace, w.kind, w.name) for w in policy.workloads}
+        revisions = {f"{w.kind}/{w.name}": [(r.number, _pinned_digest(r.images.get(w.container))) for r in rs]
+                     for w, rs in kept.items()}
+        host = registry_host(policies.registries[stage.registry])
+        for w, rs in kept.items():
+            if len(rs) >= 2 and (hint := _set_by_tag(f"{w.kind}/{w.name}", rs[-2].number,
+                                                     rs[-2].images.get(w.container), host, stage.repository,
+                                                     client)):
+                unrecorded.append(hint)
 
     def in_stage(digest: str) -> bool | str:
         if isinstance(stage_state, RepositoryState) and digest in stage_state.images:
@@ -129,7 +136,8 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
     try:
         choice = choose_rollback(policy.name, current, (deployed or {}).get(policy.name, []), revisions, in_stage,
                                  to_digest=to_digest, to_revision=revision, held_digest=hold.digest if hold else None,
-                                 history_limits={w: f.history_limit for w, f in facts.items()})
+                                 history_limits={w: f.history_limit for w, f in facts.items()},
+                                 unrecorded=unrecorded)
     except RollbackRefused as e:
         _record_skip(audit_db, notice, policies, policy, f"refused: {e}", current, to_digest, Cause.REQUESTED,
                      refused=True)
@@ -170,6 +178,31 @@ def roll_back_policy(audit_db: str, notice: Notice, policies: PolicySet, policy:
         raise RollbackFailed(f"not rolled back: {e}") from None
     to = f"revision {choice.revision}, {shown(choice.digest)}" if choice.revision is not None else shown(choice.digest)
     return RolledBack(policy.name, shown(current), to, done, current)
+
+
+def _set_by_tag(workload: str, number: int, image: str | None, host: str, repository: str,
+                client: RegistryClient) -> str | None:
+    """The revision before the current one ran a tag (``kubectl set image web=…:v1``): no digest was
+    recorded for it when a deploy replaced it, and its pods are gone. Say so, and what the stage's
+    registry resolves the tag to now (it may have moved since: a hint, never the default)."""
+    try:
+        reference = parse_image(image) if image else None
+    except ValueError:
+        return None
+    if reference is None or reference.digest is not None or reference.tag is None:
+        return None
+    said = (f"{workload}: revision {number} ran {image}, set by tag: no digest was recorded for it when it was "
+            "replaced, and its pods are gone")
+    if (reference.registry, reference.repository) != (host, repository):
+        return f"{said} (not the stage's repository {host}/{repository})"
+    try:
+        found = client.resolve(repository, reference.tag)
+    except (RegistryError, SecretError) as e:
+        return f"{said}; the stage's registry could not resolve {reference.tag}: {e}"
+    if found is None:
+        return f"{said}; the stage's repository no longer has {reference.tag}"
+    return (f"{said}; the stage's repository has {reference.tag} at {found.digest} now (tags move: check it is "
+            f"what ran): --to {found.digest}")
 
 
 def _stage_state(client: RegistryClient, repository: str) -> RepositoryState | str:

@@ -191,3 +191,29 @@ def test_no_revision_history_a_hand_edit_and_a_tag_the_pods_report(
     skips = [r for r in rows(db) if r["kind"] == "skip"]
     assert skips[0]["reason"].startswith("refused: unable to find specified revision 1 in history: Deployment/web "
                                          "keeps no revision history")
+
+
+def test_a_deploy_that_replaced_a_tag_recorded_no_digest_and_the_rollback_says_what_the_tag_is_now(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str, common: list[str]) -> None:
+    """The known gap: `kubectl set image web=…:build-1`, then reconcile's deploy; the trail has no
+    digest before it and the tag's pods are gone. The refusal names the tag and what the stage's
+    registry resolves it to now, as a --to to check, never as the default."""
+    with web_in_prod(tmp_path, plain_registry, repo, builds=2) as world:
+        (d1, d2), ref, admin, namespace = world.digests, world.ref, world.admin, world.namespace
+        common = ["--repo", str(world.root), *common]
+        tagged = f"{plain_registry.host}/{repo}:build-1"
+        admin.wait("revision 1", lambda: len(owned(admin, "apps/v1", "ReplicaSet", namespace, "web")) == 1)
+        set_image(admin, deployment(world), "web", tagged)
+        admin.wait("revision 2, by tag", lambda: len(owned(admin, "apps/v1", "ReplicaSet", namespace, "web")) == 2)
+        assert invoke("apply", *common, "--yes").exit_code == 0
+        assert world.image() == ref + d2
+
+        refused = invoke("rollback", *common, "prod-web", "--yes")
+        assert refused.exit_code == 1
+        assert (f"Deployment/web: revision 2 ran {tagged}, set by tag: no digest was recorded for it when it was "
+                "replaced, and its pods are gone; the stage's repository has build-1 at "
+                f"{d1} now (tags move: check it is what ran): --to {d1}") in refused.stderr
+        assert world.image() == ref + d2
+        asked = invoke("rollback", *common, "prod-web", "--to", d1, "--yes")
+        assert asked.exit_code == 0, asked.output
+        assert world.image() == ref + d1
