@@ -212,7 +212,7 @@ def test_a_paused_deployment_is_refused_before_anything_is_patched_or_resumed_wh
 
     def observed() -> bool:
         live = fixture_backend.read("apps/v1", "Deployment", namespace, "api")
-        return live["status"].get("observedGeneration") == live["metadata"]["generation"]
+        return bool(live["status"].get("observedGeneration") == live["metadata"]["generation"])
 
     fixture_backend.wait("the pause observed", observed)
     version = fixture_backend.read("apps/v1", "Deployment", namespace, "api")["metadata"]["resourceVersion"]
