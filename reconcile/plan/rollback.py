@@ -65,11 +65,15 @@ def choose_rollback(policy: str, current: str | None, history: Sequence[str], re
     revision: int | None = None
     hand_edit = _hand_edit(current, history, revisions)
     if to_revision is not None:
+        ran = {d for kept in (revisions or {}).values() for n, d in kept if n == to_revision}
+        if revisions and all(kept and max(n for n, _ in kept) == to_revision for kept in revisions.values()) \
+                and (ran == {current} or current is None or None in ran):
+            # kubectl compares templates before it looks at images: pinned or not, there is nothing to do
+            return RollbackChoice(str(ran.pop() if len(ran) == 1 and None not in ran else current or ""),
+                                  to_revision, (), f"already at revision {to_revision}: skipped rollback "
+                                  f"(current template already matches revision {to_revision})")
         digest = _at_revision(revisions, to_revision, limits, [d for d in history if d != current])
         revision = to_revision
-        if revisions and all(kept and max(n for n, _ in kept) == to_revision for kept in revisions.values()):
-            return RollbackChoice(digest, revision, (), f"already at revision {to_revision}: skipped rollback "
-                                  f"(current template already matches revision {to_revision})")
     elif to_digest is not None:
         if not DIGEST.fullmatch(to_digest):
             raise RollbackRefused(f"--to {to_digest}: expected a digest, sha256: and 64 hex digits")

@@ -134,6 +134,11 @@ def test_already_there_is_not_a_refusal(current, to_digest, to_revision, already
     assert (choice.already, choice.digest, choice.hand_edit) == (already, D3, None)
 
 
+def test_already_at_a_revision_set_by_tag_is_not_refused_for_its_tag() -> None:
+    choice = choose_rollback("prod-web", None, [D2], {WEB: [(1, D2), (2, None)]}, EVERYWHERE, to_revision=2)
+    assert choice.already == "already at revision 2: skipped rollback (current template already matches revision 2)"
+
+
 def test_a_hand_edit_since_the_last_deploy_is_named() -> None:
     choice = choose_rollback("prod-web", D9, [D3, D2], KEPT, EVERYWHERE)  # reconcile deployed D3; D9 runs
     assert choice.digest == D3 and choice.already is None
