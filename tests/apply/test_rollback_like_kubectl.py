@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconcile import NotConfirmed, Reconciler
 from reconcile.adapters.cluster import CHANGE_CAUSE
 from reconcile.adapters.cluster.deploy import ROLLBACK_CAUSE
 from reconcile.audit import AuditStore
@@ -163,6 +164,11 @@ def test_no_revision_history_a_hand_edit_and_a_tag_the_pods_report(
                    and world.image() == ref + d3)
         hand = (f"hand edit: Deployment/web run {d3}, but reconcile last deployed {d2}: changed since (kubectl set "
                 "image, kubectl edit, a commit?); this rollback overwrites it")
+        questions: list[str] = []
+        with pytest.raises(NotConfirmed):  # the question names it; declined, it is recorded and nothing changes
+            Reconciler(str(world.root), audit_db=str(db)).rollback(
+                "prod-web", confirm=lambda question: bool(questions.append(question)))
+        assert questions == [f"{hand}. Roll prod-web back from {d3} to {d2}?"] and world.image() == ref + d3
         rolled = invoke("rollback", *common, "prod-web", "--yes")
         assert rolled.exit_code == 0, rolled.output
         assert f"warning: {hand}" in rolled.stderr
@@ -189,6 +195,7 @@ def test_no_revision_history_a_hand_edit_and_a_tag_the_pods_report(
     assert [(r["digest_before"], r["digest_after"]) for r in rollbacks] == [(d3, d2), (d2, d1)]
     assert rollbacks[0]["reason"] == f"manual rollback to {d2}; {hand}"
     skips = [r for r in rows(db) if r["kind"] == "skip"]
+    assert skips[1]["reason"] == f"not confirmed: {hand}. Roll prod-web back from {d3} to {d2}?"
     assert skips[0]["reason"].startswith("refused: unable to find specified revision 1 in history: Deployment/web "
                                          "keeps no revision history")
 
