@@ -73,7 +73,8 @@ def _running_digest(facts: dict[str, RollbackFacts], notice: Notice) -> str | No
         return digest
     for workload, f in by_tag.items():
         why = (f"its pods run {len(f.running)} different digests ({', '.join(d[:19] for d in f.running)})"
-               if f.running else "no running pod reports an imageID for it")
+               if f.running else f"its pods could not be read ({f.unread})" if f.unread
+               else "no running pod reports an imageID for it")
         notice(f"note: {workload} is set by tag ({f.image}) and {why}: what it runs is not known by digest, "
                "so nothing can be held for it")
     return None

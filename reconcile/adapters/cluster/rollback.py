@@ -111,6 +111,7 @@ class RollbackFacts:
     history_limit: int | None
     image: str | None
     running: tuple[str, ...] = ()  # distinct digests the pods run the container as, when set by tag
+    unread: str | None = None  # why the pods could not be read (then ``running`` is empty)
 
 
 def rollback_facts(connection: Connection, namespace: str, kind: str, name: str, container: str,
@@ -128,8 +129,11 @@ def rollback_facts(connection: Connection, namespace: str, kind: str, name: str,
         reference = None
     if reference is None or reference.digest is not None or kind not in ("Deployment", "StatefulSet", "DaemonSet"):
         return facts
-    pods = connection.list(POD, namespace=namespace, page_size=page_size,
-                           label_selector=_selector(connection.cluster, obj))
+    try:
+        pods = connection.list(POD, namespace=namespace, page_size=page_size,
+                               label_selector=_selector(connection.cluster, obj))
+    except ClusterError as e:  # a hint only: the rollback goes on without it, and says why
+        return RollbackFacts(facts.paused, facts.history_limit, image, (), str(e))
     running = set()
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or ():

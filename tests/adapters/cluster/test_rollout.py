@@ -262,5 +262,9 @@ def test_a_container_set_by_tag_is_known_by_the_digest_its_pods_report(fixture_b
         fixture_backend.api.set_status("pods", namespace, "api-1", {"phase": "Running", "containerStatuses": [
             {"name": "api", "image": f"{UNPULLABLE}:v2", "imageID": f"{UNPULLABLE}@{digest('2')}", "ready": True}]})
         known = client.rollback_facts(namespace, "Deployment", "api", "api")
-    assert (unknown.image, unknown.running) == (f"{UNPULLABLE}:v2", ())
+    with fixture_backend.connect(fixture_backend.identity([namespace], lacking=("list", "", "pods"))) as client:
+        unread = client.rollback_facts(namespace, "Deployment", "api", "api")  # a hint: not an error
+    assert (unknown.image, unknown.running, unknown.unread) == (f"{UNPULLABLE}:v2", (), None)
     assert (known.paused, known.history_limit, known.running) == (False, None, (digest("2"),))
+    assert (unread.running, unread.unread) == ((), "cluster prod-eu: forbidden: the service account needs 'list' on "
+                                                   "'pods' (core) — add it to deploy/rbac.yaml's ClusterRole")
