@@ -20,7 +20,8 @@ from reconcile.adapters.cluster.deploy import revision
 from reconcile.adapters.cluster.kinds import deployable
 
 RolloutStatus = Literal["complete", "failed", "timeout"]
-POLL_INTERVAL = 2.0  # seconds between two reads of a workload whose rollout is watched
+POLL_INTERVAL = 2.0  # seconds between two reads of a workload whose rollout is watched, at most
+FIRST_POLL = 0.25  # the first wait, doubled each read up to the interval: a quick rollout is seen quickly
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,13 @@ class RolloutResult:
 
 def wait_for_rollout(connection: Connection, namespace: str, kind: str, name: str, timeout: float | timedelta, *,
                      poll_interval: float = POLL_INTERVAL) -> RolloutResult:
-    """Poll ``kind`` ``namespace/name`` until complete or failed; ``timeout`` bounds the wait."""
+    """Poll ``kind`` ``namespace/name`` until complete or failed; ``timeout`` bounds the wait. The
+    waits between reads grow from ``FIRST_POLL`` to ``poll_interval``."""
     resource = deployable(kind)
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
     start = time.monotonic()
     deadline = start + seconds
+    wait = min(FIRST_POLL, poll_interval)
     while True:
         # No request may outlive the deadline by more than a second (the API timeout caps it too).
         obj = connection.get(resource, namespace, name, timeout=max(deadline - time.monotonic(), 1.0))
@@ -60,7 +63,8 @@ def wait_for_rollout(connection: Connection, namespace: str, kind: str, name: st
             return RolloutResult(connection.cluster, namespace, kind, name, status, reason,
                                  revision(obj) if kind == "Deployment" else None, metadata.get("generation"),
                                  observed, round(now - start, 3))
-        time.sleep(min(poll_interval, max(deadline - now, 0.0)))
+        time.sleep(min(wait, max(deadline - now, 0.0)))
+        wait = min(wait * 2, poll_interval)
 
 
 def assess(kind: str, obj: dict[str, Any]) -> tuple[RolloutStatus | None, str]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from reconcile.adapters.cluster import CHANGE_CAUSE, ClusterError
+from reconcile.adapters.cluster import CHANGE_CAUSE, ClusterError, rollout
 from reconcile.adapters.cluster.deploy import ROLLBACK_CAUSE
 from reconcile.adapters.cluster.rollout import assess
 from reconcile.policy import model
@@ -268,3 +268,24 @@ def test_a_container_set_by_tag_is_known_by_the_digest_its_pods_report(fixture_b
     assert (known.paused, known.history_limit, known.running) == (False, None, (digest("2"),))
     assert (unread.running, unread.unread) == ((), "cluster prod-eu: forbidden: the service account needs 'list' on "
                                                    "'pods' (core) — add it to deploy/rbac.yaml's ClusterRole")
+
+
+def test_the_waits_between_reads_grow_from_a_quarter_second_to_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollout done in half a second is seen after 0.75 s, not after the 2 s interval: the
+    waits double from 0.25 s, then stay at the interval."""
+    in_progress = {"metadata": {"generation": 2}, "spec": {"replicas": 1}, "status": {"observedGeneration": 1}}
+    done = {"metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "updatedReplicas": 1, "replicas": 1, "availableReplicas": 1}}
+    answers = [in_progress] * 6 + [done]
+
+    class Reads:
+        cluster = "prod"
+
+        def get(self, *_: object, **__: object) -> dict:
+            return answers.pop(0)
+
+    waits: list[float] = []
+    monkeypatch.setattr(rollout.time, "sleep", waits.append)
+    result = rollout.wait_for_rollout(Reads(), "ns", "Deployment", "api", 600, poll_interval=2.0)  # type: ignore[arg-type]
+    assert result.status == "complete"
+    assert waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
