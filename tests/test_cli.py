@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-import git
 import pytest
 from click.testing import CliRunner, Result
 
 import reconcile
 import reconcile.cli.validate  # registers the command on the group
 from reconcile.cli import cli
+from tests.repos import commit, init_repo, write
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "policies"
@@ -68,29 +68,6 @@ INVALID_PROBLEMS = [
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return root
-
-
-def init_repo(path: Path) -> git.Repo:
-    path.mkdir(parents=True, exist_ok=True)
-    repo = git.Repo.init(path)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Policy Author")
-        config.set_value("user", "email", "author@example.com")
-    return repo
-
-
-def commit(repo: git.Repo, files: dict[str, str], message: str = "change") -> str:
-    write(Path(repo.working_tree_dir), files)
-    repo.index.add(list(files))
-    return repo.index.commit(message).hexsha
 
 
 def run(args: Sequence[str], env: dict[str, str] | None = None) -> Result:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import git
 import pytest
 
 from reconcile.audit import AuditStore
 from tests.apply.test_retention_end_to_end import images, invoke, tags  # noqa: F401 (images: a fixture)
 from tests.conftest import RunningRegistry
+from tests.repos import policy_repo
 
 WARNING = ("RetentionPolicy/ci-cleanup: repositories 'tema-a/*' matches no repository in registry ci (a typo? "
            "nothing is pruned for it; --strict makes this an error)")
@@ -25,8 +25,7 @@ def common(tmp_path: Path, plain_registry: RunningRegistry, repo: str, monkeypat
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("RECONCILE_STRICT", raising=False)
     root = tmp_path / "policies"
-    root.mkdir()
-    (root / "ci.yaml").write_text(f"""\
+    policies = f"""\
 apiVersion: reconcile/v1
 kind: Registry
 metadata: {{name: ci}}
@@ -40,13 +39,8 @@ spec:
   repositories: ["{repo}", "tema-a/*"]
   keep:
     - tags: '^v\\d+$'
-""")
-    with git.Repo.init(root) as repository:
-        with repository.config_writer() as config:
-            config.set_value("user", "name", "Policy Author")
-            config.set_value("user", "email", "author@example.com")
-        repository.index.add(["ci.yaml"])
-        repository.index.commit("policies")
+"""
+    policy_repo(root, {"ci.yaml": policies})
     return ["--repo", str(root), "--audit-db", str(tmp_path / "audit.db")]
 
 

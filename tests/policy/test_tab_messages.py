@@ -6,25 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import git
 from click.testing import CliRunner
 
 from reconcile.cli import cli
+from tests.repos import policy_repo
 
 POLICY = "apiVersion: reconcile/v1\nkind: Registry\nmetadata: {name: ci}\nspec:\n\turl: https://ci.example.com\n"
 MESSAGE = "tabs are not allowed for indentation in YAML; use spaces"
 
 
 def test_a_tab_indented_policy_names_file_line_column_and_the_fix(tmp_path: Path) -> None:
-    root = tmp_path / "policies"
-    root.mkdir()
-    (root / "registry.yaml").write_text(POLICY)
-    with git.Repo.init(root) as repository:
-        with repository.config_writer() as config:
-            config.set_value("user", "name", "Policy Author")
-            config.set_value("user", "email", "author@example.com")
-        repository.index.add(["registry.yaml"])
-        repository.index.commit("a tab")
+    root = policy_repo(tmp_path / "policies", {"registry.yaml": POLICY}, "a tab")
     where = f"{root}/registry.yaml"
     runner = CliRunner()
 
