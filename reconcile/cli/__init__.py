@@ -115,6 +115,17 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+WIDE_HELP = ("Every column of the table, digests in full, even where that is wider than the terminal (lines as "
+             "long as they need; less -S scrolls them). Without it, a table narrower than its columns drops the "
+             "least useful ones first and never cuts an id. Piped, output is TSV (or the --format asked) with "
+             "every column anyway.")
+
+
+def wide_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wide``, on every command that prints a table (RECONCILE_WIDE, as --only and --yes)."""
+    return click.option("--wide", is_flag=True, envvar="RECONCILE_WIDE", help=WIDE_HELP)(command)
+
+
 AUDIT_UNAVAILABLE = 3  # exit status when the audit trail cannot be opened, read or written
 LOCKED = 5  # exit status when another run holds the lock (the file lock, or the Lease)
 INVALID_POLICIES = 6  # exit status when the repo-of-record does not load: the same again until someone fixes it
@@ -229,8 +240,8 @@ def cli(ctx: click.Context, repo: str, ref: str | None, audit_db: str | None, tr
 
     Every option also reads a RECONCILE_* environment variable, named in its help (for the
     CronJob and CI): RECONCILE_ and the option's name for the options every command takes and
-    those of plan, apply, run and explain (RECONCILE_ONLY and RECONCILE_YES wherever --only and
-    --yes are); RECONCILE_<COMMAND>_<OPTION> for the other options of audit, comment, config,
+    those of plan, apply, run and explain (RECONCILE_ONLY, RECONCILE_YES and RECONCILE_WIDE wherever
+    --only, --yes and --wide are); RECONCILE_<COMMAND>_<OPTION> for the other options of audit, comment, config,
     quickstart, rollback and validate. Flags take 1/0, true/false, yes/no, on/off. `reconcile
     config` shows the settings in effect and where each came from (there is no configuration file).
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconcile.cli import AuditUnavailableError, Settings, _Override, cli, common_options
+from reconcile.cli import AuditUnavailableError, Settings, _Override, cli, common_options, wide_option
 from reconcile.cli.session import audit_db_of, shard_of
 
 if TYPE_CHECKING:
@@ -113,15 +113,16 @@ def _console() -> Console:
 
 
 def _show(console: Console, renderable: RenderableType) -> None:
-    """Print, through the pager only when the output is taller than the terminal."""
+    """Print, through the pager only when the output is taller than the terminal. Never cropped to
+    the terminal's width: a table whose ids do not fit (or --wide) is drawn wider instead."""
     with console.capture() as capture:
-        console.print(renderable)
+        console.print(renderable, crop=False)
     text = capture.get()
     if text.count("\n") <= console.height:
         console.file.write(text)
         return
     with console.pager(styles=_pager_keeps_colors()):
-        console.print(renderable)
+        console.print(renderable, crop=False)
 
 
 def _pager_keeps_colors() -> bool:
@@ -233,7 +234,8 @@ def _terminal_limit(console: Console, given: int | None) -> int | None:
 @common_options
 @db_option
 @filter_options
-def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> None:
+@wide_option
+def list_command(settings: Settings, dbs: tuple[str, ...], wide: bool, **filters: Any) -> None:
     """List actions in chain order (oldest first), newest 100 on a terminal, all when piped.
 
     A prune is listed with the tags it removed, a promotion with those it set, an untag with its
@@ -248,6 +250,9 @@ def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> No
 
     With several trails (--db), actions are merged in time order (each trail's in chain order) and
     a first column names each one's trail.
+
+    On a terminal narrower than every column, the RFC 3339 time goes first (`when` says how long
+    ago), then the digests, the policy, seq and `when`; ids are never cut (--wide: every column).
     """
     from reconcile.render import audit as render
 
@@ -259,7 +264,7 @@ def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> No
         several = trails.several
     rows, left_out = _newest(rows, limit)
     _listing(console, rows, left_out, "actions", partial(render.actions_tsv, trail=several),
-             partial(render.actions_table, trail=several), "no actions match")
+             partial(render.actions_table, trail=several, wide=wide), "no actions match")
 
 
 @audit_group.command()
@@ -267,10 +272,14 @@ def list_command(settings: Settings, dbs: tuple[str, ...], **filters: Any) -> No
 @db_option
 @click.option("--limit", type=click.IntRange(min=0), metavar="N", envvar="RECONCILE_AUDIT_LIMIT",
               help="The newest N runs (default 100 on a terminal, all when piped; 0: all).")
-def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None) -> None:
+@wide_option
+def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None, wide: bool) -> None:
     """List runs, oldest first: mode, who, policy commit, outcome, action counts.
 
     With several trails (--db), by start time across them, a first column naming each run's trail.
+
+    On a terminal narrower than every column, the RFC 3339 start time goes first, then who ran it,
+    how long it took, the commit and the mode; run ids are never cut (--wide: every column).
     """
     from reconcile.render import audit as render
 
@@ -283,7 +292,7 @@ def runs(settings: Settings, dbs: tuple[str, ...], limit: int | None) -> None:
     records = [r.run for r in found]
     names = [r.trail for r in found] if several else None
     _listing(console, records, left_out, "runs", partial(render.runs_tsv, trails=names),
-             partial(render.runs_table, trails=names), "no runs recorded")
+             partial(render.runs_table, trails=names, wide=wide), "no runs recorded")
 
 
 def _listing(console: Console, rows: list[Any], left_out: bool, noun: str, tsv: Callable[..., str],
@@ -302,10 +311,15 @@ def _listing(console: Console, rows: list[Any], left_out: bool, noun: str, tsv: 
 @common_options
 @db_option
 @click.argument("entry_id", metavar="RUN_ID|EVENT_ID")
-def show(settings: Settings, dbs: tuple[str, ...], entry_id: str) -> None:
+@wide_option
+def show(settings: Settings, dbs: tuple[str, ...], entry_id: str, wide: bool) -> None:
     """Show a run (its fields and actions) or one event (intent and outcome side by side).
 
     With several trails (--db), from whichever trail holds it, named in a first field.
+
+    An intent and its outcome are side by side where the terminal holds both whole (about 160
+    columns), else each field's intent value with the outcome's under it where it differs (--wide:
+    side by side at any width).
     """
     from reconcile.audit.query import ActionFilter, list_actions
     from reconcile.render import audit as render
@@ -323,7 +337,7 @@ def show(settings: Settings, dbs: tuple[str, ...], entry_id: str) -> None:
             if not console.is_terminal:
                 click.echo(render.event_detail_tsv(event, intent, outcome, trail=name), nl=False)
                 return
-            _show(console, render.event_detail(event, intent, outcome, datetime.now(UTC), trail=name))
+            _show(console, render.event_detail(event, intent, outcome, datetime.now(UTC), trail=name, wide=wide))
             return
         found_run = trails.find_run(entry_id)
         if not found_run:
@@ -335,7 +349,7 @@ def show(settings: Settings, dbs: tuple[str, ...], entry_id: str) -> None:
     if not console.is_terminal:
         click.echo(render.run_detail_tsv(run, actions, trail=name), nl=False)
         return
-    _show(console, render.run_detail(run, actions, datetime.now(UTC), trail=name))
+    _show(console, render.run_detail(run, actions, datetime.now(UTC), trail=name, wide=wide))
 
 
 def _one(found: list[tuple[Trail, Any]], what: str) -> list[tuple[Trail, Any]]:

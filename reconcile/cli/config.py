@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 
 from reconcile import defaults
-from reconcile.cli import _COMMON, Settings, _Override, cli, common_options, redact
+from reconcile.cli import _COMMON, Settings, _Override, cli, common_options, redact, wide_option
 
 DEFAULT = "default"
 # The common options' counterpart in the library, for --format json (None: the CLI's alone).
@@ -183,7 +183,8 @@ def _text(value: Any) -> str:
                    "when piped); json: a list of objects, named as the library's parameters.")
 @click.option("--all", "everything", is_flag=True, envvar="RECONCILE_CONFIG_ALL",
               help="Also every command's options at their defaults (without it: only those a variable sets).")
-def config_command(settings: Settings, output: str | None, everything: bool) -> None:
+@wide_option
+def config_command(settings: Settings, output: str | None, everything: bool, wide: bool) -> None:
     """Show the settings in effect and where each came from: a default, an environment variable
     (named) or a command-line option. reconcile reads no configuration file.
 
@@ -204,13 +205,15 @@ def config_command(settings: Settings, output: str | None, everything: bool) -> 
                             (row.name, row.option, row.env, row.value, row.source, row.note)) for row in rows]
         click.echo("\n".join(lines))
     else:
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(title="reconcile settings (no configuration file)", title_justify="left", expand=False)
-        table.add_column("setting", overflow="fold")
-        table.add_column("value", overflow="fold")
-        table.add_column("from", overflow="fold")
+        from reconcile.render.fit import Column, FittedTable
+
+        # No column is dropped: each wraps, the setting's name and variable never folded (--wide
+        # is taken for the other table commands' sake and changes nothing here).
+        table = FittedTable([Column("setting", wrap=True, whole_words=True), Column("value", wrap=True, comfort=30),
+                             Column("from", wrap=True, comfort=20)], "reconcile settings (no configuration file)",
+                            wide)
         for row in rows:
             name = Text(row.option or row.env or row.name)
             if row.option and row.env:
@@ -219,7 +222,7 @@ def config_command(settings: Settings, output: str | None, everything: bool) -> 
             if row.note:
                 value.append(f"\n{row.note}", style="yellow")
             table.add_row(name, value, Text(row.source, style="dim" if row.source == DEFAULT else ""))
-        console.print(table)
+        console.print(table, crop=False)
 
 
 # What only a variable sets, for the README's table (the library reads these itself).

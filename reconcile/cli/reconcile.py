@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconcile import defaults
-from reconcile.cli import Settings, cli, common_options
+from reconcile.cli import Settings, cli, common_options, wide_option
 from reconcile.cli.session import interactive, library_errors, reconciler_for
 from reconcile.policy.durations import format_duration, parse_duration
 
@@ -69,8 +69,9 @@ def strict_option(command: Any) -> Any:
 @click.option("--record", is_flag=True, envvar="RECONCILE_RECORD",
               help="Record this plan in the audit trail as a dry-run `plan` run: what it would change and what "
                    "is blocked (the only write a plan ever makes, and only when asked).")
+@wide_option
 def plan_command(settings: Settings, only: str | None, output: str, github_step_summary: bool, markdown_limit: int,
-                 out: str | None, detailed_exitcode: bool, record: bool) -> None:
+                 out: str | None, detailed_exitcode: bool, record: bool, wide: bool) -> None:
     """Compare the policies with registries and clusters; change nothing.
 
     Exit status 1 when a source could not be read (the policies depending on it prune nothing).
@@ -106,7 +107,7 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
         click.echo(github_output(plan, policies), nl=False)
     else:
         console = Console(highlight=False)
-        console.print(to_rich(plan))
+        console.print(to_rich(plan, wide=wide), crop=False)
         print_review(console, policies)
         for registry, made in reconciler.requests.items():  # what the plan spent (pull limits count GETs)
             click.echo(f"requests to registry {registry}: " + ", ".join(f"{what} {n:,}" for what, n in made.items()),
@@ -160,7 +161,7 @@ class PlanAge(_DurationParam):
 
 
 def _execute(settings: Settings, mode: str, only: str | None, saved: str | None, *, confirm: bool = False,
-             max_plan_age: timedelta | None = None) -> None:
+             max_plan_age: timedelta | None = None, wide: bool = False) -> None:
     from rich.console import Console
 
     from reconcile.render.plan import summary_line, to_rich
@@ -171,7 +172,7 @@ def _execute(settings: Settings, mode: str, only: str | None, saved: str | None,
     def review(plan: Plan) -> bool:
         shown = confirm and plan.has_changes
         if shown:
-            err.print(to_rich(plan))
+            err.print(to_rich(plan, wide=wide), crop=False)
             if not click.confirm(f"Apply these {len(plan.changes)} changes?", err=True):
                 return False
         err.print(summary_line(plan))
@@ -217,13 +218,15 @@ def _report(err: Console, applied: Applied) -> None:
               help="With --plan: refuse a saved plan observed longer ago than this (0: no limit).")
 @click.option("--yes", "-y", is_flag=True, envvar="RECONCILE_YES",
               help="Do not ask for confirmation on a terminal (a saved plan, or no terminal, never asks).")
+@wide_option
 def apply_command(settings: Settings, only: str | None, saved: str | None, max_plan_age: timedelta | None,
-                  yes: bool) -> None:
+                  yes: bool, wide: bool) -> None:
     """Plan and carry out the changes, recording each in the audit trail (exit 1 if any failed).
 
     On a terminal, the plan is shown and confirmation asked first unless --yes.
     """
-    _execute(settings, "apply", only, saved, confirm=not yes and not saved and interactive(), max_plan_age=max_plan_age)
+    _execute(settings, "apply", only, saved, confirm=not yes and not saved and interactive(), max_plan_age=max_plan_age,
+             wide=wide)
 
 
 @cli.command("run")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from reconcile.render.fit import FittedTable
+
 STATUS_STYLES = {"intent": "yellow", "succeeded": "green", "failed": "bold red", "skipped": "dim"}
 OUTCOME_STYLES = {"succeeded": "green", "partial": "yellow", "failed": "bold red", "blocked": "yellow",
                   "refused": "yellow", "locked": "yellow", "unfinished": "bold yellow reverse"}
@@ -45,8 +47,9 @@ def parse_timestamp(ts: str) -> datetime:
 
 
 def absolute_time(ts: str | None) -> str:
-    """``2026-11-21 08:00:03`` (UTC, to the second) for a table; the trail keeps microseconds."""
-    return parse_timestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    """``2026-11-21T08:00:03Z``: RFC 3339, UTC, to the second, for a table (the trail, and so the
+    TSV and the exports, keep microseconds)."""
+    return parse_timestamp(ts).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ""
 
 
 def relative_time(ts: str | None, now: datetime) -> str:
@@ -165,29 +168,30 @@ def _table(title: str | None = None) -> Table:
 
 
 def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: str | None = None,
-                  by_event: bool = False, trail: bool = False) -> Table:
+                  by_event: bool = False, trail: bool = False, wide: bool = False) -> FittedTable:
     """One row per action, in the order given (chain order). ``by_event`` shows the event id
     instead of the run id (for one run's actions); a run id shared by every row goes in the title
     instead of a column, leaving the width to targets and reasons. ``trail``: a first column with
-    each row's ``trail`` (rows from several audit trails)."""
+    each row's ``trail`` (rows from several audit trails).
+
+    Never cut: the trail, the run or event id, kind, status (and the time columns while shown).
+    When it does not fit, dropped first to last: the RFC 3339 time (``when`` says how long ago),
+    the digests, the policy, seq, ``when``; target and reason wrap (``wide``: every column)."""
+    from reconcile.render.fit import Column, FittedTable
+
     runs = {row["run_id"] for row in rows}
     one_run = len(runs) == 1 and not by_event
     if one_run:
         title = f"{title + ' of ' if title else ''}run {next(iter(runs))}"
-    table = _table(title)
-    if trail:
-        table.add_column("trail", no_wrap=True)
-    table.add_column("seq", justify="right", style="dim", no_wrap=True)
-    table.add_column("when", no_wrap=True)
-    table.add_column("UTC", style="dim", no_wrap=True)
-    if not one_run:
-        table.add_column("event" if by_event else "run", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("target", overflow="fold")
-    table.add_column("policy", overflow="fold")
-    table.add_column("digest", overflow="fold")
-    table.add_column("reason / error", overflow="fold", ratio=1)
+    columns = [
+        *([Column("trail")] if trail else []),
+        Column("seq", justify="right", style="dim", drop=4), Column("when", drop=5),
+        Column("time (UTC)", style="dim", drop=1),
+        *([] if one_run else [Column("event" if by_event else "run")]),
+        Column("kind"), Column("status"), Column("target", wrap=True, min_width=16, comfort=26),
+        Column("policy", wrap=True, drop=3, min_width=16), Column("digest", wrap=True, drop=2, min_width=21),
+        Column("reason / error", wrap=True, comfort=24)]
+    table = FittedTable(columns, title, wide)
     for row in rows:
         ids = [] if one_run else [_text(row["event_id"] if by_event else row["run_id"])]
         table.add_row(
@@ -199,20 +203,21 @@ def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: st
 
 
 def runs_table(runs: Sequence[RunRecord], now: datetime, *, title: str | None = None,
-               trails: Sequence[str] | None = None) -> Table:
-    """One row per run; ``trails``: the audit trail of each run, in a first column."""
-    table = _table(title)
-    if trails is not None:
-        table.add_column("trail", no_wrap=True)
-    table.add_column("run", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("UTC", style="dim", no_wrap=True)
-    table.add_column("took", justify="right", no_wrap=True)
-    table.add_column("mode", no_wrap=True)
-    table.add_column("by", overflow="fold")
-    table.add_column("commit", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("actions", overflow="fold", ratio=1)
+               trails: Sequence[str] | None = None, wide: bool = False) -> FittedTable:
+    """One row per run; ``trails``: the audit trail of each run, in a first column.
+
+    Never cut: the trail, the run id, ``started``, the outcome. When it does not fit, dropped first
+    to last: the RFC 3339 start time, who ran it, how long it took, the policy commit, the mode;
+    the action counts wrap (``wide``: every column)."""
+    from reconcile.render.fit import Column, FittedTable
+
+    columns = [
+        *([Column("trail")] if trails is not None else []),
+        Column("run"), Column("started"), Column("time (UTC)", style="dim", drop=1),
+        Column("took", justify="right", drop=3), Column("mode", drop=5), Column("by", wrap=True, drop=2),
+        Column("commit", drop=4), Column("outcome", wrap=True, min_width=10),
+        Column("actions", wrap=True, min_width=14)]
+    table = FittedTable(columns, title, wide)
     for i, run in enumerate(runs):
         mode = run.mode + (" (dry run)" if run.dry_run else "")
         table.add_row(
@@ -233,24 +238,22 @@ def _when(ts: str | None, now: datetime) -> Text:
 
     if not ts:
         return Text("")
-    return Text.assemble(absolute_time(ts) + " UTC  ", (f"({relative_time(ts, now)})", "dim"))
+    return Text.assemble(absolute_time(ts) + "  ", (f"({relative_time(ts, now)})", "dim"))
 
 
-def _fields(pairs: Iterable[tuple[str, Text | str]]) -> Table:
-    from rich.table import Table
+def _fields(pairs: Iterable[tuple[str, Text | str]]) -> RenderableType:
+    """``name  value`` lines; a value with an id too long to sit beside the names goes under its name."""
     from rich.text import Text
 
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for name, value in pairs:
-        grid.add_row(name, value if isinstance(value, Text) else _text(value))
-    return grid
+    from reconcile.render.fit import Fields
+
+    return Fields([(name, value if isinstance(value, Text) else _text(value)) for name, value in pairs])
 
 
 def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: datetime, *,
-               trail: str | None = None) -> RenderableType:
-    """The run's fields (first the audit trail holding it, when given) and its actions."""
+               trail: str | None = None, wide: bool = False) -> RenderableType:
+    """The run's fields (first the audit trail holding it, when given) and its actions (``wide``:
+    every column of them)."""
     from rich.console import Group
     from rich.text import Text
 
@@ -264,39 +267,64 @@ def run_detail(run: RunRecord, actions: Sequence[Mapping[str, Any]], now: dateti
         ("chain head", run.chain_head or "")])
     if not actions:
         return Group(fields, Text("\nno actions recorded", style="dim"))
-    return Group(fields, Text(""), actions_table(actions, now, title=f"{len(actions)} actions", by_event=True))
+    return Group(fields, Text(""), actions_table(actions, now, title=f"{len(actions)} actions", by_event=True,
+                                                       wide=wide))
 
 
 def event_detail(event: Mapping[str, Any], intent: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None,
-                 now: datetime, *, trail: str | None = None) -> RenderableType:
+                 now: datetime, *, trail: str | None = None, wide: bool = False) -> RenderableType:
     """Every field of ``event`` and its digest before and after, side by side. When it is half of
     a mutation: the intent (BEFORE) and the outcome (AFTER) side by side, field by field.
-    ``trail``: the audit trail holding it, as a first field."""
+    ``trail``: the audit trail holding it, as a first field.
+
+    Side by side only where it fits with no id folded (about 160 columns for a mutation, with its
+    full digests and hashes; ``wide``: always): narrower, each field's intent value, then under it
+    ``→`` the outcome's where it differs; the digests one under the other."""
     from rich.console import Group
     from rich.text import Text
+
+    from reconcile.render.fit import Either, Fields, longest_word
 
     first = [("trail", _text(trail))] if trail is not None else []
     status = status_text(event["status"])
     title = Text.assemble((event["event_id"], "bold"), "  ", event["kind"], " ", status, "  ", _text(event["target"]))
     if intent is None and outcome is None:
         fields = _fields([*first, *((name, _event_value(name, event.get(name), now)) for name in EVENT_FIELDS)])
-        return Group(title, Text(""), _digests(event["digest_before"], event["digest_after"]), Text(""), fields)
+        return Group(title, Text(""), _digests(event["digest_before"], event["digest_after"], wide), Text(""),
+                     fields)
     table = _table()
     table.add_column("field", style="bold", no_wrap=True)
-    table.add_column(f"BEFORE: intent {intent['event_id'] if intent else ''}".rstrip(), overflow="fold", ratio=1)
+    before = f"BEFORE: intent {intent['event_id'] if intent else ''}".rstrip()
+    table.add_column(before, overflow="fold", ratio=1)
     after = f"AFTER: outcome {outcome['event_id']}" if outcome else "AFTER: no outcome recorded"
     table.add_column(after, overflow="fold", ratio=1)
+    stacked: list[tuple[str, Text]] = []
+    lefts: list[Text] = [Text(before)]
+    rights: list[Text] = [Text(after)]
     for name, value in first:
         table.add_row(name, value, value.copy())
+        stacked.append((name, value.copy()))
     for name in EVENT_FIELDS:
         left = _event_value(name, intent.get(name), now) if intent else Text("")
         right = _event_value(name, outcome.get(name), now) if outcome else Text("")
         if intent and outcome and name in _COMPARED and intent.get(name) != outcome.get(name):
             right.stylize("bold")
         table.add_row(name, left, right)
+        lefts.append(left)
+        rights.append(right)
+        both = left.copy()
+        if outcome and right.plain != left.plain:
+            both.append("\n→ ")
+            both.append(right)
+        stacked.append((name, both))
+    names = max(len(name) for name, _ in stacked)
+    needs = names + 2 + max(map(longest_word, lefts)) + 2 + max(map(longest_word, rights)) + 1
+    legend = Text("each field: the intent's value (BEFORE), then → the outcome's (AFTER) where it differs"
+                  if outcome else "each field: the intent's value (BEFORE); AFTER: no outcome recorded", style="dim")
     last = outcome or intent or event
-    digests = _digests((intent or event)["digest_before"], last["digest_after"])
-    parts: list[RenderableType] = [title, Text(""), digests, Text(""), table]
+    digests = _digests((intent or event)["digest_before"], last["digest_after"], wide)
+    parts: list[RenderableType] = [title, Text(""), digests, Text(""),
+                                   Either(table, needs, Group(legend, Fields(stacked)), wide)]
     if outcome is None:
         parts.append(Text("The run did not report back: the mutation may or may not have happened.",
                           style="bold yellow"))
@@ -307,13 +335,18 @@ _COMPARED = frozenset({"kind", "target", "policy", "status", "digest_before", "d
                        "tags", "cause"})
 
 
-def _digests(before: str | None, after: str | None) -> Table:
+def _digests(before: str | None, after: str | None, wide: bool = False) -> RenderableType:
+    """``BEFORE → AFTER`` side by side, in full; one under the other where they do not fit."""
+    from reconcile.render.fit import Either, Fields
+
     table = _table()
-    table.add_column("digest BEFORE", overflow="fold")
+    table.add_column("digest BEFORE", no_wrap=True)
     table.add_column("", no_wrap=True)
-    table.add_column("digest AFTER", overflow="fold")
+    table.add_column("digest AFTER", no_wrap=True)
     table.add_row(_text(before or "—"), "→", _text(after or "—"))
-    return table
+    needs = max(len(before or "—"), 13) + max(len(after or "—"), 12) + 6
+    stacked = Fields([("digest BEFORE", _text(before or "—")), ("digest AFTER", _text(after or "—"))])
+    return Either(table, needs, stacked, wide)
 
 
 def _event_value(name: str, value: Any, now: datetime) -> Text:

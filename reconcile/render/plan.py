@@ -9,17 +9,18 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from reconcile.defaults import MARKDOWN_LIMIT as MARKDOWN_LIMIT  # (re-exported: its home before defaults)
 from reconcile.plan.actions import Action, ActionKind, Block, Cause, parse_target
 from reconcile.plan.plan import FORMAT_VERSION, Plan, count_kinds
 from reconcile.policy.secrets import redact
+
+if TYPE_CHECKING:
+    from reconcile.render.fit import FittedTable
 
 _VERBS = {"prune": "to prune", "untag": "to untag", "promote": "to promote", "deploy": "to deploy",
           "rollback": "to roll back", "blocked": "blocked", "keep": "kept"}
@@ -492,25 +493,46 @@ def _with_notice(lines: list[str], hidden: int, limit: int) -> str:
 
 # --- rich ---------------------------------------------------------------------------------------
 
-def to_rich(plan: Plan) -> RenderableType:
-    """Summary counts first, then a table per policy; deletions highlighted."""
+def to_rich(plan: Plan, *, wide: bool = False) -> RenderableType:
+    """Summary counts first, then a table per policy; deletions highlighted.
+
+    Each table: the action and the target never cut (its tags wrap under it), the reason wraps.
+    A digest in a target is shown in full where the table fits with every one of them whole,
+    else as ``sha256:`` and 12 hex digits (as ``audit list`` shows them; ``--wide``, the JSON
+    plan and ``audit show`` have them in full)."""
+    from reconcile.render.fit import Either
+
     parts: list[RenderableType] = [Text(summary_line(plan), style="bold")]
     for error in plan.errors:
         parts.append(Text(f"could not be decided: {error}", style="bold yellow"))
     for warning in plan.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     for policy, actions in plan.by_policy().items():
-        table = Table(title=policy, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
-        table.add_column("action", no_wrap=True)
-        table.add_column("target", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for action in actions:
-            style = _STYLES[action.kind]
-            target = action.target + (f"\n(tags: {', '.join(action.tags)})" if action.tags else "")
-            table.add_row(Text(action.kind, style=style), Text(target, style=style if action.mutates else ""),
-                          Text(action.reason))
-        parts.append(table)
+        full = _policy_table(policy, actions, short=False, wide=wide)
+        if wide:
+            parts.append(full)
+            continue
+        short = _policy_table(policy, actions, short=True, wide=False)
+        parts.append(Either(full, full.needed(range(len(full.columns))), short))
     return Group(*parts)
+
+
+_FULL_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+
+
+def _policy_table(policy: str, actions: list[Action], *, short: bool, wide: bool) -> FittedTable:
+    from reconcile.render.fit import Column, FittedTable
+
+    table = FittedTable([Column("action"), Column("target", wrap=True, whole_words=True, min_width=20),
+                         Column("reason", wrap=True, min_width=20, comfort=40)], policy, wide)
+    for action in actions:
+        style = _STYLES[action.kind]
+        target = _FULL_DIGEST.sub(r"\1", action.target) if short else action.target
+        cell = Text(target, style=style if action.mutates else "")
+        if action.tags:
+            cell.append(f"\n(tags: {', '.join(action.tags)})", style=style if action.mutates else "")
+        table.add_row(Text(action.kind, style=style), cell, Text(action.reason))
+    return table
 
 
 class PlanFileError(ValueError):

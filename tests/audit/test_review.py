@@ -296,10 +296,10 @@ def test_a_bad_time_is_a_usage_error(trail: Trail) -> None:
 # --- the terminal rendering ---------------------------------------------------------------------
 
 
-def recorded(renderable: Any, **options: Any) -> Console:
-    console = Console(record=True, width=160, force_terminal=True, color_system="truecolor", file=io.StringIO(),
+def recorded(renderable: Any, width: int = 160, **options: Any) -> Console:
+    console = Console(record=True, width=width, force_terminal=True, color_system="truecolor", file=io.StringIO(),
                       **options)
-    console.print(renderable)
+    console.print(renderable, crop=False)
     return console
 
 
@@ -327,32 +327,32 @@ def table_rows(text: str) -> dict[int, dict[str, str]]:
 def test_actions_table_on_a_terminal(trail: Trail) -> None:
     with open_ro(trail) as store:
         rows = list_actions(store, ActionFilter())
-    console = recorded(render.actions_table(rows, NOW, title="8 actions"))
+    console = recorded(render.actions_table(rows, NOW, title="8 actions", wide=True))
     styled = console.export_text(styles=True, clear=False)
     text = console.export_text()
     run_a, run_b = trail.run_a, trail.run_b
     retention, promotion, deploy = "RetentionPolicy/ci-cleanup", "PromotionPolicy/web", "DeployPolicy/prod-web"
     expected = {
-        2: {"seq": "2", "when": "11d ago", "UTC": "2026-11-10 08:00:01", "run": run_a, "kind": "prune",
+        2: {"seq": "2", "when": "11d ago", "time (UTC)": "2026-11-10T08:00:01Z", "run": run_a, "kind": "prune",
             "status": "intent", "target": T_WEB1, "policy": retention, "digest": "sha256:aaaaaaaaaaaa → —",
             "reason / error": "not kept by any rule"},
-        3: {"seq": "3", "when": "11d ago", "UTC": "2026-11-10 08:00:02", "run": run_a, "kind": "prune",
+        3: {"seq": "3", "when": "11d ago", "time (UTC)": "2026-11-10T08:00:02Z", "run": run_a, "kind": "prune",
             "status": "succeeded", "target": T_WEB1, "policy": retention, "digest": "sha256:aaaaaaaaaaaa → —",
             "reason / error": "not kept by any rule"},
-        4: {"seq": "4", "when": "11d ago", "UTC": "2026-11-10 08:00:03", "run": run_a, "kind": "skip",
+        4: {"seq": "4", "when": "11d ago", "time (UTC)": "2026-11-10T08:00:03Z", "run": run_a, "kind": "skip",
             "status": "skipped", "target": T_WEB2, "policy": retention, "digest": "sha256:bbbbbbbbbbbb → —",
             "reason / error": "protected: running in prod-eu"},
-        7: {"seq": "7", "when": "2h ago", "UTC": "2026-11-21 09:00:01", "run": run_b, "kind": "promote",
+        7: {"seq": "7", "when": "2h ago", "time (UTC)": "2026-11-21T09:00:01Z", "run": run_b, "kind": "promote",
             "status": "intent", "target": T_PROD, "policy": promotion,
             "digest": "sha256:bbbbbbbbbbbb → sha256:cccccccccccc", "reason / error": "soaked 24h in staging"},
-        9: {"seq": "9", "when": "30m ago", "UTC": "2026-11-21 11:30:00", "run": run_b, "kind": "deploy",
+        9: {"seq": "9", "when": "30m ago", "time (UTC)": "2026-11-21T11:30:00Z", "run": run_b, "kind": "deploy",
             "status": "intent", "target": T_DEPLOY, "policy": deploy,
             "digest": "sha256:cccccccccccc → sha256:dddddddddddd", "reason / error": ""},
-        10: {"seq": "10", "when": "29m ago", "UTC": "2026-11-21 11:31:00", "run": run_b, "kind": "deploy",
+        10: {"seq": "10", "when": "29m ago", "time (UTC)": "2026-11-21T11:31:00Z", "run": run_b, "kind": "deploy",
              "status": "failed", "target": T_DEPLOY, "policy": deploy,
              "digest": "sha256:cccccccccccc → sha256:dddddddddddd",
              "reason / error": "RuntimeError: rollout timed out"},
-        11: {"seq": "11", "when": "1m ago", "UTC": "2026-11-21 11:59:00", "run": run_b, "kind": "prune",
+        11: {"seq": "11", "when": "1m ago", "time (UTC)": "2026-11-21T11:59:00Z", "run": run_b, "kind": "prune",
              "status": "intent", "target": T_API, "policy": "RetentionPolicy/b-cleanup",
              "digest": "sha256:eeeeeeeeeeee → —", "reason / error": ""},
     }
@@ -573,7 +573,7 @@ def test_show_a_run(trail: Trail) -> None:
 
     terminal = audit("show", trail.run_a, "--audit-db", str(trail.path), env=on_terminal(NO_COLOR="1"))
     assert terminal.exit_code == 0
-    for text in (trail.run_a, "succeeded", f"alice@{HOST}", COMMIT_A, "2026-11-10 08:00:00 UTC", "3 actions",
+    for text in (trail.run_a, "succeeded", f"alice@{HOST}", COMMIT_A, "2026-11-10T08:00:00Z", "3 actions",
                  *(trail.events[seq]["event_id"] for seq in (2, 3, 4))):
         assert text in terminal.stdout, text
 
