@@ -198,7 +198,9 @@ def test_the_generated_worlds_cover_what_matters() -> None:
     """Blocked and unreadable policies, prunes, warnings and errors all occur in the worlds above."""
     kinds: set[str] = set()
 
-    @settings(settings.get_profile(PROFILE), max_examples=120)
+    # Derandomized (and no example database): which worlds are drawn is the same on every run, so
+    # whether they cover everything is decided once, not by the luck of a run.
+    @settings(settings.get_profile(PROFILE), max_examples=200, derandomize=True, database=None)
     @given(worlds())
     def collect(world: tuple) -> None:
         policies, observation, deployed, only, shard = world
