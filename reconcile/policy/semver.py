@@ -1,4 +1,29 @@
-"""Semantic versions (semver 2.0.0) and the npm/Masterminds range syntax Flux and Argo CD use."""
+"""Semantic versions (semver 2.0.0) and the npm/Masterminds range syntax Flux and Argo CD use.
+
+Versions: ``Version.parse`` is strict by default (``[v]MAJOR.MINOR.PATCH[-pre][+build]``, the
+``v`` allowed); ``strict=False`` also takes ``1`` and ``1.2`` (as Masterminds' ``NewVersion`` and
+Kargo's ``strictSemvers: false``), read as ``1.0.0`` and ``1.2.0``.
+
+Ranges take the npm node-semver and the Masterminds/semver grammar alike: ``>=1.2.0 <2``, commas
+as AND (``>=1.2, <2``), ``||``, hyphen ranges (``1.2 - 1.4.5``), wildcards and partial versions
+(``1.x``, ``1.2.*``, ``~1.2``, ``^1``), the Masterminds operators ``=>``, ``=<`` and ``~>``, and
+partial versions with a pre-release (``~1.1-alpha``, ``^1.2.x-alpha``, ``<=1.1-a``: the missing
+parts are 0 under the pre-release, 1.1.0-alpha).
+
+Pre-releases: which pre-release versions a range admits is the one place the two grammars
+disagree, so it is chosen per range (``SemverRange.parse(text, prereleases=...)``):
+
+- ``npm`` (the default; Flux's and Argo CD Image Updater's ranges are Masterminds', but reconcile
+  has always used this rule, so existing policies keep their meaning): a pre-release version
+  satisfies a set of comparators only if one of them names a pre-release of the same
+  MAJOR.MINOR.PATCH: ``>=1.2.3-rc.1`` admits ``1.2.3-rc.2``, never ``1.3.0-rc.1``;
+- ``masterminds`` (Masterminds/semver v3, used by Flux, Argo CD Image Updater and Kargo): a
+  pre-release version is considered only if some comparator of its ``||`` alternative names a
+  pre-release, and then it is compared by precedence like any version: ``>=1.2.3-rc.1`` admits
+  ``1.3.0-rc.1``.
+
+Without a pre-release in the range, both rules admit no pre-release version.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +36,11 @@ _DIGITS = re.compile(r"[0-9]+")
 _IDENTIFIER = re.compile(r"[0-9A-Za-z-]+")
 _SHA_LIKE = re.compile(r"[0-9a-f]{7,40}")
 _OPERATOR_CHARS = "<>=!~^"
-_OPERATORS = frozenset({"", "=", "!=", ">", ">=", "<", "<=", "~", "^"})
+_OPERATORS = frozenset({"", "=", "!=", ">", ">=", "<", "<=", "~", "^", "=>", "=<", "~>"})
+_SYNONYMS = {"=>": ">=", "=<": "<=", "~>": "~"}  # Masterminds' spellings (node-semver takes ~> too)
 _OPERATOR_HINT = "use =, !=, >, >=, <, <=, ~ or ^"
-_SUGGESTIONS = {"=>": ">=", "=<": "<=", "==": "="}
+_SUGGESTIONS = {"==": "="}
+PRERELEASE_RULES = ("npm", "masterminds")
 _WILDCARDS = frozenset({"x", "X", "*"})
 _PART_NAMES = ("major", "minor", "patch")
 
@@ -212,11 +239,12 @@ class _Partial:
     minor: int | None
     patch: int | None
     full: Version | None = None  # set when all three parts are numbers
+    prerelease: tuple[str, ...] = ()  # of a partial version (Masterminds: ~1.1-alpha is >=1.1.0-alpha)
 
     def floor(self) -> Version:
         if self.full is not None:
             return self.full
-        return Version(self.major or 0, self.minor or 0, self.patch or 0)
+        return Version(self.major or 0, self.minor or 0, self.patch or 0, self.prerelease)
 
     def ceiling(self) -> Version:
         """Exclusive upper bound of a partial version, e.g. 1.2 -> 1.3.0-0 (as npm)."""
@@ -230,15 +258,23 @@ def _parse_partial(token: str) -> _Partial:
     body = token[1:] if token[:1] in ("v", "V") else token
     if not body:
         raise _Invalid(f"no version after {token!r}")
+    prerelease: tuple[str, ...] = ()
     if "-" in body or "+" in body:
         core = re.split(r"[-+]", body, maxsplit=1)[0]
-        if len(core.split(".")) < 3 or any(p in _WILDCARDS for p in core.split(".")):
-            raise _Invalid(f"in {token!r}, a pre-release or build needs a full MAJOR.MINOR.PATCH")
+        if len(core.split(".")) == 3 and not any(p in _WILDCARDS for p in core.split(".")):
+            try:
+                full = _parse_version(token, strict=True)
+            except _Invalid as e:
+                raise _Invalid(f"in {token!r}, {e}") from None
+            return _Partial(full.major, full.minor, full.patch, full)
+        # A partial version with a pre-release (Masterminds): ~1.1-alpha, ^1.2.x-alpha, <=1.1-a.
         try:
-            full = _parse_version(token, strict=True)
+            suffix = _parse_version("0.0.0" + body[len(core):], strict=True)
         except _Invalid as e:
             raise _Invalid(f"in {token!r}, {e}") from None
-        return _Partial(full.major, full.minor, full.patch, full)
+        if not core:
+            raise _Invalid(f"in {token!r}, a pre-release needs a version before it")
+        body, prerelease = core, suffix.prerelease
     parts = body.split(".")
     if len(parts) > 3:
         raise _Invalid(f"in {token!r}, more than three numeric parts")
@@ -255,8 +291,8 @@ def _parse_partial(token: str) -> _Partial:
         raise _Invalid(f"in {token!r}, {e}") from None
     major, minor, patch = (*numbers, None, None)[:3]
     if major is not None and minor is not None and patch is not None:
-        return _Partial(major, minor, patch, Version(major, minor, patch, original=token))
-    return _Partial(major, minor, patch)
+        return _Partial(major, minor, patch, Version(major, minor, patch, prerelease, original=token))
+    return _Partial(major, minor, patch, prerelease=prerelease)
 
 
 def _between(low: Version, high: Version) -> tuple[_Comparator, ...]:
@@ -309,6 +345,8 @@ def _with_operator(op: str, p: _Partial) -> tuple[_Comparator, ...]:
         return (_Comparator(">=", p.floor()),)
     if op == "<":  # below the whole partial, its pre-releases included: <1.2 -> <1.2.0-0
         floor = p.floor()
+        if p.prerelease:  # Masterminds: <1.1-a is below 1.1.0-a
+            return (_Comparator("<", floor),)
         return (_Comparator("<", Version(floor.major, floor.minor, 0, ("0",))),)
     return (_Comparator("<", p.ceiling()),)  # "<=" with a partial: up to the whole partial
 
@@ -321,6 +359,7 @@ def _comparator(token: str) -> tuple[_Comparator, ...]:
         raise _Invalid(f"unknown operator {op!r} in {token!r} ({hint})")
     if not rest:
         raise _Invalid(f"{op!r} has no version after it")
+    op = _SYNONYMS.get(op, op)
     partial = _parse_partial(rest)
     if op == "~":
         return _tilde(partial)
@@ -364,6 +403,11 @@ def _merge_operators(words: list[str]) -> list[str]:
     return merged
 
 
+def _names_prerelease(word: str) -> bool:
+    """Whether a word of a range names a pre-release: ``>=1.2.3-rc.1``, ``~1.1-alpha`` (not ``1.2.3+b-1``)."""
+    return word != "-" and "-" in word[len(_operator_prefix(word)):].partition("+")[0]
+
+
 def _parse_set(part: str) -> tuple[_Comparator, ...]:
     if "|" in part:
         raise _Invalid("use '||' between alternatives, not '|'")
@@ -396,9 +440,15 @@ class SemverRange:
 
     text: str
     sets: tuple[tuple[_Comparator, ...], ...] = field(repr=False, compare=False)
+    prereleases: str = "npm"  # which pre-release versions the range admits: see the module's doc
+    # per alternative: whether one of its comparators names a pre-release (the Masterminds rule)
+    names_prerelease: tuple[bool, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def parse(cls, text: str) -> SemverRange:
+    def parse(cls, text: str, *, prereleases: str = "npm") -> SemverRange:
+        """Parse ``text``; ``prereleases`` is the rule for pre-release versions, npm or masterminds."""
+        if prereleases not in PRERELEASE_RULES:
+            raise ValueError(f"unknown pre-release rule {prereleases!r}: use npm or masterminds")
         if not isinstance(text, str):
             raise ValueError(f"{text!r} is not a semver range: expected a string")
         if not text.strip():
@@ -415,10 +465,14 @@ class SemverRange:
                 sets.append(_parse_set(alternative))
         except _Invalid as e:
             raise ValueError(f"{text!r} is not a semver range: {e}") from None
-        return cls(text, tuple(sets))
+        named = tuple(any(_names_prerelease(w) for w in alt.replace(",", " ").split()) for alt in alternatives)
+        return cls(text, tuple(sets), prereleases, named)
 
     def contains(self, version: Version) -> bool:
-        """Does ``version`` satisfy the range (npm semantics, pre-releases only if opted in)?"""
+        """Does ``version`` satisfy the range (pre-releases only if opted in, by ``prereleases``' rule)?"""
+        if self.prereleases == "masterminds":
+            return any(all(c.test(version) for c in comparators) and (not version.prerelease or named)
+                       for comparators, named in zip(self.sets, self.names_prerelease, strict=True))
         return any(_set_contains(comparators, version) for comparators in self.sets)
 
     def __contains__(self, version: object) -> bool:
