@@ -49,9 +49,11 @@ def strict_option(command: Any) -> Any:
 @cli.command("plan")
 @common_options
 @only_option
-@click.option("--format", "output", type=click.Choice(["rich", "markdown", "json", "github"]), default="rich",
+@click.option("--format", "output", type=click.Choice(["rich", "tsv", "markdown", "json", "github"]), default="rich",
               show_default=True, envvar="RECONCILE_FORMAT",
-              help="rich for terminals, markdown for pull-request comments (within --markdown-limit), json for "
+              help="rich for terminals, tsv for pipes (one action a line with a header, digests in full; the "
+                   "summary, errors and warnings on stderr), markdown for pull-request comments (within "
+                   "--markdown-limit), json for "
                    "machines, github for GitHub Actions: the markdown appended to $GITHUB_STEP_SUMMARY (within its "
                    "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed.")
 @click.option("--github-step-summary", is_flag=True, envvar="RECONCILE_GITHUB_STEP_SUMMARY",
@@ -80,7 +82,7 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
     from rich.console import Console
 
     from reconcile.cli.pullrequest import github_output, plan_markdown, print_review, write_plan_json
-    from reconcile.render.plan import to_rich, write_json
+    from reconcile.render.plan import summary_line, to_rich, to_tsv, write_json
 
     if github_step_summary:
         output = "github"
@@ -105,6 +107,14 @@ def plan_command(settings: Settings, only: str | None, output: str, github_step_
         click.echo(plan_markdown(plan, policies, limit=markdown_limit), nl=False)
     elif output == "github":
         click.echo(github_output(plan, policies), nl=False)
+    elif output == "tsv":
+        click.echo(to_tsv(plan), nl=False)
+        click.echo(summary_line(plan), err=True)
+        for error in plan.errors:
+            click.echo(f"could not be decided: {error}", err=True)
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        print_review(Console(stderr=True, highlight=False), policies)
     else:
         console = Console(highlight=False)
         console.print(to_rich(plan, wide=wide), crop=False)

@@ -168,21 +168,60 @@ def _table(title: str | None = None) -> Table:
 
 
 def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: str | None = None,
-                  by_event: bool = False, trail: bool = False, wide: bool = False) -> FittedTable:
+                  by_event: bool = False, trail: bool = False, wide: bool = False) -> RenderableType:
     """One row per action, in the order given (chain order). ``by_event`` shows the event id
     instead of the run id (for one run's actions); a run id shared by every row goes in the title
     instead of a column, leaving the width to targets and reasons. ``trail``: a first column with
     each row's ``trail`` (rows from several audit trails).
 
     Never cut: the trail, the run or event id, kind, status (and the time columns while shown).
-    When it does not fit, dropped first to last: the RFC 3339 time (``when`` says how long ago),
-    the digests, the policy, seq, ``when``; target and reason wrap (``wide``: every column)."""
-    from reconcile.render.fit import Column, FittedTable
+    Where the table fits with its target and reason readable (about 110 columns), one table; when
+    it does not fit, dropped first to last: the RFC 3339 time (``when`` says how long ago), the
+    digests, the policy, seq, ``when``; target and reason wrap. Narrower (80 columns), each run's
+    actions under a ``run ID`` line (no run column), the reason under the target in one column,
+    no policy or digest; then the RFC 3339 time, seq and ``when`` go, in that order.
+    ``wide``: one table, every column."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from reconcile.render.fit import Either
 
     runs = {row["run_id"] for row in rows}
     one_run = len(runs) == 1 and not by_event
     if one_run:
         title = f"{title + ' of ' if title else ''}run {next(iter(runs))}"
+    flat = _actions_flat(rows, now, title, by_event=by_event, trail=trail, one_run=one_run, wide=wide)
+    if wide:
+        return flat
+    kept = [i for i, column in enumerate(flat.columns) if column.drop is None]
+    parts: list[RenderableType] = [Text(title, style="bold")] if title else []
+    groups: list[list[Mapping[str, Any]]] = []
+    def run_of(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        return None if by_event or one_run else (row["run_id"], row.get("trail"))
+
+    for row in rows:
+        if not groups or run_of(groups[-1][0]) != run_of(row):
+            groups.append([])
+        groups[-1].append(row)
+    cells = [_stacked_cells(row, now, by_event=by_event, trail=trail) for row in rows]
+    measured: list[tuple[list[Text], str | None]] = [(c, None) for c in cells]
+    at = 0
+    for n, group in enumerate(groups):
+        named = "" if by_event or one_run else f"run {group[0]['run_id']}"
+        if named and trail:
+            named += f"  ({group[0].get('trail')})"
+        table = _actions_stacked(cells[at:at + len(group)], named or None, by_event=by_event, trail=trail,
+                                 show_header=n == 0)
+        table.measured = measured
+        parts.append(table)
+        at += len(group)
+    return Either(flat, flat.needed(kept, comfortable=True), Group(*parts))
+
+
+def _actions_flat(rows: Sequence[Mapping[str, Any]], now: datetime, title: str | None, *, by_event: bool,
+                  trail: bool, one_run: bool, wide: bool) -> FittedTable:
+    from reconcile.render.fit import Column, FittedTable
+
     columns = [
         *([Column("trail")] if trail else []),
         Column("seq", justify="right", style="dim", drop=4), Column("when", drop=5),
@@ -199,6 +238,29 @@ def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: st
             _text(row["seq"]), _text(relative_time(row["timestamp"], now)), _text(absolute_time(row["timestamp"])),
             *ids, _text(row["kind"]), status_text(row["status"]), _target(row), _text(row["policy"]),
             _text(digest_change(row["digest_before"], row["digest_after"])), _reason(row))
+    return table
+
+
+def _stacked_cells(row: Mapping[str, Any], now: datetime, *, by_event: bool, trail: bool) -> list[Text]:
+    target = _target(row)
+    reason = _reason(row)
+    if reason.plain:
+        target.append("\n")
+        target.append(reason)
+    return [_text(row["seq"]), _text(relative_time(row["timestamp"], now)), _text(absolute_time(row["timestamp"])),
+            *([_text(row["event_id"])] if by_event else []), _text(row["kind"]), status_text(row["status"]), target]
+
+
+def _actions_stacked(cells: list[list[Text]], title: str | None, *, by_event: bool, trail: bool,
+                     show_header: bool) -> FittedTable:
+    from reconcile.render.fit import Column, FittedTable
+
+    columns = [Column("seq", justify="right", style="dim", drop=2), Column("when", drop=3),
+               Column("time (UTC)", style="dim", drop=1), *([Column("event")] if by_event else []),
+               Column("kind"), Column("status"), Column("target / reason", wrap=True, min_width=24)]
+    table = FittedTable(columns, title, show_header=show_header)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 

@@ -49,14 +49,20 @@ class FittedTable:
     title: str | None = None
     wide: bool = False
     rows: list[tuple[list[Text], str | None]] = field(default_factory=list)
+    show_header: bool = True
+    measured: list[tuple[list[Text], str | None]] | None = None  # rows widths are measured on (default: rows)
 
     def add_row(self, *cells: Text, style: str | None = None) -> None:
         assert len(cells) == len(self.columns), (len(cells), len(self.columns))
         self.rows.append((list(cells), style))
 
+    @property
+    def _measured(self) -> list[tuple[list[Text], str | None]]:
+        return self.rows if self.measured is None else self.measured
+
     def natural(self, index: int) -> int:
         """The widest line of column ``index``, its header included."""
-        cells = [self.columns[index].header, *(row[index].plain for row, _ in self.rows)]
+        cells = [self.columns[index].header, *(row[index].plain for row, _ in self._measured)]
         return max((cell_len(line) for cell in cells for line in cell.split("\n")), default=0)
 
     def _least(self, index: int, comfortable: bool) -> int:
@@ -65,7 +71,7 @@ class FittedTable:
             return self.natural(index)
         least = column.comfort if comfortable and column.comfort is not None else column.min_width
         if column.whole_words:
-            least = max(least, max((longest_word(row[index]) for row, _ in self.rows), default=0))
+            least = max(least, max((longest_word(row[index]) for row, _ in self._measured), default=0))
         return min(self.natural(index), least)
 
     def needed(self, indexes: Iterable[int], *, comfortable: bool = False) -> int:
@@ -114,7 +120,7 @@ class FittedTable:
         shown = self.shown(width)
         widths = self.widths(shown, width)
         table = Table(title=self.title, box=box.SIMPLE_HEAD, padding=(0, PADDING, 0, 0), show_edge=False,
-                      title_justify="left", title_style="bold")
+                      title_justify="left", title_style="bold", show_header=self.show_header)
         for i in shown:
             column = self.columns[i]
             table.add_column(column.header, justify=column.justify, style=column.style or None,

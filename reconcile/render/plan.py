@@ -496,10 +496,14 @@ def _with_notice(lines: list[str], hidden: int, limit: int) -> str:
 def to_rich(plan: Plan, *, wide: bool = False) -> RenderableType:
     """Summary counts first, then a table per policy; deletions highlighted.
 
-    Each table: the action and the target never cut (its tags wrap under it), the reason wraps.
-    A digest in a target is shown in full where the table fits with every one of them whole,
-    else as ``sha256:`` and 12 hex digits (as ``audit list`` shows them; ``--wide``, the JSON
-    plan and ``audit show`` have them in full)."""
+    Each table, the widest that fits the terminal of (``wide``: always the first):
+
+    1. action, target, reason: digests in full, no target word (a digest, a cosign tag) folded;
+    2. the same with each digest as ``sha256:`` and 12 hex digits (as ``audit list`` shows them;
+       ``--wide``, the JSON plan and ``audit show`` have them in full);
+    3. action, and the target with its reason under it (dim): short digests, the reason wrapping
+       across the width; only a word wider than the terminal (a cosign tag at 80 columns) folds.
+    """
     from reconcile.render.fit import Either
 
     parts: list[RenderableType] = [Text(summary_line(plan), style="bold")]
@@ -513,26 +517,53 @@ def to_rich(plan: Plan, *, wide: bool = False) -> RenderableType:
             parts.append(full)
             continue
         short = _policy_table(policy, actions, short=True, wide=False)
-        parts.append(Either(full, full.needed(range(len(full.columns))), short))
+        stacked = _policy_table(policy, actions, short=True, wide=False, stacked=True)
+        parts.append(Either(full, full.needed(range(3), comfortable=True),
+                            Either(short, short.needed(range(3), comfortable=True), stacked)))
     return Group(*parts)
 
 
 _FULL_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
 
 
-def _policy_table(policy: str, actions: list[Action], *, short: bool, wide: bool) -> FittedTable:
+def _policy_table(policy: str, actions: list[Action], *, short: bool, wide: bool,
+                  stacked: bool = False) -> FittedTable:
     from reconcile.render.fit import Column, FittedTable
 
-    table = FittedTable([Column("action"), Column("target", wrap=True, whole_words=True, min_width=20),
-                         Column("reason", wrap=True, min_width=20, comfort=40)], policy, wide)
+    if stacked:
+        columns = [Column("action"), Column("target / reason", wrap=True, min_width=20)]
+    else:
+        columns = [Column("action"), Column("target", wrap=True, whole_words=True, min_width=20),
+                   Column("reason", wrap=True, min_width=20, comfort=40)]
+    table = FittedTable(columns, policy, wide)
     for action in actions:
         style = _STYLES[action.kind]
         target = _FULL_DIGEST.sub(r"\1", action.target) if short else action.target
         cell = Text(target, style=style if action.mutates else "")
         if action.tags:
             cell.append(f"\n(tags: {', '.join(action.tags)})", style=style if action.mutates else "")
-        table.add_row(Text(action.kind, style=style), cell, Text(action.reason))
+        if stacked:
+            cell.append("\n")
+            cell.append(Text(action.reason, style="dim"))
+            table.add_row(Text(action.kind, style=style), cell)
+        else:
+            table.add_row(Text(action.kind, style=style), cell, Text(action.reason))
     return table
+
+
+PLAN_TSV_COLUMNS = ("policy", "kind", "target", "digest_before", "digest_after", "tags", "mutates", "block", "cause",
+                    "reason")
+
+
+def to_tsv(plan: Plan) -> str:
+    """One action a line with a header, as the audit commands print when piped: nothing cut (digests
+    in full), tags comma-separated, tabs and newlines in values escaped. The actions alone: the
+    summary, errors and warnings go to stderr."""
+    from reconcile.render.audit import tsv
+
+    return tsv(PLAN_TSV_COLUMNS, ([redact(a.policy), a.kind.value, redact(a.target), a.digest_before, a.digest_after,
+                                   redact(",".join(a.tags)) or None, a.mutates, a.block.value if a.block else None,
+                                   a.cause.value if a.cause else None, redact(a.reason)] for a in plan.actions))
 
 
 class PlanFileError(ValueError):
