@@ -275,3 +275,20 @@ def test_the_markers_are_found() -> None:
     """The examples this file checks are there: a marker that stopped matching would check nothing."""
     assert len(YAML) >= 5 and len(SHELL) >= 1
     assert {b.page.name for b in YAML} >= {"README.md", "approvals.md"}
+
+
+def test_links_stay_in_the_repository() -> None:
+    """Every relative link of the READMEs and docs/ names a file of the repository: none points at a
+    document outside it (a user's clone has only the repository)."""
+    pages = [ROOT / "README.md", *PAGES, *(ROOT / d / "README.md" for d in ("deploy", "examples", "bench"))]
+    broken = []
+    for page in pages:
+        text = FENCE.sub("", page.read_text())
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists() or not path.is_relative_to(ROOT):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken
+    assert not re.search(r"DESIGN\.md|\.\./shared", "".join(p.read_text() for p in pages))
