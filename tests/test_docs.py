@@ -131,6 +131,14 @@ def test_the_exit_codes_documented_are_the_codes_constants(tmp_path: Path) -> No
               if isinstance(value, type) and issubclass(value, click.ClickException)}
     assert raised <= documented, raised - documented
     assert documented == set(range(7))
+    # What the page says the CronJob does with them is what deploy/base/cronjob.yaml says.
+    cronjob = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "base" / "cronjob.yaml").read_text())
+                   if d and d.get("kind") == "CronJob")
+    rules = cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    fail = [r["onExitCodes"]["values"] for r in rules if r["action"] == "FailJob" and "onExitCodes" in r]
+    assert fail == [[2, 3, 4, 5, 6]]
+    assert "without a retry on 2, 3, 4, 5 and 6, and retries 1" in " ".join(
+        (DOCS / "exit-codes.md").read_text().split())
 
 
 def changes_pending_status(tmp_path: Path) -> int:
