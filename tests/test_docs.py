@@ -285,6 +285,19 @@ def test_the_markers_are_found() -> None:
     assert {b.page.name for b in YAML} >= {"README.md", "approvals.md"}
 
 
+def test_the_design_contract_names_every_command() -> None:
+    """docs/design.md's command table has a row for every command of the CLI, and every audit
+    subcommand, and no command the CLI does not have."""
+    text = (DOCS / "design.md").read_text()
+    table = text.split("## Command line", 1)[1].split("\n\n", 2)[1]
+    rows = set(re.findall(r"^\| `reconcile ([a-z-]+)", table, re.M))
+    assert rows == set(cli.commands)
+    audit = cli.commands["audit"]
+    assert isinstance(audit, click.Group)
+    listed = re.search(r"`reconcile audit ([a-z|\\]+)`", table)
+    assert listed and set(listed[1].replace("\\", "").split("|")) == set(audit.commands)
+
+
 def test_links_stay_in_the_repository() -> None:
     """Every relative link of the READMEs and docs/ names a file of the repository: none points at a
     document outside it (a user's clone has only the repository)."""
