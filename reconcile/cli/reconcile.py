@@ -49,13 +49,12 @@ def strict_option(command: Any) -> Any:
 @cli.command("plan")
 @common_options
 @only_option
-@click.option("--format", "output", type=click.Choice(["rich", "tsv", "markdown", "json", "github"]), default="rich",
+@click.option("--format", "output", type=click.Choice(["rich", "markdown", "json", "github", "tsv"]), default="rich",
               show_default=True, envvar="RECONCILE_FORMAT",
-              help="rich for terminals, tsv for pipes (one action a line with a header, digests in full; the "
-                   "summary, errors and warnings on stderr), markdown for pull-request comments (within "
-                   "--markdown-limit), json for "
+              help="rich for terminals, markdown for pull-request comments (within --markdown-limit), json for "
                    "machines, github for GitHub Actions: the markdown appended to $GITHUB_STEP_SUMMARY (within its "
-                   "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed.")
+                   "1 MiB) and workflow annotations (::error/::warning, at most 10 each) printed, tsv for pipes (one "
+                   "action a line with a header, digests in full; the summary, errors and warnings on stderr).")
 @click.option("--github-step-summary", is_flag=True, envvar="RECONCILE_GITHUB_STEP_SUMMARY",
               help="The same as --format github.")
 @click.option("--markdown-limit", type=click.IntRange(min=1000), default=defaults.MARKDOWN_LIMIT, show_default=True,

@@ -118,6 +118,8 @@ class FittedTable:
     def table(self, width: int) -> tuple[Table, int]:
         """The rich table drawn at ``width``, and the width to draw it at (more when it must be)."""
         shown = self.shown(width)
+        if self.wide:  # every column at its widest: nothing wrapped that would fit on one line
+            width = max(width, self.natural_width(shown))
         widths = self.widths(shown, width)
         table = Table(title=self.title, box=box.SIMPLE_HEAD, padding=(0, PADDING, 0, 0), show_edge=False,
                       title_justify="left", title_style="bold", show_header=self.show_header)
@@ -133,10 +135,12 @@ class FittedTable:
         table, width = self.table(options.max_width)
         yield from table.__rich_console__(console, options.update_width(width))
 
+    def natural_width(self, shown: list[int]) -> int:
+        return sum(self.natural(i) for i in shown) + PADDING * len(shown) + SEPARATOR * max(0, len(shown) - 1)
+
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         shown = self.shown(options.max_width)
-        widest = sum(self.natural(i) for i in shown) + PADDING * len(shown) + SEPARATOR * max(0, len(shown) - 1)
-        return Measurement(self.needed(shown), widest)
+        return Measurement(self.needed(shown), self.natural_width(shown))
 
 
 def longest_word(text: Text) -> int:

@@ -10,7 +10,8 @@ and validate. Clocks, ids, hosts and git dates are fixed, so the same code print
 
 Refresh them after changing what a table prints::
 
-    .venv/bin/python -m tests.render.screenshots        # or: UPDATE_SCREENSHOTS=1 pytest tests/render/test_screenshots.py
+    .venv/bin/python -m tests.render.screenshots
+    UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/render/test_screenshots.py   # the same
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def frozen() -> Iterator[None]:
     clock = _Clock()
     with mock.patch.object(reconcile.audit.store, "datetime", clock), \
             mock.patch.object(reconcile.audit.store, "secrets", _Ids()), \
-            mock.patch.object(reconcile.audit.store.socket, "gethostname", lambda: HOST), \
-            mock.patch.object(reconcile.audit.store.os, "getpid", lambda: 1), \
+            mock.patch("reconcile.audit.store.socket.gethostname", lambda: HOST), \
+            mock.patch("reconcile.audit.store.os.getpid", lambda: 1), \
             mock.patch.object(reconcile.cli.audit, "datetime", clock), \
             mock.patch.object(reconcile.reconciler, "datetime", clock), \
             mock.patch.object(reconcile.reconciler, "utc_now", lambda: "2026-11-21T12:00:00.000000Z"), \
