@@ -47,18 +47,17 @@ def select_candidate(track: Track, repository: RepositoryState) -> Candidate | N
         found = repository.tags.get(followed)
         return Candidate(followed, followed, found.digest) if found is not None else None
     ranked: list[tuple[object, str, str]] = []
-    for tag, descriptor in repository.tags.items():
-        match = track.tags.search(tag)
-        if match is None or (track.allow and not track.allow.search(tag)) or (
-                track.ignore and track.ignore.search(tag)):
-            continue
-        version = match.groupdict().get("version") or (match.group(1) if match.re.groups else None) or tag
-        key = _order_key(track.order, version, repository.images.get(descriptor.digest))
+    for tag, version in _matching(track, repository):
+        key = _order_key(track, version, repository.images.get(repository.tags[tag].digest))
         if key is not None:
             ranked.append((key, tag, version))
     if not ranked:
         return None
-    best, tag, version = max(ranked)
+    if track.descending:  # the lowest wins; among equal keys on one digest, the first tag by name
+        best = min(key for key, _, _ in ranked)  # type: ignore[type-var]
+        best, tag, version = min(r for r in ranked if r[0] == best)
+    else:
+        best, tag, version = max(ranked)
     tied = sorted(t for key, t, _ in ranked if key == best and repository.tags[t].digest != repository.tags[tag].digest)
     if tied:  # the order cannot tell them apart: picking by tag name would be a guess
         raise AmbiguousCandidate(track, sorted({tag, *tied}))
@@ -77,10 +76,43 @@ class AmbiguousCandidate(ValueError):
                          f"nothing is promoted until one ranks first{fix}")
 
 
-def _order_key(order: str, version: str, image: Image | None) -> object | None:
+def _matching(track: Track, repository: RepositoryState) -> list[tuple[str, str]]:
+    """(tag, version part) of each tag the track's patterns select, by name."""
+    found = []
+    for tag in sorted(repository.tags):
+        match = track.tags.search(tag)
+        if match is None or (track.allow and not track.allow.search(tag)) or (
+                track.ignore and track.ignore.search(tag)):
+            continue
+        found.append((tag, match.groupdict().get("version") or (match.group(1) if match.re.groups else None) or tag))
+    return found
+
+
+def no_candidate_reason(track: Track, repository: RepositoryState) -> str:
+    """Why :func:`select_candidate` found nothing: no tag matches, or the tags that match are not
+    what the track's order (or semver range) takes, named with an example."""
+    matching = _matching(track, repository)
+    if track.follows is not None or not matching:
+        return f"no tag matches the track '{track.tags.pattern}'"
+    tag, version = matching[0]
+    count = f"{len(matching)} tag{'s match' if len(matching) > 1 else ' matches'} the track '{track.tags.pattern}'"
+    if track.order == "semver" and track.semver is not None and (
+            parsed := Version.try_parse(version, strict=track.strict_semver)) is not None:
+        return f"{count}, none within semver '{track.semver}' (e.g. {tag!r}: {parsed.original} is not)"
+    if track.order == "newest":
+        return f"{count}, and the creation time of none is known (order newest): e.g. {tag!r}"
+    what = {"semver": "a semantic version", "numeric": "a number (integer or decimal)",
+            "alphabetical": "text"}[track.order]
+    return f"{count}, but order {track.order} ranks none of them: e.g. {tag!r}, whose version {version!r} is not {what}"
+
+
+def _order_key(track: Track, version: str, image: Image | None) -> object | None:
+    order = track.order
     if order == "semver":
-        parsed = Version.try_parse(version)  # strict: a short all-digit SHA is no version
-        return parsed.sort_key if parsed else None
+        parsed = Version.try_parse(version, strict=track.strict_semver)  # strict: a short all-digit SHA is no version
+        if parsed is None or (track.semver is not None and not track.semver.contains(parsed)):
+            return None
+        return parsed.sort_key
     if order == "numeric":
         return number(version)  # integers and decimals, by value
     if order == "alphabetical":
@@ -114,7 +146,7 @@ def plan_promotion(policy: PromotionPolicy, inputs: PromotionInputs, now: dateti
                        block=Block.CONFLICT, cause=Cause.AMBIGUOUS_CANDIDATE)]
     if candidate is None:
         return [Action(subject, BLOCKED, f"{source.registry}/{source.repository}",
-                       reason=f"no tag matches the track '{source.track.tags.pattern}'", block=Block.WAITING,
+                       reason=no_candidate_reason(source.track, observed), block=Block.WAITING,
                        cause=Cause.NO_CANDIDATE)]
     # Each stage receives what its 'from' stage holds as observed, not as this plan would leave it:
     # one stage per run, so every hop is observed (and soaked, and checked) before the next.

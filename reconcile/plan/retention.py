@@ -138,7 +138,7 @@ def repository_rank_warnings(policy: RetentionPolicy, repo: RepositoryState) -> 
         order = rule.order or ("semver" if rule.semver is not None else "newest")
         if not parts or order in ("alphabetical", "newest"):
             continue  # an inferred order ranks each kind; missing creation times are reported per tag
-        if all(rank_key(order, part, None) is None for part in parts.values()):
+        if all(rank_key(order, part, None, strict_semver=rule.strict_semver) is None for part in parts.values()):
             example = min(parts)
             why = why_unranked(order, parts[example], rule.tags.pattern if rule.tags is not None else None,
                                rule.tags is None or not rule.tags.groups)
@@ -439,8 +439,9 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
         pattern_text = rule.tags.pattern if rule.tags is not None else None
         for order, group in orders:
             def key(tag: str, order: str = order) -> object | None:
-                return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)))
-            ranked, cannot = by_rank(order, key, group)
+                return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)),
+                                strict_semver=rule.strict_semver)
+            ranked, cannot = by_rank(order, key, group, descending=rule.descending)
             by_last.update((tag, order) for tag in ranked[-rule.last:])
             # Fail closed: a tag the order cannot place might be the newest, so it is kept.
             unranked.update((tag, (order, why_unranked(order, parts[tag], pattern_text, whole))) for tag in cannot)
@@ -475,7 +476,9 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                 kind = "" if len(orders) == 1 else {
                     "semver": " of the versions", "numeric": " of the numbers", "newest": " of the other tags"}[
                     by_last[tag]]
-                reasons.append(f"among the {rule.last} newest{kind} by {_order_name(by_last[tag])}")
+                end = "lowest" if rule.descending else "newest"  # descending: the order reversed
+                reasons.append(f"among the {rule.last} {end}{kind} by {_order_name(by_last[tag])}"
+                               f"{' (descending)' if rule.descending else ''}")
             if is_young:
                 reasons.append(young[tag])
             text = f"{label}: {_selector(rule)}, " + " and ".join(reasons)
@@ -500,7 +503,7 @@ def _selected(tag: str, rule: KeepRule) -> str | None:
     if part is None:
         return None
     if rule.semver is not None:
-        version = Version.try_parse(part)
+        version = Version.try_parse(part, strict=rule.strict_semver)
         if version is None or not rule.semver.contains(version):
             return None
     return part
@@ -524,7 +527,8 @@ def _orders(rule: KeepRule, parts: Mapping[str, str]) -> list[tuple[str, list[st
         return [(rule.order or "semver", sorted(parts))]
     groups: dict[str, list[str]] = {"semver": [], "numeric": [], "newest": []}
     for tag, part in sorted(parts.items()):
-        kind = "semver" if Version.try_parse(part) else "numeric" if number(part) is not None else "newest"
+        kind = "semver" if Version.try_parse(part, strict=rule.strict_semver) else \
+            "numeric" if number(part) is not None else "newest"
         groups[kind].append(tag)
     return [(order, group) for order, group in groups.items() if group]
 

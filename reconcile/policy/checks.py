@@ -287,6 +287,28 @@ def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, ...]]:
         yield pointer + "/order", "order applies only with last"
     elif "last" in rule and isinstance(rule.get("tags"), str):
         yield from _rankable(pointer, rule)
+    if "descending" in rule and "last" not in rule:
+        yield pointer + "/descending", "descending reverses the order of last; set last or drop it"
+    yield from _semver_options(pointer, rule, reads_versions="semver" in rule or (
+        "last" in rule and rule.get("order", "semver") == "semver"))
+
+
+def _semver_options(pointer: str, spec: dict[str, Any], *, reads_versions: bool) -> Iterator[tuple[str, str]]:
+    """``prereleases`` and ``strictSemver`` of a keep rule or track: each only where it changes something."""
+    if "prereleases" in spec and "semver" not in spec:
+        yield pointer + "/prereleases", ("prereleases says which pre-releases a semver range admits; "
+                                         "set semver (e.g. '>=1.0.0-0') or drop it")
+    if "strictSemver" in spec and not reads_versions:
+        yield pointer + "/strictSemver", ("strictSemver applies where tags are read as versions: with "
+                                          "semver, or order semver; drop it")
+
+
+def _track(pointer: str, track: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    order = track.get("order", "semver")
+    if "semver" in track and order != "semver":
+        yield pointer + "/semver", (f"a semver range selects versions, but this track orders by {order}: "
+                                    "drop order (semver is the default) or the range")
+    yield from _semver_options(pointer, track, reads_versions=order == "semver")
 
 
 def _rankable(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -349,6 +371,8 @@ def _stage(pointer: str, name: str, stage: dict[str, Any],
         yield pointer + "/registry", problem
     source = stage.get("from")
     if "track" in stage:
+        if isinstance(stage["track"], dict):
+            yield from _track(pointer + "/track", stage["track"])
         for field in ("from", "tags", "gates"):
             if field in stage:
                 yield f"{pointer}/{field}", (f"the source stage tracks candidates; {field} "

@@ -21,6 +21,9 @@ from reconcile.policy.secrets import SecretRef
 from reconcile.policy.semver import SemverRange
 
 TagOrder = Literal["semver", "numeric", "alphabetical", "newest"]
+# Which pre-release versions a semver range admits (reconcile.policy.semver): npm's rule, the
+# default, or Masterminds/semver's (Flux, Argo CD Image Updater, Kargo).
+PrereleaseRule = Literal["npm", "masterminds"]
 # How a registry deletes (Registry spec.deletion): by manifest digest only (every tag on it goes
 # too), also a tag on its own (OCI 1.1), or not at all.
 Deletion = Literal["manifest", "tag", "none"]
@@ -194,6 +197,8 @@ class KeepRule:
     newer_than: timedelta | None = None
     operator: Literal["And", "Or"] = "And"
     git_refs: GitRefs | None = None
+    strict_semver: bool = True  # False: 1 and 1.2 are versions too (1.0.0, 1.2.0), as Kargo's strictSemvers: false
+    descending: bool = False  # True: the order reversed, 'last' keeps the N lowest (Flux's order: desc)
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,9 @@ class Track:
     order: TagOrder = "semver"
     allow: Pattern | None = None
     ignore: Pattern | None = None
+    semver: SemverRange | None = None  # only versions within this range are candidates (order semver)
+    strict_semver: bool = True  # False: 1 and 1.2 are versions too, as Kargo's strictSemvers: false
+    descending: bool = False  # True: the lowest candidate wins (Flux's order: desc)
 
     @property
     def follows(self) -> str | None:
@@ -535,10 +543,21 @@ def _keep_rule(raw: dict[str, Any]) -> KeepRule:
         tag_commit=_pattern(refs.get("tagCommit")),
         revision_label=refs.get("revisionLabel", GitRefs.revision_label))
     return KeepRule(
-        tags=_pattern(raw.get("tags")),
-        semver=SemverRange.parse(raw["semver"]) if "semver" in raw else None,
+        tags=_pattern(raw.get("tags")), semver=_range(raw),
         last=raw.get("last"), order=raw.get("order"), newer_than=_duration(raw.get("newerThan")),
-        operator=raw.get("operator", "And"), git_refs=git_refs)
+        operator=raw.get("operator", "And"), git_refs=git_refs,
+        strict_semver=raw.get("strictSemver", KeepRule.strict_semver),
+        descending=raw.get("descending", KeepRule.descending))
+
+
+def _range(raw: dict[str, Any]) -> SemverRange | None:
+    """A rule's or track's ``semver`` range, read by its ``prereleases`` rule."""
+    if "semver" not in raw:
+        return None
+    return SemverRange.parse(raw["semver"], prereleases=raw.get("prereleases", DEFAULT_PRERELEASES))
+
+
+DEFAULT_PRERELEASES: PrereleaseRule = "npm"
 
 
 def _retention(name: str, spec: dict[str, Any], origin: Origin) -> RetentionPolicy:
@@ -569,7 +588,9 @@ def _stage(raw: dict[str, Any]) -> Stage:
         source=raw.get("from"),
         track=None if track is None else Track(
             tags=compile_pattern(track["tags"]), order=track.get("order", "semver"),
-            allow=_pattern(track.get("allow")), ignore=_pattern(track.get("ignore"))),
+            allow=_pattern(track.get("allow")), ignore=_pattern(track.get("ignore")), semver=_range(track),
+            strict_semver=track.get("strictSemver", Track.strict_semver),
+            descending=track.get("descending", Track.descending)),
         tags=tuple(raw.get("tags", ())),
         gates=Gates(soak=_duration(gates.get("soak")), healthy_in=tuple(gates.get("healthyIn", ())),
                     approval=gates.get("approval"),

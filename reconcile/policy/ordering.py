@@ -48,14 +48,15 @@ def number(text: str) -> Decimal | None:
         return None
 
 
-def rank_key(order: str, part: str, created: datetime | None) -> object | None:
-    """How ``order`` ranks a tag whose version part is ``part``; None when it cannot."""
+def rank_key(order: str, part: str, created: datetime | None, *, strict_semver: bool = True) -> object | None:
+    """How ``order`` ranks a tag whose version part is ``part``; None when it cannot.
+    ``strict_semver=False`` also ranks ``1`` and ``1.2`` as versions (1.0.0, 1.2.0)."""
     if order == "newest":
         return created
     if not part:
         return None
     if order == "semver":
-        version = Version.try_parse(part)
+        version = Version.try_parse(part, strict=strict_semver)
         return version.sort_key if version else None
     if order == "numeric":
         return number(part)
@@ -110,7 +111,11 @@ def unrankable_pattern(pattern: Any, order: str | None) -> str | None:
             f"every one is kept: add a capture group: '{fix}'")
 
 
-def by_rank(order: str, key: Callable[[str], object | None], tags: list[str]) -> tuple[list[str], list[str]]:
-    """``tags`` split into those ``order`` ranks (oldest first, ties by name) and those it cannot."""
-    ranked = sorted(((k, tag) for tag in tags if (k := key(tag)) is not None), key=lambda kt: (kt[0], kt[1]))
-    return [tag for _, tag in ranked], sorted(tag for tag in tags if key(tag) is None)
+def by_rank(order: str, key: Callable[[str], object | None], tags: list[str], *,
+            descending: bool = False) -> tuple[list[str], list[str]]:
+    """``tags`` split into those ``order`` ranks (oldest first, ties by name) and those it cannot.
+    ``descending`` reverses the order (the lowest ranks newest); ties stay by name."""
+    keyed = sorted((k, tag) for tag in tags if (k := key(tag)) is not None)
+    if descending:
+        keyed.sort(key=lambda kt: kt[0], reverse=True)  # type: ignore[arg-type,return-value]  # stable: ties by name
+    return [tag for _, tag in keyed], sorted(tag for tag in tags if key(tag) is None)

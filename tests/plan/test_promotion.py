@@ -17,6 +17,7 @@ from reconcile.plan.promotion import (
     select_candidate,
 )
 from reconcile.policy.model import Approval, DateRangeFreeze, Gates, PromotionPolicy, Stage, Track, WeeklyFreeze
+from reconcile.policy.semver import SemverRange
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday
 
@@ -279,3 +280,104 @@ def test_freeze_window_edges() -> None:
     window = DateRangeFreeze(NOW, NOW + timedelta(hours=1))
     assert frozen_until(window, NOW) == NOW + timedelta(hours=1)  # the start is inside
     assert frozen_until(window, NOW + timedelta(hours=1)) is None  # the end is not
+
+
+# --- peers' selection cases (issue 18): semver ranges, non-strict versions, descending orders -----
+
+def peer(pattern: str = r"^(?P<version>.+)$", order: str = "semver", semver: str | None = None,
+         prereleases: str = "npm", strict: bool = True, descending: bool = False) -> Track:
+    return Track(re.compile(pattern), order,  # type: ignore[arg-type]
+                 semver=SemverRange.parse(semver, prereleases=prereleases) if semver else None,
+                 strict_semver=strict, descending=descending)
+
+
+FLUX_UBUNTU = {"16.04": 1, "16.04.1": 2, "16.10": 3, "20.04": 4, "20.10": 5}
+FLUX_STAMPS = {"1606234201": 1, "1606364286": 2, "1606334092": 3, "1606334284": 4, "1606334201": 5}
+FLUX_INTS = {"5": 1, "-8": 2, "-78": 3, "25": 4, "70": 5, "-4": 6, "80": 7, "92": 8, "-20": 9, "-24": 10}
+FLUX_FLOATS = {"-65.27202780220686": 1, "57.82948329142309": 2, "22.40184684363291": 3, "-86.36934305697784": 4,
+               "-90.29082099756083": 5, "-12.041712603564264": 6, "77.70488240399305": 7}
+
+PEER_SELECTION = [
+    # fluxcd/image-reflector-controller internal/policy/semver_test.go TestSemVer_Latest (Masterminds NewVersion:
+    # non-strict; 1.0.0.1 and 1.0.0p are no versions)
+    pytest.param(peer(semver="1.0.x", strict=False),
+                 {"1.0.0": 1, "1.0.0.1": 2, "1.0.0p": 3, "1.0.1": 4, "1.2.0": 5, "0.1.0": 6}, "1.0.1",
+                 id="Flux TestSemVer_Latest valid format"),
+    pytest.param(peer(semver="1.0.x", strict=False), {"v1.2.3": 1, "v1.0.0": 2, "v0.1.0": 3}, "v1.0.0",
+                 id="Flux TestSemVer_Latest valid format prefix"),
+    pytest.param(peer(semver="1.0.x", strict=False), {"b1.2.3": 1, "b1.0.0": 2, "b0.1.0": 3}, None,
+                 id="Flux TestSemVer_Latest invalid format prefix"),
+    pytest.param(peer(semver="1.0.x"), {"1.2.0": 1}, None, id="Flux TestSemVer_Latest non-matching version list"),
+    # non-strict versions, as issue 18 describes Masterminds' NewVersion and Kargo's strictSemvers: false
+    pytest.param(peer(strict=False), {"1.2": 1, "1.1.0": 2}, "1.2", id="strictSemver false: 1.2 is 1.2.0"),
+    pytest.param(peer(strict=False), {"v2": 1, "1.9.9": 2}, "v2", id="strictSemver false: v2 is 2.0.0"),
+    pytest.param(peer(), {"1.2": 1, "1.1.0": 2}, "1.1.0", id="strictSemver true (the default): 1.2 is no version"),
+    pytest.param(peer(r"^v(?P<version>.+)$", semver="^1.2", strict=False), {"v1.2": 1, "v1.9": 2, "v2.0": 3}, "v1.9",
+                 id="a range with strictSemver false"),
+    # Kargo in Action, section 3.2.1/3.6.1 (semverConstraint ">=1.0.0 <2.0.0": latest, main, v1.0.0-rc1 do not match)
+    pytest.param(peer(r"^v?(?P<version>.+)$", semver=">=1.0.0 <2.0.0"),
+                 {"latest": 1, "main": 2, "v1.0.0-rc1": 3, "1.0.0": 4, "1.1.0": 5, "2.0.0": 6}, "1.1.0",
+                 id="Kargo in Action semverConstraint >=1.0.0 <2.0.0"),
+    pytest.param(peer(r"^v?(?P<version>.+)$", semver=">=1.0.0 <2.0.0"), {"latest": 1, "main": 2, "v1.0.0-rc1": 3},
+                 None, id="Kargo in Action: no tag in range, no Freight"),
+    # the two pre-release rules on one range (Masterminds TestConstraintsCheck '>= 1.0.0-0  <= 2.0.0')
+    pytest.param(peer(semver=">=1.0.0-0 <=2.0.0", prereleases="masterminds"), {"1.0.1": 1, "1.3.0-rc.1": 2},
+                 "1.3.0-rc.1", id="Masterminds rule: any pre-release in range"),
+    pytest.param(peer(semver=">=1.0.0-0 <=2.0.0"), {"1.0.1": 1, "1.3.0-rc.1": 2}, "1.0.1",
+                 id="npm rule, the same range: only 1.0.0's pre-releases"),
+    # fluxcd/image-reflector-controller internal/policy/alphabetical_test.go TestAlphabetical_Latest
+    pytest.param(peer(order="alphabetical"), FLUX_UBUNTU, "20.10", id="Flux alphabetical Ubuntu CalVer"),
+    pytest.param(peer(order="alphabetical", descending=True), FLUX_UBUNTU, "16.04",
+                 id="Flux alphabetical Ubuntu CalVer descending"),
+    pytest.param(peer(order="alphabetical", descending=True),
+                 {"xenial": 1, "yakkety": 2, "zesty": 3, "artful": 4, "bionic": 5}, "artful",
+                 id="Flux alphabetical Ubuntu code names descending"),
+    pytest.param(peer(order="alphabetical", descending=True), FLUX_STAMPS, "1606234201",
+                 id="Flux alphabetical Unix timestamps desc"),
+    pytest.param(peer(order="alphabetical", descending=True),
+                 {"2021-01-08T21-18-21Z": 1, "2020-05-08T21-18-21Z": 2, "1990-01-08T00-20-00Z": 3},
+                 "1990-01-08T00-20-00Z",
+                 id="Flux alphabetical RFC3339 desc"),
+    # fluxcd/image-reflector-controller internal/policy/numerical_test.go TestNumerical_Latest
+    pytest.param(peer(order="numeric"), FLUX_INTS, "92", id="Flux numerical integers ascending"),
+    pytest.param(peer(order="numeric", descending=True), FLUX_INTS, "-78", id="Flux numerical integers descending"),
+    pytest.param(peer(order="numeric"), FLUX_FLOATS, "77.70488240399305", id="Flux numerical floats ascending"),
+    pytest.param(peer(order="numeric", descending=True), FLUX_FLOATS, "-90.29082099756083",
+                 id="Flux numerical floats descending"),
+    pytest.param(peer(order="numeric", descending=True), FLUX_STAMPS, "1606234201",
+                 id="Flux numerical Unix timestamps descending"),
+    pytest.param(peer(order="numeric", descending=True), {"1": 1}, "1", id="Flux numerical single descending"),
+    # Flux refuses {"0", "1a", "b"} (an error: a tag that is no number); reconcile passes over tags the order
+    # cannot rank, as every order does, and the plan names them when none ranks (a deliberate difference)
+    pytest.param(peer(order="numeric"), {"0": 1, "1a": 2, "b": 3}, "0", id="Flux numerical invalid list (differs)"),
+    # descending semver and newest (Flux has no descending semver; issue 18: every order kind)
+    pytest.param(peer(descending=True), {"1.2.3": 1, "1.10.0": 2, "1.9.0": 3}, "1.2.3", id="semver descending"),
+    pytest.param(peer(r"^main-", "newest", descending=True), {"main-a": 1, "main-b": 2}, "main-b",
+                 id="newest descending: the oldest"),
+]
+
+
+@pytest.mark.parametrize(("tracked", "tags", "winner"), PEER_SELECTION)
+def test_peer_selection(tracked: Track, tags: dict[str, int], winner: str | None) -> None:
+    found = select_candidate(tracked, repo(tags, created={1: 1, 2: 5}))
+    assert (found and found.tag) == winner
+
+
+def test_a_descending_tie_on_one_digest_takes_the_first_tag_by_name() -> None:
+    found = select_candidate(peer(descending=True), repo({"v1.0.0": 1, "1.0.0": 1, "2.0.0": 2}))
+    assert found is not None and found.tag == "1.0.0"
+
+
+@pytest.mark.parametrize(("tracked", "tags", "reason"), [
+    pytest.param(peer(r"^rel-(.+)$", "numeric"), {"rel-1.5a": 1, "rel-x": 2},
+                 "2 tags match the track '^rel-(.+)$', but order numeric ranks none of them: e.g. 'rel-1.5a', "
+                 "whose version '1.5a' is not a number (integer or decimal)", id="numeric"),
+    pytest.param(peer(semver="^2"), {"1.0.0": 1}, "1 tag matches the track '^(?P<version>.+)$', none within "
+                 "semver '^2' (e.g. '1.0.0': 1.0.0 is not)", id="semver range"),
+    pytest.param(peer(r"^app-"), {"web-1": 1}, "no tag matches the track '^app-'", id="nothing matches"),
+])
+def test_no_candidate_says_why(tracked: Track, tags: dict[str, int], reason: str) -> None:
+    source = Stage("build", "ci", "team/web", track=tracked)
+    policy = PromotionPolicy("web", (source, Stage("prod", "prod", "web", source="build", tags=("prod",))))
+    (action,) = plan_promotion(policy, PromotionInputs({"build": repo(tags)}), NOW)
+    assert (action.kind, action.cause, action.reason) == ("blocked", Cause.NO_CANDIDATE, reason)

@@ -371,3 +371,58 @@ def test_each_repository_is_planned_on_its_own() -> None:
     assert [(a.kind, a.target.split("/", 1)[1]) for a in actions] == [
         ("keep", "team-a/api:v1"), ("prune", f"team-a/api@{digest(4)}"),
         ("keep", "team-a/web:v1"), ("prune", f"team-a/web@{digest(2)}")]
+
+
+# --- peers' orders (issue 18): descending, non-strict versions, the Masterminds pre-release rule ------
+
+PEER_CASES = [
+    # fluxcd/image-reflector-controller internal/policy/numerical_test.go TestNumerical_Latest, descending: the
+    # lowest is "latest", so last: 2 keeps the two lowest
+    pytest.param(
+        policy(rule(r"^(-?\d+)$", last=2, order="numeric", descending=True)),
+        repo({"5": 1, "-8": 2, "-78": 3, "25": 4, "70": 5}),
+        {"keep": [":-78", ":-8"], "prune": [f"@{digest(n)}" for n in (1, 4, 5)]}, id="Flux numerical descending"),
+    pytest.param(
+        policy(rule(r"^rel-(.+)$", last=1, order="numeric")), repo({"rel-1.5": 1, "rel-1.10": 2, "rel-0.9": 3}),
+        {"keep": [":rel-1.5"], "prune": [f"@{digest(2)}", f"@{digest(3)}"]},
+        id="Flux numerical decimals: 1.5 > 1.10"),
+    # fluxcd/image-reflector-controller internal/policy/alphabetical_test.go, Ubuntu CalVer descending
+    pytest.param(
+        policy(rule(None, last=1, order="alphabetical", descending=True)),
+        repo({"16.04": 1, "16.10": 2, "20.04": 3}),
+        {"keep": [":16.04"], "prune": [f"@{digest(2)}", f"@{digest(3)}"]}, id="Flux alphabetical descending"),
+    pytest.param(
+        policy(rule(r"^v", last=1, descending=True)), repo({"v1.9.0": 1, "v1.10.0": 2, "v1.2.0": 3}),
+        {"keep": [":v1.2.0"], "prune": [f"@{digest(1)}", f"@{digest(2)}"]}, id="semver descending"),
+    pytest.param(
+        policy(rule(r"^b-", last=1, order="newest", descending=True)),
+        repo({"b-x": 1, "b-y": 2}, age_days={1: 1, 2: 9}),
+        {"keep": [":b-y"], "prune": [f"@{digest(1)}"]}, id="newest descending keeps the oldest"),
+    pytest.param(
+        policy(rule(r"^v", last=1, order="semver", strict_semver=False)), repo({"v1.2": 1, "v1.10": 2, "v1.9.0": 3}),
+        {"keep": [":v1.10"], "prune": [f"@{digest(1)}", f"@{digest(3)}"]}, id="strictSemver false ranks v1.10"),
+    pytest.param(
+        policy(rule(r"^v", last=1, order="semver")), repo({"v1.2": 1, "v1.10": 2, "v1.9.0": 3}),
+        {"keep": [":v1.10", ":v1.2", ":v1.9.0"]}, id="strict (the default): v1.2 and v1.10 cannot rank, kept"),
+    pytest.param(
+        policy(KeepRule(semver=SemverRange.parse("^1.2.x-alpha", prereleases="masterminds"))),
+        repo({"1.3.0-rc.1": 1, "1.2.5": 2, "2.0.0": 3}),
+        {"keep": [":1.2.5", ":1.3.0-rc.1"], "prune": [f"@{digest(3)}"]}, id="Masterminds ^1.2.x-alpha"),
+    pytest.param(
+        policy(KeepRule(semver=SemverRange.parse("^1.2.x-alpha"))), repo({"1.3.0-rc.1": 1, "1.2.5": 2, "2.0.0": 3}),
+        {"keep": [":1.2.5"], "prune": [f"@{digest(1)}", f"@{digest(3)}"]}, id="npm ^1.2.x-alpha"),
+    pytest.param(
+        policy(KeepRule(semver=SemverRange.parse("1.x"), strict_semver=False)), repo({"1.2": 1, "2.0": 2}),
+        {"keep": [":1.2"], "prune": [f"@{digest(2)}"]}, id="a range over non-strict versions"),
+]
+
+
+@pytest.mark.parametrize(("retention", "repository", "expected"), PEER_CASES)
+def test_peer_orders(retention: RetentionPolicy, repository: RepositoryState, expected: dict[str, list[str]]) -> None:
+    assert {k: sorted(v) for k, v in outcome(run(retention, repository)).items()} == expected
+
+
+def test_a_descending_rule_says_so() -> None:
+    actions = run(policy(rule(r"^b-(\d+)$", last=1, descending=True)), repo({"b-1": 1, "b-2": 2}))
+    kept = next(a for a in actions if a.kind == "keep")
+    assert kept.target.endswith(":b-1") and "among the 1 lowest by numeric (descending)" in kept.reason
