@@ -220,15 +220,18 @@ def write(files: dict[str, str]) -> None:
 def scratch() -> Iterator[Path]:
     """Where the inputs are built: always the same path, as the sandbox's Cluster names its
     manifests repository by absolute path and the plan shows it (and sizes its columns by it)."""
+    import fcntl
     import shutil
 
     work = WORK
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        yield work
-    finally:
+    with open(f"{work}.lock", "w") as lock:  # two test runs on one machine take turns
+        fcntl.flock(lock, fcntl.LOCK_EX)
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 WORK = Path("/tmp/reconcile-screenshots")
