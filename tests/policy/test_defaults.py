@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from reconcile.policy.model import (
+    DEFAULT_PRERELEASES,
     GitRefs,
+    KeepRule,
     ManifestsTarget,
     Protection,
     RateLimit,
@@ -18,6 +20,7 @@ from reconcile.policy.model import (
     RetentionPolicy,
     Retry,
     Rollout,
+    Track,
 )
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -35,6 +38,12 @@ DOCUMENTED = [
     ("retentionpolicy", "maxDeletions", RetentionPolicy.max_deletions),
     ("retentionpolicy", "keep.gitRefs.commitsPerBranch", GitRefs.commits_per_branch),
     ("retentionpolicy", "keep.gitRefs.revisionLabel", GitRefs.revision_label),
+    ("retentionpolicy", "keep.strictSemver", KeepRule.strict_semver),
+    ("retentionpolicy", "keep.descending", KeepRule.descending),
+    ("retentionpolicy", "keep.prereleases", DEFAULT_PRERELEASES),
+    ("promotionpolicy", "stages.track.strictSemver", Track.strict_semver),
+    ("promotionpolicy", "stages.track.descending", Track.descending),
+    ("promotionpolicy", "stages.track.prereleases", DEFAULT_PRERELEASES),
 ]
 
 
