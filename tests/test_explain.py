@@ -126,7 +126,7 @@ UNTAGGED = {**RUN, "kind": "untag", "target": "ci/team/web:build-3", "digest_bef
             "policy": "RetentionPolicy/ci-cleanup", "reason": "no rule keeps it; its digest stays for v1",
             "repository": "ci/team/web", "tags": '["build-3"]'}
 OLD_PRUNE = {k: v for k, v in PRUNED.items() if k not in ("repository", "tags")}  # before schema version 2
-WHEN = ("at 2026-11-21 08:00:03 UTC in run run-20261121T080000-0a1b2c3d (apply by cronjob at policy commit "
+WHEN = ("at 2026-11-21T08:00:03Z in run run-20261121T080000-0a1b2c3d (apply by cronjob at policy commit "
         "1a2b3c4d5e6f)")
 WHY = "RetentionPolicy/ci-cleanup: no keep rule or protection applies to build-9, build-10"
 TAG_GONE = f"ci/team/web:build-10: pruned {WHEN} — {WHY}; it pointed at {D2}"

@@ -83,7 +83,7 @@ def removed(history: Iterable[Mapping[str, Any]], reference: str) -> list[str]:
 def _removal_line(row: Mapping[str, Any], action: Action, reference: str) -> str:
     run = " ".join(filter(None, [row.get("run_mode"), f"by {row['run_actor']}" if row.get("run_actor") else None,
                                  f"at policy commit {row['run_commit'][:12]}" if row.get("run_commit") else None]))
-    when = f"{REMOVED[action.kind]} at {absolute_time(row['timestamp'])} UTC in run {row['run_id']}"
+    when = f"{REMOVED[action.kind]} at {absolute_time(row['timestamp'])} in run {row['run_id']}"
     when += f" ({run})" if run else ""
     line = f"{when} — {action.policy or 'no policy'}: {action.reason or 'no reason recorded'}"
     if "sha256:" in reference:  # the digest went (a prune), or one of its tags (an untag)

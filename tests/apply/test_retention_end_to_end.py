@@ -329,7 +329,7 @@ def test_a_pruned_tag_is_found_in_the_audit_trail_and_explained_after_it_is_gone
 
     assert "no keep rule or protection applies" in pruned["reason"]  # the planner's words, as recorded
     why = f"RetentionPolicy/ci-cleanup: {pruned['reason']}"
-    when = f"pruned at {pruned['timestamp'][:10]} {pruned['timestamp'][11:19]} UTC in run {pruned['run_id']} " \
+    when = f"pruned at {pruned['timestamp'][:10]}T{pruned['timestamp'][11:19]}Z in run {pruned['run_id']} " \
            f"(apply by cronjob at policy commit {commit[:12]})"
     for reference in (f"{repo}:build-10", f"ci/{repo}:build-10", "build-10"):
         explained = invoke("explain", *common, reference)
