@@ -175,8 +175,8 @@ def actions_table(rows: Sequence[Mapping[str, Any]], now: datetime, *, title: st
     each row's ``trail`` (rows from several audit trails).
 
     Never cut: the trail, the run or event id, kind, status (and the time columns while shown).
-    Where the table fits with its target and reason readable (about 110 columns), one table; when
-    it does not fit, dropped first to last: the RFC 3339 time (``when`` says how long ago), the
+    Where the table fits with its target and reason readable (about 105 columns, by what the rows
+    hold), one table; when it does not fit, dropped first to last: the RFC 3339 time (``when`` says how long ago), the
     digests, the policy, seq, ``when``; target and reason wrap. Narrower (80 columns), each run's
     actions under a ``run ID`` line (no run column), the reason under the target in one column,
     no policy or digest; then the RFC 3339 time, seq and ``when`` go, in that order.
