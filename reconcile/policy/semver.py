@@ -22,7 +22,9 @@ disagree, so it is chosen per range (``SemverRange.parse(text, prereleases=...)`
   pre-release, and then it is compared by precedence like any version: ``>=1.2.3-rc.1`` admits
   ``1.3.0-rc.1``.
 
-Without a pre-release in the range, both rules admit no pre-release version.
+Without a pre-release in the range, both rules admit no pre-release version, with one exception
+kept for existing policies: under ``npm``, ``>`` on a partial version (``>1.2``, read as
+``>=1.3.0-0``) also admits that next version's pre-releases (``1.3.0-rc.1``; node-semver does not).
 """
 
 from __future__ import annotations

@@ -172,6 +172,8 @@ def test_masterminds_constraints_check(text: str, version: str, expected: bool) 
         pytest.param(">=1.2.3-rc.1", "1.2.3-rc.2", True, True, id="both: same M.m.p"),
         pytest.param("^1.1.2-alpha", "1.2.1-beta1", False, True, id="Masterminds ^1.1.2-alpha"),
         pytest.param(">=1.2", "1.3.0-rc.1", False, False, id="both: no pre-release named"),
+        # kept as it was (existing keep rules keep what they kept): >1.2 is >=1.3.0-0 under npm
+        pytest.param(">1.2", "1.3.0-rc.1", True, False, id="npm quirk kept: >1.2 admits 1.3.0-rc.1"),
         # Masterminds' operator spellings, in both rules (node-semver takes ~> too)
         pytest.param("=> 1.2", "1.2.0", True, True, id="Masterminds => 1.2"),
         pytest.param("=< 1.2", "1.2.9", True, True, id="Masterminds =< 1.2"),
