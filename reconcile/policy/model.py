@@ -72,7 +72,7 @@ class Retry:
 @dataclass(frozen=True)
 class Listing:
     """Registry ``spec.listing``: tags and their digests read from the registry's own API, a page
-    of 100 tags per request, instead of a request per tag. The digests are checked against the
+    of 100 tags (ECR: 1,000 images) per request, instead of a request per tag. The digests are checked against the
     manifests they name; deletes are re-verified on the Distribution API whatever the listing said."""
 
     api: ListingAPI
