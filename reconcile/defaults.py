@@ -22,6 +22,10 @@ CACHE_DIR_SHOWN = "$XDG_CACHE_HOME/reconcile, else ~/.cache/reconcile"
 # What versions before 0.2 used when --audit-db was not given: a file in the current directory. Still
 # there, it is named (never silently left behind): see reconcile.cli.session.audit_db_of.
 LEGACY_AUDIT_DB = "reconcile-audit.db"
+# Where the kubelet mounts a pod's service-account credentials (token, ca.crt, namespace):
+# https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/#directly-accessing-the-rest-api
+SERVICE_ACCOUNT_DIR_VARIABLE = "RECONCILE_SERVICE_ACCOUNT_DIR"
+DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _xdg(variable: str, fallback: str) -> tuple[Path, str]:

@@ -102,10 +102,10 @@ def environment_settings() -> Iterator[Setting]:
     actor = os.environ.get("RECONCILE_ACTOR")
     yield Setting("actor", None, "RECONCILE_ACTOR", actor or "the OS user",
                   "environment variable RECONCILE_ACTOR" if actor else DEFAULT)
-    accounts = os.environ.get("RECONCILE_SERVICE_ACCOUNT_DIR")
-    yield Setting("service_account_dir", None, "RECONCILE_SERVICE_ACCOUNT_DIR",
-                  accounts or "/var/run/secrets/kubernetes.io/serviceaccount",
-                  "environment variable RECONCILE_SERVICE_ACCOUNT_DIR" if accounts else DEFAULT)
+    accounts = os.environ.get(defaults.SERVICE_ACCOUNT_DIR_VARIABLE)
+    yield Setting("service_account_dir", None, defaults.SERVICE_ACCOUNT_DIR_VARIABLE,
+                  accounts or str(defaults.DEFAULT_SERVICE_ACCOUNT_DIR),
+                  f"environment variable {defaults.SERVICE_ACCOUNT_DIR_VARIABLE}" if accounts else DEFAULT)
     # `comment`'s tokens by reference: which variable it would take one from, never the value.
     for name, variables in (("github_token", ("GITHUB_TOKEN", "GH_TOKEN")), ("gitlab_token", ("GITLAB_TOKEN",))):
         given = next((v for v in variables if os.environ.get(v, "").strip()), None)
@@ -231,8 +231,8 @@ ENVIRONMENT_ONLY = (
      defaults.CACHE_DIR_SHOWN),
     ("RECONCILE_SHARDS", "N shards, with an Indexed Job's JOB_COMPLETION_INDEX as K (instead of --shard)", "-"),
     ("RECONCILE_ACTOR", "who acts, in the audit trail", "the OS user"),
-    ("RECONCILE_SERVICE_ACCOUNT_DIR", "the pod's service-account files",
-     "/var/run/secrets/kubernetes.io/serviceaccount"),
+    (defaults.SERVICE_ACCOUNT_DIR_VARIABLE, "the pod's service-account files",
+     str(defaults.DEFAULT_SERVICE_ACCOUNT_DIR)),
 )
 
 

@@ -34,6 +34,7 @@ from reconcile.adapters.cluster.errors import (
     UnreachableError,
 )
 from reconcile.adapters.cluster.kinds import Resource
+from reconcile.defaults import DEFAULT_SERVICE_ACCOUNT_DIR, SERVICE_ACCOUNT_DIR_VARIABLE
 from reconcile.policy import model
 from reconcile.policy.secrets import Secret, SecretError, SecretProblem, SecretResolver, redact
 
@@ -48,10 +49,6 @@ DEFAULT_PAGE_SIZE = 500  # objects per list page: client-go's list pager default
 
 Loader = Callable[[], "Configuration"]
 
-# Where the kubelet mounts a pod's service-account credentials (token, ca.crt, namespace):
-# https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/#directly-accessing-the-rest-api
-SERVICE_ACCOUNT_DIR_VARIABLE = "RECONCILE_SERVICE_ACCOUNT_DIR"
-DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def service_account_dir() -> Path:
