@@ -6,8 +6,6 @@ digest, rollout watch and rollback, through the official ``kubernetes`` client; 
 from reconcile.adapters.cluster.client import ClusterClient, connect, read_cluster_state, read_helm_release_state
 from reconcile.adapters.cluster.connection import (
     DEFAULT_PAGE_SIZE,
-    DEFAULT_SERVICE_ACCOUNT_DIR,
-    SERVICE_ACCOUNT_DIR_VARIABLE,
     local_configuration,
     pod_configuration,
     pod_namespace,
@@ -27,6 +25,7 @@ from reconcile.adapters.cluster.lease import LeaseHeld, LeaseLock, LeaseLost
 from reconcile.adapters.cluster.references import parse_image, parse_image_id, pinned, running_references
 from reconcile.adapters.cluster.rollback import Revision, RollbackFacts, RollbackResult
 from reconcile.adapters.cluster.rollout import RolloutResult
+from reconcile.defaults import DEFAULT_SERVICE_ACCOUNT_DIR, SERVICE_ACCOUNT_DIR_VARIABLE
 
 __all__ = [
     "CHANGE_CAUSE",
