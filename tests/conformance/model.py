@@ -1,0 +1,225 @@
+"""The conformance cases' shape, and reconcile's result for each, computed by the real parts.
+
+A case is what a peer tool (Flux, Argo CD Image Updater, Kargo, werf, Amazon ECR) documents or
+tests: its input (tags, with their times), its configuration, its result, where that is written,
+and the equivalent reconcile policy fragment. Reconcile's result is computed here, never written
+by hand: a policy fragment is loaded through the real loader (parse, schema, cross-checks, typed
+policies), then the planner's pure functions decide (``select_candidate`` for a selection,
+``plan_retention`` for a retention).
+
+A case's verdict: ``agrees`` when reconcile's result is the peer's; ``differs`` when it is not and
+the case explains why (a deliberate difference, reconcile's result then being what its docs say);
+``not expressible`` when no reconcile policy says what the peer's configuration says (the case
+explains what is missing; a closest translation may still be run, for information).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from reconcile.observe.state import OCI_MANIFEST, Descriptor, Image, RepositoryState
+from reconcile.plan.actions import ActionKind
+from reconcile.plan.promotion import AmbiguousCandidate, select_candidate
+from reconcile.plan.retention import RetentionInputs, plan_retention
+from reconcile.policy.loader import validate_snapshot
+from reconcile.policy.model import PolicySet
+from reconcile.policy.source import PolicyFile, Snapshot
+
+AGREES, DIFFERS, NOT_EXPRESSIBLE = "agrees", "differs", "not expressible"
+
+NONE = "none"  # nothing selected (the peer returns no tag, or an error that selects none)
+REFUSED = "refused"  # the configuration is refused (the peer's error; reconcile's validate)
+AMBIGUOUS = "refused: tie"  # reconcile's track ranks tags on different digests equal at the top
+
+REGISTRY = """\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {name: peer}
+spec: {url: "https://registry.example.com", deletion: tag}
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    peer: str
+    name: str
+    source: str  # URL, or repository @ commit, path and test function (and subtest)
+    peer_config: str  # the peer's own configuration, as its docs or tests write it
+    peer_result: str  # what the peer documents or asserts
+    policy: str  # the reconcile fragment: a track (selection) or a RetentionPolicy spec (retention)
+    expressible: bool = True
+    result: str | None = None  # reconcile's own documented result where it differs; None: the peer's
+    why: str = ""  # required for a difference or a case that is not expressible
+
+    @property
+    def expected(self) -> str:
+        """What reconcile is expected to answer (its documented result)."""
+        return self.peer_result if self.result is None else self.result
+
+    @property
+    def verdict(self) -> str:
+        if not self.expressible:
+            return NOT_EXPRESSIBLE
+        return AGREES if self.expected == self.peer_result else DIFFERS
+
+    @property
+    def id(self) -> str:
+        return f"{self.peer}: {self.name}"
+
+
+def digest(image: str) -> str:
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+
+
+def _load(document: str) -> tuple[PolicySet | None, list[str]]:
+    """The policies of one YAML document (with the Registry ``peer``) through the real loader:
+    None and the errors when validate refuses it."""
+    text = REGISTRY + "---\n" + document
+    validation = validate_snapshot(Snapshot("conformance", None, (PolicyFile("conformance.yaml", text.encode()),)))
+    return validation.policies, [str(p) for p in validation.errors]
+
+
+# --- selection: Flux, Argo CD Image Updater, Kargo ------------------------------------------------
+
+SELECTION_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SelectionCase(Case):
+    tags: tuple[str, ...] = ()
+    created: Mapping[str, int] = field(default_factory=dict)  # tag -> seconds after 1970-01-01T00:00:00Z
+    images: Mapping[str, str] = field(default_factory=dict)  # tag -> image; default: each tag its own
+    show_image: bool = False  # the result names the image too (digest strategies)
+
+    def image_of(self, tag: str) -> str:
+        return self.images.get(tag, tag)
+
+    def repository(self) -> RepositoryState:
+        images = {}
+        for tag in self.tags:
+            name = self.image_of(tag)
+            created = self.created.get(tag)
+            images[digest(name)] = Image(digest(name), OCI_MANIFEST, None if created is None else
+                                         SELECTION_EPOCH + timedelta(seconds=created))
+        return RepositoryState("peer", "app", {tag: Descriptor(OCI_MANIFEST, digest(self.image_of(tag)), 100)
+                                               for tag in self.tags}, images)
+
+    def document(self) -> str:
+        return ("apiVersion: reconcile/v1\nkind: PromotionPolicy\nmetadata: {name: peer}\nspec:\n  stages:\n"
+                f"    - {{name: source, registry: peer, repository: app, track: {self.policy}}}\n")
+
+    def input_text(self) -> str:
+        parts = []
+        for tag in self.tags:
+            extra = []
+            if tag in self.created:
+                extra.append(f"t={self.created[tag]}s")
+            if self.images.get(tag, tag) != tag:
+                extra.append(f"image {self.images[tag]}")
+            parts.append(f"{tag} ({', '.join(extra)})" if extra else tag)
+        return ", ".join(parts) or "(no tags)"
+
+
+def select(case: SelectionCase) -> str:
+    """Reconcile's answer: the tag the track selects, ``none``, or why it refuses."""
+    policies, _ = _load(case.document())
+    if policies is None:
+        return REFUSED
+    (stage,) = policies.promotion_policies["peer"].stages
+    assert stage.track is not None
+    try:
+        found = select_candidate(stage.track, case.repository())
+    except AmbiguousCandidate:
+        return AMBIGUOUS
+    if found is None:
+        return NONE
+    if case.show_image:
+        (image,) = [case.image_of(t) for t in case.tags if digest(case.image_of(t)) == found.digest][:1]
+        return f"{found.tag}@{image}"
+    return found.tag
+
+
+
+# --- retention: werf, Amazon ECR --------------------------------------------------------------
+
+RETENTION_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Img:
+    """One image (manifest) of a retention case: its tags (none: untagged) and its times, in hours
+    before the case's now (pushed: when the registry got it; created: its config's time)."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+    pushed_hours_ago: float | None = None
+    created_hours_ago: float | None = None
+
+    def text(self) -> str:
+        times = []
+        if self.pushed_hours_ago is not None:
+            times.append(f"pushed {_ago(self.pushed_hours_ago)} ago")
+        if self.created_hours_ago is not None:
+            times.append(f"created {_ago(self.created_hours_ago)} ago")
+        tags = "[" + ", ".join(self.tags) + "]"
+        return f"{self.name} {tags}" + (f" {', '.join(times)}" if times else "")
+
+
+def _ago(hours: float) -> str:
+    return f"{hours / 24:g}d" if hours % 24 == 0 else f"{hours:g}h"
+
+
+@dataclass(frozen=True)
+class RetentionCase(Case):
+    repository_images: tuple[Img, ...] = ()
+    git_commits: Mapping[int, frozenset[str]] = field(default_factory=dict)  # keep[i] -> live commits
+    git_text: str = ""  # the git history, for people reading the table
+
+    def repository(self) -> RepositoryState:
+        now = RETENTION_NOW
+        tags, images, pushed, untagged = {}, {}, {}, set()
+        for img in self.repository_images:
+            d = digest(img.name)
+            created = None if img.created_hours_ago is None else now - timedelta(hours=img.created_hours_ago)
+            images[d] = Image(d, OCI_MANIFEST, created)
+            if img.pushed_hours_ago is not None:
+                pushed[d] = now - timedelta(hours=img.pushed_hours_ago)
+            for tag in img.tags:
+                tags[tag] = Descriptor(OCI_MANIFEST, d, 100)
+            if not img.tags:
+                untagged.add(d)
+        return RepositoryState("peer", "app", tags, images, untagged=frozenset(untagged), pushed=pushed,
+                               can_delete_tags=True)
+
+    def document(self) -> str:
+        return ("apiVersion: reconcile/v1\nkind: RetentionPolicy\nmetadata: {name: peer}\nspec:\n"
+                "  registry: peer\n  repositories: [app]\n  maxDeletions: 1000\n"
+                + textwrap.indent(textwrap.dedent(self.policy).strip("\n"), "  ") + "\n")
+
+    def input_text(self) -> str:
+        text = "; ".join(img.text() for img in self.repository_images)
+        return text + (f"; git: {self.git_text}" if self.git_text else "")
+
+
+def expired_text(names: list[str] | set[str]) -> str:
+    return "expired: " + (", ".join(sorted(names)) if names else "none")
+
+
+def retain(case: RetentionCase) -> str:
+    """Reconcile's answer: the images (digests) the plan deletes, or ``refused``."""
+    policies, _ = _load(case.document())
+    if policies is None:
+        return REFUSED
+    policy = policies.retention_policies["peer"]
+    repository = case.repository()
+    actions = plan_retention(policy, RetentionInputs("registry.example.com", [repository],
+                                                     git_commits=dict(case.git_commits)), RETENTION_NOW)
+    if any(a.kind is ActionKind.BLOCKED for a in actions):
+        return "blocked: " + "; ".join(a.reason for a in actions if a.kind is ActionKind.BLOCKED)
+    by_digest = {digest(img.name): img.name for img in case.repository_images}
+    pruned = {by_digest[a.digest_before] for a in actions if a.kind is ActionKind.PRUNE and a.digest_before}
+    return expired_text(pruned)
