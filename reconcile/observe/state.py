@@ -97,15 +97,15 @@ class RepositoryState:
     tags: Mapping[str, Descriptor]
     images: Mapping[str, Image]  # digest -> Image, for every tagged digest and index child
     referrers: Mapping[str, tuple[Descriptor, ...]] = field(default_factory=lambda: EMPTY)
+    # How the registry deletes, from its Registry policy's ``deletion`` (declared, never probed):
+    can_delete_tags: bool = False  # deletion: tag (OCI 1.1 DELETE of a tag); else only a digest can go
+    can_delete: bool = True  # False for deletion: none: nothing can be deleted, not even a digest
     # Manifests the registry lists with no tag (only listing APIs and OCI layouts can say; the
     # Distribution API cannot): digests, each with its Image in ``images``. Empty when unknown.
     untagged: frozenset[str] = frozenset()
     # digest -> when the registry says it was pushed to this repository (ECR imagePushedAt, Harbor
     # push_time): per repository, so not part of the digest-cached Image. Absent when not said.
     pushed: Mapping[str, datetime] = field(default_factory=lambda: EMPTY)
-    # How the registry deletes, from its Registry policy's ``deletion`` (declared, never probed):
-    can_delete_tags: bool = False  # deletion: tag (OCI 1.1 DELETE of a tag); else only a digest can go
-    can_delete: bool = True  # False for deletion: none: nothing can be deleted, not even a digest
     # digest -> its tags, sorted: built by the first tags_of (a scan of every tag), so asking for each
     # digest of a repository is linear in its tags, not quadratic. Not data: no part of eq or repr.
     _tags_by_digest: dict[str, tuple[str, ...]] | None = field(default=None, init=False, repr=False, compare=False)
