@@ -1,5 +1,10 @@
 """A repository's snapshot built from a registry client: every tag, what it points at, the images
-and their referrers (:class:`RepositoryState`), read side by side on the client's concurrency."""
+and their referrers (:class:`RepositoryState`), read side by side on the client's concurrency.
+
+Untagged manifests and push times come from a listing (:meth:`RegistryClient.list_tags`: ECR's and
+Harbor's listings name untagged manifests, and they, Docker Hub's and GitLab's give push times; an
+OCI layout's index.json names untagged roots): with the Distribution API alone a repository has
+none (``untagged`` and ``pushed`` empty), as it cannot tell them."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from reconcile.adapters.registry import RegistryClient, RegistryError
+from reconcile.adapters.registry.client import Listed
 from reconcile.observe.state import Descriptor, Image, RepositoryState
 
 log = logging.getLogger(__name__)
@@ -50,17 +56,26 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     HEAD per tag. With a bulk listing (Registry ``spec.listing``) it costs a request per page of
     tags: see :func:`resolve_tags`. Only GETs and HEADs: how the registry deletes comes from its Registry policy
     (``deletion``), not from trying.
+
+    The untagged manifests a listing names are read like tagged ones (manifest by digest, verified
+    and cached; their children and referrers too): one the registry does not have fails the
+    observation, as a listed tag's digest does. Untagged are those on no tag now, that no
+    observed index lists and that refer to no subject (platform manifests and referrers go with
+    what they belong to, never on their own); push times are kept for the observed manifests.
     """
     if pool is None:
         with ThreadPoolExecutor(max_workers=workers or client.concurrency) as own:
             return observe_repository(client, repository, pool=own)
-    tags = resolve_tags(client, repository, pool)
+    tags, listed = _resolve_tags(client, repository, pool, listing=True)
+    tagged = {d.digest for d in tags.values()}
+    listed_untagged = (listed.untagged if listed is not None else frozenset()) - tagged
 
     images: dict[str, Image] = {}
     missing: set[str] = set()
-    pending = {d.digest for d in tags.values()}
-    while pending:  # tagged digests, then the children of the indexes among them
-        for digest, image in _map(pool, lambda d: (d, _image(client, repository, d)), sorted(pending)):
+    pending = tagged | listed_untagged
+    while pending:  # tagged and untagged digests, then the children of the indexes among them
+        for digest, image in _map(pool, lambda d: (d, _image(client, repository, d, d in listed_untagged)),
+                                  sorted(pending)):
             if image is None:
                 missing.add(digest)
             else:
@@ -75,10 +90,15 @@ def observe_repository(client: RegistryClient, repository: str, *, workers: int 
     for digest, image in _map(pool, lambda d: (d, _image(client, repository, d)), sorted(extra)):
         if image is not None:
             images[digest] = image
+    belonging = {c.digest for image in images.values() for c in image.children} | {
+        d.digest for refs in referrers.values() for d in refs}
+    untagged = frozenset(d for d in listed_untagged if d not in belonging and images[d].subject is None)
+    pushed = {d: when for d, when in sorted((listed.pushed if listed is not None else {}).items()) if d in images}
     return RepositoryState(
         registry=client.name, repository=repository, tags=MappingProxyType(dict(sorted(tags.items()))),
-        images=MappingProxyType(images), referrers=MappingProxyType(referrers),
-        can_delete_tags=client.can_delete_tags(repository), can_delete=client.deletion != "none")
+        images=MappingProxyType(images), referrers=MappingProxyType(referrers), untagged=untagged,
+        pushed=MappingProxyType(pushed), can_delete_tags=client.can_delete_tags(repository),
+        can_delete=client.deletion != "none")
 
 
 def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
@@ -91,14 +111,20 @@ def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
     else fetched by that digest (verified against it, and cached for reading the image): a listing
     naming a digest the registry does not have fails here. ``listing=False`` asks the Distribution
     API about every tag (what apply's re-verification of deletes does, whatever a listing says)."""
+    return _resolve_tags(client, repository, pool, listing=listing)[0]
+
+
+def _resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
+                  listing: bool) -> tuple[dict[str, Descriptor], Listed | None]:
+    """:func:`resolve_tags`, and what the listing said (its untagged manifests and push times)."""
     seen = client.last_seen(repository)
     listed = pool.submit(client.list_tags, repository).result() if listing else None
-    if listed is None:
+    if listed is None or listed.tags is None:
         names: Iterable[str] = pool.submit(client.tags, repository).result()  # a request like the others
         digests: dict[str, str] = {}
     else:
-        names = [tag for tag, digest in listed.items() if digest is None]  # no usable digest: ask
-        digests = {tag: digest for tag, digest in listed.items() if digest is not None}
+        names = [tag for tag, digest in listed.tags.items() if digest is None]  # no usable digest: ask
+        digests = {tag: digest for tag, digest in listed.tags.items() if digest is not None}
     resolved = _map(pool, lambda tag: (tag, client.resolve_tag(repository, tag, seen.get(tag))), names)
     by_digest = dict(_map(pool, lambda d: (d, _listed(client, repository, d, digests)),
                           sorted(set(digests.values()))))
@@ -106,7 +132,7 @@ def resolve_tags(client: RegistryClient, repository: str, pool: Executor, *,
     shared: dict[tuple[str, str, int], Descriptor] = {}  # tags on one digest share one (equal) descriptor
     found.update((tag, _shared(descriptor, shared)) for tag, descriptor in resolved if descriptor is not None)
     client.remember(repository, found)
-    return found
+    return found, listed
 
 
 def _shared(descriptor: Descriptor, shared: dict[tuple[str, str, int], Descriptor]) -> Descriptor:
@@ -164,12 +190,20 @@ def stream_repositories(client: RegistryClient, repositories: Sequence[str], eac
         return tuple(coordinators.map(lambda name: each(observe_repository(client, name, pool=pool)), repositories))
 
 
-def _image(client: RegistryClient, repository: str, digest: str) -> Image | None:
+def _image(client: RegistryClient, repository: str, digest: str, listed_untagged: bool = False) -> Image | None:
+    """The image of ``digest`` (cached, else its manifest fetched by digest and verified); ``None``
+    for a missing one that something references, a failure for a missing one a listing names as
+    untagged (a stale or wrong listing: what it says cannot be trusted to prune by)."""
     try:
         return client.image(repository, digest)
     except RegistryError as exc:
         if exc.status != 404:
             raise
+        if listed_untagged:
+            raise RegistryError(client.name, repository, f"get manifest {digest}",
+                                f"the registry's listing says {digest} is an untagged manifest of this repository, "
+                                "which the registry does not have (a stale or wrong listing); nothing is planned "
+                                "from this observation", 404) from None
         log.warning("%s: %s is referenced but missing; leaving it out", exc, digest)
         return None
 

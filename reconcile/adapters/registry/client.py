@@ -5,11 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from reconcile.adapters.registry.content import Manifest
-from reconcile.observe.state import Descriptor, Image
+from reconcile.observe.state import EMPTY, Descriptor, Image
 from reconcile.policy.model import Deletion
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What a listing says of a repository beyond the Distribution API's tag list (all of it
+    unverified: the caller fetches each digest's manifest by digest, which verifies it).
+
+    ``tags``: tag -> digest (``None``: no usable digest, resolve that tag), or ``None`` when the
+    listing names no tags (an OCI layout: each tag is resolved from index.json, as without a
+    listing). ``untagged``: manifests listed with no tag (ECR and Harbor listings, OCI layouts;
+    the Distribution API cannot tell them). ``pushed``: digest -> when the registry says it was
+    pushed to this repository (ECR ``imagePushedAt``, Harbor ``push_time``; Docker Hub and GitLab:
+    the latest push time of the digest's tags), for the digests it says it of."""
+
+    tags: Mapping[str, str | None] | None
+    untagged: frozenset[str] = frozenset()
+    pushed: Mapping[str, datetime] = field(default_factory=lambda: EMPTY)
 
 
 @runtime_checkable
@@ -31,11 +50,12 @@ class RegistryClient(Protocol):
     def tags(self, repository: str) -> list[str]:
         """Every tag of ``repository``; empty when the repository does not exist."""
 
-    def list_tags(self, repository: str) -> Mapping[str, str | None] | None:
-        """Every tag and the digest it points at, from a bulk listing API (a request per page of
-        tags; Registry ``spec.listing``), or ``None`` where there is none: resolve each tag with
-        :meth:`resolve_tag`. A digest here is unverified (``None``: none usable; resolve that tag):
-        its manifest, fetched by digest, is verified against it."""
+    def list_tags(self, repository: str) -> Listed | None:
+        """Every tag and the digest it points at, the untagged manifests and push times, from a
+        bulk listing API (a request per page of tags; Registry ``spec.listing``) or an OCI layout's
+        index.json (untagged roots only), or ``None`` where there is none (the Distribution API):
+        resolve each tag with :meth:`resolve_tag`. Every digest here is unverified: its manifest,
+        fetched by digest, is verified against it (:class:`Listed`)."""
 
     def resolve(self, repository: str, reference: str) -> Descriptor | None:
         """What a tag or digest points at (without fetching the manifest), or ``None``."""

@@ -14,6 +14,7 @@ import requests
 
 from reconcile.adapters.registry.auth import Authenticator
 from reconcile.adapters.registry.cache import ContentCache
+from reconcile.adapters.registry.client import Listed
 from reconcile.adapters.registry.content import (
     ACCEPT_MANIFESTS,
     REPOSITORY,
@@ -270,12 +271,14 @@ class DistributionClient:
         raise RegistryError(self.name, repository, operation,
                             f"more than {pages} pages (the limit limits.maxPages); the pagination links may loop")
 
-    def list_tags(self, repository: str) -> dict[str, str | None] | None:
+    def list_tags(self, repository: str) -> Listed | None:
         """Every tag and its digest from the registry's listing API (``spec.listing``), a request
-        per page of tags; ``None`` without one, or when it answers 404 (then each tag is resolved
-        on the Distribution API). A tag mapped to ``None`` had no usable digest there. The digests
-        are unverified: the caller fetches (and so verifies) the manifest by digest where it is not
-        cached, and deletes are re-verified on the Distribution API."""
+        per page of tags, with the untagged manifests and push times it says (ECR, Harbor; push
+        times also from Docker Hub and GitLab); ``None`` without one, or when it answers 404 (then
+        each tag is resolved on the Distribution API, which cannot tell untagged manifests or push
+        times). A tag mapped to ``None`` had no usable digest there. The digests are unverified:
+        the caller fetches (and so verifies) the manifest by digest where it is not cached, and
+        deletes are re-verified on the Distribution API."""
         if self._listing is None:
             return None
         return self._listing.tags(check_repository(repository))

@@ -3,7 +3,9 @@
 ``oci-layout:ROOT`` holds one image layout per repository, at ``ROOT/<repository>`` (what
 ``skopeo copy ... oci:ROOT/<repository>:<tag>`` writes): an ``oci-layout`` file, ``index.json``
 whose entries are tagged by the ``org.opencontainers.image.ref.name`` annotation, and
-``blobs/<algorithm>/<hex>``. Every write is atomic (written aside, fsynced, renamed) and
+``blobs/<algorithm>/<hex>``. A root of ``index.json`` without a tag, which no root index lists and
+which is no referrer, is an untagged manifest (:meth:`LayoutClient.untagged`, reported through
+``list_tags``); a layout says no push times. Every write is atomic (written aside, fsynced, renamed) and
 ``index.json`` updates are serialised by an exclusive ``flock`` on the ``oci-layout`` file, so
 concurrent writers (threads or processes) never lose an entry.
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconcile.adapters.registry.client import Listed
 from reconcile.adapters.registry.content import (
     CHUNK,
     DIGEST,
@@ -193,8 +196,37 @@ class LayoutClient:
         found = descriptor(entries[-1])
         return Descriptor(found.media_type, found.digest, found.size)
 
-    def list_tags(self, repository: str) -> dict[str, str | None] | None:
-        return None  # index.json is read whole: resolve_tag reads no more than a listing would
+    def list_tags(self, repository: str) -> Listed | None:
+        """The untagged manifests of index.json (:meth:`untagged`); the tags are resolved one by one
+        (``tags`` None: index.json is read whole, so resolve_tag reads no more than a listing
+        would). A layout says no push times. ``None`` where the repository has no layout."""
+        index = self._index(repository)
+        if index is None:
+            return None
+        return Listed(None, self.untagged(repository, self._entries(repository)))
+
+    def untagged(self, repository: str, entries: list[dict[str, Any]]) -> frozenset[str]:
+        """The roots of index.json without a tag (no ``org.opencontainers.image.ref.name``, or one
+        that is not a tag) on a digest no entry tags, that are neither a manifest some root index
+        lists (at any depth: platform manifests, a referrers index's members) nor a referrer (a
+        manifest with a subject, kept as a root of its own, see :meth:`put_manifest`). A root whose
+        manifest is missing or unreadable is left out (nothing known of it to prune)."""
+        tagged = {e["digest"] for e in entries if _tag_of(e) is not None}
+        candidates = {e["digest"] for e in entries if _tag_of(e) is None} - tagged
+        if not candidates:
+            return frozenset()  # (the usual layout: nothing more read)
+        listed: list[Mapping[str, Any]] = []
+        readable: set[str] = set()
+        for entry in entries:
+            try:
+                manifest = self.manifest(repository, entry["digest"])
+            except RegistryError:
+                continue
+            readable.add(manifest.digest)
+            listed += [{"digest": d.digest} for d in children(manifest)]
+        contained = self._reachable(repository, listed, manifests_only=True)
+        referrers = {d.digest for found in self._subjects(repository, entries).values() for d in found}
+        return frozenset((candidates & readable) - contained - referrers)
 
     def resolve_tag(self, repository: str, tag: str, seen: str | None = None) -> Descriptor | None:
         return self.resolve(repository, tag)  # a file read: nothing to save

@@ -1,32 +1,44 @@
 """Bulk tag listing: a registry's own API that answers a page of tags with their digests, so that
-observing a repository costs a request per page (100 tags) instead of a request per tag.
+observing a repository costs a request per page (100 tags) instead of a request per tag; and what
+the Distribution API cannot say: the manifests on no tag (ECR, Harbor) and when each digest was
+pushed (ECR, Harbor; Docker Hub and GitLab per tag), as :class:`~reconcile.adapters.registry.client.Listed`.
 
 Offered for the APIs that give a digest per tag in pages (Registry ``spec.listing.api``):
 
 - ``harbor``: ``GET /api/v2.0/projects/{project}/repositories/{name}/artifacts`` (the name URL-
   encoded twice, ``a/b`` -> ``a%252Fb``), ``page``/``page_size`` (100 at most), ``with_tag=true``
-  and ``q=tags=*`` (tagged artifacts only). The answer is a JSON array of artifacts, each with its
-  ``digest`` and its ``tags`` (``[{"name": ...}]``, every tag of the artifact); the next page is in
+  and no ``q``: Harbor's default base, every tagged artifact and every untagged one that no index
+  references (never its accessories: cosign signatures, SBOMs...; ``q=tags=*`` would leave the
+  untagged out, ``q=tags=nil`` the tagged). So a request per page of artifacts as before, the
+  untagged among them. The answer is a JSON array of artifacts, each with its ``digest``, its
+  ``tags`` (``[{"name": ...}]``, every tag of the artifact; empty or null: untagged) and its
+  ``push_time`` (RFC 3339: when the artifact was pushed to the repository); the next page is in
   the ``Link: <...>; rel="next"`` header, the total in ``X-Total-Count``. HTTP basic credentials
   (a user, or a robot account).
 - ``gitlab``: the GitLab container registry's own API (``/gitlab/v1/``, on the registry's host; the
   registry with its metadata database, as on gitlab.com): ``GET /gitlab/v1/repositories/{path}/
   tags/list/?n=100``, a JSON array of tags, each with its ``name``, the manifest's ``digest``,
-  ``media_type``, ``config_digest`` and ``size_bytes``; the next page (``last=``) in the ``Link``
-  header. The same credentials as ``/v2/`` (a token for ``repository:{path}:pull``).
+  ``media_type``, ``config_digest``, ``size_bytes`` and ``published_at`` (RFC 3339: when the tag
+  last came to its manifest, the later of ``created_at`` and ``updated_at``, which stand in for
+  it); the next page (``last=``) in the ``Link`` header. The same credentials as ``/v2/`` (a
+  token for ``repository:{path}:pull``). Tags only: no untagged manifests.
 - ``dockerhub``: ``GET /v2/namespaces/{namespace}/repositories/{name}/tags?page_size=100`` on
   ``https://hub.docker.com``; a JSON object ``{"count", "next", "previous", "results"}``, each result
-  with its ``name`` and the manifest's ``digest``; ``next`` is the next page's URL (``null`` at the
-  end). Anonymous for public repositories; else a bearer token from ``POST /v2/auth/token``
+  with its ``name``, the manifest's ``digest`` and ``tag_last_pushed`` (RFC 3339); ``next`` is the
+  next page's URL (``null`` at the end). Tags only: no untagged manifests. Anonymous for public
+  repositories; else a bearer token from ``POST /v2/auth/token``
   (``{"identifier": username, "secret": access token}`` -> ``{"access_token": ...}``).
 
 - ``ecr``: Amazon ECR's ``DescribeImages``: ``POST /`` on ``https://api.ecr.{region}.amazonaws.com``,
   ``Content-Type: application/x-amz-json-1.1``, ``X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.
   DescribeImages``, a JSON body ``{"repositoryName", "registryId" (the 12-digit account of an
-  ``ACCOUNT.dkr.ecr.REGION.amazonaws.com`` registry), "maxResults": 1000, "filter": {"tagStatus":
-  "TAGGED"}, "nextToken"}``; the answer ``{"imageDetails": [{"imageDigest", "imageTags": [...],
-  "imagePushedAt", "imageManifestMediaType", ...}], "nextToken"}``, the next page asked for with
-  that token. Signed with AWS Signature Version 4 (:mod:`sigv4`, service ``ecr``) with the IAM
+  ``ACCOUNT.dkr.ecr.REGION.amazonaws.com`` registry), "maxResults": 1000, "nextToken"}`` (no
+  ``filter``: every image, tagged or not, as ``tagStatus: ANY``); the answer ``{"imageDetails":
+  [{"imageDigest", "imageTags": [...] (absent when untagged), "imagePushedAt" (epoch seconds, a
+  JSON number, maybe fractional), "imageManifestMediaType", ...}], "nextToken"}``, the next page
+  asked for with that token. ECR lists an index's platform manifests as untagged images of their
+  own: observation reports as untagged only what no observed index lists and what is no referrer.
+  Signed with AWS Signature Version 4 (:mod:`sigv4`, service ``ecr``) with the IAM
   access key of ``spec.listing.credentials`` (secret references), sent to the listing url alone:
   ECR's API host, or an endpoint allowedHosts names. Errors are ``{"__type", "message"}`` (HTTP
   400 mostly): ``RepositoryNotFoundException`` is a 404 here (the Distribution API is asked);
@@ -37,16 +49,24 @@ Offered for the APIs that give a digest per tag in pages (Registry ``spec.listin
   headers, the session token among them).
 
 Not offered: GitLab's REST API (``/api/v4/.../registry/repositories/:id/tags`` lists names only; a
-digest costs a request per tag).
+digest costs a request per tag). Without a listing (the plain Distribution API) a repository has no
+untagged manifests and no push times: ``/v2/<name>/tags/list`` names tags alone, and nothing in
+the Distribution API says when a manifest was pushed.
 
 What a listing says is checked like anything a registry sends: tags with the tag grammar, digests
 with :func:`is_digest`, every page read to ``limits.listPageBytes``, at most ``limits.maxPages``
 pages, every URL through the transport (credentials only to ``allowedHosts``). An entry with an
 invalid tag name is skipped (as :meth:`DistributionClient.tags` skips one); a valid tag without a
-usable digest is resolved on the Distribution API instead. The digests themselves are checked by
-the caller: a manifest not yet cached is fetched *by that digest* and verified against it, so a
-listing naming a digest the registry does not have fails the observation; and apply re-verifies
-every delete on the Distribution API, tag by tag, whatever the listing said.
+usable digest is resolved on the Distribution API instead; an untagged entry without one is
+skipped; a digest a tag is listed on is not untagged. A push time is believed only as the API's
+own form (ECR: a finite JSON number; the others: an RFC 3339 date-time with an offset) between
+2000 and 2100; anything else is no push time for that digest (a warning counts them), never a
+failure; a digest listed several times (Docker Hub's and GitLab's tags) gets the latest, which
+keeps the most under an age rule. The digests themselves are checked by the caller: a manifest
+not yet cached is fetched *by that digest* and verified against it, so a listing naming a digest
+the registry does not have, on a tag or untagged, fails the observation; and apply re-verifies
+every delete on the Distribution API, tag by tag, whatever the listing said (a prune of an
+untagged manifest is skipped if any tag now points at it).
 """
 
 from __future__ import annotations
@@ -59,13 +79,16 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import requests
 
 from reconcile.adapters.registry import sigv4
 from reconcile.adapters.registry.auth import Authenticator
+from reconcile.adapters.registry.client import Listed
 from reconcile.adapters.registry.content import TAG, is_digest
 from reconcile.adapters.registry.errors import RegistryError, safe_url, status_error, withheld_message
 from reconcile.adapters.registry.transport import Authorizer, Transport
@@ -80,11 +103,62 @@ ECR_PAGE_SIZE = 1000  # DescribeImages' largest maxResults
 TOKEN_LIFETIME = 300.0  # seconds a Docker Hub access token is reused for (they last longer)
 
 
+class _Untagged:
+    """The tag of an entry that names an untagged manifest (a listed image without tags)."""
+
+    def __repr__(self) -> str:
+        return "UNTAGGED"
+
+
+UNTAGGED: Any = _Untagged()
+
+
+class Entry(NamedTuple):
+    """One (tag, digest) of a page as sent, with the push time as sent (``None``: not said);
+    validated by :class:`ListingClient`. ``tag`` is :data:`UNTAGGED` for an untagged manifest."""
+
+    tag: object
+    digest: object
+    pushed: object = None
+
+
+# Push times outside these are not believed (Harbor's "never" is 0001-01-01): no push time, as if unsaid.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def epoch_time(value: object) -> datetime | None:
+    """ECR's time (epoch seconds, a JSON number, maybe fractional), or ``None`` for anything else:
+    a string, a boolean, NaN or an infinity, a negative or absurd number (outside 2000 to 2100)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not EARLIEST.timestamp() <= value < LATEST.timestamp():  # (False for NaN; ints of any size compare)
+        return None
+    return datetime.fromtimestamp(value, UTC)
+
+
+def rfc3339_time(value: object) -> datetime | None:
+    """An RFC 3339 date-time with an offset (Harbor's, GitLab's, Docker Hub's), in UTC, or ``None``
+    for anything else (no offset, another format, outside 2000 to 2100)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    match = _RFC3339.fullmatch(value)  # (not match: its $ admits a trailing newline)
+    if match is None:
+        return None
+    zone = "+00:00" if match[4] in ("Z", "z") else match[4]
+    try:  # RFC 3339 allows any number of fraction digits; Python keeps microseconds.
+        moment = datetime.fromisoformat(f"{match[1]}T{match[2]}{(match[3] or '')[:7]}{zone}").astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return moment if EARLIEST <= moment < LATEST else None
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a listing, as sent (validated by :class:`ListingClient`)."""
 
-    entries: list[tuple[object, object]]  # (tag, digest)
+    entries: list[Entry]
     following: str | None  # the next page's URL (maybe relative), None at the end
 
 
@@ -92,6 +166,7 @@ class HarborAPI:
     """Harbor's artifacts API (v2.0)."""
 
     name = "harbor"
+    time = staticmethod(rfc3339_time)
 
     def path(self, repository: str) -> str:
         project, _, rest = repository.partition("/")
@@ -102,21 +177,26 @@ class HarborAPI:
                 f"{quote(quote(rest, safe=''), safe='')}/artifacts")
 
     def params(self) -> dict[str, str]:
-        return {"page": "1", "page_size": str(PAGE_SIZE), "with_tag": "true", "q": "tags=*",
+        # No q=tags=*: untagged artifacts too (Harbor's default base: tagged ones and the untagged
+        # that no index references; accessories, signatures and SBOMs among them, never).
+        return {"page": "1", "page_size": str(PAGE_SIZE), "with_tag": "true",
                 "with_label": "false", "with_scan_overview": "false", "with_signature": "false",
                 "with_immutable_status": "false", "with_accessory": "false"}
 
     def page(self, body: Any, response: requests.Response, number: int) -> Page:
         if not isinstance(body, list):
             raise ValueError("the artifacts answer is not a JSON array")
-        entries: list[tuple[object, object]] = []
+        entries: list[Entry] = []
         for artifact in body:
             if not isinstance(artifact, dict):
-                entries.append((None, None))
+                entries.append(Entry(None, None))
                 continue
-            tags = artifact.get("tags") or []
+            digest, pushed = artifact.get("digest"), artifact.get("push_time")
+            tags = artifact.get("tags")
+            if tags is None or tags == []:
+                entries.append(Entry(UNTAGGED, digest, pushed))
             for tag in tags if isinstance(tags, list) else ():
-                entries.append((tag.get("name") if isinstance(tag, dict) else None, artifact.get("digest")))
+                entries.append(Entry(tag.get("name") if isinstance(tag, dict) else None, digest, pushed))
         following = response.links.get("next", {}).get("url")
         if following is None and body:
             # No Link header (a proxy may drop it): the total says whether a page follows.
@@ -130,6 +210,7 @@ class DockerHubAPI:
     """Docker Hub's tags API (hub.docker.com, v2)."""
 
     name = "dockerhub"
+    time = staticmethod(rfc3339_time)
 
     def path(self, repository: str) -> str:
         parts = repository.split("/")
@@ -146,12 +227,12 @@ class DockerHubAPI:
         if not isinstance(body, dict):
             raise ValueError("the tags answer is not a JSON object")
         results = body.get("results")
-        entries: list[tuple[object, object]] = []
+        entries: list[Entry] = []
         for result in results if isinstance(results, list) else ():
             if isinstance(result, dict):
-                entries.append((result.get("name"), result.get("digest")))
+                entries.append(Entry(result.get("name"), result.get("digest"), result.get("tag_last_pushed")))
             else:
-                entries.append((None, None))
+                entries.append(Entry(None, None))
         following = body.get("next")
         return Page(entries, following if isinstance(following, str) and following else None)
 
@@ -160,6 +241,7 @@ class GitLabAPI:
     """The GitLab container registry's API (``/gitlab/v1/``), beside its ``/v2/``."""
 
     name = "gitlab"
+    time = staticmethod(rfc3339_time)
 
     def path(self, repository: str) -> str:
         return f"/gitlab/v1/repositories/{repository}/tags/list/"  # the name's own slashes, as in /v2/
@@ -170,7 +252,10 @@ class GitLabAPI:
     def page(self, body: Any, response: requests.Response, number: int) -> Page:
         if not isinstance(body, list):
             raise ValueError("the tags answer is not a JSON array")
-        entries = [(tag.get("name"), tag.get("digest")) if isinstance(tag, dict) else (None, None) for tag in body]
+        # published_at: when the tag last came to its manifest (created_at or updated_at, the later).
+        entries = [Entry(tag.get("name"), tag.get("digest"),
+                         tag.get("published_at") or tag.get("updated_at") or tag.get("created_at"))
+                   if isinstance(tag, dict) else Entry(None, None) for tag in body]
         return Page(entries, response.links.get("next", {}).get("url"))
 
 
@@ -180,6 +265,7 @@ class ECRAPI:
     name = "ecr"
     target = "AmazonEC2ContainerRegistry_V20150921.DescribeImages"
     content_type = "application/x-amz-json-1.1"
+    time = staticmethod(epoch_time)
 
     def path(self, repository: str) -> str:
         if not repository:
@@ -190,27 +276,30 @@ class ECRAPI:
         document: dict[str, Any] = {"repositoryName": repository}
         if registry_id is not None:
             document["registryId"] = registry_id
-        document.update({"maxResults": ECR_PAGE_SIZE, "filter": {"tagStatus": "TAGGED"}})
+        document["maxResults"] = ECR_PAGE_SIZE  # no filter: every image, tagged or not (tagStatus ANY)
         if token is not None:
             document["nextToken"] = token
         return json.dumps(document, separators=(",", ":")).encode()
 
-    def page(self, body: Any) -> tuple[list[tuple[object, object]], str | None]:
-        """(tag, digest) entries, every tag of every image (an untagged one has none), and the
-        next page's token."""
+    def page(self, body: Any) -> tuple[list[Entry], str | None]:
+        """The entries, every tag of every image (an untagged one: one :data:`UNTAGGED` entry),
+        each with the image's ``imagePushedAt``, and the next page's token."""
         if not isinstance(body, dict):
             raise ValueError("the DescribeImages answer is not a JSON object")
         details = body.get("imageDetails")
         if not isinstance(details, list):
             raise ValueError("the DescribeImages answer has no imageDetails array")
-        entries: list[tuple[object, object]] = []
+        entries: list[Entry] = []
         for image in details:
             if not isinstance(image, dict):
-                entries.append((None, None))
+                entries.append(Entry(None, None))
                 continue
-            tags = image.get("imageTags")
+            digest, pushed = image.get("imageDigest"), image.get("imagePushedAt")
+            tags = image.get("imageTags")  # absent for an untagged image
+            if tags is None or tags == []:
+                entries.append(Entry(UNTAGGED, digest, pushed))
             for tag in tags if isinstance(tags, list) else ():
-                entries.append((tag, image.get("imageDigest")))
+                entries.append(Entry(tag, digest, pushed))
         token = body.get("nextToken")
         return entries, token if isinstance(token, str) and token else None
 
@@ -382,10 +471,12 @@ class ListingClient:
             if listing.api == "dockerhub" else None if listing.api == "gitlab"
             else BasicAuthorizer(credentials, self.hint))
 
-    def tags(self, repository: str) -> dict[str, str | None] | None:
-        """tag -> digest as the listing says; ``None`` where it gave no usable digest (the caller
-        resolves that tag itself). ``None`` for all of it when the listing answers 404 (no such
-        repository there, or no such API on this registry): the Distribution API is asked instead."""
+    def tags(self, repository: str) -> Listed | None:
+        """What the listing says: tag -> digest (``None`` where it gave no usable digest: the
+        caller resolves that tag itself), the untagged manifests (a digest that a tag is listed on
+        is not untagged) and push times (a digest's latest, where its entries give several).
+        ``None`` for all of it when the listing answers 404 (no such repository there, or no such
+        API on this registry): the Distribution API is asked instead."""
         operation = f"list tags with digests ({self.api.name} API)"
         try:
             path = self.api.path(repository)
@@ -393,15 +484,24 @@ class ListingClient:
             raise RegistryError(self.registry.name, repository, operation, f"{exc}; spec.listing.api "
                                 f"{self.api.name} cannot list {repository!r}") from None
         found: dict[str, str | None] = {}
+        untagged: set[str] = set()
+        pushed: dict[str, datetime] = {}
         invalid_tags: list[object] = []
         invalid_digests: list[str] = []
+        invalid_untagged = invalid_times = 0
         entries = self._ecr_entries(operation, repository) if isinstance(self.api, ECRAPI) \
             else self._entries(self.url + path, operation, repository)
         try:
-            for tag, digest in entries:
-                if not (isinstance(tag, str) and TAG.match(tag)):
+            for tag, sent, when in entries:
+                digest = sent if isinstance(sent, str) and is_digest(sent) else None  # usable, else None
+                if tag is UNTAGGED:
+                    if digest is not None:
+                        untagged.add(digest)
+                    else:
+                        invalid_untagged += 1
+                elif not (isinstance(tag, str) and TAG.match(tag)):
                     invalid_tags.append(tag)
-                elif isinstance(digest, str) and is_digest(digest):
+                elif digest is not None:
                     if tag not in found:
                         found[tag] = digest
                     elif found[tag] != digest:  # twice, on different digests: the registry is asked
@@ -410,6 +510,12 @@ class ListingClient:
                 else:
                     invalid_digests.append(tag)
                     found[tag] = None
+                if digest is not None and when is not None:
+                    moment = self.api.time(when)
+                    if moment is None:
+                        invalid_times += 1
+                    elif digest not in pushed or pushed[digest] < moment:  # the latest: keeps the most
+                        pushed[digest] = moment
         except _NoRepository:
             log.debug("registry %s, repository %s: %s: RepositoryNotFoundException; resolving tag by tag",
                       self.registry.name, repository, operation)
@@ -431,7 +537,14 @@ class ListingClient:
             log.warning("registry %s, repository %s: %s: %d tags without a valid digest (%s%s); resolved one "
                         "by one instead", self.registry.name, repository, operation, len(invalid_digests),
                         ", ".join(invalid_digests[:3]), ", ..." if len(invalid_digests) > 3 else "")
-        return found
+        if invalid_untagged:
+            log.warning("registry %s, repository %s: %s: skipped %d untagged entries without a valid digest",
+                        self.registry.name, repository, operation, invalid_untagged)
+        if invalid_times:
+            log.warning("registry %s, repository %s: %s: ignored %d push times that are not valid times (those "
+                        "digests have no push time)", self.registry.name, repository, operation, invalid_times)
+        untagged -= {digest for digest in found.values() if digest is not None}  # a tag is listed on it
+        return Listed(found, frozenset(untagged), MappingProxyType(dict(sorted(pushed.items()))))
 
     # -- ECR ---------------------------------------------------------------------------------------
     def _open_ecr(self, host: str, authority: str) -> None:
@@ -488,7 +601,7 @@ class ListingClient:
             self._aws = sigv4.AWSCredentials(plain_id, secret, token)
             return self._aws
 
-    def _ecr_entries(self, operation: str, repository: str) -> Iterator[tuple[object, object]]:
+    def _ecr_entries(self, operation: str, repository: str) -> Iterator[Entry]:
         api = self.api
         assert isinstance(api, ECRAPI)
         target = self.url + "/"
@@ -568,7 +681,7 @@ class ListingClient:
         return RegistryError(name, repository, operation, f"ECR answered {shown}", status)
 
     # -- paged GETs -----------------------------------------------------------------------------------
-    def _entries(self, first: str, operation: str, repository: str) -> Iterator[tuple[object, object]]:
+    def _entries(self, first: str, operation: str, repository: str) -> Iterator[Entry]:
         api = self.api
         assert not isinstance(api, ECRAPI)
         target = first

@@ -5,8 +5,9 @@ real ``docker-registry``; requests for the listing API answer what that registry
 ``/v2/<name>/tags/list``, then a HEAD per tag for the digest), in the documented shapes:
 
 - Harbor v2.0 ``GET /api/v2.0/projects/{project}/repositories/{name, URL-encoded twice}/artifacts``
-  with ``page``/``page_size`` (at most 100), ``with_tag``, ``q=tags=*``: a JSON array of artifacts
-  (``digest``, ``manifest_media_type``, ``size`` of the whole artifact, ``tags: [{"name": ...}]``),
+  with ``page``/``page_size`` (at most 100), ``with_tag``, ``q=tags=*`` (tagged artifacts only; without
+  it the ``untagged`` ones too): a JSON array of artifacts (``digest``, ``manifest_media_type``,
+  ``size`` of the whole artifact, ``push_time``, ``tags: [{"name": ...}]``, ``[]`` when untagged),
   ``X-Total-Count`` and ``Link: </api/v2.0/...?page=N&page_size=S>; rel="next"``; HTTP basic.
 - GitLab's container registry ``GET /gitlab/v1/repositories/{path}/tags/list/?n=N&last=TAG`` (``n``
   at most 100, else 400), on the registry's host: a JSON array of ``{"name", "digest", "config_digest",
@@ -21,8 +22,9 @@ real ``docker-registry``; requests for the listing API answer what that registry
 - Amazon ECR ``POST /`` with ``X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeImages``
   and ``Content-Type: application/x-amz-json-1.1`` (AWS JSON 1.1), on the host ``localhost`` (ECR's
   API is beside the registry's host): ``{"repositoryName", "registryId", "maxResults" (1 to 1000),
-  "filter": {"tagStatus"}, "nextToken"}`` -> ``{"imageDetails": [{"registryId", "repositoryName",
-  "imageDigest", "imageTags", "imageSizeInBytes", "imagePushedAt" (epoch seconds, a float),
+  "filter": {"tagStatus"} (TAGGED, UNTAGGED, or ANY as without it), "nextToken"}`` ->
+  ``{"imageDetails": [{"registryId", "repositoryName", "imageDigest", "imageTags" (absent when
+  untagged), "imageSizeInBytes", "imagePushedAt" (epoch seconds, a float),
   "imageManifestMediaType", "artifactMediaType"}], "nextToken"}`` (an image per digest, its tags
   together; at most ``ecr_page`` a page). Every request's AWS Signature Version 4 is verified
   (the algorithm written here again from AWS's specification, not :mod:`sigv4`'s): an unknown
@@ -33,7 +35,10 @@ real ``docker-registry``; requests for the listing API answer what that registry
   ``throttle`` requests; ``throttle_status`` 429 for a throttling proxy).
 
 Every request the server receives is recorded; faults: digests that lie (``lie``), extra entries
-(``extra``), a Link header dropped (``drop_link``), a page linking to itself (``loop``).
+(``extra``), a Link header dropped (``drop_link``), a page linking to itself (``loop``). Untagged
+manifests (``untagged``: the registry holds them by digest, or, to lie, does not) are listed by
+Harbor and ECR; push times are the fakes' defaults unless ``pushed`` (by digest: Harbor, ECR) or
+``tag_pushed`` (by tag: Docker Hub, GitLab) says what to send instead.
 """
 
 from __future__ import annotations
@@ -101,6 +106,9 @@ class ListingFake:
         self.lie: dict[str, str] = {}  # tag -> the digest the listing says instead
         self.hide: set[str] = set()  # tags the listing leaves out
         self.extra: list[Any] = []  # raw entries added to the first page
+        self.untagged: list[tuple[str, str, int]] = []  # (digest, media type, size) listed without a tag
+        self.pushed: dict[str, Any] = {}  # digest -> the push time Harbor or ECR sends for it instead
+        self.tag_pushed: dict[str, Any] = {}  # tag -> the push time Docker Hub or GitLab sends for it instead
         self.drop_link = False
         self.loop = False
         self.seen: list[Seen] = []
@@ -246,17 +254,14 @@ class ListingFake:
                                                         "message": f"repository {repository} not found"}]})
                 artifacts: dict[str, dict[str, Any]] = {}
                 for number, (tag, digest, media_type, _) in enumerate(held, 1):
-                    artifact = artifacts.setdefault(digest, {
-                        "id": len(artifacts) + 1, "type": "IMAGE",
-                        "media_type": "application/vnd.oci.image.config.v1+json",
-                        "manifest_media_type": media_type, "project_id": 1, "repository_id": 1,
-                        "repository_name": repository, "digest": digest, "size": 123456789,  # the artifact's total
-                        "push_time": "2026-11-01T00:00:00.000Z", "pull_time": "0001-01-01T00:00:00.000Z",
-                        "extra_attrs": {}, "annotations": None, "references": None, "labels": None,
-                        "tags": [], "addition_links": {}})
+                    artifact = artifacts.setdefault(digest, self._artifact(len(artifacts) + 1, repository, digest,
+                                                                           media_type))
                     artifact["tags"].append({"id": number, "repository_id": 1, "artifact_id": artifact["id"],
                                              "name": tag, "push_time": "2026-11-01T00:00:00.000Z",
                                              "pull_time": "0001-01-01T00:00:00.000Z", "immutable": False})
+                tagged_only = query.get("q") == ["tags=*"]
+                for digest, media_type, _ in [] if tagged_only else fake.untagged:
+                    artifacts.setdefault(digest, self._artifact(len(artifacts) + 1, repository, digest, media_type))
                 everything = list(artifacts.values())
                 chosen: list[Any] = everything[(page - 1) * size:page * size]
                 if page == 1:
@@ -268,11 +273,19 @@ class ListingFake:
                 if fake.loop:
                     links.append(f'<{parts.path}?{parts.query}>; rel="next"')
                 elif page * size < len(everything):
-                    links.append(f'<{parts.path}?page={page + 1}&page_size={size}&with_tag=true&q=tags%3D%2A>; '
-                                 'rel="next"')
+                    links.append(f'<{parts.path}?page={page + 1}&page_size={size}&with_tag=true'
+                                 f'{"&q=tags%3D%2A" if tagged_only else ""}>; rel="next"')
                 if links and not fake.drop_link:
                     headers["Link"] = ", ".join(links)
                 self._json(200, chosen, headers)
+
+            def _artifact(self, number: int, repository: str, digest: str, media_type: str) -> dict[str, Any]:
+                return {"id": number, "type": "IMAGE", "media_type": "application/vnd.oci.image.config.v1+json",
+                        "manifest_media_type": media_type, "project_id": 1, "repository_id": 1,
+                        "repository_name": repository, "digest": digest, "size": 123456789,  # the artifact's total
+                        "push_time": fake.pushed.get(digest, "2026-11-01T00:00:00.000Z"),
+                        "pull_time": "0001-01-01T00:00:00.000Z", "extra_attrs": {}, "annotations": None,
+                        "references": None, "labels": None, "tags": [], "addition_links": {}}
 
             # -- GitLab ----------------------------------------------------------------------
             def _gitlab(self) -> None:
@@ -299,7 +312,7 @@ class ListingFake:
                 chosen: list[Any] = [{"name": tag, "digest": digest, "config_digest": "sha256:" + "c" * 64,
                                       "media_type": media_type, "size_bytes": size_bytes,
                                       "created_at": "2026-11-01T00:00:00.000Z",
-                                      "published_at": "2026-11-01T00:00:00.000Z"}
+                                      "published_at": fake.tag_pushed.get(tag, "2026-11-01T00:00:00.000Z")}
                                      for tag, digest, media_type, size_bytes in rest[:size]]
                 if not last:
                     chosen = chosen + fake.extra
@@ -343,7 +356,7 @@ class ListingFake:
                                                             "last_pushed": "2026-11-01T00:00:00Z"}],
                     "last_updated": "2026-11-01T00:00:00Z", "last_updater": 7, "last_updater_username": "ci",
                     "name": tag, "repository": 42, "full_size": 1234, "v2": True, "tag_status": "active",
-                    "tag_last_pulled": None, "tag_last_pushed": "2026-11-01T00:00:00Z",
+                    "tag_last_pulled": None, "tag_last_pushed": fake.tag_pushed.get(tag, "2026-11-01T00:00:00Z"),
                     "media_type": media_type, "content_type": "image", "digest": digest}
                     for number, (tag, digest, media_type, _) in enumerate(held, 1)]
                 chosen = results[(page - 1) * size:page * size]
@@ -456,14 +469,25 @@ class ListingFake:
                     return self._ecr_error("RepositoryNotFoundException", f"The repository with name '{repository}' "
                                            f"does not exist in the registry with id '{account}'")
                 images: dict[str, dict[str, Any]] = {}
+                status = (asked.get("filter") or {}).get("tagStatus", "ANY")
+                if status not in ("TAGGED", "UNTAGGED", "ANY"):
+                    return self._ecr_error("InvalidParameterException", "Invalid parameter at 'filter.tagStatus'")
+
+                def image(digest: str, media_type: str, size_bytes: int) -> dict[str, Any]:
+                    return {"registryId": account, "repositoryName": repository, "imageDigest": digest,
+                            "imageSizeInBytes": 1000 + size_bytes,
+                            "imagePushedAt": fake.pushed.get(digest, 1793491200.123),
+                            "imageManifestMediaType": media_type,
+                            "artifactMediaType": "application/vnd.oci.image.config.v1+json",
+                            "lastRecordedPullTime": 1793577600.5}
+
                 for tag, digest, media_type, size_bytes in held:
-                    image = images.setdefault(digest, {
-                        "registryId": account, "repositoryName": repository, "imageDigest": digest, "imageTags": [],
-                        "imageSizeInBytes": 1000 + size_bytes, "imagePushedAt": 1793491200.123,
-                        "imageManifestMediaType": media_type,
-                        "artifactMediaType": "application/vnd.oci.image.config.v1+json",
-                        "lastRecordedPullTime": 1793577600.5})
-                    image["imageTags"].append(tag)
+                    listed = images.setdefault(digest, image(digest, media_type, size_bytes))
+                    listed.setdefault("imageTags", []).append(tag)
+                if status == "UNTAGGED":
+                    images.clear()
+                for digest, media_type, size_bytes in [] if status == "TAGGED" else fake.untagged:
+                    images.setdefault(digest, image(digest, media_type, size_bytes))
                 token = asked.get("nextToken")
                 if token is None:
                     start = 0

@@ -13,7 +13,8 @@ import re
 import secrets
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,11 @@ from click.testing import CliRunner, Result
 
 from reconcile.adapters.registry import RegistryError, sigv4
 from reconcile.adapters.registry.auth import Authenticator
-from reconcile.adapters.registry.listing import ECRAPI, ListingClient
+from reconcile.adapters.registry.listing import ECRAPI, ListingClient, epoch_time, rfc3339_time
 from reconcile.adapters.registry.transport import Transport
 from reconcile.cli import cli
 from reconcile.observe.repositories import observe_repository
-from reconcile.observe.state import OCI_MANIFEST
+from reconcile.observe.state import EMPTY, OCI_MANIFEST
 from reconcile.policy.model import AWSCredentialRefs, Limits, Listing, ListingAPI, Registry
 from reconcile.policy.secrets import Secret, SecretRef
 from tests.adapters.registry.listing_fakes import ListingFake, Seen
@@ -142,13 +143,19 @@ def test_a_warm_observation_costs_one_request_per_page_of_tags(
     assert [s.path.split("?")[0] for s in warm] == [pages[0].path.split("?")[0]] * expected_pages
     assert len(warm) == expected_pages  # 205 tags in 3 requests; the Distribution API: 1 + 205
 
-    # The same state as the Distribution API alone gives (media types and sizes the manifests' own).
+    # Every digest with the push time the listing gives (Docker Hub, GitLab: its tags' latest); no untagged.
+    fake_time = datetime.fromtimestamp(1793491200.123, UTC) if api == "ecr" else datetime(2026, 11, 1, tzinfo=UTC)
+    assert dict(state.pushed) == {digest: fake_time for digest in set(filled[repository].values())}
+    assert state.untagged == frozenset()
+
+    # The same state as the Distribution API alone gives (media types and sizes the manifests' own),
+    # which says no push times.
     plain = open_client(_policy(fake, None), cache_dir=tmp_path / "without")
     with fake.recording() as distribution:
-        assert observe_repository(plain, repository) == state
+        assert observe_repository(plain, repository) == replace(state, pushed=EMPTY)
     assert len(_by_tag(distribution)) == TAGS
     with fake.recording() as distribution_warm:
-        assert observe_repository(plain, repository) == state
+        assert observe_repository(plain, repository) == replace(state, pushed=EMPTY)
     assert len(distribution_warm) == TAGS + 1  # the tag list and a HEAD per tag
 
 
@@ -159,17 +166,17 @@ def test_harbor_pages_are_followed_by_link_or_by_the_total_count(
     fake = _fake(fakes, plain_registry, "harbor")
     client = open_client(_policy(fake, "harbor"))
     with fake.recording() as seen:
-        assert client.list_tags(repository) == filled[repository]
+        assert client.list_tags(repository).tags == filled[repository]
     project, team_app = repository.split("/", 1)
     assert seen[0].path == (
         f"/api/v2.0/projects/{project}/repositories/{team_app.replace('/', '%252F')}/artifacts?page=1&page_size=100"
-        "&with_tag=true&q=tags%3D%2A&with_label=false&with_scan_overview=false&with_signature=false"
+        "&with_tag=true&with_label=false&with_scan_overview=false&with_signature=false"
         "&with_immutable_status=false&with_accessory=false")
     assert ["page=2" in s.path for s in seen] == [False, True, False] and "page=3" in seen[2].path
 
     fake.drop_link = True  # a proxy that drops Link: X-Total-Count says a page follows
     with fake.recording() as seen:
-        assert client.list_tags(repository) == filled[repository]
+        assert client.list_tags(repository).tags == filled[repository]
     assert len(seen) == 3
 
 
@@ -247,7 +254,7 @@ def test_harbor_gets_basic_credentials_only_on_an_allowed_host(
     env = {"HARBOR_PW": "s3cret-harbor"}
     own = _policy(fake, "harbor", password_env="HARBOR_PW", username="robot$ci")
     with fake.recording() as seen:
-        assert open_client(own, env).list_tags(repository) == filled[repository]
+        assert open_client(own, env).list_tags(repository).tags == filled[repository]
     assert {s.authorization for s in seen} == {"Basic cm9ib3QkY2k6czNjcmV0LWhhcmJvcg=="}
 
     elsewhere = replace(own, listing=Listing("harbor", fake.other_url))  # localhost: not in allowedHosts
@@ -258,7 +265,7 @@ def test_harbor_gets_basic_credentials_only_on_an_allowed_host(
             f"allowedHosts: {own.allowed_hosts[0]}): add 'localhost:{fake.port}' to allowedHosts") in str(raised.value)
 
     allowed = replace(elsewhere, allowed_hosts=(*own.allowed_hosts, f"localhost:{fake.port}"))
-    assert open_client(allowed, env).list_tags(repository) == filled[repository]
+    assert open_client(allowed, env).list_tags(repository).tags == filled[repository]
 
 
 def test_docker_hub_tokens_go_only_to_an_allowed_host(
@@ -433,13 +440,12 @@ def test_ecr_describe_images_is_signed_and_paged_by_next_token_1000_images_a_req
     fake.ecr_page = 1000  # as ECR answers maxResults 1000
     client = open_client(_policy(fake, "ecr"))
     with fake.recording() as seen:
-        assert client.list_tags(repository) == tags
+        assert client.list_tags(repository).tags == tags
     assert len(tags) == MANY + 20
     assert [(s.method, s.host, s.path) for s in seen] == [("POST", f"localhost:{fake.port}", "/")] * 2
-    assert fake.ecr_bodies == [
-        {"repositoryName": repository, "maxResults": 1000, "filter": {"tagStatus": "TAGGED"}},
-        {"repositoryName": repository, "maxResults": 1000, "filter": {"tagStatus": "TAGGED"},
-         "nextToken": fake.ecr_bodies[1]["nextToken"]}]
+    assert fake.ecr_bodies == [  # no filter: tagged and untagged images
+        {"repositoryName": repository, "maxResults": 1000},
+        {"repositoryName": repository, "maxResults": 1000, "nextToken": fake.ecr_bodies[1]["nextToken"]}]
     for sent in seen:
         assert sent.authorization is not None
         assert sent.authorization.startswith(f"AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/")
@@ -460,7 +466,7 @@ def test_ecr_sends_the_session_token_and_the_account_of_an_ecr_registry_host(
     assert policy.listing is not None
     with_token = replace(policy, listing=replace(policy.listing, credentials=_keys(
         token=SecretRef("env", env="AWS_SESSION_TOKEN"))))
-    assert open_client(with_token, {"AWS_SESSION_TOKEN": token}).list_tags(repository) == filled[repository]
+    assert open_client(with_token, {"AWS_SESSION_TOKEN": token}).list_tags(repository).tags == filled[repository]
     with pytest.raises(RegistryError, match=r"UnrecognizedClientException, HTTP 400"):  # no token: refused
         open_client(policy).list_tags(repository)
 
@@ -471,18 +477,17 @@ def test_ecr_sends_the_session_token_and_the_account_of_an_ecr_registry_host(
     listing = ListingClient(ecr, ecr.listing, Transport(ecr), Authenticator(ecr, None, Transport(ecr)))  # type: ignore[arg-type]
     assert (listing.region, listing.registry_id) == ("eu-west-1", "123456789012")
     assert json.loads(ECRAPI().body("team/app", listing.registry_id, "tok")) == {
-        "repositoryName": "team/app", "registryId": "123456789012", "maxResults": 1000,
-        "filter": {"tagStatus": "TAGGED"}, "nextToken": "tok"}
+        "repositoryName": "team/app", "registryId": "123456789012", "maxResults": 1000, "nextToken": "tok"}
 
 
-def test_ecr_untagged_and_invalid_images_are_skipped(
+def test_ecr_invalid_images_are_skipped(
         plain_registry: RunningRegistry, filled: dict[str, dict[str, str]], fakes: dict[str, ListingFake],
         open_client: OpenClient, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     repository = _repository(filled, "ecr")
     fake = _fake(fakes, plain_registry, "ecr")
     digest = filled[repository]["t001"]
-    fake.extra = [{"imageDigest": "sha256:" + "e" * 64, "imagePushedAt": 1793491200.0},  # untagged: no imageTags
-                  {"imageDigest": digest, "imageTags": []}, "not an image",
+    fake.extra = [{"imageDigest": "sha256:short", "imagePushedAt": 1793491200.0},  # untagged, no usable digest
+                  {"imageDigest": digest, "imageTags": []}, "not an image",  # untagged, but a tag is listed on it
                   {"imageDigest": digest, "imageTags": ["-not a tag", 7]},
                   {"imageDigest": "sha256:short", "imageTags": ["base"]}, {"imageTags": ["t002"]}]
     with caplog.at_level(logging.WARNING), fake.recording() as seen:
@@ -492,6 +497,8 @@ def test_ecr_untagged_and_invalid_images_are_skipped(
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "skipped 3 entries that are not valid OCI tags" in messages
     assert "2 tags without a valid digest (base, t002)" in messages
+    assert "skipped 1 untagged entries without a valid digest" in messages
+    assert state.untagged == frozenset()  # t001's digest is tagged
 
 
 def test_ecr_a_repository_it_does_not_have_is_asked_on_the_distribution_api_and_access_denied_is_named(
@@ -558,7 +565,7 @@ def test_ecr_throttling_backs_off_as_a_429_does(
     fake.throttle, fake.throttle_status = 2, status
     client = open_client(replace(_policy(fake, "ecr"), concurrency=8))
     with fake.recording() as seen:
-        assert client.list_tags(repository) == filled[repository]
+        assert client.list_tags(repository).tags == filled[repository]
     assert len(seen) == 3 + 2  # two throttled, then three pages
     assert client._transport.concurrency.limit < 8  # type: ignore[attr-defined]  # halved, growing back
     fake.throttle = 100
@@ -626,3 +633,133 @@ def test_ecr_through_plan_and_apply_and_no_secret_in_the_plan_the_output_or_the_
     for text in (failed.output, refused.output, applied.output, json.dumps(plans)):
         assert AWS_SECRET not in text and wrong not in text
     assert AWS_SECRET.encode() not in stored and wrong.encode() not in stored
+
+
+# -- untagged manifests and push times ---------------------------------------------------------------
+@dataclass
+class Untagged:
+    repository: str
+    v1: Built  # tagged v1
+    lone: Built  # an image on no tag
+    index: Built  # an index on no tag, of two platform manifests on no tag
+    amd64: Built
+    arm64: Built
+
+    def listed(self, *built: Built) -> list[tuple[str, str, int]]:
+        return [(b.digest, b.media_type, len(b.data)) for b in built]
+
+
+@pytest.fixture
+def untagged(tmp_path: Path, plain_registry: RunningRegistry, repo: str) -> Untagged:
+    """``repo``: v1, and manifests put by digest alone (on no tag): an image and an index of two."""
+    layout = Layout(tmp_path / "untagged")
+    v1 = layout.image(created="2026-11-01T00:00:00Z")
+    layout.tag(v1, "v1")
+    push(layout, "v1", plain_registry.host, repo)
+    document = json.loads(v1.data)
+    lone, amd64, arm64 = (layout.manifest({**document, "annotations": {"n": name}}, OCI_MANIFEST)
+                          for name in ("lone", "amd64", "arm64"))
+    index = layout.index([(amd64, "amd64"), (arm64, "arm64")])
+    for built in (lone, amd64, arm64, index):
+        put_tag(plain_registry.url, repo, built.digest, built)  # by digest: no tag
+    return Untagged(repo, v1, lone, index, amd64, arm64)
+
+
+@pytest.mark.parametrize("api", ["harbor", "ecr"])
+def test_untagged_manifests_are_listed_read_by_digest_and_only_roots_reported(
+        api: str, plain_registry: RunningRegistry, untagged: Untagged, fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    u = untagged
+    fake = _fake(fakes, plain_registry, api)
+    # ECR lists an index's platform manifests as untagged images too; Harbor leaves them out (its
+    # default base: tagged artifacts and untagged ones no index references).
+    fake.untagged = u.listed(u.lone, u.index, *((u.amd64, u.arm64) if api == "ecr" else ()))
+    fake.pushed = {u.lone.digest: 1793577600 if api == "ecr" else "2026-11-02T00:00:00.250+01:00"}
+    client = open_client(_policy(fake, api), cache_dir=tmp_path / "cache")
+    with fake.recording() as seen:
+        state = observe_repository(client, u.repository)
+    assert set(state.tags) == {"v1"}
+    assert state.untagged == {u.lone.digest, u.index.digest}  # the platform manifests go with their index
+    assert {u.lone.digest, u.index.digest, u.amd64.digest, u.arm64.digest} <= state.images.keys()
+    assert [c.digest for c in state.images[u.index.digest].children] == [u.amd64.digest, u.arm64.digest]
+    lone_time = datetime(2026, 11, 2, tzinfo=UTC) if api == "ecr" else datetime(2026, 11, 1, 23, 0, 0, 250000, UTC)
+    assert state.pushed[u.lone.digest] == lone_time
+    assert state.pushed[u.v1.digest] == state.pushed[u.index.digest] != lone_time
+    # One page; each untagged manifest fetched once, by digest (then cached).
+    assert len([s for s in seen if s.listing]) == 1 and not _by_tag(seen)
+    for built in (u.lone, u.index, u.amd64, u.arm64):
+        assert [s.method for s in seen if s.path == f"/v2/{u.repository}/manifests/{built.digest}"] == ["GET"]
+    with fake.recording() as warm:
+        assert observe_repository(client, u.repository) == state
+    assert not [s for s in warm if "/manifests/" in s.path]
+
+    # The Distribution API alone cannot tell them: none, and no push times.
+    plain = observe_repository(open_client(_policy(fake, None), cache_dir=tmp_path / "plain"), u.repository)
+    assert (plain.untagged, dict(plain.pushed), set(plain.tags)) == (frozenset(), {}, {"v1"})
+
+
+@pytest.mark.parametrize("api", ["gitlab", "dockerhub"])
+def test_tag_listings_report_no_untagged_and_a_digests_latest_tag_push_time(
+        api: str, plain_registry: RunningRegistry, untagged: Untagged, fakes: dict[str, ListingFake],
+        open_client: OpenClient, tmp_path: Path) -> None:
+    u = untagged
+    put_tag(plain_registry.url, u.repository, "also-v1", u.v1)
+    put_tag(plain_registry.url, u.repository, "lone", u.lone)
+    fake = _fake(fakes, plain_registry, api)
+    fake.untagged = u.listed(u.index)  # (not listed by these APIs: they list tags)
+    fake.tag_pushed = {"also-v1": "2026-11-20T10:00:00Z", "v1": "2026-11-03T00:00:00Z", "lone": "not a time"}
+    state = observe_repository(open_client(_policy(fake, api), cache_dir=tmp_path / "c"), u.repository)
+    assert state.untagged == frozenset()
+    assert dict(state.pushed) == {u.v1.digest: datetime(2026, 11, 20, 10, tzinfo=UTC)}  # the later of its two tags
+
+
+@pytest.mark.parametrize("api", ["harbor", "ecr"])
+def test_a_listed_untagged_manifest_the_registry_does_not_have_fails_the_observation(
+        api: str, plain_registry: RunningRegistry, untagged: Untagged, fakes: dict[str, ListingFake],
+        open_client: OpenClient) -> None:
+    fake = _fake(fakes, plain_registry, api)
+    wrong = "sha256:" + "0" * 64
+    fake.untagged = [*untagged.listed(untagged.lone), (wrong, OCI_MANIFEST, 500)]
+    with pytest.raises(RegistryError, match=rf"listing says {wrong} is an untagged manifest of this repository, "
+                                            "which the registry does not have") as raised:
+        observe_repository(open_client(_policy(fake, api)), untagged.repository)
+    assert raised.value.status == 404
+
+
+@pytest.mark.parametrize("api", ["harbor", "ecr"])
+def test_push_times_that_are_not_times_are_ignored_never_a_crash(
+        api: str, plain_registry: RunningRegistry, untagged: Untagged, fakes: dict[str, ListingFake],
+        open_client: OpenClient, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    u = untagged
+    fake = _fake(fakes, plain_registry, api)
+    fake.untagged = u.listed(u.lone, u.index)
+    bad: dict[str, Any] = {
+        "ecr": {u.v1.digest: "1793491200", u.lone.digest: -5, u.index.digest: float("nan")},
+        "harbor": {u.v1.digest: "0001-01-01T00:00:00.000Z", u.lone.digest: "2026-11-01T00:00:00",
+                   u.index.digest: 1793491200},
+    }
+    fake.pushed = bad[api]
+    with caplog.at_level(logging.WARNING):
+        state = observe_repository(open_client(_policy(fake, api), cache_dir=tmp_path / "c"), u.repository)
+    assert dict(state.pushed) == {} and state.untagged == {u.lone.digest, u.index.digest}
+    assert "ignored 3 push times that are not valid times" in caplog.text
+    others = [float("inf"), 1e300, 10 ** 40, True, [], 4102444800] if api == "ecr" else [
+        "2026-11-01", "2026-11-01T00:00:00+24:00", "9999-12-31T23:59:59-23:59", "x" * 100]
+    for value in others:
+        fake.pushed = {u.v1.digest: value}
+        pushed = observe_repository(open_client(_policy(fake, api), cache_dir=tmp_path / "c"), u.repository).pushed
+        assert u.v1.digest not in pushed and u.lone.digest in pushed, value
+
+
+def test_push_times_are_read_strictly() -> None:
+    assert epoch_time(1793491200.5) == datetime(2026, 11, 1, 0, 0, 0, 500000, UTC)
+    assert epoch_time(1793491200) == datetime(2026, 11, 1, tzinfo=UTC)
+    for value in ("1793491200", -1, 0, float("nan"), float("inf"), float("-inf"), 1e300, 10 ** 400, True, None,
+                  946684799, 4102444800):
+        assert epoch_time(value) is None, value
+    assert rfc3339_time("2026-11-01T00:00:00Z") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert rfc3339_time("2026-11-01t01:30:00.123456789+01:30") == datetime(2026, 11, 1, 0, 0, 0, 123456, UTC)
+    for text in ("2026-11-01T00:00:00", "2026-11-01", "0001-01-01T00:00:00.000Z", "2026-13-01T00:00:00Z",
+                 "2026-11-01T25:00:00Z", "yesterday", " 2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z\n",
+                 "2026-11-01T00:00:00+24:00", "9999-12-31T23:59:59-23:59", 1793491200, None):
+        assert rfc3339_time(text) is None, text
