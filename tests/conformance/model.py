@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from reconcile.observe.state import OCI_MANIFEST, Descriptor, Image, RepositoryState
+from reconcile.observe.state import OCI_MANIFEST, REVISION_LABEL, Descriptor, Image, RepositoryState
 from reconcile.plan.actions import ActionKind
 from reconcile.plan.promotion import AmbiguousCandidate, select_candidate
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.loader import validate_snapshot
-from reconcile.policy.model import PolicySet
+from reconcile.policy.model import KeepRule, PolicySet
 from reconcile.policy.source import PolicyFile, Snapshot
 
 AGREES, DIFFERS, NOT_EXPRESSIBLE = "agrees", "differs", "not expressible"
@@ -34,6 +34,7 @@ AGREES, DIFFERS, NOT_EXPRESSIBLE = "agrees", "differs", "not expressible"
 NONE = "none"  # nothing selected (the peer returns no tag, or an error that selects none)
 REFUSED = "refused"  # the configuration is refused (the peer's error; reconcile's validate)
 AMBIGUOUS = "refused: tie"  # reconcile's track ranks tags on different digests equal at the top
+ACCEPTED = "accepted"  # a configuration-only case: the configuration is taken
 
 REGISTRY = """\
 apiVersion: reconcile/v1
@@ -94,6 +95,7 @@ class SelectionCase(Case):
     created: Mapping[str, int] = field(default_factory=dict)  # tag -> seconds after 1970-01-01T00:00:00Z
     images: Mapping[str, str] = field(default_factory=dict)  # tag -> image; default: each tag its own
     show_image: bool = False  # the result names the image too (digest strategies)
+    config_only: bool = False  # the peer's test checks the configuration alone: accepted or refused
 
     def image_of(self, tag: str) -> str:
         return self.images.get(tag, tag)
@@ -113,6 +115,8 @@ class SelectionCase(Case):
                 f"    - {{name: source, registry: peer, repository: app, track: {self.policy}}}\n")
 
     def input_text(self) -> str:
+        if self.config_only:
+            return "(the configuration alone)"
         parts = []
         for tag in self.tags:
             extra = []
@@ -129,6 +133,8 @@ def select(case: SelectionCase) -> str:
     policies, _ = _load(case.document())
     if policies is None:
         return REFUSED
+    if case.config_only:
+        return ACCEPTED
     (stage,) = policies.promotion_policies["peer"].stages
     assert stage.track is not None
     try:
@@ -151,33 +157,56 @@ RETENTION_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Img:
-    """One image (manifest) of a retention case: its tags (none: untagged) and its times, in hours
-    before the case's now (pushed: when the registry got it; created: its config's time)."""
+    """One image (manifest) of a retention case: its tags (none: untagged), its times in hours
+    before the case's now (pushed: when the registry got it; created: its config's time), and the
+    commit it was built from (its org.opencontainers.image.revision label), by name."""
 
     name: str
     tags: tuple[str, ...] = ()
     pushed_hours_ago: float | None = None
     created_hours_ago: float | None = None
+    revision: str | None = None
 
     def text(self) -> str:
-        times = []
+        facts = []
         if self.pushed_hours_ago is not None:
-            times.append(f"pushed {_ago(self.pushed_hours_ago)} ago")
+            facts.append(f"pushed {_ago(self.pushed_hours_ago)} ago")
         if self.created_hours_ago is not None:
-            times.append(f"created {_ago(self.created_hours_ago)} ago")
+            facts.append(f"created {_ago(self.created_hours_ago)} ago")
+        if self.revision is not None:
+            facts.append(f"from commit {self.revision}")
         tags = "[" + ", ".join(self.tags) + "]"
-        return f"{self.name} {tags}" + (f" {', '.join(times)}" if times else "")
+        return f"{self.name} {tags}" + (f" {', '.join(facts)}" if facts else "")
 
 
 def _ago(hours: float) -> str:
-    return f"{hours / 24:g}d" if hours % 24 == 0 else f"{hours:g}h"
+    if hours % 24 == 0:
+        return f"{hours / 24:g}d"
+    return f"{hours:g}h" if hours >= 1 else f"{hours * 60:g}min"
+
+
+def commit_sha(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GitRef:
+    """A ref of a gitRefs source repository as its remote holds it: its full name and its commits,
+    newest first as git rev-list walks them, each (commit name, committed hours before now); its
+    head date is its first commit's."""
+
+    ref: str
+    commits: tuple[tuple[str, float], ...]
+
+    def text(self) -> str:
+        history = " <- ".join(f"{c} ({_ago(h)} ago)" for c, h in self.commits)
+        return f"{self.ref.removeprefix('refs/heads/')}: {history}"
 
 
 @dataclass(frozen=True)
 class RetentionCase(Case):
     repository_images: tuple[Img, ...] = ()
-    git_commits: Mapping[int, frozenset[str]] = field(default_factory=dict)  # keep[i] -> live commits
-    git_text: str = ""  # the git history, for people reading the table
+    git: tuple[GitRef, ...] = ()  # the source repository's remote refs, for the policy's gitRefs rules
 
     def repository(self) -> RepositoryState:
         now = RETENTION_NOW
@@ -185,15 +214,16 @@ class RetentionCase(Case):
         for img in self.repository_images:
             d = digest(img.name)
             created = None if img.created_hours_ago is None else now - timedelta(hours=img.created_hours_ago)
-            images[d] = Image(d, OCI_MANIFEST, created)
+            labels = {REVISION_LABEL: commit_sha(img.revision)} if img.revision else {}
+            images[d] = Image(d, OCI_MANIFEST, created, labels)
             if img.pushed_hours_ago is not None:
                 pushed[d] = now - timedelta(hours=img.pushed_hours_ago)
             for tag in img.tags:
                 tags[tag] = Descriptor(OCI_MANIFEST, d, 100)
             if not img.tags:
                 untagged.add(d)
-        return RepositoryState("peer", "app", tags, images, untagged=frozenset(untagged), pushed=pushed,
-                               can_delete_tags=True)
+        return RepositoryState("peer", "app", tags, images, can_delete_tags=True, untagged=frozenset(untagged),
+                               pushed=pushed)
 
     def document(self) -> str:
         return ("apiVersion: reconcile/v1\nkind: RetentionPolicy\nmetadata: {name: peer}\nspec:\n"
@@ -202,7 +232,29 @@ class RetentionCase(Case):
 
     def input_text(self) -> str:
         text = "; ".join(img.text() for img in self.repository_images)
-        return text + (f"; git: {self.git_text}" if self.git_text else "")
+        return text + ("; git " + "; ".join(r.text() for r in self.git) if self.git else "")
+
+
+def git_histories(rule: KeepRule, remote: tuple[GitRef, ...]) -> object:
+    """What the git adapter observes for a gitRefs rule (``reconcile.adapters.git.refs.ref_histories``):
+    each remote ref whose short name the rule's ``branches`` / ``tags`` pattern matches, with its
+    head date and its commits in walk order: up to 1,000 for a rule that counts images per reference,
+    else its ``commitsPerBranch`` newest."""
+    from reconcile.observe.state import GitHistories, RefHistory  # the werf features (landing: see the report)
+
+    refs = rule.git_refs
+    assert refs is not None
+    now = RETENTION_NOW.timestamp()
+    depth = 1000 if refs.images_per_reference is not None else refs.commits_per_branch
+    found = []
+    for ref in sorted(remote, key=lambda r: r.ref):
+        kind, _, short = ref.ref.removeprefix("refs/").partition("/")
+        pattern = refs.branches if kind == "heads" else refs.tags
+        if pattern is None or not pattern.search(short):
+            continue
+        commits = tuple((commit_sha(c), int(now - hours * 3600)) for c, hours in ref.commits)
+        found.append(RefHistory(ref.ref, commits[0][1], commits[:depth], truncated=len(commits) > depth))
+    return GitHistories(tuple(found), depth)
 
 
 def expired_text(names: list[str] | set[str]) -> str:
@@ -215,9 +267,9 @@ def retain(case: RetentionCase) -> str:
     if policies is None:
         return REFUSED
     policy = policies.retention_policies["peer"]
-    repository = case.repository()
-    actions = plan_retention(policy, RetentionInputs("registry.example.com", [repository],
-                                                     git_commits=dict(case.git_commits)), RETENTION_NOW)
+    git = {i: git_histories(rule, case.git) for i, rule in enumerate(policy.keep) if rule.git_refs is not None}
+    actions = plan_retention(policy, RetentionInputs("registry.example.com", [case.repository()],
+                                                     git_commits=git), RETENTION_NOW)  # type: ignore[arg-type]
     if any(a.kind is ActionKind.BLOCKED for a in actions):
         return "blocked: " + "; ".join(a.reason for a in actions if a.kind is ActionKind.BLOCKED)
     by_digest = {digest(img.name): img.name for img in case.repository_images}

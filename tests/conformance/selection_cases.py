@@ -21,7 +21,7 @@ Every case names its source: the peer's repository at the commit read, the test 
 
 from __future__ import annotations
 
-from tests.conformance.model import AMBIGUOUS, NONE, REFUSED, SelectionCase
+from tests.conformance.model import ACCEPTED, AMBIGUOUS, NONE, REFUSED, SelectionCase
 
 FLUX = "Flux"
 ARGO = "Argo CD Image Updater"
@@ -80,6 +80,11 @@ CONTROLLER_TAGS = ("0.1.0", "0.1.1", "0.2.0", "1.0.0", "1.0.1", "1.0.2", "1.1.0-
 FILTER_TAGS = ("test-0.1.0", "test-0.1.1", "dev-0.2.0", "1.0.0", "1.0.1", "1.0.2", "1.1.0-alpha")
 
 FLUX_CASES = [
+    *[flux("TestNewSemVer", f"With valid range {r}", (), f"policy: {{semver: {{range: '{r}'}}}}", ACCEPTED,
+           FLUX_SEMVER % r, SEMVER_GO, config_only=True) for r in ("1.0.x", "^1.0", "=1.0.0", "~1.0", ">=1.0",
+                                                                   ">0,<2.0")],
+    *[flux("TestNewSemVer", f"With invalid range {r!r}", (), f"policy: {{semver: {{range: '{r}'}}}}", REFUSED,
+           FLUX_SEMVER % r, SEMVER_GO, config_only=True) for r in ("1.0.0p", "1x", "x1", "-1", "a", "")],
     flux("TestSemVer_Latest", "With valid format", ("1.0.0", "1.0.0.1", "1.0.0p", "1.0.1", "1.2.0", "0.1.0"),
          "policy: {semver: {range: 1.0.x}}", "1.0.1", FLUX_SEMVER % "1.0.x", SEMVER_GO),
     flux("TestSemVer_Latest", "With valid format prefix", ("v1.2.3", "v1.0.0", "v0.1.0"),
@@ -204,6 +209,17 @@ ARGO_CASES = [
     argo("Test_LatestVersion", "Find the latest version using VersionConstraint StrategyDigest", ("latest",),
          "digest, constraint latest (running latest@sha:1234567)", "latest@abcdefg", "{tags: '^latest$'}",
          images={"latest": "abcdefg"}, show_image=True),
+    # IgnoreList globs (filepath.Match) as one RE2 alternation; one tag each: ignored, or selected
+    *[argo("Test_VersionConstraint_IsTagIgnored", f"{globs} {tag}", (tag,),
+           f"updateStrategy: alphabetical, ignoreTags: {globs}", NONE if ignored else tag,
+           f"{{tags: '^.*$', order: alphabetical, ignore: '{regex}'}}") for globs, regex, tag, ignored in (
+        ("[tag1, tag2]", "^(tag1|tag2)$", "tag1", True), ("[tag1, tag2]", "^(tag1|tag2)$", "tag2", True),
+        ("[tag1, tag2]", "^(tag1|tag2)$", "tag3", False), ("[tag?, foo]", "^(tag.|foo)$", "tag1", True),
+        ("[tag?, foo]", "^(tag.|foo)$", "foo", True), ("[tag?, foo]", "^(tag.|foo)$", "tag10", False))],
+    *[argo("Test_MatchFuncRegexp", f"Test with valid expression: {tag}", (tag,),
+           "updateStrategy: alphabetical, allowTags: 'regexp:[a-z]+'", result, "{tags: '^.*$', order: alphabetical, "
+           "allow: '[a-z]+'}", path="registry-scanner/pkg/image/matchfunc_test.go")
+      for tag, result in (("lemon", "lemon"), ("31337", NONE))],
     # the last of each sorted list is what a strategy selects
     argo("Test_SortableImageTagList", "Sort by name", ("wohoo", "bazar", "alpha", "jesus", "zebra"),
          "alphabetical", "zebra", "{tags: '^.*$', order: alphabetical}", path="registry-scanner/pkg/tag/tag_test.go"),
@@ -289,6 +305,19 @@ def lexical(subtest: str, tag: str, result: str, allow: str | None = None, ignor
 
 NEWEST_HOURS = (0, 1, 5, 24, 8, 2, 7, 3)  # the test's images, each now + N hours; we name their tags build-N
 KARGO_CASES = [
+    kargo("TestNewSemverSelector", "error parsing semver constraint", (), "constraint: invalid", REFUSED,
+          "{tags: '^.*$', semver: 'invalid', prereleases: masterminds}", SEMVER_SEL_GO, config_only=True),
+    kargo("TestNewSemverSelector", "success -- with constraint specified", (), "constraint: ^v1.0.0", ACCEPTED,
+          "{tags: '^.*$', semver: '^v1.0.0', prereleases: masterminds}", SEMVER_SEL_GO, config_only=True),
+    kargo("TestNewSemverSelector", "success -- with no constraint specified", (), "imageSelectionStrategy: SemVer",
+          ACCEPTED, "{tags: '^.*$'}", SEMVER_SEL_GO, config_only=True),
+    kargo("TestNewTagBasedSelector", "error compiling AllowTagsRegexes", (), "allowTagsRegexes: ['[']", REFUSED,
+          "{tags: '^.*$', order: alphabetical, allow: '['}", TAG_SEL_GO, config_only=True),
+    kargo("TestNewTagBasedSelector", "error compiling IgnoreTagsRegexes", (), "ignoreTagsRegexes: ['[']", REFUSED,
+          "{tags: '^.*$', order: alphabetical, ignore: '['}", TAG_SEL_GO, config_only=True),
+    kargo("TestNewTagBasedSelector", "success", (), "allowTagsRegexes: ['^v2\\.'], ignoreTagsRegexes: ['^v1\\.0\\..*']",
+          ACCEPTED, "{tags: '^.*$', order: alphabetical, allow: '^v2\\.', ignore: '^v1\\.0\\..*'}", TAG_SEL_GO,
+          config_only=True),
     # one tag each: a tag the selector takes is selected, one it refuses leaves nothing
     parse("invalid with strict parsing", "invalid", True, NONE),
     parse("invalid without strict parsing", "invalid", False, NONE),
