@@ -180,7 +180,7 @@ class Img:
 
 
 def _ago(hours: float) -> str:
-    if hours % 24 == 0:
+    if hours and hours % 24 == 0:
         return f"{hours / 24:g}d"
     return f"{hours:g}h" if hours >= 1 else f"{hours * 60:g}min"
 
