@@ -161,8 +161,8 @@ def deploy_targets(policies: PolicySet, health: Mapping[str, DeployHealth | str]
 
 def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
     """SHA-256 of everything a plan was decided on except the time: every tag and the digest it
-    points at, what each cluster uses, git commits and the deploy history. Same world, same
-    fingerprint, hence the same plan for the same policies.
+    points at, the untagged manifests, what each cluster uses, git commits and the deploy
+    history. Same world, same fingerprint, hence the same plan for the same policies.
 
     What is hashed is ``json.dumps(world, sort_keys=True)`` of the document below, in which each
     repository's tags are their :func:`tags_hash`: a streamed observation hashes a repository's
@@ -198,10 +198,20 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
 
 def tags_hash(state: RepositoryState) -> str:
     """A repository's part of the fingerprint: the SHA-256 (hex) of ``json.dumps`` of its (tag,
-    digest) pairs, sorted, fed to the hash a pair at a time (the same bytes, without the text)."""
+    digest) pairs, sorted, fed to the hash a pair at a time (the same bytes, without the text),
+    followed, when it has untagged manifests, by ``{"untagged": [digests, sorted]}`` (absent when
+    it has none, so a repository without them hashes as before untagged manifests were observed).
+
+    Push times (``state.pushed``) are not hashed: each is said of a digest hashed here already (a
+    tag's, or an untagged one), and leaving them out keeps a fingerprint the same whether or not
+    the registry's listing gives them. One that moved (the same digest pushed again) matters only
+    if it changes what the plan decides, and a saved plan is applied only when planning again gives
+    the same actions (``reconcile.reconciler.saved.check_saved``): such a plan is refused anyway."""
     hasher = hashlib.sha256(b"[")
     for index, pair in enumerate(sorted((tag, d.digest) for tag, d in state.tags.items())):
         hasher.update(((", " if index else "") + json.dumps(pair)).encode())
+    if state.untagged:
+        hasher.update(((", " if state.tags else "") + json.dumps({"untagged": sorted(state.untagged)})).encode())
     hasher.update(b"]")
     return hasher.hexdigest()
 

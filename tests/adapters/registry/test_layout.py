@@ -19,6 +19,7 @@ from reconcile.adapters.registry import (
     copy_image,
     open_registry,
 )
+from reconcile.adapters.registry.client import Listed
 from reconcile.observe.repositories import observe_repository
 from reconcile.observe.state import OCI_INDEX
 from reconcile.policy.model import Registry
@@ -169,3 +170,35 @@ def test_repository_names_cannot_escape_the_layout(offline: Offline) -> None:
     for name in ("../team/web", "/etc", "web/../../x", "Web"):
         with pytest.raises(ValueError, match="not a valid repository name"):
             client.tags(name)
+
+
+def test_untagged_roots_of_index_json_are_the_untagged_manifests(offline: Offline) -> None:
+    client = open_registry(layout_policy(offline.root), None)
+    assert isinstance(client, LayoutClient)
+    # The fixture's only untagged root is the SBOM, a referrer: no untagged manifest, nothing more read.
+    assert client.list_tags("team/web") == Listed(None, frozenset())
+    assert observe_repository(client, "team/web").untagged == frozenset()
+    assert client.list_tags("team/nothing") is None
+
+    layout = Layout(offline.root / "team" / "web")
+    layout.entries = json.loads((offline.root / "team" / "web" / "index.json").read_text())["manifests"]
+    lone = layout.image(created="2024-05-07T00:00:00Z")
+    amd64, arm64 = layout.image(arch="amd64"), layout.image(arch="arm64")
+    index = layout.index([(amd64, "amd64"), (arm64, "arm64")])
+    also_tagged = layout.image(created="2024-05-08T00:00:00Z")
+    nested = layout.image(arch="s390x")
+    outer = layout.index([(layout.index([(nested, "s390x")]), "s390x")])
+    for built in (lone, index, amd64, arm64, also_tagged, outer, nested):  # roots without a tag
+        layout.root(built)
+    layout.tag(also_tagged, "v3")
+    layout.entries.append({**lone.descriptor, "annotations": {"org.opencontainers.image.ref.name": "-bad tag"}})
+    layout.save()
+
+    listed = client.list_tags("team/web")
+    assert listed is not None and listed.tags is None and dict(listed.pushed) == {}
+    # Not: the platform manifests of a root index (at any depth), a tagged digest, the SBOM (a referrer).
+    assert listed.untagged == {lone.digest, index.digest, outer.digest}
+    state = observe_repository(client, "team/web")
+    assert state.untagged == {lone.digest, index.digest, outer.digest}
+    assert {amd64.digest, arm64.digest, nested.digest, lone.digest} <= state.images.keys()
+    assert "v3" in state.tags and dict(state.pushed) == {}
