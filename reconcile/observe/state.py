@@ -192,12 +192,37 @@ class PlannedRepository:
 
 
 @dataclass(frozen=True, slots=True)
+class RefHistory:
+    """One branch or tag of a gitRefs source repository, as its rule's limit and count read it."""
+
+    ref: str  # full name: refs/heads/main, refs/tags/v1.2.0
+    created: int  # Unix seconds: an annotated tag's tagger date, else its commit's committer date (werf's)
+    commits: tuple[tuple[str, int], ...]  # (full SHA, committer Unix seconds), newest first as git rev-list walks
+    truncated: bool = False  # the walk stopped at its depth: older commits of the ref were not read
+
+
+@dataclass(frozen=True, slots=True)
+class GitHistories:
+    """A gitRefs rule's matching refs, each with its head date and its history in walk order: what
+    a rule with ``imagesPerReference`` or ``limit`` needs (a plain rule needs only a set of commits)."""
+
+    refs: tuple[RefHistory, ...]  # by ref name
+    depth: int  # how many commits each branch's walk may read (a tag reads its own commit only)
+
+    def commits(self) -> frozenset[str]:
+        return frozenset(sha for ref in self.refs for sha, _ in ref.commits)
+
+
+GitCommits = frozenset[str] | GitHistories | str  # a gitRefs rule's live commits, its refs' histories, or why not
+
+
+@dataclass(frozen=True, slots=True)
 class RetentionObservation:
     """What one RetentionPolicy's decision needs, each part either observed or why not. The
     repositories are their states, or (a streamed observation) each one already planned."""
 
     repositories: tuple[RepositoryState, ...] | tuple[PlannedRepository, ...] | str
-    git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)
+    git_commits: Mapping[int, GitCommits] = field(default_factory=dict)
     # The policy's repository globs that matched no repository of the registry (in any shard): a typo?
     unmatched: tuple[str, ...] = ()
 

@@ -12,13 +12,14 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from reconcile.adapters.cluster import ClusterError
-from reconcile.adapters.git.refs import live_commits
+from reconcile.adapters.git.refs import live_commits, ref_histories
 from reconcile.adapters.registry import RegistryClient, RegistryError, open_registry
 from reconcile.adapters.registry.content import glob_pattern, is_glob
 from reconcile.observe.repositories import observe_repositories, observe_repository, stream_repositories
 from reconcile.observe.state import (
     ClusterState,
     DeployHealth,
+    GitCommits,
     ImageReference,
     Observation,
     PlannedRepository,
@@ -37,7 +38,7 @@ _CLIENTS_LOCK = threading.Lock()
 ClusterReader = Callable[[Cluster], ClusterState]
 HealthReader = Callable[[DeployPolicy], DeployHealth]
 WrittenReader = Callable[[DeployPolicy], DeployHealth]
-Commits = Mapping[int, frozenset[str] | str]
+Commits = Mapping[int, GitCommits]
 
 
 class RetentionSink(Protocol):
@@ -279,11 +280,16 @@ def _observe_retention(policy: RetentionPolicy, registry: Registry, resolver: Se
                        cache_dir: Path | None, clients: dict[str, RegistryClient],
                        pools: dict[str, ThreadPoolExecutor], shard: Shard | None = None,
                        handover: _Handover | None = None) -> RetentionObservation:
-    commits: dict[int, frozenset[str] | str] = {}
+    commits: dict[int, GitCommits] = {}
     for index, rule in enumerate(policy.keep):
         if rule.git_refs is not None:
             try:
-                commits[index] = live_commits(rule.git_refs, cache_dir=cache_dir and cache_dir / "repos")
+                repos = cache_dir and cache_dir / "repos"
+                refs = rule.git_refs
+                # imagesPerReference counts images, limit ranks refs by date: both need each ref's history
+                commits[index] = ref_histories(refs, cache_dir=repos) if (
+                    refs.images_per_reference is not None or refs.limit is not None) else live_commits(
+                    refs, cache_dir=repos)
             except SourceError as e:
                 commits[index] = str(e)
     try:

@@ -18,7 +18,7 @@ from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.plan.plan import Plan, make_plan
 
 if TYPE_CHECKING:
-    from reconcile.observe.state import DeployHealth, Observation, PlannedRepository, RepositoryState
+    from reconcile.observe.state import DeployHealth, GitCommits, Observation, PlannedRepository, RepositoryState
     from reconcile.plan.deploy import Hold
     from reconcile.plan.retention import RetentionInputs
     from reconcile.policy.model import Approval, PolicySet, RetentionPolicy
@@ -189,7 +189,7 @@ def fingerprint(observation: Observation, deployed: Mapping[str, Sequence[str]] 
         repositories = seen.repositories if isinstance(seen.repositories, str) else {
             f"{r.registry}/{r.repository}": r.tags_hash if isinstance(r, PlannedRepository) else tags_hash(r)
             for r in seen.repositories}
-        commits = {str(i): c if isinstance(c, str) else sorted(c) for i, c in sorted(seen.git_commits.items())}
+        commits = {str(i): _commits_json(c) for i, c in sorted(seen.git_commits.items())}
         retention[name] = {"repositories": repositories, "commits": commits}
     hasher = hashlib.sha256()
     _hash_json(hasher, world)
@@ -214,6 +214,17 @@ def tags_hash(state: RepositoryState) -> str:
         hasher.update(((", " if state.tags else "") + json.dumps({"untagged": sorted(state.untagged)})).encode())
     hasher.update(b"]")
     return hasher.hexdigest()
+
+
+def _commits_json(commits: GitCommits) -> object:
+    """A gitRefs rule's part of the fingerprint: its live commits sorted (as before histories
+    existed, so such plans keep their fingerprints), its refs' histories, or why unreadable."""
+    if isinstance(commits, str):
+        return commits
+    if isinstance(commits, frozenset):
+        return sorted(commits)
+    return {"depth": commits.depth, "refs": [[ref.ref, ref.created, ref.truncated, [list(c) for c in ref.commits]]
+                                             for ref in commits.refs]}
 
 
 def _hash_json(hasher: hashlib._Hash, value: object) -> None:

@@ -19,7 +19,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
 
-from reconcile.observe.state import ClusterState, DeployHealth, Descriptor, Image, RepositoryState
+from reconcile.observe.state import (
+    ClusterState,
+    DeployHealth,
+    Descriptor,
+    GitCommits,
+    GitHistories,
+    Image,
+    RepositoryState,
+)
+from reconcile.plan import git_history
 from reconcile.plan.actions import Action, ActionKind, Block, Cause
 from reconcile.policy.durations import format_duration
 from reconcile.policy.model import KeepRule, RetentionPolicy
@@ -49,8 +58,8 @@ class RetentionInputs:
     clusters: Mapping[str, ClusterState | str] = field(default_factory=dict)  # or why it could not be read
     deployed: Mapping[str, Sequence[str]] | None = field(default_factory=dict)  # DeployPolicy -> digests,
     # newest first, from the audit trail; None when the trail could not be read
-    git_commits: Mapping[int, frozenset[str] | str] = field(default_factory=dict)  # keep[i] -> commit SHAs,
-    # or why the source repository could not be read
+    git_commits: Mapping[int, GitCommits] = field(default_factory=dict)  # keep[i] -> commit SHAs, or (a rule
+    # with imagesPerReference or limit) its refs' histories, or why the source repository could not be read
     deploy_targets: Mapping[str, DeployHealth | str] = field(default_factory=dict)  # DeployPolicy deploying
     # from this registry -> what its workloads run (cluster) or its manifests pin (write-back) now, or why unknown
 
@@ -418,9 +427,14 @@ def _dependants(subject: str, where: str, tags_on: Mapping[str, tuple[str, ...]]
 
 
 def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], images: Mapping[str, Image],
-               commits: frozenset[str] | str | None, now: datetime) -> list[tuple[str, _Why]]:
+               commits: GitCommits | None, now: datetime) -> list[tuple[str, _Why]]:
     label = f"keep[{index}]"
     if rule.git_refs is not None:
+        if isinstance(commits, GitHistories):  # imagesPerReference, or a limit on the refs (werf's keepPolicies)
+            if rule.git_refs.images_per_reference is not None:
+                return [(tag, _Why(Cause.GIT_REF, text)) for tag, text in
+                        git_history.kept_images(label, rule.git_refs, tags, images, commits, now)]
+            commits = git_history.live_commits(commits, rule.git_refs, now)
         assert isinstance(commits, frozenset)  # unreadable sources blocked the policy earlier
         return [(tag, _Why(Cause.GIT_REF,
                            f"{label}: built from commit {commit[:12]}, among the latest of a live git ref"))

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from reconcile.observe.state import ClusterState, DeployHealth, PlannedRepository, RepositoryState
+from reconcile.observe.state import ClusterState, DeployHealth, GitCommits, PlannedRepository, RepositoryState
 from reconcile.plan import deploy_targets, tags_hash
 from reconcile.plan.retention import (
     RetentionInputs,
@@ -57,7 +57,7 @@ class RetentionStream:
         self._protecting = (dict(clusters), health, written)
         self._policies.clear()
 
-    def repository(self, policy: str, git_commits: Mapping[int, frozenset[str] | str],
+    def repository(self, policy: str, git_commits: Mapping[int, GitCommits],
                    state: RepositoryState) -> PlannedRepository:
         """``state``, a repository of RetentionPolicy ``policy`` (whose gitRefs rules' commits are
         ``git_commits``), planned: what ``build_plan`` keeps of it in place of the state."""
@@ -72,7 +72,7 @@ class RetentionStream:
         actions = tuple(plan_repository(retention, inputs, protected, state, self.now))
         return PlannedRepository(state.registry, state.repository, tags, actions, warnings, planned=True)
 
-    def _policy(self, name: str, git_commits: Mapping[int, frozenset[str] | str]
+    def _policy(self, name: str, git_commits: Mapping[int, GitCommits]
                 ) -> tuple[RetentionInputs, _Protected | None]:
         known = self._policies.get(name)
         if known is not None and known[0].git_commits is git_commits:

@@ -324,6 +324,12 @@ def _rankable(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, str, st
 
 def _git_refs(pointer: str, git_refs: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield from _repository(pointer + "/repo", git_refs.get("repo"))
+    if "imagesPerReference" in git_refs and "commitsPerBranch" in git_refs:
+        yield pointer + "/imagesPerReference", ("imagesPerReference counts images, commitsPerBranch counts commits: "
+                                                "set one of them (drop commitsPerBranch to count images)")
+    limit = git_refs.get("limit")
+    if isinstance(limit, dict) and "operator" in limit and not ("last" in limit and "in" in limit):
+        yield pointer + "/limit/operator", "operator combines last and in; set both or drop it"
     if "branches" not in git_refs and "tags" not in git_refs:
         yield pointer, "say which refs count: branches, tags or both (regular expressions)"
     tag_commit = git_refs.get("tagCommit")

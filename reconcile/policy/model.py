@@ -177,6 +177,17 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class GitRefsLimit:
+    """werf's ``last``/``in``/``operator`` triple, for ``gitRefs.limit`` (which references count)
+    and ``gitRefs.imagesPerReference`` (how many images of each): the last N, those within
+    ``within`` (werf's ``in``), or both (And) or either (Or). ``last`` None: no count limit."""
+
+    last: int | None = None
+    within: timedelta | None = None
+    operator: Literal["And", "Or"] = "And"
+
+
+@dataclass(frozen=True)
 class GitRefs:
     repo: str
     branches: Pattern | None
@@ -184,6 +195,9 @@ class GitRefs:
     commits_per_branch: int = 1
     tag_commit: Pattern | None = None
     revision_label: bool = False
+    # werf's imagesPerReference: count images, not commits (instead of commits_per_branch); last defaults to 1
+    images_per_reference: GitRefsLimit | None = None
+    limit: GitRefsLimit | None = None  # werf's references.limit: only the last N refs by head date, and/or recent
 
 
 @dataclass(frozen=True)
@@ -535,13 +549,22 @@ def _cluster(name: str, spec: dict[str, Any], origin: Origin) -> Cluster:
         timeout=_duration_or(spec.get("timeout"), Cluster.timeout), origin=origin)
 
 
+def _git_refs_limit(raw: dict[str, Any] | None, last: int | None) -> GitRefsLimit | None:
+    if raw is None:
+        return None
+    return GitRefsLimit(last=raw.get("last", last), within=_duration(raw.get("in")),
+                        operator=raw.get("operator", GitRefsLimit.operator))
+
+
 def _keep_rule(raw: dict[str, Any]) -> KeepRule:
     refs = raw.get("gitRefs")
     git_refs = None if refs is None else GitRefs(
         repo=refs["repo"], branches=_pattern(refs.get("branches")), tags=_pattern(refs.get("tags")),
         commits_per_branch=refs.get("commitsPerBranch", GitRefs.commits_per_branch),
         tag_commit=_pattern(refs.get("tagCommit")),
-        revision_label=refs.get("revisionLabel", GitRefs.revision_label))
+        revision_label=refs.get("revisionLabel", GitRefs.revision_label),
+        images_per_reference=_git_refs_limit(refs.get("imagesPerReference"), 1),
+        limit=_git_refs_limit(refs.get("limit"), None))
     return KeepRule(
         tags=_pattern(raw.get("tags")), semver=_range(raw),
         last=raw.get("last"), order=raw.get("order"), newer_than=_duration(raw.get("newerThan")),

@@ -12,6 +12,13 @@ walk whatever the history. Should it run far deeper than the answer needs (tags 
 ``git rev-list --no-walk`` reads just the commits the unfinished refs wait on instead: at most N
 such reads, however many refs. With ``commitsPerBranch: 1`` no walk runs at all.
 
+A rule with ``imagesPerReference`` (werf's: it counts images, which only the registry knows) or a
+``limit`` on its refs gets :func:`ref_histories` instead: each matching ref with its head's date and
+its commits in walk order, with their committer timestamps, for the planner to count on. A
+branch's walk reads at most :data:`HISTORY_DEPTH` commits (a git tag only its own commit, as werf
+scans tags); a walk that stops there says so (``RefHistory.truncated``), and the planner keeps
+every image it cannot place (fail closed).
+
 A ref that names no commit (a tag of a tree or a blob) has no commits to keep and is skipped; a git
 failure while reading is a :class:`SourceError` (the policy is blocked, nothing is pruned)."""
 
@@ -24,10 +31,13 @@ from pathlib import Path
 
 import git
 
+from reconcile.observe.state import GitHistories, RefHistory
 from reconcile.policy.model import GitRefs
 from reconcile.policy.source import SourceError, default_cache_dir, is_remote, mirror, redact_url
 
-_FORMAT = "%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)"
+_FORMAT = "%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(creatordate:unix) %(refname)"
+
+HISTORY_DEPTH = 1_000  # commits a branch's walk reads for imagesPerReference; past it, the planner fails closed
 
 
 def live_commits(rule: GitRefs, *, cache_dir: Path | None = None) -> frozenset[str]:
@@ -36,6 +46,54 @@ def live_commits(rule: GitRefs, *, cache_dir: Path | None = None) -> frozenset[s
         tips = selected_refs(repository, rule)
         latest = last_commits(repository, tips.values(), rule.commits_per_branch, shown=redact_url(rule.repo))
         return frozenset(commit for tip in set(tips.values()) for commit in latest[tip])
+
+
+def ref_histories(rule: GitRefs, *, cache_dir: Path | None = None, depth: int = HISTORY_DEPTH) -> GitHistories:
+    """Each matching branch and tag with its head's date and its newest commits, newest first as
+    ``git rev-list`` walks them, each with its committer timestamp. With ``imagesPerReference``, a
+    branch's walk reads up to ``depth`` commits and a tag only its own commit (werf's scan depth
+    of a tag is 1); without, each ref reads its ``commits_per_branch`` commits, as
+    :func:`live_commits`. A walk that stopped with older commits unread is ``truncated``."""
+    counting = rule.images_per_reference is not None
+    with _open(rule, cache_dir) as repository:
+        listed = _listed_refs(repository, rule)
+        shown = redact_url(rule.repo)
+        wanted: dict[str, int] = {}  # ref -> commits it keeps
+        reads: dict[str, int] = {}  # ref -> commits its walk lists: one more, to tell whether older ones exist
+        for ref in listed:
+            branch = ref.startswith("refs/heads/")
+            wanted[ref] = (depth if branch else 1) if counting else rule.commits_per_branch
+            reads[ref] = wanted[ref] + (1 if branch or not counting else 0)  # a counted tag: its commit only
+        found: dict[tuple[int, str], tuple[str, ...]] = {}  # (commits read, tip) -> its walk
+        known: dict[str, int] = {}
+        for count in sorted(set(reads.values())):
+            walked, stamps = _walk_all(repository, {listed[ref][0] for ref in listed if reads[ref] == count},
+                                       count, shown)
+            known.update(stamps)
+            found.update(((count, tip), commits) for tip, commits in walked.items())
+        missing = sorted({sha for commits in found.values() for sha in commits if sha not in known})
+        if missing:
+            known.update(_timestamps(rule, repository, missing))
+        histories = []
+        for ref, (tip, created) in sorted(listed.items()):
+            commits = found[reads[ref], tip]
+            histories.append(RefHistory(ref, created, tuple((sha, known[sha]) for sha in commits[:wanted[ref]]),
+                                        truncated=len(commits) > wanted[ref]))
+        return GitHistories(tuple(histories), depth if counting else rule.commits_per_branch)
+
+
+def _timestamps(rule: GitRefs, repository: git.Repo, commits: list[str]) -> dict[str, int]:
+    """Committer timestamps of ``commits``: one ``git log --no-walk``."""
+    def read() -> str:
+        process = repository.git.log("--no-walk=unsorted", "--stdin", "--format=%H %ct", as_process=True,
+                                     istream=subprocess.PIPE)
+        out, err = process.proc.communicate("".join(f"{commit}\n" for commit in commits).encode())
+        if process.proc.returncode:
+            raise git.GitCommandError(["git", "log"], process.proc.returncode, err)
+        text: str = out.decode()
+        return text
+    listed = _git(rule, read)
+    return {sha: int(stamp) for sha, stamp in (line.split() for line in listed.splitlines() if line)}
 
 
 def _open(rule: GitRefs, cache_dir: Path | None) -> git.Repo:
@@ -50,31 +108,38 @@ def _open(rule: GitRefs, cache_dir: Path | None) -> git.Repo:
 def selected_refs(repository: git.Repo, rule: GitRefs) -> dict[str, str]:
     """Full ref name -> the commit it names, for every branch and tag whose short name the rule's
     patterns match: one ``git for-each-ref``."""
+    return {ref: tip for ref, (tip, _) in _listed_refs(repository, rule).items()}
+
+
+def _listed_refs(repository: git.Repo, rule: GitRefs) -> dict[str, tuple[str, int]]:
+    """:func:`selected_refs`, each commit with its ref's date: ``creatordate``, an annotated tag's
+    tagger date, else the commit's committer date (the date werf's references.limit reads)."""
     kinds = {kind: pattern for kind, pattern in (("heads", rule.branches), ("tags", rule.tags)) if pattern is not None}
     if not kinds:
         return {}
     listing = _git(rule, lambda: repository.git.for_each_ref(f"--format={_FORMAT}",
                                                               *[f"refs/{kind}" for kind in kinds]))
-    tips: dict[str, str] = {}
-    nested: list[tuple[str, str]] = []  # tags of tags: peeled below
+    tips: dict[str, tuple[str, int]] = {}
+    nested: list[tuple[str, str, int]] = []  # tags of tags: peeled below
     for line in listing.splitlines():
-        name, kind, peeled, peeled_kind, ref = line.split(" ", 4)
+        name, kind, peeled, peeled_kind, created, ref = line.split(" ", 5)
         space = ref.split("/", 2)[1]
         if not kinds[space].search(ref.removeprefix(f"refs/{space}/")):
             continue
+        date = int(created) if created.lstrip("-").isdigit() else 0
         if kind == "commit":
-            tips[ref] = name
+            tips[ref] = (name, date)
         elif peeled_kind == "commit":
-            tips[ref] = peeled
+            tips[ref] = (peeled, date)
         elif peeled_kind == "tag":
-            nested.append((ref, peeled))
+            nested.append((ref, peeled, date))
     if nested:  # rare: peel all the way, as REF^{commit} would, in one cat-file
-        query = "".join(f"{peeled}^{{}}\n" for _, peeled in nested)
+        query = "".join(f"{peeled}^{{}}\n" for _, peeled, _ in nested)
         found = _git(rule, lambda: _batch_check(repository, query))
-        for (ref, _), answer in zip(nested, found.splitlines(), strict=True):
+        for (ref, _, date), answer in zip(nested, found.splitlines(), strict=True):
             name, _, kind = answer.partition(" ")
             if kind == "commit":
-                tips[ref] = name
+                tips[ref] = (name, date)
     return tips
 
 
@@ -165,6 +230,13 @@ def last_commits(repository: git.Repo, tips: Iterable[str], count: int, *,
     answer (a tag far down an old history: the shared walk reaches it only after every newer
     commit), then from ``git rev-list --no-walk`` of just the commits the unfinished refs wait on,
     at most ``count`` more processes however many refs. Nothing runs for ``count`` 1."""
+    return _walk_all(repository, tips, count, shown)[0]
+
+
+def _walk_all(repository: git.Repo, tips: Iterable[str], count: int,
+              shown: str) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """:func:`last_commits`, and the committer timestamps of the commits it read on the way (not
+    necessarily of every commit it lists: a walk's last commit may go unread)."""
     walks = {tip: _Walk(tip) for tip in tips}
     known: dict[str, tuple[int, tuple[str, ...]]] = {}
     waiting: dict[str, list[_Walk]] = {}
@@ -178,7 +250,7 @@ def last_commits(repository: git.Repo, tips: Iterable[str], count: int, *,
             raise SourceError(f"cannot read the history of {shown}: git did not list every commit a ref's walk needs")
         left = _read(repository, ["--no-walk=unsorted", "--parents", "--timestamp", "--stdin"], needed, known,
                      waiting, count, left, shown)
-    return {tip: tuple(walk.found) for tip, walk in walks.items()}
+    return {tip: tuple(walk.found) for tip, walk in walks.items()}, {sha: info[0] for sha, info in known.items()}
 
 
 def _shared_walk_limit(tips: int, count: int) -> int:
