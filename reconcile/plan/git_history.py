@@ -27,6 +27,7 @@ find: all of them short of the count; with Or and ``in`` those within ``in`` by 
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from reconcile.policy.durations import format_duration
 from reconcile.policy.model import GitRefs, GitRefsLimit
 
 _INDEX: dict[int, tuple[GitHistories, tuple[str, ...]]] = {}  # id -> (the histories, held; their SHAs sorted)
+_INDEX_LOCK = threading.Lock()  # streamed plans look it up from the observation's threads
 
 
 def limited(histories: GitHistories, limit: GitRefsLimit | None, now: datetime) -> tuple[RefHistory, ...]:
@@ -90,7 +92,7 @@ def kept_images(label: str, refs: GitRefs, tags: Mapping[str, Descriptor], image
     for ref in limited(histories, refs.limit, now):
         kind, name = ("branch", ref.ref.removeprefix("refs/heads/")) if ref.ref.startswith("refs/heads/") else (
             "tag", ref.ref.removeprefix("refs/tags/"))
-        of = f"of the last {last}{f' within {format_duration(within)}' if within else ''} of {kind} {name}"
+        of = f"of the last {last}{f' within {format_duration(within)}' if within is not None else ''} of {kind} {name}"
         found: set[str] = set()
         counted = 0
         for sha, committed in ref.commits:
@@ -98,7 +100,7 @@ def kept_images(label: str, refs: GitRefs, tags: Mapping[str, Descriptor], image
             if not new:
                 continue
             found.update(new)
-            young = {d: _within(within, committed, images.get(d), now) for d in new} if within else {}
+            young = {d: _within(within, committed, images.get(d), now) for d in new} if within is not None else {}
             if within is not None and per_ref.operator == "And":
                 new = [d for d in new if young[d] is not None]
                 if not new:
@@ -172,11 +174,12 @@ def _named(shas: tuple[str, ...], prefix: str) -> list[str]:
 
 def _sorted_shas(histories: GitHistories) -> tuple[str, ...]:
     """Sorted once per observation of a rule, however many repositories look it up."""
-    cached = _INDEX.get(id(histories))
-    if cached is not None and cached[0] is histories:
-        return cached[1]
-    if len(_INDEX) >= 16:
-        _INDEX.pop(next(iter(_INDEX)))
-    shas = tuple(sorted(histories.commits()))
-    _INDEX[id(histories)] = (histories, shas)
-    return shas
+    with _INDEX_LOCK:
+        cached = _INDEX.get(id(histories))
+        if cached is not None and cached[0] is histories:
+            return cached[1]
+        if len(_INDEX) >= 16:
+            _INDEX.pop(next(iter(_INDEX)))
+        shas = tuple(sorted(histories.commits()))
+        _INDEX[id(histories)] = (histories, shas)
+        return shas
