@@ -44,6 +44,7 @@ class Cause(StrEnum):
     TAGGED_BY_KEPT = "tagged-by-kept"  # its digest is also tagged by a kept tag
     DEPENDANT_OF_KEPT = "dependant-of-kept"  # a platform manifest or referrer of an image that stays
     ORPHAN_SIGNATURE = "orphan-signature"  # a signature/attestation tag naming an image not in this repository
+    IMAGE_KEPT = "image-kept"  # no rule keeps the tag, but its image stays, and a kept image keeps every tag
     CANNOT_UNTAG = "cannot-untag"  # no rule keeps the tag, but the registry cannot remove a tag alone
     # prune, untag
     NO_RULE_MATCHES = "no-rule-matches"  # no keep rule selects it, and no protection applies

@@ -228,15 +228,17 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
                      protected: _Protected, now: datetime) -> list[Action]:
     where = f"{repo.registry}/{repo.repository}"
     referrer_tags = {tag for tag in repo.tags if REFERRER_TAG.match(tag)}
+    # What keep rules decide on: tags (but referrer tags, which follow their subject), and with
+    # spec.untagged prune the untagged manifests, keyed '@<digest>' (no tag has an '@').
     candidates = {tag: d for tag, d in repo.tags.items() if tag not in referrer_tags}
-    why_kept: dict[str, _Why] = {}
-    for index, rule in enumerate(policy.keep):
-        for tag, why in _keep_rule(index, rule, candidates, repo.images, inputs.git_commits.get(index), now):
-            why_kept.setdefault(tag, why)
+    if policy.untagged == "prune":
+        candidates.update(_untagged_roots(repo))
+    why_kept = _rules_keep(policy, candidates, repo, inputs.git_commits, now)
     for tag, descriptor in sorted(candidates.items()):
         if tag in why_kept:
             continue
-        protection = _protection(repo.repository, tag, descriptor.digest, protected)
+        protection = (_digest_protection(descriptor.digest, protected) if _is_untagged(tag)
+                      else _protection(repo.repository, tag, descriptor.digest, protected))
         running_children = [c.digest for c in _children(repo.images.get(descriptor.digest))
                             if c.digest in protected.in_use]
         if protection is None and running_children:  # a cluster runs one platform of this multi-arch image
@@ -258,9 +260,20 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
         _selects(rule, tag, repo.images.get(candidates[tag].digest)) for rule in policy.keep)}
     for tag, descriptor in sorted(candidates.items()):
         digest = descriptor.digest
-        if tag in why_kept:
+        if _is_untagged(tag):
+            if digest in kept:
+                why = why_kept.get(tag) or kept[digest]
+                actions.append(Action(subject, KEEP, f"{where}@{digest}", digest, digest,
+                                      f"untagged manifest: {why.text}", cause=why.cause))
+            else:
+                doomed.setdefault(digest, [])
+        elif tag in why_kept:
             actions.append(Action(subject, KEEP, f"{where}:{tag}", digest, digest, why_kept[tag].text,
                                   cause=why_kept[tag].cause))
+        elif digest in kept and not policy.untag_others:
+            actions.append(Action(subject, KEEP, f"{where}:{tag}", digest, digest, (
+                f"no rule keeps the tag, but its image stays ({kept[digest].text}), and a kept image keeps "
+                "every tag (untagOthers: true removes such tags)"), cause=Cause.IMAGE_KEPT))
         elif digest in kept:
             if repo.can_delete_tags:
                 actions.append(Action(subject, UNTAG, f"{where}:{tag}", digest, None,
@@ -275,9 +288,10 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
     scheduled: set[str] = set(doomed)
     tags_on = _tags_by_digest(repo) if doomed else {}  # (repo.tags_of, but not kept after this repository)
     for digest in sorted(doomed):
+        untagged_expired = f"@{digest}" in expired
         top = Action(subject, PRUNE, f"{where}@{digest}", digest, None, _prune_reason(
-            tags_on.get(digest, ()), digest, doomed[digest], graph, kept), tags_on.get(digest, ()),
-            cause=Cause.EXPIRED if expired.intersection(doomed[digest]) else Cause.NO_RULE_MATCHES)
+            tags_on.get(digest, ()), digest, doomed[digest], graph, kept, untagged_expired), tags_on.get(digest, ()),
+            cause=Cause.EXPIRED if untagged_expired or expired.intersection(doomed[digest]) else Cause.NO_RULE_MATCHES)
         actions.append(top)
         actions += _dependants(subject, where, tags_on, digest, top.target, graph, kept, scheduled)
     for tag in sorted(referrer_tags):
@@ -323,7 +337,8 @@ class _Graph:
         whatever else points at it."""
         kept: dict[str, _Why] = {}
         for tag in sorted(why_kept):
-            kept.setdefault(candidates[tag].digest, _Why(Cause.TAGGED_BY_KEPT, f"tagged {tag}, which is kept"))
+            kept.setdefault(candidates[tag].digest, why_kept[tag] if _is_untagged(tag) else
+                            _Why(Cause.TAGGED_BY_KEPT, f"tagged {tag}, which is kept"))
         for tag, descriptor in sorted(self.repo.tags.items()):  # referrer tags too: a cluster may run any tag
             if (used := (self.repo.repository, tag)) in protected.in_use_tags:
                 kept.setdefault(descriptor.digest,
@@ -392,9 +407,14 @@ def _tags_by_digest(repo: RepositoryState) -> dict[str, tuple[str, ...]]:
 
 
 def _prune_reason(removes: tuple[str, ...], digest: str, tags: Sequence[str], graph: _Graph,
-                  kept: Mapping[str, _Why]) -> str:
-    reason = f"delete manifest {_short(digest)}, which removes tags {_listed(removes)}: no keep rule or " + (
-        "protection applies to them" if set(removes) == set(tags) else f"protection applies to {_listed(tags)}")
+                  kept: Mapping[str, _Why], untagged_expired: bool = False) -> str:
+    if not removes:  # an untagged manifest (spec.untagged: prune)
+        reason = f"delete untagged manifest {_short(digest)}: " + (
+            "a keep rule selects it but does not keep it" if untagged_expired else
+            "no keep rule keeps untagged manifests like it") + ", and no protection applies"
+    else:
+        reason = f"delete manifest {_short(digest)}, which removes tags {_listed(removes)}: no keep rule or " + (
+            "protection applies to them" if set(removes) == set(tags) else f"protection applies to {_listed(tags)}")
     staying = [c for c in graph.children(digest) if c.digest in kept]
     if staying:
         reason += "; its platform manifests " + ", ".join(
@@ -426,8 +446,56 @@ def _dependants(subject: str, where: str, tags_on: Mapping[str, tuple[str, ...]]
     return actions
 
 
+def _rules_keep(policy: RetentionPolicy, candidates: Mapping[str, Descriptor], repo: RepositoryState,
+                git_commits: Mapping[int, GitCommits], now: datetime) -> dict[str, _Why]:
+    """What the keep rules keep, with why. union: whatever any rule keeps. firstMatch: the first
+    rule (by priority) that selects any tag of an image decides; what later rules keep of an image
+    already decided does not count (they still rank it among what they select)."""
+    tagged = {tag: d for tag, d in candidates.items() if not _is_untagged(tag)}
+    why_kept: dict[str, _Why] = {}
+    decided: set[str] = set()  # firstMatch: digests a rule has decided
+    for index, rule in policy.rules_in_order():
+        found = _keep_rule(index, rule, tagged if rule.git_refs is not None else candidates, repo.images,
+                           git_commits.get(index), now, repo.pushed)
+        if policy.keep_mode == "union":
+            for tag, why in found:
+                why_kept.setdefault(tag, why)
+            continue
+        for tag, why in found:
+            if candidates[tag].digest not in decided:
+                why_kept.setdefault(tag, _Why(why.cause, f"{why.text} (keepMode firstMatch: the first rule "
+                                                         "that selects this image)"))
+        decided.update(d.digest for tag, d in candidates.items()
+                       if _selects(rule, tag, repo.images.get(d.digest)))
+    return why_kept
+
+
+def _is_untagged(key: str) -> bool:
+    """A candidate key naming an untagged manifest ('@<digest>') rather than a tag."""
+    return key.startswith("@")
+
+
+def _untagged_roots(repo: RepositoryState) -> dict[str, Descriptor]:
+    """The untagged manifests retention decides on, keyed '@<digest>': those no tag points at and
+    nothing else holds (an index's platform manifests and an image's referrers follow their
+    parent, whatever its tags)."""
+    if not repo.untagged:
+        return {}
+    tagged = {d.digest for d in repo.tags.values()}
+    held = {c.digest for image in repo.images.values() for c in image.children}
+    held.update(d.digest for found in repo.referrers.values() for d in found)
+    roots = {}
+    for digest in sorted(repo.untagged - tagged - held):
+        image = repo.images.get(digest)
+        if image is None or image.subject:
+            continue  # not read, or an artifact that follows its subject: it stays
+        roots[f"@{digest}"] = Descriptor(image.media_type, digest, 0)
+    return roots
+
+
 def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], images: Mapping[str, Image],
-               commits: GitCommits | None, now: datetime) -> list[tuple[str, _Why]]:
+               commits: GitCommits | None, now: datetime,
+               pushed: Mapping[str, datetime] | None = None) -> list[tuple[str, _Why]]:
     label = f"keep[{index}]"
     if rule.git_refs is not None:
         if isinstance(commits, GitHistories):  # imagesPerReference, or a limit on the refs (werf's keepPolicies)
@@ -453,29 +521,32 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
         pattern_text = rule.tags.pattern if rule.tags is not None else None
         for order, group in orders:
             def key(tag: str, order: str = order) -> object | None:
-                return rank_key(order, parts[tag], _created(images.get(tags[tag].digest)),
+                return rank_key(order, parts[tag], _time(rule, tags[tag].digest, images, pushed),
                                 strict_semver=rule.strict_semver)
             ranked, cannot = by_rank(order, key, group, descending=rule.descending)
-            by_last.update((tag, order) for tag in ranked[-rule.last:])
+            by_last.update((tag, order) for tag in _last(rule, ranked, tags))
             # Fail closed: a tag the order cannot place might be the newest, so it is kept.
-            unranked.update((tag, (order, why_unranked(order, parts[tag], pattern_text, whole))) for tag in cannot)
+            unranked.update((tag, (order, why_unranked(order, parts[tag], pattern_text, whole, rule.age)))
+                            for tag in cannot)
     young: dict[str, str] = {}
     if rule.newer_than is not None:
+        verb = "pushed" if rule.age == "pushed" else "created"
         for tag in selected:
-            created = _created(images.get(tags[tag].digest))
+            created = _time(rule, tags[tag].digest, images, pushed)
             if created is None:
-                young[tag] = "creation time unknown, so its age cannot count against it"
+                young[tag] = f"{'push' if rule.age == 'pushed' else 'creation'} time unknown, so its age cannot " \
+                             "count against it"
             elif created > now:
-                young[tag] = "created in the future (clock skew?), so it counts as new"
+                young[tag] = f"{verb} in the future (clock skew?), so it counts as new"
             elif now - created < rule.newer_than:
-                young[tag] = f"created {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
+                young[tag] = f"{verb} {format_duration(now - created)} ago, within {format_duration(rule.newer_than)}"
     kept = []
     shared: dict[str, _Why] = {}  # one object per distinct reason: most kept tags share theirs with many
     for tag in selected:
         if tag in unranked:
             order, why = unranked[tag]
             kept.append((tag, _Why(Cause.UNRANKABLE, f"{label}: {_selector(rule)}, kept because "
-                                                     f"{_order_name(order)} order cannot rank it: {why}")))
+                                                     f"{_order_name(order, rule)} order cannot rank it: {why}")))
             continue
         in_last, is_young = tag in by_last, tag in young
         if rule.last is None:
@@ -491,7 +562,8 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                     "semver": " of the versions", "numeric": " of the numbers", "newest": " of the other tags"}[
                     by_last[tag]]
                 end = "lowest" if rule.descending else "newest"  # descending: the order reversed
-                reasons.append(f"among the {rule.last} {end}{kind} by {_order_name(by_last[tag])}"
+                counted = " images" if rule.count == "images" else ""
+                reasons.append(f"among the {rule.last} {end}{counted}{kind} by {_order_name(by_last[tag], rule)}"
                                f"{' (descending)' if rule.descending else ''}")
             if is_young:
                 reasons.append(young[tag])
@@ -505,6 +577,8 @@ def _selects(rule: KeepRule, tag: str, image: Image | None) -> bool:
     its pattern and semver range match, or, for gitRefs, the tag names a commit."""
     if rule.git_refs is None:
         return _selected(tag, rule) is not None
+    if _is_untagged(tag):
+        return False  # gitRefs rules select tagged images
     refs = rule.git_refs
     return bool((refs.tag_commit is not None and refs.tag_commit.search(tag)) or (
         refs.revision_label and image is not None and image.revision))
@@ -512,7 +586,12 @@ def _selects(rule: KeepRule, tag: str, image: Image | None) -> bool:
 
 def _selected(tag: str, rule: KeepRule) -> str | None:
     """The tag's version part if the rule selects it (its pattern matches, and that part is in the
-    semver range), else None."""
+    semver range), else None. An untagged manifest ('@<digest>') has the empty version part, and
+    only rules of tagStatus untagged or any select one (and any selects every tag)."""
+    if _is_untagged(tag):
+        return "" if rule.tag_status != "tagged" else None
+    if rule.tag_status == "untagged":
+        return None
     part = version_part(rule.tags, tag)
     if part is None:
         return None
@@ -524,7 +603,7 @@ def _selected(tag: str, rule: KeepRule) -> str | None:
 
 
 def _selector(rule: KeepRule) -> str:
-    parts = []
+    parts = [] if rule.tag_status == "tagged" else [f"{rule.tag_status} images"]
     if rule.tags is not None:
         parts.append(f"matches '{rule.tags.pattern}'")
     if rule.semver is not None:
@@ -547,12 +626,33 @@ def _orders(rule: KeepRule, parts: Mapping[str, str]) -> list[tuple[str, list[st
     return [(order, group) for order, group in groups.items() if group]
 
 
-def _order_name(order: str) -> str:
-    return "creation time" if order == "newest" else order
+def _order_name(order: str, rule: KeepRule | None = None) -> str:
+    if order != "newest":
+        return order
+    return "push time" if rule is not None and rule.age == "pushed" else "creation time"
 
 
-def _created(image: Image | None) -> datetime | None:
+def _time(rule: KeepRule, digest: str, images: Mapping[str, Image], pushed: Mapping[str, datetime] | None
+          ) -> datetime | None:
+    """The time a rule's newerThan and order newest look at: the image's creation, or its push."""
+    if rule.age == "pushed":
+        return (pushed or {}).get(digest)
+    image = images.get(digest)
     return image.created if image is not None else None
+
+
+def _last(rule: KeepRule, ranked: list[str], tags: Mapping[str, Descriptor]) -> list[str]:
+    """The tags among the newest ``rule.last`` of ``ranked`` (oldest first): the last N tags, or
+    with count images every tag of the newest N images (an image ranks by its newest tag)."""
+    assert rule.last is not None
+    if rule.count == "tags":
+        return ranked[-rule.last:]
+    newest: set[str] = set()
+    for tag in reversed(ranked):
+        if len(newest) == rule.last:
+            break
+        newest.add(tags[tag].digest)
+    return [tag for tag in ranked if tags[tag].digest in newest]
 
 
 def _children(image: Image | None) -> tuple[Descriptor, ...]:

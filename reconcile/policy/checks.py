@@ -269,6 +269,58 @@ def _retention(document: Document, index: _Index) -> Iterator[tuple[str, ...]]:
     for i, rule in items(dig(spec, "keep")):
         if isinstance(rule, dict):
             yield from _keep_rule(f"/spec/keep/{i}", rule)
+    if isinstance(spec, dict):
+        named = index.by_kind["Registry"].get(str(spec.get("registry")))
+        registry_spec = dig(named.body, "spec") if named is not None else None
+        yield from _keep_modes(spec, registry_spec if isinstance(registry_spec, dict) else None)
+
+
+# Listing APIs that report when an image was pushed, and those that list untagged manifests
+# (reconcile/adapters/registry/listing.py); the Distribution API reports neither.
+PUSH_TIME_LISTINGS = frozenset({"ecr", "harbor", "dockerhub", "gitlab"})
+UNTAGGED_LISTINGS = frozenset({"ecr", "harbor"})
+
+
+def _keep_modes(spec: dict[str, Any], registry: dict[str, Any] | None) -> Iterator[tuple[str, ...]]:
+    """keepMode and priority, untagged and tagStatus, age pushed: each where it means something,
+    and a warning where the registry cannot say what the rule needs."""
+    rules = [(i, r) for i, r in items(spec.get("keep")) if isinstance(r, dict)]
+    with_priority = [(i, r["priority"]) for i, r in rules if "priority" in r]
+    if with_priority and spec.get("keepMode", "union") != "firstMatch":
+        yield (f"/spec/keep/{with_priority[0][0]}/priority",
+               "priority orders rules under keepMode: firstMatch only (under union every rule counts); "
+               "set keepMode: firstMatch or drop priority")
+    elif with_priority and len(with_priority) != len(rules):
+        missing = next(i for i, r in rules if "priority" not in r)
+        yield (f"/spec/keep/{missing}", "give every keep rule a priority or none (without them, rules decide in "
+                                        "list order)")
+    else:
+        seen: dict[Any, int] = {}
+        for i, priority in with_priority:
+            if priority in seen:
+                yield (f"/spec/keep/{i}/priority", f"priority {priority} is also keep[{seen[priority]}]'s: "
+                                                   "each rule needs its own, or which decides first is unclear")
+            seen.setdefault(priority, i)
+    listing = dig(registry, "listing", "api") if registry is not None else None
+    if registry is not None and str(registry.get("url", "")).startswith("oci-layout:"):
+        listing = "oci-layout"  # an OCI layout's index lists untagged manifests (no push times)
+    selects_untagged = [i for i, r in rules if r.get("tagStatus") == "untagged"]
+    if selects_untagged and spec.get("untagged", "keep") != "prune":
+        yield (f"/spec/keep/{selects_untagged[0]}/tagStatus",
+               "spec.untagged is keep, so every untagged manifest stays and this rule changes nothing: set "
+               "untagged: prune to prune the untagged manifests no rule keeps", "warning")
+    if spec.get("untagged") == "prune" and registry is not None and listing not in {*UNTAGGED_LISTINGS, "oci-layout"}:
+        yield ("/spec/untagged",
+               f"Registry {spec.get('registry')!r} cannot list untagged manifests (only the ecr and harbor "
+               "listing APIs and OCI layouts can), so untagged: prune prunes none there; the registry's own "
+               "garbage collection removes them (docs/registry-gc.md)", "warning")
+    for i, rule in rules:
+        uses_time = "newerThan" in rule or ("last" in rule and rule.get("order") == "newest")
+        if rule.get("age") == "pushed" and uses_time and registry is not None and listing not in PUSH_TIME_LISTINGS:
+            yield (f"/spec/keep/{i}/age",
+                   f"Registry {spec.get('registry')!r} does not say when images were pushed (only the ecr, "
+                   "harbor, dockerhub and gitlab listing APIs do), so every push time is unknown and this rule "
+                   "keeps everything it selects", "warning")
 
 
 def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, ...]]:
@@ -289,6 +341,20 @@ def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, ...]]:
         yield from _rankable(pointer, rule)
     if "descending" in rule and "last" not in rule:
         yield pointer + "/descending", "descending reverses the order of last; set last or drop it"
+    if "count" in rule and "last" not in rule:
+        yield pointer + "/count", "count says what last counts (tags or images); set last or drop it"
+    if "age" in rule and "newerThan" not in rule and not ("last" in rule and rule.get("order") == "newest"):
+        yield pointer + "/age", ("age says which time newerThan and order newest look at; set newerThan, or "
+                                 "last with order: newest, or drop it")
+    status = rule.get("tagStatus", "tagged")
+    if status != "tagged":
+        for field in ("tags", "semver"):
+            if field in rule:
+                yield pointer + f"/{field}", (f"{field} selects by tag, and tagStatus {status} selects untagged "
+                                              "manifests too: drop it, or use tagStatus tagged")
+        if rule.get("order", "newest") != "newest":
+            yield pointer + "/order", (f"untagged manifests have no tag to order by {rule['order']}: use order "
+                                       "newest (their creation or push time), or drop order")
     yield from _semver_options(pointer, rule, reads_versions="semver" in rule or (
         "last" in rule and rule.get("order", "semver") == "semver"))
 

@@ -213,6 +213,10 @@ class KeepRule:
     git_refs: GitRefs | None = None
     strict_semver: bool = True  # False: 1 and 1.2 are versions too (1.0.0, 1.2.0), as Kargo's strictSemvers: false
     descending: bool = False  # True: the order reversed, 'last' keeps the N lowest (Flux's order: desc)
+    tag_status: Literal["tagged", "untagged", "any"] = "tagged"  # which images it selects (ECR's tagStatus)
+    count: Literal["tags", "images"] = "tags"  # what 'last' counts: tags, or images (all their tags together)
+    age: Literal["created", "pushed"] = "created"  # the time newerThan and order newest look at
+    priority: int | None = None  # keepMode firstMatch: lower decides first (ECR's rulePriority); else list order
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,17 @@ class RetentionPolicy:
     protect: Protection = Protection()
     max_deletions: int = 100
     origin: Origin | None = field(default=None, compare=False)
+    keep_mode: Literal["union", "firstMatch"] = "union"  # firstMatch: the first rule selecting an image decides
+    untag_others: bool = False  # True: a kept image loses the tags no rule keeps (tag-level retention)
+    untagged: Literal["keep", "prune"] = "keep"  # prune: untagged manifests no rule keeps are deleted
+
+    def rules_in_order(self) -> list[tuple[int, KeepRule]]:
+        """(index, rule) in the order rules decide: by priority under firstMatch (lower first,
+        then list order), else list order."""
+        ranked = list(enumerate(self.keep))
+        if self.keep_mode == "firstMatch":
+            ranked.sort(key=lambda pair: (pair[1].priority is None, pair[1].priority or 0, pair[0]))
+        return ranked
 
 
 _LITERAL_TAG = re.compile(r"\^([A-Za-z0-9_][A-Za-z0-9_-]{0,127})\$")  # no regex syntax between the anchors
@@ -570,7 +585,9 @@ def _keep_rule(raw: dict[str, Any]) -> KeepRule:
         last=raw.get("last"), order=raw.get("order"), newer_than=_duration(raw.get("newerThan")),
         operator=raw.get("operator", "And"), git_refs=git_refs,
         strict_semver=raw.get("strictSemver", KeepRule.strict_semver),
-        descending=raw.get("descending", KeepRule.descending))
+        descending=raw.get("descending", KeepRule.descending),
+        tag_status=raw.get("tagStatus", KeepRule.tag_status), count=raw.get("count", KeepRule.count),
+        age=raw.get("age", KeepRule.age), priority=raw.get("priority"))
 
 
 def _range(raw: dict[str, Any]) -> SemverRange | None:
@@ -591,7 +608,10 @@ def _retention(name: str, spec: dict[str, Any], origin: Origin) -> RetentionPoli
         protect=Protection(in_use=tuple(protect.get("inUse", ())),
                            deployed_history=protect.get("deployedHistory", Protection.deployed_history),
                            helm_releases=tuple(protect.get("helmReleases", ()))),
-        max_deletions=spec.get("maxDeletions", RetentionPolicy.max_deletions), origin=origin)
+        max_deletions=spec.get("maxDeletions", RetentionPolicy.max_deletions), origin=origin,
+        keep_mode=spec.get("keepMode", RetentionPolicy.keep_mode),
+        untag_others=spec.get("untagOthers", RetentionPolicy.untag_others),
+        untagged=spec.get("untagged", RetentionPolicy.untagged))
 
 
 def _freeze(raw: dict[str, Any]) -> FreezeWindow:

@@ -63,10 +63,11 @@ def rank_key(order: str, part: str, created: datetime | None, *, strict_semver: 
     return part  # alphabetical
 
 
-def why_unranked(order: str, part: str, pattern_text: str | None, whole_tag: bool) -> str:
+def why_unranked(order: str, part: str, pattern_text: str | None, whole_tag: bool, age: str = "created") -> str:
     """Why ``order`` cannot rank a tag, with the fix when the pattern is what is wrong."""
     if order == "newest":
-        return "its creation time is unknown"
+        return ("its push time is unknown (this registry's API does not say when an image was pushed)"
+                if age == "pushed" else "its creation time is unknown")
     what = {"semver": "a semantic version", "numeric": "a number", "alphabetical": "text"}[order]
     text = f"{part!r} is not {what}" if part else "its version group took no part in the match"
     if whole_tag and pattern_text is not None:

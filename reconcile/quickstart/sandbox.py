@@ -79,7 +79,7 @@ class Seed:
 # (two tags, one digest), build-121 and build-122 (with the platform manifests of the two multi-arch
 # ones among them), and api v2.3.0 and build-57; it keeps the rest,
 # build-58 only because prod runs it, and v1.3.0's signature with it; build-126's sha- tag is
-# untagged (its digest stays for build-126: layouts can delete a tag alone). The pipeline promotes
+# untagged (untagOthers: its digest stays for build-126, and layouts can delete a tag alone). The pipeline promotes
 # web build-126 (the highest build number) to staging and prod; api is not in it, so build-58 stays
 # protected.
 SEEDS: dict[str, tuple[Seed, ...]] = {
@@ -392,6 +392,7 @@ spec:
       operator: Or
     # Moving tags people pull by hand.
     - tags: '^(latest|stable)$'
+  untagOthers: true    # a kept image loses the tags no rule keeps (by default it keeps them all)
   protect:
     inUse: [prod]      # running there (its manifests say so): never pruned
   maxDeletions: 25     # more than this in one run: delete nothing, say why

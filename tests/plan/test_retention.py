@@ -19,6 +19,7 @@ from reconcile.observe.state import (
     RepositoryState,
     Usage,
 )
+from reconcile.plan.actions import Cause
 from reconcile.plan.retention import RetentionInputs, plan_retention
 from reconcile.policy.model import GitRefs, KeepRule, Protection, RetentionPolicy
 from reconcile.policy.semver import SemverRange
@@ -49,8 +50,9 @@ def repo(tags: dict[str, int], *, age_days: dict[int, float] | None = None,
 NO_PROTECTION = Protection()
 
 
-def policy(*keep: KeepRule, protect: Protection = NO_PROTECTION, max_deletions: int = 100) -> RetentionPolicy:
-    return RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), keep, protect, max_deletions)
+def policy(*keep: KeepRule, protect: Protection = NO_PROTECTION, max_deletions: int = 100,
+           **spec: object) -> RetentionPolicy:
+    return RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), keep, protect, max_deletions, **spec)  # type: ignore[arg-type]
 
 
 def rule(tags: str | None = None, **kwargs: object) -> KeepRule:
@@ -198,14 +200,33 @@ def test_an_unreadable_audit_trail_prunes_nothing_when_history_protects() -> Non
     assert "audit trail" in actions[0].reason
 
 
+def test_a_kept_image_keeps_every_tag_it_has_by_default() -> None:
+    """Image-level retention (as ECR and werf): a tag no rule keeps stays on a kept image, even
+    where the registry could remove it alone."""
+    for can_delete_tags in (True, False):
+        actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}, can_delete_tags=can_delete_tags))
+        assert outcome(actions) == {"keep": [":build-7", ":v1"]}
+        assert actions[0].cause is Cause.IMAGE_KEPT
+        assert actions[0].reason == ("no rule keeps the tag, but its image stays (tagged v1, which is kept), and a "
+                                     "kept image keeps every tag (untagOthers: true removes such tags)")
+
+
+def test_a_kept_image_keeps_its_tags_whatever_keeps_it() -> None:
+    """Kept by a protection, or as a platform of a kept index: every tag on it stays."""
+    actions = run(policy(rule("^v"), protect=PROTECT_PROD), repo({"v1": 1, "v1-amd64": 2, "old": 3, "old-b": 3},
+                                                                   children={1: [2]}, can_delete_tags=True),
+                  clusters={"prod-eu": cluster(ImageReference(HOST, "team-a/web", digest=digest(3)))})
+    assert outcome(actions) == {"keep": [":old", ":old-b", ":v1", ":v1-amd64"]}
+
+
 def test_a_digest_shared_with_a_kept_tag_is_untagged_where_the_registry_can() -> None:
-    actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}, can_delete_tags=True))
+    actions = run(policy(rule("^v"), untag_others=True), repo({"v1": 1, "build-7": 1}, can_delete_tags=True))
     assert outcome(actions) == {"keep": [":v1"], "untag": [":build-7"]}
     assert actions[0].reason == "no rule keeps it; its digest stays: tagged v1, which is kept"
 
 
 def test_a_digest_shared_with_a_kept_tag_stays_where_the_registry_cannot_untag() -> None:
-    actions = run(policy(rule("^v")), repo({"v1": 1, "build-7": 1}))
+    actions = run(policy(rule("^v"), untag_others=True), repo({"v1": 1, "build-7": 1}))
     assert outcome(actions) == {"keep": [":build-7", ":v1"]}
     assert actions[0].reason == ("no rule keeps it, but this registry cannot remove a tag alone and deleting "
                                  f"{digest(1)[:19]} would remove what is kept: tagged v1, which is kept")
@@ -343,7 +364,8 @@ def test_protected_tags_do_not_count_against_max_deletions() -> None:
 
 
 def test_untags_count_against_max_deletions() -> None:
-    actions = run(policy(rule("^v"), max_deletions=1), repo({"v1": 1, "x": 1, "y": 1}, can_delete_tags=True))
+    actions = run(policy(rule("^v"), max_deletions=1, untag_others=True),
+                  repo({"v1": 1, "x": 1, "y": 1}, can_delete_tags=True))
     assert [a.kind for a in actions] == ["blocked", "keep"]
 
 

@@ -41,7 +41,12 @@ def number(text: str) -> Decimal | None:
 # --- keep rules -----------------------------------------------------------------------------------
 
 def version_part(rule: KeepRule, tag: str) -> str | None:
-    """The part of ``tag`` the rule's range and order look at, if the rule selects the tag."""
+    """The part of ``tag`` the rule's range and order look at, if the rule selects the tag. An
+    untagged manifest ('@<digest>') has none (''), and only tagStatus untagged and any select it."""
+    if tag.startswith("@"):
+        return "" if rule.tag_status in ("untagged", "any") else None
+    if rule.tag_status == "untagged":
+        return None
     if rule.tags is None:
         part = tag
     else:
@@ -92,15 +97,46 @@ def candidate_tags(repo: RepositoryState) -> dict[str, str]:
     return {tag: d.digest for tag, d in repo.tags.items() if referrer_subject(tag) is None}
 
 
-def _created(repo: RepositoryState, digest: str) -> datetime | None:
+def untagged_roots(repo: RepositoryState) -> set[str]:
+    """Untagged manifests a policy with untagged: prune decides on: listed untagged, read, not an
+    index child, not a referrer (those follow their parent or subject)."""
+    tagged = {d.digest for d in repo.tags.values()}
+    held = {c.digest for image in repo.images.values() for c in image.children}
+    held |= {d.digest for found in repo.referrers.values() for d in found}
+    return {d for d in repo.untagged - tagged - held if d in repo.images and not repo.images[d].subject}
+
+
+def candidates(policy: RetentionPolicy, repo: RepositoryState) -> dict[str, str]:
+    """What keep rules decide on: candidate tags, and '@<digest>' for each untagged root when the
+    policy prunes untagged manifests."""
+    found = candidate_tags(repo)
+    if policy.untagged == "prune":
+        found.update({f"@{d}": d for d in untagged_roots(repo)})
+    return found
+
+
+def _created(repo: RepositoryState, digest: str, rule: KeepRule | None = None) -> datetime | None:
+    if rule is not None and rule.age == "pushed":
+        return repo.pushed.get(digest)
     image = repo.images.get(digest)
     return image.created if image is not None else None
 
 
+def rule_selects(rule: KeepRule, repo: RepositoryState, tag: str) -> bool:
+    if rule.git_refs is None:
+        return version_part(rule, tag) is not None
+    if tag.startswith("@"):
+        return False
+    image = repo.images.get(repo.tags[tag].digest)
+    return bool((rule.git_refs.tag_commit is not None and rule.git_refs.tag_commit.search(tag))
+                or (rule.git_refs.revision_label and image is not None and image.revision))
+
+
 def rule_keeps(rule: KeepRule, repo: RepositoryState, commits: frozenset[str] | str | None,
-               now: datetime) -> set[str]:
-    tags = candidate_tags(repo)
+               now: datetime, tags: Mapping[str, str] | None = None) -> set[str]:
+    tags = dict(candidate_tags(repo) if tags is None else tags)
     if rule.git_refs is not None:
+        tags = {t: d for t, d in tags.items() if not t.startswith("@")}
         assert isinstance(commits, frozenset)
         kept = set()
         for tag, digest in tags.items():
@@ -119,14 +155,21 @@ def rule_keeps(rule: KeepRule, repo: RepositoryState, commits: frozenset[str] | 
     unranked: set[str] = set()
     top: set[str] = set()
     for order, group in rankings(rule, parts) if rule.last is not None else []:
-        keys = {tag: _rank(order, parts[tag], _created(repo, tags[tag])) for tag in group}
+        keys = {tag: _rank(order, parts[tag], _created(repo, tags[tag], rule)) for tag in group}
         unranked |= {tag for tag, key in keys.items() if key is None}
-        ranked = sorted((key, tag) for tag, key in keys.items() if key is not None)
-        top |= {tag for _, tag in ranked[-rule.last:]}  # type: ignore[misc]
+        ranked = sorted((key, tag) for tag, key in keys.items() if key is not None)  # type: ignore[type-var]
+        if rule.count == "tags":
+            top |= {tag for _, tag in ranked[-rule.last:]}
+        else:  # the newest N images, each by its newest tag
+            newest: list[str] = []
+            for _, tag in reversed(ranked):
+                if tags[tag] not in newest:
+                    newest.append(tags[tag])
+            top |= {tag for _, tag in ranked if tags[tag] in newest[:rule.last]}
     young = set()
     if rule.newer_than is not None:
         for tag in parts:
-            created = _created(repo, tags[tag])
+            created = _created(repo, tags[tag], rule)
             if created is None or created > now or now - created < rule.newer_than:
                 young.add(tag)
     kept = set()
@@ -146,9 +189,22 @@ def rule_keeps(rule: KeepRule, repo: RepositoryState, commits: frozenset[str] | 
 
 def rules_keep(policy: RetentionPolicy, repo: RepositoryState, git_commits: Mapping[int, frozenset[str] | str],
                now: datetime) -> set[str]:
+    """union: what any rule keeps. firstMatch (schema: keepMode): rules by priority, then list
+    order; an image is decided by the first rule selecting any of its tags; what a later rule keeps
+    of a decided image does not count."""
+    items = candidates(policy, repo)
+    ordered = list(enumerate(policy.keep))
+    if policy.keep_mode == "firstMatch":
+        ordered.sort(key=lambda pair: (pair[1].priority is None, pair[1].priority or 0, pair[0]))
     kept: set[str] = set()
-    for index, rule in enumerate(policy.keep):
-        kept |= rule_keeps(rule, repo, git_commits.get(index), now)
+    decided: set[str] = set()
+    for index, rule in ordered:
+        found = rule_keeps(rule, repo, git_commits.get(index), now, items)
+        if policy.keep_mode == "union":
+            kept |= found
+            continue
+        kept |= {t for t in found if items[t] not in decided}
+        decided |= {d for t, d in items.items() if rule_selects(rule, repo, t)}
     return kept
 
 
@@ -252,19 +308,19 @@ def expected(policy: RetentionPolicy, inputs: RetentionInputs, repo: RepositoryS
     with everything they reach (index children, referrers); and a referrer tag whose subject is
     not being deleted stays, with all it reaches (which may save more: repeated until stable).
     Deleted: the digests of the candidate tags left, with what they reach that nothing keeps."""
-    candidates = candidate_tags(repo)
+    items = candidates(policy, repo)
     graph = edges(repo)
     rule_kept = rules_keep(policy, repo, inputs.git_commits, now)
     tag_protected = {tag for tag in repo.tags if (repo.repository, tag) in shield.tags}  # any tag used by name
-    for tag, digest in candidates.items():
+    for tag, digest in items.items():
         image = repo.images.get(digest)
         children = {c.digest for c in image.children} if image is not None else set()
         if digest in shield.digests or children & shield.running:
             tag_protected.add(tag)
     staying = rule_kept | tag_protected
-    kept = reach({repo.tags[t].digest for t in staying} | shield.digests, graph)
+    kept = reach({items[t] if t.startswith("@") else repo.tags[t].digest for t in staying} | shield.digests, graph)
     while True:
-        doomed = {d for t, d in candidates.items() if t not in staying and d not in kept}
+        doomed = {d for t, d in items.items() if t not in staying and d not in kept}
         deleted = reach(doomed, graph, avoid=kept)
         orphans = {d.digest for t, d in repo.tags.items()
                    if (s := referrer_subject(t)) is not None and s not in deleted and d.digest not in kept}
@@ -327,17 +383,24 @@ def check_repository(policy: RetentionPolicy, inputs: RetentionInputs, now: date
     assert {a.kind for a in actions} <= {"keep", "prune", "untag", "blocked"}
     if blocked:
         assert not repo.can_delete and not prunes and not untags and len(blocked) == 1
-    kept_tags = {split_target(a.target)[1]: a for a in keeps}
+    kept_tags = {split_target(a.target)[1]: a for a in keeps if "@" not in a.target}
+    kept_untagged = {split_target(a.target)[2]: a for a in keeps if "@" in a.target}
     untagged = {split_target(a.target)[1]: a for a in untags}
     pruned = {split_target(a.target)[2]: a for a in prunes}
+    roots = untagged_roots(repo) if policy.untagged == "prune" else set()
+    if not policy.untag_others:
+        assert not untags, "untagOthers is false: a kept image keeps every tag"
 
     # decisions name the observed digests
+    for digest, action in kept_untagged.items():
+        assert digest in roots and action.digest_before == action.digest_after == digest
     for tag, action in kept_tags.items():
         assert tag in repo.tags and action.digest_before == action.digest_after == repo.tags[tag].digest
     for tag, action in untagged.items():
         assert tag in repo.tags and action.digest_before == repo.tags[tag].digest and action.tags == (tag,)
         assert repo.can_delete_tags, f"untag {tag} where the registry cannot delete a tag alone"
-    assert len(kept_tags) == len(keeps) and len(untagged) == len(untags) and len(pruned) == len(prunes)
+    assert len(kept_tags) + len(kept_untagged) == len(keeps) and len(untagged) == len(untags)
+    assert len(pruned) == len(prunes)
 
     # 1. nothing kept is deleted
     # what the plan itself says stays (kept tags, untagged tags' digests), and all it reaches
@@ -349,6 +412,9 @@ def check_repository(policy: RetentionPolicy, inputs: RetentionInputs, now: date
         assert set(action.tags) == tags_of(repo, digest) and len(action.tags) == len(set(action.tags))
         assert not set(action.tags) & (want.staying_tags | set(kept_tags)), f"prune removes kept tags {action.tags}"
     for tag in want.staying_tags:  # a rule's or a protection's tag is kept, never untagged
+        if tag.startswith("@"):
+            assert tag[1:] not in pruned and (capped or blocked or tag[1:] in kept_untagged), f"{tag} should be kept"
+            continue
         assert capped or blocked or tag in kept_tags, f"{tag} should be kept"
         assert tag not in untagged
     for tag, action in untagged.items():  # an untag leaves its digest, which something else keeps
@@ -371,9 +437,15 @@ def check_repository(policy: RetentionPolicy, inputs: RetentionInputs, now: date
         if tag in want.staying_tags:
             continue
         if digest in want.kept:
-            assert (tag in untagged) if repo.can_delete_tags else (tag in kept_tags), tag
+            assert (tag in untagged) if repo.can_delete_tags and policy.untag_others else (tag in kept_tags), tag
         else:
             assert digest in pruned and pruned[digest].depends_on is None, f"{tag} on {digest} should be pruned"
+    for digest in roots:  # each untagged root, under untagged: prune, is kept or pruned (on its own)
+        if digest in want.kept:
+            assert digest in kept_untagged and digest not in pruned, digest
+        else:
+            assert digest in pruned and pruned[digest].depends_on is None and not pruned[digest].tags, digest
+    assert set(kept_untagged) <= roots
     # top-level prunes are the doomed digests; dependants what only they reach
     assert {d for d, a in pruned.items() if a.depends_on is None} == want.doomed
     assert set(pruned) == want.deleted
@@ -409,8 +481,12 @@ def applied(inputs: RetentionInputs, actions: Sequence[Action]) -> RetentionInpu
         images: dict[str, Image] = {d: i for d, i in repo.images.items() if d not in pruned}
         referrers = {s: tuple(r for r in found if r.digest not in pruned)
                      for s, found in repo.referrers.items() if s not in pruned}
+        listed = repo.untagged - pruned
+        if repo.untagged:  # a registry that lists untagged manifests lists the ones untags left bare
+            listed |= {d.digest for d in repo.tags.values() if d.digest in images} - {d.digest for d in tags.values()}
         states.append(RepositoryState(repo.registry, repo.repository, MappingProxyType(tags),
                                       MappingProxyType(images),
                                       MappingProxyType({s: r for s, r in referrers.items() if r}),
-                                      repo.can_delete_tags, repo.can_delete))
+                                      repo.can_delete_tags, repo.can_delete, frozenset(listed),
+                                      MappingProxyType(dict(repo.pushed))))
     return replace(inputs, repositories=tuple(states))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
@@ -99,6 +99,8 @@ class Blueprint:
     every_image: bool = False  # observed with every manifest the repository holds, tagged or not
     can_delete_tags: bool = False
     can_delete: bool = True
+    lists_untagged: bool = False  # a listing API: the manifests no tag points at are listed as untagged
+    pushed_shift: int | None = None  # push times: creation + this many hours (some unknown); None: not said
 
 
 def node_digest(repository: int, node: int) -> str:
@@ -194,7 +196,8 @@ def blueprints(draw: st.DrawFn, repository: int = 0, *, real: bool = False, max_
         referrer_tags=tuple(ReferrerTag(n, s, t) for (n, s), t in sorted(named.items(), key=str)),
         api_referrers=not real and draw(st.booleans()), listed=tuple(listed), missing=tuple(missing),
         every_image=not real and chance(draw, 1 / 4), can_delete_tags=not real and draw(st.booleans()),
-        can_delete=real or not chance(draw, 1 / 10))
+        can_delete=real or not chance(draw, 1 / 10), lists_untagged=not real and chance(draw, 1 / 3),
+        pushed_shift=None if real or chance(draw, 1 / 2) else draw(st.integers(-48, 48)))
 
 
 def tag_map(blueprint: Blueprint, digest: Callable[[int], str]) -> dict[str, int]:
@@ -264,11 +267,20 @@ def realize(blueprint: Blueprint, digest: Callable[[int], str], created: Callabl
         images[digest(n)] = Image(digest(n), media_type(n), created(n) if spec.kind in ("image", "index") else None,
                                   labels, children, subject, SBOM if spec.kind == "artifact" else None)
     assert len(by_digest) == len(nodes)
+    tagged = {digest(n) for n in tags.values()}
+    pushed = {}
+    if blueprint.pushed_shift is not None:
+        for n in sorted(observed):
+            when = created(n)
+            if when is not None and n % 3:  # every third push time unknown
+                pushed[digest(n)] = when + timedelta(hours=blueprint.pushed_shift)
     return RepositoryState(
         "ci", blueprint.repository, MappingProxyType({t: descriptor(n) for t, n in tags.items()}),
         MappingProxyType(images),
         MappingProxyType({digest(s): tuple(found.values()) for s, found in referrers.items()}),
-        can_delete_tags=blueprint.can_delete_tags, can_delete=blueprint.can_delete)
+        can_delete_tags=blueprint.can_delete_tags, can_delete=blueprint.can_delete,
+        untagged=frozenset(images) - tagged if blueprint.lists_untagged else frozenset(),
+        pushed=MappingProxyType(pushed))
 
 
 # --- protections ----------------------------------------------------------------------------------
@@ -411,9 +423,15 @@ def keep_rules(draw: st.DrawFn) -> KeepRule:
     newer = draw(st.integers(1, 40).map(lambda d: timedelta(days=d)) if draw(st.booleans()) else st.none())
     if pattern is None and semver is None and last is None and newer is None:
         pattern = draw(st.sampled_from(PATTERNS))  # a rule keeping every tag keeps nothing interesting
+    status = draw(st.sampled_from(["tagged"] * 4 + ["untagged", "any"]))
+    if status != "tagged":  # (validation: no tags or semver then, and order newest)
+        pattern, semver, order = None, None, draw(st.sampled_from([None, "newest"]))
     return KeepRule(tags=compile_pattern(pattern) if pattern else None,
                     semver=SemverRange.parse(semver) if semver else None, last=last, order=order,  # type: ignore[arg-type]
-                    newer_than=newer, operator=draw(st.sampled_from(["And", "Or"])))
+                    newer_than=newer, operator=draw(st.sampled_from(["And", "Or"])), tag_status=status,  # type: ignore[arg-type]
+                    count=draw(st.sampled_from(["tags", "tags", "images"])),  # type: ignore[arg-type]
+                    age=draw(st.sampled_from(["created", "created", "pushed"])),  # type: ignore[arg-type]
+                    priority=draw(st.none() | st.integers(1, 3)))
 
 
 def git_rule(revision_label: bool) -> KeepRule:
@@ -436,7 +454,12 @@ def policies(draw: st.DrawFn, *, max_rules: int = 3
                          deployed_history=draw(st.integers(0, 3)),
                          helm_releases=tuple(draw(st.lists(st.sampled_from(CLUSTERS), max_size=1))))
     max_deletions = draw(st.integers(0, 6) if chance(draw, 1 / 5) else st.just(1000))
-    policy = RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), tuple(rules), protect, max_deletions)
+    keep_mode = draw(st.sampled_from(["union", "firstMatch"]))
+    if keep_mode == "union":
+        rules = [replace(rule, priority=None) for rule in rules]
+    policy = RetentionPolicy("ci-cleanup", "ci", ("team-a/*",), tuple(rules), protect, max_deletions,
+                             keep_mode=keep_mode, untag_others=draw(st.booleans()),  # type: ignore[arg-type]
+                             untagged=draw(st.sampled_from(["keep", "prune"])))  # type: ignore[arg-type]
     return policy, tuple(sorted(commits.items()))
 
 
@@ -511,7 +534,7 @@ def shuffled(value: RetentionInputs, rng: random.Random) -> RetentionInputs:
         states.append(RepositoryState(
             state.registry, state.repository, MappingProxyType(mix(state.tags)), MappingProxyType(mix(state.images)),
             MappingProxyType({s: mix_tuple(r) for s, r in mix(state.referrers).items()}),
-            state.can_delete_tags, state.can_delete))
+            state.can_delete_tags, state.can_delete, state.untagged, MappingProxyType(mix(state.pushed))))
     clusters = {name: c if isinstance(c, str) else ClusterState(c.cluster, MappingProxyType(mix(c.images)))
                 for name, c in mix(value.clusters).items()}
     deployed = None if value.deployed is None else mix(value.deployed)
