@@ -47,8 +47,8 @@ def _map(pool: Executor, fn: Callable[[_T], _R], items: Iterable[_T], window: in
 
 def observe_repository(client: RegistryClient, repository: str, *, workers: int | None = None,
                        pool: Executor | None = None) -> RepositoryState:
-    """Every tag of ``repository`` and what it points at, the images (tagged digests and their
-    index children) and the referrers of each of those images.
+    """Every tag of ``repository`` and what it points at, the images (tagged digests, the untagged
+    ones a listing names, and their index children) and the referrers of each of those images.
 
     Tags are resolved side by side (on ``pool``, else on ``workers`` threads, default the client's
     concurrency), one request each (:meth:`RegistryClient.resolve_tag`); manifests and configs

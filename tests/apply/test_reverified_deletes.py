@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,10 +20,13 @@ from reconcile.apply.verify import InUse
 from reconcile.audit import AuditStore
 from reconcile.cli import cli
 from reconcile.observe.repositories import observe_repository
+from reconcile.observe.state import OCI_MANIFEST
+from reconcile.plan.actions import Action, ActionKind, Cause
 from reconcile.plan.plan import Plan, make_plan
 from reconcile.plan.retention import RetentionInputs, plan_retention
-from reconcile.policy.model import KeepRule, Protection, RetentionPolicy
+from reconcile.policy.model import KeepRule, Listing, Protection, RetentionPolicy
 from reconcile.policy.patterns import compile_pattern
+from tests.adapters.registry.listing_fakes import ListingFake
 from tests.adapters.registry.oci import Built, Layout, push, put_tag
 from tests.apply.test_retention_end_to_end import policies, tags
 from tests.conftest import RunningRegistry, registry_policy
@@ -217,3 +221,48 @@ def test_an_image_deployed_between_plan_and_delete_is_read_again_from_the_cluste
     assert result.exit_code == 1, result.output
     assert f"{b1.digest[:19]} is now in use or protected" in result.stderr
     assert tags(plain_registry, repo) == ["build-1", "v1"]
+
+
+def test_a_prune_of_an_untagged_manifest_a_listing_reported_is_re_verified_like_any(
+        tmp_path: Path, plain_registry: RunningRegistry, repo: str,
+        open_client: Callable[..., RegistryClient]) -> None:
+    """Untagged manifests come from a listing (here Harbor's, faked in front of the real registry);
+    their prunes (``registry/repo@digest``, no tags, depending on nothing) are re-verified on the
+    Distribution API like any: one a tag now points at, or a new index now lists, is kept."""
+    layout = Layout(tmp_path / "layout")
+    v1 = layout.image(created="2026-11-01T00:00:00Z")
+    layout.tag(v1, "v1")
+    push(layout, "v1", plain_registry.host, repo)
+    document = json.loads(v1.data)
+    lone = {name: layout.manifest({**document, "annotations": {"n": name}}, OCI_MANIFEST) for name in "abc"}
+    for built in lone.values():
+        put_tag(plain_registry.url, repo, built.digest, built)  # by digest: on no tag
+    fake = ListingFake(plain_registry.url, "harbor")
+    try:
+        fake.untagged = [(b.digest, b.media_type, len(b.data)) for b in lone.values()]
+        policy = replace(registry_policy("ci", fake.url, username=None), listing=Listing("harbor", fake.url))
+        client = open_client(policy, cache_dir=tmp_path / "cache")
+        state = observe_repository(client, repo)
+        assert state.untagged == {b.digest for b in lone.values()}
+        actions = [Action("RetentionPolicy/ci-cleanup", ActionKind.KEEP, f"ci/{repo}:v1", v1.digest, v1.digest, "kept",
+                          cause=Cause.KEPT_BY_RULE)]
+        actions += [Action("RetentionPolicy/ci-cleanup", ActionKind.PRUNE, f"ci/{repo}@{digest}", digest, None,
+                           f"delete untagged manifest {digest[:19]}", (), cause=Cause.NO_RULE_MATCHES)
+                    for digest in sorted(state.untagged)]
+        plan = make_plan("test", None, "now", actions)
+
+        put_tag(plain_registry.url, repo, "rescued", lone["b"])  # a tag on b since the plan
+        layout.tag(layout.index([(lone["c"], "amd64")]), "multi")  # c now in a tagged index
+        push(layout, "multi", plain_registry.host, repo)
+        result, rows = apply(tmp_path, plan, client)
+    finally:
+        fake.close()
+    assert [a.digest_before for a in result.succeeded] == [lone["a"].digest]
+    skipped = {a.digest_before: why for a, why in result.skipped}
+    assert skipped[lone["b"].digest] == f"new tag rescued now points at {lone['b'].digest[:19]}"
+    assert "an index that now includes " + lone["c"].digest[:19] in skipped[lone["c"].digest]
+    assert client.resolve(repo, lone["a"].digest) is None
+    assert client.resolve(repo, lone["b"].digest) is not None and client.resolve(repo, lone["c"].digest) is not None
+    assert {r["target"]: r["status"] for r in rows if r["kind"] == "prune"} == {
+        f"ci/{repo}@{lone['a'].digest}": "succeeded", f"ci/{repo}@{lone['b'].digest}": "skipped",
+        f"ci/{repo}@{lone['c'].digest}": "skipped"}
