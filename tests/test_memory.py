@@ -148,7 +148,10 @@ def test_the_generated_registry_answers_like_a_registry() -> None:
 
 
 def _tags(state: RepositoryState) -> str:
-    return hashlib.sha256(json.dumps(sorted((tag, d.digest) for tag, d in state.tags.items())).encode()).hexdigest()
+    document: list[object] = sorted((tag, d.digest) for tag, d in state.tags.items())
+    if state.untagged:  # after the pairs, only when there are any
+        document.append({"untagged": sorted(state.untagged)})
+    return hashlib.sha256(json.dumps(document).encode()).hexdigest()
 
 
 def _fingerprint_reference(observation: Observation, deployed: Mapping[str, Sequence[str]] | None) -> str:
@@ -182,8 +185,10 @@ def test_the_fingerprint_hashes_the_same_bytes_a_repository_at_a_time() -> None:
     """The world's JSON, each repository's tags hashed on their own (what a streamed observation
     keeps of a repository once planned): hashed a member at a time, the same bytes; a repository
     planned as it was observed counts as its state would."""
-    def repo(name: str, tags: dict[str, str], registry: str = "ci") -> RepositoryState:
-        return RepositoryState(registry, name, {t: Descriptor(OCI_MANIFEST, d, 1) for t, d in tags.items()}, {})
+    def repo(name: str, tags: dict[str, str], registry: str = "ci", untagged: frozenset[str] = frozenset()
+             ) -> RepositoryState:
+        return RepositoryState(registry, name, {t: Descriptor(OCI_MANIFEST, d, 1) for t, d in tags.items()}, {},
+                               untagged=untagged)
 
     usage = (Usage("prod", "n", "Pod", "p", "c", "running"),)
     observations = [
@@ -191,7 +196,9 @@ def test_the_fingerprint_hashes_the_same_bytes_a_repository_at_a_time() -> None:
         Observation("t", {"prod": ClusterState("prod", {ImageReference("r", "wéb", digest=D1): usage}),
                           "down": "403 ☃"},
                     {"a": RetentionObservation((repo("z", {"b": D1, "a": D2}), repo("web", {"x": D3}),
-                                                repo("web", {"y": D1}), repo("e", {})),
+                                                repo("web", {"y": D1}), repo("e", {}),
+                                                repo("u", {"v": D1}, untagged=frozenset({D3, D2})),
+                                                repo("only-untagged", {}, untagged=frozenset({D3}))),
                                                {0: frozenset({"c2", "c1"}), 1: "unreadable"}),
                      "b": RetentionObservation("registry ci could not be read"),
                      "c": RetentionObservation(())},
