@@ -25,7 +25,7 @@ from reconcile.observe.state import OCI_MANIFEST, REVISION_LABEL, Descriptor, Im
 from reconcile.plan.actions import ActionKind
 from reconcile.plan.promotion import AmbiguousCandidate, select_candidate
 from reconcile.plan.retention import RetentionInputs, plan_retention
-from reconcile.policy.loader import validate_snapshot
+from reconcile.policy.loader import Validation, validate_snapshot
 from reconcile.policy.model import KeepRule, PolicySet
 from reconcile.policy.source import PolicyFile, Snapshot
 
@@ -42,6 +42,16 @@ kind: Registry
 metadata: {name: peer}
 spec: {url: "https://registry.example.com", deletion: tag}
 """
+# Amazon ECR, listed through DescribeImages: what says when images were pushed, and lists untagged ones
+ECR_REGISTRY = """\
+apiVersion: reconcile/v1
+kind: Registry
+metadata: {name: peer}
+spec:
+  url: https://123456789012.dkr.ecr.eu-west-1.amazonaws.com
+  deletion: tag
+  listing: {api: ecr, credentials: {accessKeyId: AKIAIOSFODNN7EXAMPLE, secretAccessKey: {env: AWS_SECRET_ACCESS_KEY}}}
+"""
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Case:
     peer_result: str  # what the peer documents or asserts
     policy: str  # the reconcile fragment: a track (selection) or a RetentionPolicy spec (retention)
     expressible: bool = True
+    registry: str = REGISTRY  # the Registry document the policy names (peer)
     result: str | None = None  # reconcile's own documented result where it differs; None: the peer's
     why: str = ""  # required for a difference or a case that is not expressible
 
@@ -71,17 +82,23 @@ class Case:
     def id(self) -> str:
         return f"{self.peer}: {self.name}"
 
+    def document(self) -> str:
+        raise NotImplementedError
+
 
 def digest(image: str) -> str:
     return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
-def _load(document: str) -> tuple[PolicySet | None, list[str]]:
-    """The policies of one YAML document (with the Registry ``peer``) through the real loader:
-    None and the errors when validate refuses it."""
-    text = REGISTRY + "---\n" + document
-    validation = validate_snapshot(Snapshot("conformance", None, (PolicyFile("conformance.yaml", text.encode()),)))
-    return validation.policies, [str(p) for p in validation.errors]
+def validation(case: Case) -> Validation:
+    """The case's policy document, with its Registry ``peer``, through the real loader."""
+    text = case.registry + "---\n" + case.document()
+    return validate_snapshot(Snapshot("conformance", None, (PolicyFile("conformance.yaml", text.encode()),)))
+
+
+def _load(case: Case) -> PolicySet | None:
+    """The case's policies, or None when validate refuses them."""
+    return validation(case).policies
 
 
 # --- selection: Flux, Argo CD Image Updater, Kargo ------------------------------------------------
@@ -130,7 +147,7 @@ class SelectionCase(Case):
 
 def select(case: SelectionCase) -> str:
     """Reconcile's answer: the tag the track selects, ``none``, or why it refuses."""
-    policies, _ = _load(case.document())
+    policies = _load(case)
     if policies is None:
         return REFUSED
     if case.config_only:
@@ -263,7 +280,7 @@ def expired_text(names: list[str] | set[str]) -> str:
 
 def retain(case: RetentionCase) -> str:
     """Reconcile's answer: the images (digests) the plan deletes, or ``refused``."""
-    policies, _ = _load(case.document())
+    policies = _load(case)
     if policies is None:
         return REFUSED
     policy = policies.retention_policies["peer"]

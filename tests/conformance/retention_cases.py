@@ -26,7 +26,7 @@ here 1 minute ago).
 
 from __future__ import annotations
 
-from tests.conformance.model import GitRef, Img, RetentionCase
+from tests.conformance.model import ECR_REGISTRY, GitRef, Img, RetentionCase
 
 ECR = "Amazon ECR"
 WERF = "werf"
@@ -44,8 +44,8 @@ def ecr(name: str, section: str, images: tuple[Img, ...], config: str, peer_resu
         untagged: bool = False, **kw: object) -> RetentionCase:
     spec = "keepMode: firstMatch\n" + ("untagged: prune\n" if untagged else "") + "keep:\n" + keep + "\n" + (
         CATCH_ALL if untagged else CATCH_ALL_TAGGED)
-    return RetentionCase(ECR, name, f"{ECR_DOC} '{section}'", config, peer_result, spec, repository_images=images,
-                         **kw)  # type: ignore[arg-type]
+    return RetentionCase(ECR, name, f"{ECR_DOC} '{section}'", config, peer_result, spec, registry=ECR_REGISTRY,
+                         repository_images=images, **kw)  # type: ignore[arg-type]
 
 
 def pushed(name: str, days: float, *tags: str) -> Img:
