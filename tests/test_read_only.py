@@ -113,6 +113,7 @@ spec:
   keep:
     - tags: '^v\\d+$'
     - {{tags: '^build-\\d+$', last: 1}}
+  untagOthers: true   # sha-d, on the kept build-3, is untagged: a tag deletion to plan
   protect: {{inUse: [prod]}}
   maxDeletions: 10
 """)
