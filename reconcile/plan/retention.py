@@ -143,7 +143,9 @@ def repository_rank_warnings(policy: RetentionPolicy, repo: RepositoryState) -> 
     for index, rule in enumerate(policy.keep):
         if rule.last is None or rule.git_refs is not None:
             continue
-        parts = {tag: part for tag in repo.tags if (part := _selected(tag, rule)) is not None}
+        image_tags = _image_tags(repo.tags)
+        parts = {tag: part for tag in repo.tags
+                 if (part := _selected(tag, rule, image_tags.get(repo.tags[tag].digest, ()))) is not None}
         order = rule.order or ("semver" if rule.semver is not None else "newest")
         if not parts or order in ("alphabetical", "newest"):
             continue  # an inferred order ranks each kind; missing creation times are reported per tag
@@ -256,8 +258,10 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
     actions: list[Action] = []
     doomed: dict[str, list[str]] = {}
     # Not kept: past what a rule that selects it keeps, or selected by no rule at all.
+    image_tags = _image_tags(candidates)
     expired = {tag for tag in candidates if tag not in why_kept and any(
-        _selects(rule, tag, repo.images.get(candidates[tag].digest)) for rule in policy.keep)}
+        _selects(rule, tag, repo.images.get(candidates[tag].digest), image_tags.get(candidates[tag].digest, ()))
+        for rule in policy.keep)}
     for tag, descriptor in sorted(candidates.items()):
         digest = descriptor.digest
         if _is_untagged(tag):
@@ -452,6 +456,7 @@ def _rules_keep(policy: RetentionPolicy, candidates: Mapping[str, Descriptor], r
     rule (by priority) that selects any tag of an image decides; what later rules keep of an image
     already decided does not count (they still rank it among what they select)."""
     tagged = {tag: d for tag, d in candidates.items() if not _is_untagged(tag)}
+    image_tags = _image_tags(tagged)
     why_kept: dict[str, _Why] = {}
     decided: set[str] = set()  # firstMatch: digests a rule has decided
     for index, rule in policy.rules_in_order():
@@ -466,8 +471,17 @@ def _rules_keep(policy: RetentionPolicy, candidates: Mapping[str, Descriptor], r
                 why_kept.setdefault(tag, _Why(why.cause, f"{why.text} (keepMode firstMatch: the first rule "
                                                          "that selects this image)"))
         decided.update(d.digest for tag, d in candidates.items()
-                       if _selects(rule, tag, repo.images.get(d.digest)))
+                       if _selects(rule, tag, repo.images.get(d.digest), image_tags.get(d.digest, ())))
     return why_kept
+
+
+def _image_tags(tags: Mapping[str, Descriptor]) -> dict[str, tuple[str, ...]]:
+    """digest -> the tags on it, among ``tags`` (what a rule's withTags looks at)."""
+    found: dict[str, list[str]] = {}
+    for tag, descriptor in tags.items():
+        if not _is_untagged(tag):
+            found.setdefault(descriptor.digest, []).append(tag)
+    return {digest: tuple(sorted(on)) for digest, on in found.items()}
 
 
 def _is_untagged(key: str) -> bool:
@@ -508,7 +522,9 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                            f"{label}: built from commit {commit[:12]}, among the latest of a live git ref"))
                 for tag, d in sorted(tags.items())
                 if (commit := _commit_of(tag, images.get(d.digest), rule, commits))]
-    parts = {tag: part for tag in tags if (part := _selected(tag, rule)) is not None}
+    image_tags = _image_tags(tags) if rule.with_tags else {}
+    parts = {tag: part for tag, d in tags.items()
+             if (part := _selected(tag, rule, image_tags.get(d.digest, ()))) is not None}
     selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
         every = _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}")  # one reason, shared by every tag it keeps
@@ -572,11 +588,12 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
     return kept
 
 
-def _selects(rule: KeepRule, tag: str, image: Image | None) -> bool:
+def _selects(rule: KeepRule, tag: str, image: Image | None, image_tags: Sequence[str] = ()) -> bool:
     """Whether a keep rule considers ``tag`` at all (so a tag it does not keep is past what it keeps):
-    its pattern and semver range match, or, for gitRefs, the tag names a commit."""
+    its pattern and semver range match (and withTags, on the tags of its image), or, for gitRefs,
+    the tag names a commit."""
     if rule.git_refs is None:
-        return _selected(tag, rule) is not None
+        return _selected(tag, rule, image_tags) is not None
     if _is_untagged(tag):
         return False  # gitRefs rules select tagged images
     refs = rule.git_refs
@@ -584,13 +601,16 @@ def _selects(rule: KeepRule, tag: str, image: Image | None) -> bool:
         refs.revision_label and image is not None and image.revision))
 
 
-def _selected(tag: str, rule: KeepRule) -> str | None:
-    """The tag's version part if the rule selects it (its pattern matches, and that part is in the
-    semver range), else None. An untagged manifest ('@<digest>') has the empty version part, and
-    only rules of tagStatus untagged or any select one (and any selects every tag)."""
+def _selected(tag: str, rule: KeepRule, image_tags: Sequence[str] = ()) -> str | None:
+    """The tag's version part if the rule selects it (its pattern matches, that part is in the
+    semver range, and each withTags pattern matches one of ``image_tags``, the tags of its image),
+    else None. An untagged manifest ('@<digest>') has the empty version part, and only rules of
+    tagStatus untagged or any select one (and any selects every tag)."""
     if _is_untagged(tag):
         return "" if rule.tag_status != "tagged" else None
     if rule.tag_status == "untagged":
+        return None
+    if not all(any(pattern.search(on) for on in image_tags) for pattern in rule.with_tags):
         return None
     part = version_part(rule.tags, tag)
     if part is None:
@@ -608,6 +628,8 @@ def _selector(rule: KeepRule) -> str:
         parts.append(f"matches '{rule.tags.pattern}'")
     if rule.semver is not None:
         parts.append(f"within semver '{rule.semver}'")
+    if rule.with_tags:
+        parts.append("on an image with tags matching " + " and ".join(f"'{p.pattern}'" for p in rule.with_tags))
     return " and ".join(parts) or "any tag"
 
 

@@ -348,7 +348,7 @@ def _keep_rule(pointer: str, rule: dict[str, Any]) -> Iterator[tuple[str, ...]]:
                                  "last with order: newest, or drop it")
     status = rule.get("tagStatus", "tagged")
     if status != "tagged":
-        for field in ("tags", "semver"):
+        for field in ("tags", "semver", "withTags"):
             if field in rule:
                 yield pointer + f"/{field}", (f"{field} selects by tag, and tagStatus {status} selects untagged "
                                               "manifests too: drop it, or use tagStatus tagged")

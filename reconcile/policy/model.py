@@ -217,6 +217,7 @@ class KeepRule:
     count: Literal["tags", "images"] = "tags"  # what 'last' counts: tags, or images (all their tags together)
     age: Literal["created", "pushed"] = "created"  # the time newerThan and order newest look at
     priority: int | None = None  # keepMode firstMatch: lower decides first (ECR's rulePriority); else list order
+    with_tags: tuple[Pattern, ...] = ()  # an image is selected only if each pattern matches one of its tags
 
 
 @dataclass(frozen=True)
@@ -587,7 +588,8 @@ def _keep_rule(raw: dict[str, Any]) -> KeepRule:
         strict_semver=raw.get("strictSemver", KeepRule.strict_semver),
         descending=raw.get("descending", KeepRule.descending),
         tag_status=raw.get("tagStatus", KeepRule.tag_status), count=raw.get("count", KeepRule.count),
-        age=raw.get("age", KeepRule.age), priority=raw.get("priority"))
+        age=raw.get("age", KeepRule.age), priority=raw.get("priority"),
+        with_tags=tuple(compile_pattern(p) for p in raw.get("withTags", ())))
 
 
 def _range(raw: dict[str, Any]) -> SemverRange | None:

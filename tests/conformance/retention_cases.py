@@ -5,7 +5,8 @@ Translations, the same for every case of a peer:
 - Amazon ECR: a policy is ``keepMode: firstMatch`` (the first rule, by ``priority`` = rulePriority,
   that selects an image decides it; later rules still count it when ranking, as ECR's rules
   "identify them as if they haven't been expired"). ``tagPrefixList: [p]`` is ``tags: '^p'``,
-  ``tagPatternList: ['p*']`` is ``tags: '^p.*$'``; ``tagStatus: untagged | any`` is ``tagStatus``
+  ``tagPatternList: ['p*']`` is ``tags: '^p.*$'``, and several prefixes or patterns (ECR requires
+  each on one image) are ``withTags: ['^p', '^q']``; ``tagStatus: untagged | any`` is ``tagStatus``
   (with ``spec.untagged: prune``, since ECR expires untagged images); ``imageCountMoreThan: N`` is
   ``last: N, count: images, order: newest, age: pushed`` (ECR counts images, by push time);
   ``sinceImagePushed: N days`` is ``newerThan: Nd, age: pushed``. Images no ECR rule expires stay,
@@ -92,20 +93,13 @@ ECR_CASES = [
          pushed("D", 4, "alpha-3"), pushed("E", 3, "beta-3"), pushed("F", 2, "alpha-4", "beta-4")),
         '{rulePriority: 1, selection: {tagStatus: tagged, tagPrefixList: ["alpha", "beta"], '
         'countType: sinceImagePushed, countNumber: 5, countUnit: days}, action: {type: expire}}', "expired: C",
-        "  - {priority: 1, tags: '^(alpha|beta)', newerThan: 5d, age: pushed}", expressible=False,
-        result="expired: A, B, C",
-        why="ECR selects an image only if its tags match every prefix listed (an AND across the image's tags); a "
-            "reconcile rule selects an image when one of its tags matches the rule's pattern, and no pattern or "
-            "rule says 'has a tag of each kind'. The closest translation, either prefix, also expires A and B."),
+        "  - {priority: 1, withTags: ['^alpha', '^beta'], newerThan: 5d, age: pushed}"),
     ecr("Filtering on multiple tags in a single rule: Example B", "Filtering on multiple tags in a single rule",
         (pushed("A", 10, "alpha-1", "beta-1", "gamma-1"), pushed("B", 9, "alpha-2", "beta-2"),
          pushed("C", 8, "alpha-3", "beta-3", "gamma-2")),
         '{rulePriority: 1, selection: {tagStatus: tagged, tagPrefixList: ["alpha", "beta"], '
         'countType: imageCountMoreThan, countNumber: 1}, action: {type: expire}}', "expired: A, B",
-        "  - {priority: 1, tags: '^(alpha|beta)', last: 1, count: images, order: newest, age: pushed}",
-        expressible=False,
-        why="as Example A: every prefix must match one of the image's tags, which no reconcile rule says; the "
-            "closest translation (either prefix) gives ECR's result here only because every image carries both."),
+        "  - {priority: 1, withTags: ['^alpha', '^beta'], last: 1, count: images, order: newest, age: pushed}"),
     ecr("Filtering on all images: Example A", "Filtering on all images",
         (pushed("A", 4, "alpha-1"), pushed("B", 3, "beta-1"), pushed("C", 2), pushed("D", 1, "alpha-2")),
         '{rulePriority: 1, selection: {tagStatus: any, countType: imageCountMoreThan, countNumber: 1}, '

@@ -74,7 +74,8 @@ TRANSLATIONS = {
           "commits by its own metadata; reconcile by the image's revision label (`revisionLabel: true`). werf "
           "builds each image during its test: created a minute before the cleanup.",
     ECR: "`keepMode: firstMatch`, each rule's `priority` its rulePriority; `tagPrefixList: [p]` is `tags: '^p'`, "
-         "`tagPatternList: ['p*']` is `tags: '^p.*$'`; `tagStatus: untagged | any` is `tagStatus` (with "
+         "`tagPatternList: ['p*']` is `tags: '^p.*$'`; several prefixes or patterns (ECR wants each on one image) are "
+         "`withTags: ['^p', '^q']`; `tagStatus: untagged | any` is `tagStatus` (with "
          "`untagged: prune`); `imageCountMoreThan: N` is `last: N, count: images, order: newest, age: pushed`; "
          "`sinceImagePushed: N days` is `newerThan: Nd, age: pushed`. ECR keeps what no rule expires, so every "
          "translation ends with the catch-alls `{tags: '.*'}` (and `{tagStatus: untagged}` where untagged "

@@ -5,6 +5,7 @@ sinceImagePushed), image-level retention and untagOthers, untagged manifests (EC
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -86,6 +87,23 @@ CASES = [
                  listed(repo({"a": 1, "b": 1, "c": 5}, age_days={1: 2, 5: 20}), untagged={2: 3, 3: 1}),
                  {"keep": [f"@{digest(3)}", ":a", ":b"], "prune": [f"@{digest(2)}", f"@{digest(5)}"]},
                  id="tagStatus any counts tagged and untagged images together"),
+    # ECR's "Filtering on multiple tags in a single rule", example A: tagPrefixList [alpha, beta],
+    # sinceImagePushed 5 days: only C (alpha-2, beta-2; 10 days) expires: A and B carry one prefix each.
+    pytest.param(policy(rule(with_tags=(re.compile("^alpha"), re.compile("^beta")), newer_than=5 * DAY,
+                             age="pushed", priority=1), rule(".*", priority=2), keep_mode="firstMatch"),
+                 listed(repo({"alpha-1": 1, "beta-1": 2, "alpha-2": 3, "beta-2": 3, "alpha-3": 4, "beta-3": 5,
+                              "alpha-4": 6, "beta-4": 6}), pushed={1: 12, 2: 11, 3: 10, 4: 4, 5: 3, 6: 2}),
+                 {"keep": [":alpha-1", ":alpha-3", ":alpha-4", ":beta-1", ":beta-3", ":beta-4"],
+                  "prune": [f"@{digest(3)}"]},
+                 id="withTags: only an image with a tag for every pattern is selected (ECR's tagPrefixList)"),
+    # Example B: imageCountMoreThan 1 over images with both alpha and beta tags: C, the newest, stays.
+    pytest.param(policy(rule(with_tags=(re.compile("^alpha"), re.compile("^beta")), last=1, order="newest",
+                             count="images", age="pushed")),
+                 listed(repo({"alpha-1": 1, "beta-1": 1, "gamma-1": 1, "alpha-2": 2, "beta-2": 2, "alpha-3": 3,
+                              "beta-3": 3, "gamma-2": 3, "alpha-9": 4}), pushed={1: 10, 2: 9, 3: 8, 4: 20}),
+                 {"keep": [":alpha-3", ":beta-3", ":gamma-2"],
+                  "prune": [f"@{digest(1)}", f"@{digest(2)}", f"@{digest(4)}"]},
+                 id="withTags with last counts only the images it selects (alpha-9 alone: no rule keeps it)"),
 ]
 
 
@@ -126,3 +144,12 @@ def test_an_untagged_manifest_in_use_or_held_by_a_kept_index_stays() -> None:
     actions = run(policy(rule("^v"), untagged="prune", protect=PROTECT_PROD), state, clusters={"prod-eu": running})
     assert outcome(actions) == {"keep": [f"@{digest(3)}", ":v1"]}
     assert actions[0].cause is Cause.IN_USE and actions[0].reason.startswith("untagged manifest: protected")
+
+
+def test_a_with_tags_rule_names_its_patterns_in_the_reason() -> None:
+    state = listed(repo({"alpha-1": 1, "beta-1": 1, "alpha-2": 2}), pushed={1: 1, 2: 1})
+    actions = run(policy(rule(with_tags=(re.compile("^alpha"), re.compile("^beta")))), state)
+    kept = {a.target.split(":")[-1]: a.reason for a in actions if a.kind == "keep"}
+    reason = "keep[0]: on an image with tags matching '^alpha' and '^beta'"
+    assert kept == {"alpha-1": reason, "beta-1": reason}
+    assert outcome(actions)["prune"] == [f"@{digest(2)}"]  # alpha-2 alone: not selected, and no other rule

@@ -28,6 +28,7 @@ spec:
     ("- {tagStatus: untagged, last: 2}", "  untagged: prune\n"),
     ("- {tagStatus: any, last: 5, order: newest, age: pushed}", "  untagged: prune\n"),
     ("- {tags: '^v'}", "  untagOthers: true\n"),
+    ("- {withTags: ['^alpha', '^beta'], newerThan: 5d, age: pushed}", ""),
 ])
 def test_valid(tmp_path: Path, keep: str, extra: str | None) -> None:
     if extra is None:  # priorities: firstMatch, all of them distinct
@@ -55,6 +56,13 @@ def test_valid(tmp_path: Path, keep: str, extra: str | None) -> None:
     ("- {tagStatus: any, tags: '^v'}", "",
      "@:8: RetentionPolicy/r: /spec/keep/0/tags: tags selects by tag, and tagStatus any selects untagged "
      "manifests too: drop it, or use tagStatus tagged"),
+    ("- {tagStatus: any, withTags: ['^a']}", "",
+     "@:8: RetentionPolicy/r: /spec/keep/0/withTags: withTags selects by tag, and tagStatus any selects "
+     "untagged manifests too: drop it, or use tagStatus tagged"),
+    ("- {withTags: ['^a', '(?=b)']}", "",
+     "@:8: RetentionPolicy/r: /spec/keep/0/withTags/1: lookahead (?=...) in '(?=b)' is not supported: policy "
+     "patterns are RE2 (Go regexp syntax), which matches in linear time"),
+    ("- {withTags: []}", "", "@:8: RetentionPolicy/r: /spec/keep/0/withTags: [] should be non-empty"),
     ("- {tagStatus: any, last: 2, order: semver}", "",
      "@:8: RetentionPolicy/r: /spec/keep/0/order: untagged manifests have no tag to order by semver: use order "
      "newest (their creation or push time), or drop order"),
@@ -78,11 +86,13 @@ def test_the_loader_reads_every_new_field(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(ECR_BASE)
     (tmp_path / "case.yaml").write_text(retention(
         "- {tags: '^prod', last: 1, count: images, order: newest, age: pushed, priority: 2}\n"
-        "- {tagStatus: untagged, newerThan: 14d, age: pushed, priority: 1}\n",
+        "- {tagStatus: untagged, newerThan: 14d, age: pushed, priority: 1}\n"
+        "- {withTags: ['^alpha', '^beta'], priority: 3}\n",
         "  keepMode: firstMatch\n  untagOthers: true\n  untagged: prune\n"))
     policy = load_policies(str(tmp_path)).retention_policies["r"]
     assert (policy.keep_mode, policy.untag_others, policy.untagged) == ("firstMatch", True, "prune")
-    first, second = policy.keep
+    first, second, third = policy.keep
+    assert [p.pattern for p in third.with_tags] == ["^alpha", "^beta"] and first.with_tags == ()
     assert (first.count, first.age, first.priority, first.tag_status) == ("images", "pushed", 2, "tagged")
     assert (second.tag_status, second.priority) == ("untagged", 1)
-    assert [i for i, _ in policy.rules_in_order()] == [1, 0]
+    assert [i for i, _ in policy.rules_in_order()] == [1, 0, 2]

@@ -122,9 +122,18 @@ def _created(repo: RepositoryState, digest: str, rule: KeepRule | None = None) -
     return image.created if image is not None else None
 
 
+def carries_every(rule: KeepRule, repo: RepositoryState, tag: str) -> bool:
+    """withTags: each pattern matches some tag on the image ``tag`` names."""
+    if tag.startswith("@"):
+        return not rule.with_tags
+    digest = repo.tags[tag].digest
+    on = [t for t, d in candidate_tags(repo).items() if d == digest]
+    return all(any(p.search(t) for t in on) for p in rule.with_tags)
+
+
 def rule_selects(rule: KeepRule, repo: RepositoryState, tag: str) -> bool:
     if rule.git_refs is None:
-        return version_part(rule, tag) is not None
+        return version_part(rule, tag) is not None and carries_every(rule, repo, tag)
     if tag.startswith("@"):
         return False
     image = repo.images.get(repo.tags[tag].digest)
@@ -149,7 +158,8 @@ def rule_keeps(rule: KeepRule, repo: RepositoryState, commits: frozenset[str] | 
             if any(len(p) >= 7 and any(c.startswith(p) for c in commits) for p in prefixes):
                 kept.add(tag)
         return kept
-    parts = {tag: part for tag in tags if (part := version_part(rule, tag)) is not None}
+    parts = {tag: part for tag in tags
+             if (part := version_part(rule, tag)) is not None and carries_every(rule, repo, tag)}
     if rule.last is None and rule.newer_than is None:
         return set(parts)
     unranked: set[str] = set()

@@ -424,14 +424,16 @@ def keep_rules(draw: st.DrawFn) -> KeepRule:
     if pattern is None and semver is None and last is None and newer is None:
         pattern = draw(st.sampled_from(PATTERNS))  # a rule keeping every tag keeps nothing interesting
     status = draw(st.sampled_from(["tagged"] * 4 + ["untagged", "any"]))
-    if status != "tagged":  # (validation: no tags or semver then, and order newest)
-        pattern, semver, order = None, None, draw(st.sampled_from([None, "newest"]))
+    with_tags = draw(st.lists(st.sampled_from(PATTERNS), max_size=2)) if chance(draw, 1 / 5) else []
+    if status != "tagged":  # (validation: no tags, semver or withTags then, and order newest)
+        pattern, semver, order, with_tags = None, None, draw(st.sampled_from([None, "newest"])), []
     return KeepRule(tags=compile_pattern(pattern) if pattern else None,
                     semver=SemverRange.parse(semver) if semver else None, last=last, order=order,  # type: ignore[arg-type]
                     newer_than=newer, operator=draw(st.sampled_from(["And", "Or"])), tag_status=status,  # type: ignore[arg-type]
                     count=draw(st.sampled_from(["tags", "tags", "images"])),  # type: ignore[arg-type]
                     age=draw(st.sampled_from(["created", "created", "pushed"])),  # type: ignore[arg-type]
-                    priority=draw(st.none() | st.integers(1, 3)))
+                    priority=draw(st.none() | st.integers(1, 3)),
+                    with_tags=tuple(compile_pattern(p) for p in with_tags))
 
 
 def git_rule(revision_label: bool) -> KeepRule:
