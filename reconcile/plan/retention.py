@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -143,9 +143,8 @@ def repository_rank_warnings(policy: RetentionPolicy, repo: RepositoryState) -> 
     for index, rule in enumerate(policy.keep):
         if rule.last is None or rule.git_refs is not None:
             continue
-        image_tags = _image_tags(repo.tags)
-        parts = {tag: part for tag in repo.tags
-                 if (part := _selected(tag, rule, image_tags.get(repo.tags[tag].digest, ()))) is not None}
+        parts = {tag: part for tag, d in repo.tags.items()
+                 if (part := _selected(tag, rule, repo.tags_of(d.digest))) is not None}
         order = rule.order or ("semver" if rule.semver is not None else "newest")
         if not parts or order in ("alphabetical", "newest"):
             continue  # an inferred order ranks each kind; missing creation times are reported per tag
@@ -258,10 +257,8 @@ def _plan_repository(policy: RetentionPolicy, subject: str, repo: RepositoryStat
     actions: list[Action] = []
     doomed: dict[str, list[str]] = {}
     # Not kept: past what a rule that selects it keeps, or selected by no rule at all.
-    image_tags = _image_tags(candidates)
-    expired = {tag for tag in candidates if tag not in why_kept and any(
-        _selects(rule, tag, repo.images.get(candidates[tag].digest), image_tags.get(candidates[tag].digest, ()))
-        for rule in policy.keep)}
+    expired = {tag for tag, d in candidates.items() if tag not in why_kept and any(
+        _selects(rule, tag, repo.images.get(d.digest), repo.tags_of(d.digest)) for rule in policy.keep)}
     for tag, descriptor in sorted(candidates.items()):
         digest = descriptor.digest
         if _is_untagged(tag):
@@ -456,12 +453,11 @@ def _rules_keep(policy: RetentionPolicy, candidates: Mapping[str, Descriptor], r
     rule (by priority) that selects any tag of an image decides; what later rules keep of an image
     already decided does not count (they still rank it among what they select)."""
     tagged = {tag: d for tag, d in candidates.items() if not _is_untagged(tag)}
-    image_tags = _image_tags(tagged)
     why_kept: dict[str, _Why] = {}
     decided: set[str] = set()  # firstMatch: digests a rule has decided
     for index, rule in policy.rules_in_order():
         found = _keep_rule(index, rule, tagged if rule.git_refs is not None else candidates, repo.images,
-                           git_commits.get(index), now, repo.pushed)
+                           git_commits.get(index), now, repo.pushed, repo.tags_of)
         if policy.keep_mode == "union":
             for tag, why in found:
                 why_kept.setdefault(tag, why)
@@ -471,17 +467,8 @@ def _rules_keep(policy: RetentionPolicy, candidates: Mapping[str, Descriptor], r
                 why_kept.setdefault(tag, _Why(why.cause, f"{why.text} (keepMode firstMatch: the first rule "
                                                          "that selects this image)"))
         decided.update(d.digest for tag, d in candidates.items()
-                       if _selects(rule, tag, repo.images.get(d.digest), image_tags.get(d.digest, ())))
+                       if _selects(rule, tag, repo.images.get(d.digest), repo.tags_of(d.digest)))
     return why_kept
-
-
-def _image_tags(tags: Mapping[str, Descriptor]) -> dict[str, tuple[str, ...]]:
-    """digest -> the tags on it, among ``tags`` (what a rule's withTags looks at)."""
-    found: dict[str, list[str]] = {}
-    for tag, descriptor in tags.items():
-        if not _is_untagged(tag):
-            found.setdefault(descriptor.digest, []).append(tag)
-    return {digest: tuple(sorted(on)) for digest, on in found.items()}
 
 
 def _is_untagged(key: str) -> bool:
@@ -509,7 +496,7 @@ def _untagged_roots(repo: RepositoryState) -> dict[str, Descriptor]:
 
 def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], images: Mapping[str, Image],
                commits: GitCommits | None, now: datetime,
-               pushed: Mapping[str, datetime] | None = None) -> list[tuple[str, _Why]]:
+               pushed: Mapping[str, datetime], tags_of: Callable[[str], Sequence[str]]) -> list[tuple[str, _Why]]:
     label = f"keep[{index}]"
     if rule.git_refs is not None:
         if isinstance(commits, GitHistories):  # imagesPerReference, or a limit on the refs (werf's keepPolicies)
@@ -522,9 +509,7 @@ def _keep_rule(index: int, rule: KeepRule, tags: Mapping[str, Descriptor], image
                            f"{label}: built from commit {commit[:12]}, among the latest of a live git ref"))
                 for tag, d in sorted(tags.items())
                 if (commit := _commit_of(tag, images.get(d.digest), rule, commits))]
-    image_tags = _image_tags(tags) if rule.with_tags else {}
-    parts = {tag: part for tag, d in tags.items()
-             if (part := _selected(tag, rule, image_tags.get(d.digest, ()))) is not None}
+    parts = {tag: part for tag, d in tags.items() if (part := _selected(tag, rule, tags_of(d.digest))) is not None}
     selected = sorted(parts)
     if rule.last is None and rule.newer_than is None:
         every = _Why(Cause.KEPT_BY_RULE, f"{label}: {_selector(rule)}")  # one reason, shared by every tag it keeps
